@@ -1,0 +1,18 @@
+"""lsr: learned sparse retrieval.
+
+Public API (everything users need is importable from ``lsr``)::
+
+    import lsr
+    index = lsr.build_index("vectors.jsonl.gz", "my-index")   # or lsr.Index.open("my-index")
+    searcher = lsr.Searcher(index)
+    results = searcher.search({"term": 1.2, "other": 0.4}, k=10)
+    for hit in results:
+        print(hit.query_id, hit.doc_id, hit.score, hit.rank)
+"""
+
+__version__ = "0.1.0"
+
+from .errors import InputError, IndexFormatError, LsrError  # noqa: E402
+from .results import Hit, Results  # noqa: E402
+
+__all__ = ["__version__", "LsrError", "InputError", "IndexFormatError", "Hit", "Results"]

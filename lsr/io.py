@@ -1,0 +1,294 @@
+"""Reading and writing term-weight vectors and queries.
+
+Documents use Anserini's ``JsonVectorCollection`` form, one JSON object a line::
+
+    {"id": "D1", "contents": "optional text", "vector": {"term": 1.25, ...}}
+
+optionally gzipped (``.gz``). A *vector collection directory* holds such files
+as ``*.jsonl`` / ``*.jsonl.gz`` (read in name order) and, optionally,
+``encoder.json`` describing the encoder that produced them (``lsr encode``
+writes this layout; ``lsr index`` records ``encoder.json`` in the index
+manifest so that text queries can be encoded the same way).
+
+Queries are the same JSONL records (``{"id": ..., "vector": {...}}``; a record
+with ``"text"``/``"contents"`` and no vector is a text query), or TSV lines
+``qid<TAB>term:weight term:weight ...``; a bare ``term`` without ``:weight``
+counts 1 for each occurrence (Anserini's pre-tokenised query form). A TSV line
+``qid<TAB>free text`` is a text query.
+
+Every malformed line raises :class:`~lsr.errors.InputError` naming the file
+and line; nothing is silently skipped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Mapping
+
+from .errors import InputError
+
+try:  # orjson parses 3-5x faster; the stdlib parser is the fallback
+    import orjson as _orjson
+
+    def _loads(line: bytes):
+        return _orjson.loads(line)
+
+    _JSON_ERRORS: tuple[type[BaseException], ...] = (_orjson.JSONDecodeError, ValueError)
+except ImportError:  # pragma: no cover - orjson is a core dependency
+    def _loads(line: bytes):
+        return json.loads(line)
+
+    _JSON_ERRORS = (ValueError,)
+
+ENCODER_FILE = "encoder.json"
+_VECTOR_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
+
+
+def open_text(path: str | os.PathLike, mode: str = "rb"):
+    """Open a plain or gzipped file (by the ``.gz`` suffix)."""
+    path = os.fspath(path)
+    if path.endswith(".gz"):
+        return gzip.open(path, mode)
+    return open(path, mode)
+
+
+def vector_files(source: str | os.PathLike) -> list[str]:
+    """The JSONL files of a vector collection (a file, or a directory of parts)."""
+    source = os.fspath(source)
+    if os.path.isdir(source):
+        files = sorted(
+            os.path.join(source, f) for f in os.listdir(source)
+            if f.endswith(_VECTOR_SUFFIXES) and f != ENCODER_FILE
+        )
+        if not files:
+            raise InputError(f"{source}: directory has no *.jsonl or *.jsonl.gz files")
+        return files
+    if not os.path.exists(source):
+        raise InputError(f"{source}: no such file or directory")
+    return [source]
+
+
+def read_encoder_info(source: str | os.PathLike) -> dict | None:
+    """``encoder.json`` of a vector collection directory, if there is one."""
+    source = os.fspath(source)
+    path = os.path.join(source, ENCODER_FILE) if os.path.isdir(source) else None
+    if path is None or not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: unreadable encoder description ({e})") from None
+    if not isinstance(info, dict):
+        raise InputError(f"{path}: encoder description must be a JSON object")
+    return info
+
+
+def _check_vector(vec: Any, where: str) -> dict:
+    if not isinstance(vec, dict):
+        raise InputError(f"{where}: \"vector\" must be a JSON object of term: weight, "
+                         f"got {type(vec).__name__}")
+    for term, w in vec.items():
+        if not isinstance(term, str) or not term:
+            raise InputError(f"{where}: empty term in vector")
+        if isinstance(w, bool) or not isinstance(w, (int, float)):
+            raise InputError(f"{where}: weight of term {term!r} is not a number: {w!r}")
+        if not math.isfinite(w):
+            raise InputError(f"{where}: weight of term {term!r} is {w} (must be finite)")
+        if w < 0:
+            raise InputError(f"{where}: weight of term {term!r} is negative ({w})")
+    return vec
+
+
+def check_vector(vec: Any, where: str = "vector") -> dict:
+    """Validate a ``{term: weight}`` mapping: string terms, finite weights >= 0."""
+    return _check_vector(vec, where)
+
+
+def _doc_id(rec: Mapping, where: str) -> str:
+    if "id" in rec:
+        did = rec["id"]
+    elif "docid" in rec:
+        did = rec["docid"]
+    elif "_id" in rec:
+        did = rec["_id"]
+    else:
+        raise InputError(f"{where}: record has no \"id\"")
+    if isinstance(did, bool) or not isinstance(did, (str, int)):
+        raise InputError(f"{where}: id must be a string or an integer, got {did!r}")
+    did = str(did)
+    if not did or any(ch.isspace() for ch in did):
+        raise InputError(f"{where}: id {did!r} is empty or contains whitespace "
+                         "(it would break TREC run files)")
+    return did
+
+
+def iter_vector_file(path: str) -> Iterator[tuple[str, dict]]:
+    """Yield ``(doc_id, vector)`` from one JSONL file, validating each line."""
+    try:
+        with open_text(path, "rb") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    rec = _loads(line)
+                except _JSON_ERRORS as e:
+                    raise InputError(f"{where}: malformed JSON ({e})") from None
+                if not isinstance(rec, dict):
+                    raise InputError(f"{where}: expected a JSON object per line")
+                did = _doc_id(rec, where)
+                if "vector" not in rec:
+                    raise InputError(f"{where}: record {did!r} has no \"vector\"")
+                yield did, _check_vector(rec["vector"], where)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise InputError(f"{path}: cannot read ({e})") from None
+
+
+def iter_vectors(source) -> Iterator[tuple[str, dict]]:
+    """``(doc_id, vector)`` pairs from a path or from Python records.
+
+    ``source`` is a JSONL file, a vector collection directory, or an iterable
+    of ``{"id":..., "vector":...}`` dicts or ``(id, vector)`` pairs.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        for path in vector_files(source):
+            yield from iter_vector_file(path)
+        return
+    for i, rec in enumerate(source):
+        where = f"record {i}"
+        if isinstance(rec, Mapping):
+            did = _doc_id(rec, where)
+            if "vector" not in rec:
+                raise InputError(f"{where}: record {did!r} has no \"vector\"")
+            yield did, _check_vector(dict(rec["vector"]), where)
+        elif isinstance(rec, (tuple, list)) and len(rec) == 2:
+            did = _doc_id({"id": rec[0]}, where)
+            yield did, _check_vector(dict(rec[1]), where)
+        else:
+            raise InputError(f"{where}: expected a dict with id and vector, or an (id, vector) pair")
+
+
+def write_vectors(path: str | os.PathLike, records: Iterable[tuple[str, Mapping[str, float]]],
+                  contents: Mapping[str, str] | None = None) -> int:
+    """Write ``(id, vector)`` records as JSONL (gzipped for ``.gz``), atomically."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    n = 0
+    try:
+        with open_text(tmp if not path.endswith(".gz") else tmp + ".gz", "wt") as f:
+            for did, vec in records:
+                rec = {"id": did, "contents": (contents or {}).get(did, ""),
+                       "vector": {t: float(w) for t, w in vec.items()}}
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                n += 1
+        os.replace(tmp if not path.endswith(".gz") else tmp + ".gz", path)
+    finally:
+        for p in (tmp, tmp + ".gz"):
+            if os.path.exists(p):
+                os.unlink(p)
+    return n
+
+
+# --------------------------------------------------------------------------- queries
+@dataclass(frozen=True)
+class Query:
+    """A query: either term weights (``vector``) or text to encode (``text``)."""
+
+    id: str
+    vector: dict | None = None
+    text: str | None = None
+
+
+_WEIGHTED = re.compile(r"^(.+):([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf)$")
+
+
+def parse_weighted_terms(s: str, where: str, strict: bool = False) -> dict | None:
+    """Parse ``term:weight term ...`` (a bare term counts 1 per occurrence).
+
+    Unless ``strict``, returns None when no token carries a weight (the line
+    is then text, not a pre-tokenised bag of terms).
+    """
+    toks = s.split()
+    vec: dict[str, float] = {}
+    n_weighted = 0
+    for tok in toks:
+        m = _WEIGHTED.match(tok)
+        if m:
+            n_weighted += 1
+            term, w = m.group(1), float(m.group(2))
+        else:
+            term, w = tok, 1.0
+        if not math.isfinite(w):
+            raise InputError(f"{where}: weight of term {term!r} is {w} (must be finite)")
+        if w < 0:
+            raise InputError(f"{where}: weight of term {term!r} is negative ({w})")
+        vec[term] = vec.get(term, 0.0) + w
+    if n_weighted == 0 and not strict:
+        return None
+    return vec
+
+
+def read_queries(path: str | os.PathLike, fmt: str = "auto") -> list[Query]:
+    """Read queries from JSONL or TSV. ``fmt``: ``auto``, ``vector`` or ``text``.
+
+    In ``auto`` mode a TSV line is a weighted query when at least one token is
+    a ``term:weight`` pair, and a text query otherwise; with ``vector`` every
+    line is a bag of terms (bare terms weigh 1). Repeated terms add up.
+    """
+    if fmt not in ("auto", "vector", "text"):
+        raise InputError(f"unknown query format {fmt!r} (auto, vector or text)")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"query file {path} does not exist")
+    out: list[Query] = []
+    seen: set[str] = set()
+    is_json = path.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz"))
+    with open_text(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"{where}: not valid UTF-8") from None
+            if not line.strip():
+                continue
+            if is_json:
+                try:
+                    rec = _loads(raw)
+                except _JSON_ERRORS as e:
+                    raise InputError(f"{where}: malformed JSON ({e})") from None
+                if not isinstance(rec, dict):
+                    raise InputError(f"{where}: expected a JSON object per line")
+                qid = _doc_id(rec, where)
+                text = rec.get("text", rec.get("contents"))
+                if "vector" in rec and fmt != "text":
+                    q = Query(qid, vector=dict(_check_vector(rec["vector"], where)))
+                elif isinstance(text, str):
+                    q = Query(qid, text=text)
+                else:
+                    raise InputError(f"{where}: query {qid!r} has neither \"vector\" nor \"text\"")
+            else:
+                parts = line.rstrip("\r\n").split("\t", 1)
+                if len(parts) != 2:
+                    raise InputError(f"{where}: expected 'qid<TAB>query'")
+                qid, body = parts[0].strip(), parts[1]
+                qid = _doc_id({"id": qid}, where)
+                if fmt == "text":
+                    q = Query(qid, text=body)
+                else:
+                    vec = parse_weighted_terms(body, where, strict=(fmt == "vector"))
+                    if vec is None and fmt == "vector":
+                        raise InputError(f"{where}: expected 'term:weight' tokens")
+                    q = Query(qid, vector=vec) if vec is not None else Query(qid, text=body)
+            if q.id in seen:
+                raise InputError(f"{where}: duplicate query id {q.id!r}")
+            seen.add(q.id)
+            out.append(q)
+    return out

@@ -1,0 +1,164 @@
+"""The one results type: ranked hits (query id, doc id, score, rank).
+
+:class:`Results` is columnar (NumPy arrays for scores and ranks, lists of
+string ids) so that a batch of 7,000 queries x 1,000 hits stays cheap, and
+iterates as :class:`Hit` tuples. Every stage (search, reranking, evaluation)
+takes and returns this type. TREC run files (``qid Q0 docid rank score tag``)
+are read and written here.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, NamedTuple
+
+import numpy as np
+
+from .errors import InputError
+
+
+class Hit(NamedTuple):
+    query_id: str
+    doc_id: str
+    score: float
+    rank: int
+
+
+def _format_score(s) -> str:
+    if isinstance(s, (int, np.integer)):
+        return str(int(s))
+    f = float(s)
+    if f.is_integer() and abs(f) < 2**53:
+        return str(int(f))
+    return repr(f)
+
+
+@dataclass
+class Results:
+    """Ranked hits for one or more queries.
+
+    Hits of one query are contiguous and in rank order (rank 1 first). Within
+    a query, ``scores`` never increase with the rank; equal scores are ordered
+    by the engine's tie rule (ascending internal doc id, i.e. collection
+    order), and the ranks written to run files follow that order.
+    """
+
+    query_ids: list[str] = field(default_factory=list)
+    doc_ids: list[str] = field(default_factory=list)
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    ranks: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def __post_init__(self) -> None:
+        self.scores = np.asarray(self.scores)
+        self.ranks = np.asarray(self.ranks, dtype=np.int64)
+        n = len(self.query_ids)
+        if not (len(self.doc_ids) == n == len(self.scores) == len(self.ranks)):
+            raise ValueError("Results columns have different lengths")
+
+    # -- construction -----------------------------------------------------
+    @classmethod
+    def from_hits(cls, hits: Iterable[Hit | tuple]) -> "Results":
+        q, d, s, r = [], [], [], []
+        for h in hits:
+            qid, did, score, rank = h
+            q.append(str(qid)); d.append(str(did)); s.append(score); r.append(int(rank))
+        return cls(q, d, np.asarray(s), np.asarray(r, dtype=np.int64))
+
+    @classmethod
+    def concat(cls, parts: Iterable["Results"]) -> "Results":
+        parts = list(parts)
+        if not parts:
+            return cls()
+        q: list[str] = []
+        d: list[str] = []
+        for p in parts:
+            q.extend(p.query_ids); d.extend(p.doc_ids)
+        return cls(q, d, np.concatenate([p.scores for p in parts]),
+                   np.concatenate([p.ranks for p in parts]))
+
+    # -- access -------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.query_ids)
+
+    def __iter__(self) -> Iterator[Hit]:
+        s = self.scores.tolist()
+        r = self.ranks.tolist()
+        for i in range(len(self.query_ids)):
+            yield Hit(self.query_ids[i], self.doc_ids[i], s[i], r[i])
+
+    def __getitem__(self, i: int) -> Hit:
+        return Hit(self.query_ids[i], self.doc_ids[i], self.scores[i].item(), int(self.ranks[i]))
+
+    def query_order(self) -> list[str]:
+        """Query ids in order of first appearance."""
+        return list(dict.fromkeys(self.query_ids))
+
+    def by_query(self) -> dict[str, list[Hit]]:
+        out: dict[str, list[Hit]] = {}
+        for h in self:
+            out.setdefault(h.query_id, []).append(h)
+        return out
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        """``{qid: {docid: score}}`` as ir-measures and pytrec_eval take it."""
+        out: dict[str, dict[str, float]] = {}
+        for h in self:
+            out.setdefault(h.query_id, {})[h.doc_id] = float(h.score)
+        return out
+
+    # -- TREC run files -----------------------------------------------------
+    def write_trec(self, dest: str | os.PathLike | io.TextIOBase, tag: str = "lsr") -> None:
+        """Write ``qid Q0 docid rank score tag`` lines (atomically for paths)."""
+        if any(ch.isspace() for ch in tag) or not tag:
+            raise InputError(f"run tag {tag!r} must be a non-empty word without spaces")
+        if hasattr(dest, "write"):
+            self._write_lines(dest, tag)
+            return
+        path = os.fspath(dest)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                self._write_lines(f, tag)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _write_lines(self, f, tag: str) -> None:
+        for h in self:
+            f.write(f"{h.query_id} Q0 {h.doc_id} {h.rank} {_format_score(h.score)} {tag}\n")
+
+    @classmethod
+    def read_trec(cls, path: str | os.PathLike) -> "Results":
+        """Read a TREC run file; hits are re-ranked per query by (score desc, file order)."""
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise InputError(f"run file {path} does not exist")
+        rows: dict[str, list[tuple[float, int, str]]] = {}
+        n = 0
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                parts = line.split()
+                if not parts:
+                    continue
+                if len(parts) != 6:
+                    raise InputError(f"{path}:{lineno}: a TREC run line has 6 fields "
+                                     f"(qid Q0 docid rank score tag), found {len(parts)}")
+                qid, _, did, _rank, score, _tag = parts
+                try:
+                    sc = float(score)
+                except ValueError:
+                    raise InputError(f"{path}:{lineno}: score {score!r} is not a number") from None
+                if math.isnan(sc):
+                    raise InputError(f"{path}:{lineno}: score is NaN")
+                rows.setdefault(qid, []).append((sc, n, did))
+                n += 1
+        q, d, s, r = [], [], [], []
+        for qid, hits in rows.items():
+            hits.sort(key=lambda t: (-t[0], t[1]))
+            for rank, (sc, _, did) in enumerate(hits, 1):
+                q.append(qid); d.append(did); s.append(sc); r.append(rank)
+        return cls(q, d, np.asarray(s, dtype=np.float64), np.asarray(r, dtype=np.int64))
