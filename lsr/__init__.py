@@ -16,3 +16,10 @@ from .errors import InputError, IndexFormatError, LsrError  # noqa: E402
 from .results import Hit, Results  # noqa: E402
 
 __all__ = ["__version__", "LsrError", "InputError", "IndexFormatError", "Hit", "Results"]
+
+from .config import IndexConfig, QuantizationConfig, SearchConfig  # noqa: E402
+from .index import Index, IndexBuilder, Searcher, build_index  # noqa: E402
+from .io import Query, read_queries  # noqa: E402
+
+__all__ += ["IndexConfig", "QuantizationConfig", "SearchConfig", "Index", "IndexBuilder", "Searcher",
+            "build_index", "Query", "read_queries"]

@@ -129,37 +129,35 @@ def _doc_id(rec: Mapping, where: str) -> str:
     return did
 
 
-def iter_vector_file(path: str) -> Iterator[tuple[str, dict]]:
-    """Yield ``(doc_id, vector)`` from one JSONL file, validating each line."""
-    try:
-        with open_text(path, "rb") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    rec = _loads(line)
-                except _JSON_ERRORS as e:
-                    raise InputError(f"{where}: malformed JSON ({e})") from None
-                if not isinstance(rec, dict):
-                    raise InputError(f"{where}: expected a JSON object per line")
-                did = _doc_id(rec, where)
-                if "vector" not in rec:
-                    raise InputError(f"{where}: record {did!r} has no \"vector\"")
-                yield did, _check_vector(rec["vector"], where)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise InputError(f"{path}: cannot read ({e})") from None
+def iter_vector_records(source) -> Iterator[tuple[str, Any, str]]:
+    """``(doc_id, vector, where)`` with ids checked but weights *not* validated.
 
-
-def iter_vectors(source) -> Iterator[tuple[str, dict]]:
-    """``(doc_id, vector)`` pairs from a path or from Python records.
-
-    ``source`` is a JSONL file, a vector collection directory, or an iterable
-    of ``{"id":..., "vector":...}`` dicts or ``(id, vector)`` pairs.
+    For the index builder, which validates weights a batch at a time with
+    NumPy; ``where`` names the file and line (or record number) for errors.
     """
     if isinstance(source, (str, os.PathLike)):
         for path in vector_files(source):
-            yield from iter_vector_file(path)
+            try:
+                with open_text(path, "rb") as f:
+                    for lineno, line in enumerate(f, 1):
+                        if not line.strip():
+                            continue
+                        where = f"{path}:{lineno}"
+                        try:
+                            rec = _loads(line)
+                        except _JSON_ERRORS as e:
+                            raise InputError(f"{where}: malformed JSON ({e})") from None
+                        if not isinstance(rec, dict):
+                            raise InputError(f"{where}: expected a JSON object per line")
+                        did = _doc_id(rec, where)
+                        vec = rec.get("vector")
+                        if not isinstance(vec, dict):
+                            if vec is None:
+                                raise InputError(f"{where}: record {did!r} has no \"vector\"")
+                            raise InputError(f"{where}: \"vector\" must be a JSON object of term: weight")
+                        yield did, vec, where
+            except (OSError, EOFError, gzip.BadGzipFile) as e:
+                raise InputError(f"{path}: cannot read ({e})") from None
         return
     for i, rec in enumerate(source):
         where = f"record {i}"
@@ -167,12 +165,25 @@ def iter_vectors(source) -> Iterator[tuple[str, dict]]:
             did = _doc_id(rec, where)
             if "vector" not in rec:
                 raise InputError(f"{where}: record {did!r} has no \"vector\"")
-            yield did, _check_vector(dict(rec["vector"]), where)
+            vec = rec["vector"]
         elif isinstance(rec, (tuple, list)) and len(rec) == 2:
             did = _doc_id({"id": rec[0]}, where)
-            yield did, _check_vector(dict(rec[1]), where)
+            vec = rec[1]
         else:
             raise InputError(f"{where}: expected a dict with id and vector, or an (id, vector) pair")
+        if not isinstance(vec, Mapping):
+            raise InputError(f"{where}: vector must be a mapping of term to weight")
+        yield did, vec, where
+
+
+def iter_vectors(source) -> Iterator[tuple[str, dict]]:
+    """Validated ``(doc_id, vector)`` pairs from a path or from Python records.
+
+    ``source`` is a JSONL file, a vector collection directory, or an iterable
+    of ``{"id":..., "vector":...}`` dicts or ``(id, vector)`` pairs.
+    """
+    for did, vec, where in iter_vector_records(source):
+        yield did, _check_vector(dict(vec), where)
 
 
 def write_vectors(path: str | os.PathLike, records: Iterable[tuple[str, Mapping[str, float]]],

@@ -1,0 +1,425 @@
+"""Streaming, bounded-memory index builder.
+
+Documents are parsed in batches; postings are buffered as flat arrays and,
+every ``run_postings`` postings, sorted by term (a stable counting sort, so
+postings stay in doc order) and spilled to disk as a *run*. Runs cover
+ascending, disjoint doc id ranges, so the final merge appends each run's
+segment of every term in run order: no heap merge, one sequential pass over
+each run. Quantisation happens during the merge, once the global maximum
+weight is known, directly into memory-mapped output arrays.
+
+Everything is written into a sibling ``<out>.building-*`` directory that is
+renamed into place after the manifest is written: an interrupted build leaves
+no directory that opens as an index.
+"""
+
+from __future__ import annotations
+
+import array
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lsr import __version__
+from lsr.config import IndexConfig
+from lsr.errors import InputError, LsrError
+from lsr.io import iter_vector_records, read_encoder_info
+
+from . import format as fmt
+from .kernels.build import block_maxima, count_kept, scatter_run, sort_run
+
+_MAX_DOCS = np.iinfo(np.int32).max
+_PLAIN_NUMBERS = {int, float}
+
+
+class _Vocab(dict):
+    """term -> id, assigning the next id to a new term on lookup."""
+
+    def __missing__(self, term):
+        i = len(self)
+        self[term] = i
+        return i
+
+
+class IndexBuilder:
+    """Build an index from documents added one by one or in array batches.
+
+    Use as a context manager (an exception aborts the build and removes its
+    files) or call :meth:`finish` / :meth:`abort` yourself::
+
+        with IndexBuilder("idx", IndexConfig()) as b:
+            for doc_id, vec in docs:
+                b.add(doc_id, vec)
+        index = b.index
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, config: IndexConfig | None = None, *,
+                 overwrite: bool = False, encoder: Mapping[str, Any] | None = None,
+                 vocabulary: Sequence[str] | None = None, progress: bool = False,
+                 total: int | None = None):
+        self.config = config or IndexConfig()
+        self.out_dir = os.path.abspath(os.fspath(out_dir))
+        self.overwrite = overwrite
+        self.encoder = dict(encoder) if encoder is not None else None
+        if os.path.exists(self.out_dir) and not overwrite:
+            raise InputError(f"{self.out_dir} already exists (use overwrite / --overwrite to replace it)")
+        parent = os.path.dirname(self.out_dir)
+        if not os.path.isdir(parent):
+            raise InputError(f"parent directory {parent} does not exist")
+        self.build_dir = tempfile.mkdtemp(prefix=os.path.basename(self.out_dir) + ".building-", dir=parent)
+        self.runs_dir = os.path.join(self.build_dir, "runs")
+        os.mkdir(self.runs_dir)
+        self.vocab = _Vocab()
+        if vocabulary is not None:
+            for t in vocabulary:
+                if not isinstance(t, str) or not t:
+                    raise InputError(f"vocabulary term {t!r} is not a non-empty string")
+                if t in self.vocab:
+                    raise InputError(f"vocabulary has term {t!r} twice")
+                self.vocab[t]  # noqa: B018 - assigns the id
+        self._fixed_vocab = vocabulary is not None
+        self.n_docs = 0
+        self.n_empty = 0
+        self.max_weight = 0.0
+        self.integral = True
+        self._id_hashes = array.array("q")
+        self._id_offsets = array.array("q", [0])
+        self._ids_file = open(os.path.join(self.build_dir, "docids.bin"), "wb")
+        # current batch (Python path)
+        self._b_terms: list[int] = []
+        self._b_weights: list[float] = []
+        self._b_lens: list[int] = []
+        self._b_where: list[str] = []
+        # in-memory run buffer
+        self._r_terms: list[np.ndarray] = []
+        self._r_docs: list[np.ndarray] = []
+        self._r_weights: list[np.ndarray] = []
+        self._r_size = 0
+        self.runs: list[str] = []
+        self.index = None
+        self._done = False
+        self._t0 = time.perf_counter()
+        self._bar = tqdm(total=total, unit="doc", desc="index", disable=not progress, smoothing=0.05)
+
+    # ------------------------------------------------------------------ input
+    def __enter__(self) -> "IndexBuilder":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._done:
+            self.finish()
+
+    def _add_id(self, doc_id: str) -> None:
+        if self.n_docs >= _MAX_DOCS:
+            raise InputError(f"more than {_MAX_DOCS} documents: doc ids are int32")
+        b = doc_id.encode("utf-8")
+        self._ids_file.write(b)
+        self._id_offsets.append(self._id_offsets[-1] + len(b))
+        self._id_hashes.append(hash(doc_id))
+        self.n_docs += 1
+
+    def add(self, doc_id: str, vector: Mapping[str, float], where: str | None = None) -> None:
+        """Add one document (``{term: weight}``, weights finite and >= 0)."""
+        where = where or f"document {doc_id!r}"
+        if not isinstance(vector, Mapping):
+            raise InputError(f"{where}: vector must be a mapping of term to weight")
+        if not set(map(type, vector.values())) <= _PLAIN_NUMBERS:
+            for w in vector.values():
+                if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)):
+                    raise InputError(f"{where}: weight {w!r} is not a number")
+        if "" in vector:
+            raise InputError(f"{where}: empty term in vector")
+        if self._fixed_vocab:
+            unknown = [t for t in vector if t not in self.vocab]
+            if unknown:
+                raise InputError(f"{where}: term {unknown[0]!r} is not in the given vocabulary")
+        self._b_terms.extend(map(self.vocab.__getitem__, vector.keys()))
+        self._b_weights.extend(vector.values())
+        self._b_lens.append(len(vector))
+        self._b_where.append(where)
+        self._add_id(doc_id)
+        if len(self._b_lens) >= self.config.batch_docs:
+            self._flush_batch()
+
+    def _flush_batch(self) -> None:
+        if not self._b_lens:
+            return
+        lens = np.asarray(self._b_lens, dtype=np.int64)
+        n_batch = len(lens)
+        terms = np.asarray(self._b_terms, dtype=np.int32)
+        try:
+            weights = np.asarray(self._b_weights, dtype=np.float64)
+        except (TypeError, ValueError):
+            for i, w in enumerate(self._b_weights):
+                if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)):
+                    rec = int(np.searchsorted(np.cumsum(lens), i, side="right"))
+                    raise InputError(f"{self._b_where[rec]}: weight {w!r} is not a number") from None
+            raise
+        first_doc = self.n_docs - n_batch
+        docs = np.repeat(np.arange(first_doc, self.n_docs, dtype=np.int32), lens)
+        self._b_terms.clear(); self._b_weights.clear(); self._b_lens.clear()
+        wheres, self._b_where = self._b_where, []
+        self._add_arrays(docs, terms, weights, lens, wheres)
+        self._bar.update(n_batch)
+
+    def add_batch(self, doc_ids: Sequence[str], indptr: np.ndarray, term_ids: np.ndarray,
+                  weights: np.ndarray) -> None:
+        """Add documents given in CSR form over the builder's vocabulary.
+
+        Document ``i`` has terms ``term_ids[indptr[i]:indptr[i+1]]`` (ids into
+        the ``vocabulary`` given to the constructor) with ``weights`` likewise.
+        """
+        self._flush_batch()
+        indptr = np.asarray(indptr, dtype=np.int64)
+        term_ids = np.ascontiguousarray(term_ids, dtype=np.int32)
+        weights = np.asarray(weights)
+        if weights.dtype.kind not in "iuf":
+            raise InputError(f"weights must be numbers, got dtype {weights.dtype}")
+        n = len(doc_ids)
+        if indptr.shape != (n + 1,) or indptr[0] != 0 or indptr[-1] != len(term_ids) \
+                or len(weights) != len(term_ids) or np.any(np.diff(indptr) < 0):
+            raise InputError("add_batch: indptr, term_ids and weights are not a valid CSR batch")
+        if len(term_ids) and (term_ids.min() < 0 or term_ids.max() >= len(self.vocab)):
+            raise InputError("add_batch: term id outside the vocabulary")
+        for did in doc_ids:
+            if not isinstance(did, str) or not did or any(ch.isspace() for ch in did):
+                raise InputError(f"doc id {did!r} is empty, not a string, or contains whitespace")
+            self._add_id(did)
+        lens = np.diff(indptr)
+        docs = np.repeat(np.arange(self.n_docs - n, self.n_docs, dtype=np.int32), lens)
+        self._add_arrays(docs, term_ids, weights.astype(np.float64, copy=False), lens, None, doc_ids)
+        self._bar.update(n)
+
+    def _add_arrays(self, docs, terms, weights, lens, wheres, doc_ids=None) -> None:
+        bad = ~np.isfinite(weights) | (weights < 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            rec = int(np.searchsorted(np.cumsum(lens), i, side="right"))
+            where = wheres[rec] if wheres is not None else f"document {doc_ids[rec]!r}"
+            w = weights[i]
+            what = "negative" if np.isfinite(w) else "not finite"
+            raise InputError(f"{where}: weight {w} is {what} (weights must be finite and >= 0)")
+        self.n_empty += int(np.count_nonzero(lens == 0))
+        w32 = weights.astype(np.float32)
+        keep = w32 > 0
+        if not keep.all():
+            docs, terms, w32 = docs[keep], terms[keep], w32[keep]
+        if len(w32):
+            self.max_weight = max(self.max_weight, float(w32.max()))
+            if self.integral:
+                self.integral = bool(np.all(w32 == np.floor(w32)))
+        self._r_docs.append(docs); self._r_terms.append(terms); self._r_weights.append(w32)
+        self._r_size += len(w32)
+        if self._r_size >= self.config.run_postings:
+            self._spill()
+
+    def _spill(self) -> None:
+        if not self._r_size:
+            return
+        terms = np.concatenate(self._r_terms)
+        docs = np.concatenate(self._r_docs)
+        weights = np.concatenate(self._r_weights)
+        self._r_terms.clear(); self._r_docs.clear(); self._r_weights.clear()
+        self._r_size = 0
+        counts, sdocs, sw = sort_run(terms, docs, weights, len(self.vocab))
+        _check_no_duplicate_terms(counts, sdocs)
+        run = os.path.join(self.runs_dir, f"run-{len(self.runs):05d}")
+        os.mkdir(run)
+        np.save(os.path.join(run, "counts.npy"), counts)
+        np.save(os.path.join(run, "docs.npy"), sdocs)
+        np.save(os.path.join(run, "weights.npy"), sw)
+        self.runs.append(run)
+
+    # ------------------------------------------------------------------ finish
+    def abort(self) -> None:
+        """Stop the build and delete everything it wrote."""
+        self._done = True
+        self._bar.close()
+        if not self._ids_file.closed:
+            self._ids_file.close()
+        shutil.rmtree(self.build_dir, ignore_errors=True)
+
+    def finish(self):
+        """Merge the runs, write the index, move it into place; returns the opened Index."""
+        if self._done:
+            raise LsrError("this build is already finished or aborted")
+        try:
+            index = self._finish()
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        self.index = index
+        return index
+
+    def _finish(self):
+        from .index import Index
+
+        self._flush_batch()
+        self._spill()
+        self._bar.close()
+        self._ids_file.close()
+        if self.n_docs == 0:
+            raise InputError("empty collection: no documents to index")
+        self._check_duplicate_ids()
+        qcfg = self.config.quantization
+        max_impact = (1 << qcfg.bits) - 1
+        if qcfg.method == "float":
+            method, scale, impact_dtype, quantize = "float", 1.0, np.float32, False
+        elif qcfg.method == "fixed":
+            method, scale, quantize = "fixed", float(qcfg.scale), True
+        elif qcfg.method == "auto" and self.integral and self.max_weight <= max_impact:
+            method, scale, quantize = "identity", 1.0, True
+        else:
+            method, quantize = "max", True
+            scale = (max_impact / self.max_weight) if self.max_weight > 0 else 1.0
+        if quantize:
+            impact_dtype = np.uint8 if qcfg.bits == 8 else np.uint16
+        n_terms = len(self.vocab)
+        d = self.build_dir
+
+        runs = [(np.load(os.path.join(r, "counts.npy")), np.load(os.path.join(r, "docs.npy"), mmap_mode="r"),
+                 np.load(os.path.join(r, "weights.npy"), mmap_mode="r")) for r in self.runs]
+        totals = np.zeros(n_terms, dtype=np.int64)
+        for counts, _, w in runs:
+            count_kept(counts, w, scale, max_impact, quantize, totals)
+        term_offsets = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(totals, out=term_offsets[1:])
+        n_post = int(term_offsets[-1])
+        if n_post == 0:
+            raise InputError("no postings: every document vector is empty (or every weight rounds to 0)")
+        out_docs = np.lib.format.open_memmap(os.path.join(d, "postings_docs.npy"), "w+", np.int32, (n_post,))
+        out_imp = np.lib.format.open_memmap(os.path.join(d, "postings_impacts.npy"), "w+", impact_dtype, (n_post,))
+        cursor = term_offsets[:-1].copy()
+        clipped = 0
+        for counts, docs, w in runs:
+            clipped += scatter_run(counts, docs, w, scale, max_impact, quantize, cursor, out_docs, out_imp)
+        if not np.array_equal(cursor, term_offsets[1:]):
+            raise LsrError("internal error: merge cursor mismatch")
+        del runs
+        shutil.rmtree(self.runs_dir)
+        np.save(os.path.join(d, "term_offsets.npy"), term_offsets)
+
+        B = self.config.block_size
+        n_blocks = int(((totals + B - 1) // B).sum())
+        block_offsets = np.zeros(n_terms + 1, dtype=np.int64)
+        block_max = np.zeros(n_blocks, dtype=impact_dtype)
+        block_last = np.zeros(n_blocks, dtype=np.int32)
+        term_max = np.zeros(n_terms, dtype=impact_dtype)
+        block_maxima(term_offsets, out_docs, out_imp, B, block_offsets, block_max, block_last, term_max)
+        out_docs.flush(); out_imp.flush()
+        del out_docs, out_imp
+        for name, arr in (("block_offsets", block_offsets), ("block_max", block_max),
+                          ("block_last_doc", block_last), ("term_max", term_max)):
+            np.save(os.path.join(d, name + ".npy"), arr)
+
+        ids_path = os.path.join(d, "docids.bin")
+        id_bytes = np.fromfile(ids_path, dtype=np.uint8)
+        np.save(os.path.join(d, "docid_bytes.npy"), id_bytes)
+        del id_bytes
+        os.unlink(ids_path)
+        np.save(os.path.join(d, "docid_offsets.npy"), np.frombuffer(self._id_offsets, dtype=np.int64))
+        vocab_terms = list(self.vocab.keys())
+        with open(os.path.join(d, fmt.VOCAB), "w", encoding="utf-8") as f:
+            json.dump(vocab_terms, f, ensure_ascii=False)
+
+        if clipped:
+            warnings.warn(f"{clipped} impacts exceeded {max_impact} at scale {scale} and were clipped")
+        manifest = {
+            "format": fmt.FORMAT_NAME,
+            "format_version": fmt.FORMAT_VERSION,
+            "created_by": f"lsr {__version__}",
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "build_seconds": round(time.perf_counter() - self._t0, 3),
+            "counts": {"documents": self.n_docs, "terms": n_terms, "postings": n_post,
+                       "blocks": n_blocks, "empty_documents": self.n_empty},
+            "impact_dtype": np.dtype(impact_dtype).name,
+            "quantization": {"method": method, "bits": 32 if method == "float" else qcfg.bits,
+                             "scale": scale, "max_weight": self.max_weight,
+                             "rounding": "floor(weight * scale + 0.5)", "clipped": clipped,
+                             "requested": qcfg.to_dict()},
+            "block_size": B,
+            "config": self.config.to_dict(),
+            "encoder": self.encoder,
+            "arrays": {name: fmt.array_entry(os.path.join(d, name + ".npy")) for name in fmt.ARRAY_DTYPES},
+            "files": {fmt.VOCAB: fmt.file_entry(os.path.join(d, fmt.VOCAB))},
+        }
+        fmt.write_json_atomic(os.path.join(d, fmt.MANIFEST), manifest)
+        fmt.fsync_dir(d)
+        self._move_into_place()
+        return Index.open(self.out_dir, verify=False)
+
+    def _check_duplicate_ids(self) -> None:
+        h = np.frombuffer(self._id_hashes, dtype=np.int64)
+        order = np.argsort(h, kind="stable")
+        hs = h[order]
+        same = np.flatnonzero(hs[1:] == hs[:-1])
+        if not len(same):
+            return
+        offs = np.frombuffer(self._id_offsets, dtype=np.int64)
+        ids = np.memmap(os.path.join(self.build_dir, "docids.bin"), dtype=np.uint8, mode="r")
+
+        def doc_id(i: int) -> bytes:
+            return bytes(ids[offs[i]:offs[i + 1]])
+
+        for j in same:
+            a, b = int(order[j]), int(order[j + 1])
+            if doc_id(a) == doc_id(b):
+                raise InputError(f"duplicate doc id {doc_id(a).decode('utf-8')!r} "
+                                 f"(documents {a} and {b} in input order)")
+
+    def _move_into_place(self) -> None:
+        old = None
+        if os.path.exists(self.out_dir):
+            if not self.overwrite:
+                raise InputError(f"{self.out_dir} appeared during the build; not replacing it")
+            old = tempfile.mkdtemp(prefix=os.path.basename(self.out_dir) + ".old-",
+                                   dir=os.path.dirname(self.out_dir))
+            os.rmdir(old)
+            os.rename(self.out_dir, old)
+        os.rename(self.build_dir, self.out_dir)
+        fsync_parent = os.path.dirname(self.out_dir)
+        fmt.fsync_dir(fsync_parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_no_duplicate_terms(counts: np.ndarray, docs: np.ndarray) -> None:
+    """Within a term's sorted postings, a repeated doc id means a document listed a term twice."""
+    if len(docs) > 1:
+        dup = (docs[1:] == docs[:-1])
+        if dup.any():
+            # a boundary between two terms may repeat a doc legitimately: mask those
+            starts = np.cumsum(counts)[:-1]
+            starts = starts[(starts > 0) & (starts < len(docs))]
+            dup[starts - 1] = False
+            if dup.any():
+                raise InputError(f"document number {int(docs[np.flatnonzero(dup)[0]])} lists the same term twice")
+
+
+def build_index(source: str | os.PathLike | Iterable, out_dir: str | os.PathLike,
+                config: IndexConfig | None = None, *, overwrite: bool = False,
+                encoder: Mapping[str, Any] | None = None, progress: bool = False):
+    """Build an index from a JSONL file, a vector collection directory or Python records.
+
+    ``source`` records are ``{"id", "vector"}`` dicts or ``(id, vector)``
+    pairs. For a directory written by ``lsr encode``, its ``encoder.json`` is
+    recorded in the manifest unless ``encoder`` is given. Returns the opened
+    :class:`~lsr.index.Index`.
+    """
+    if encoder is None and isinstance(source, (str, os.PathLike)):
+        encoder = read_encoder_info(source)
+    with IndexBuilder(out_dir, config, overwrite=overwrite, encoder=encoder, progress=progress) as b:
+        for doc_id, vec, where in iter_vector_records(source):
+            b.add(doc_id, vec, where)
+    return b.index

@@ -1,0 +1,68 @@
+"""Exhaustive term-at-a-time scoring: the reference query processor.
+
+Scores every document that shares a term with the query into a dense
+accumulator, then selects the top k (score desc, doc id asc). Only documents
+with a positive score are returned, so fewer than k hits come back when fewer
+documents match.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .topk import heap_offer, heap_sort_desc
+
+
+@njit(cache=True)
+def exhaustive_one(term_offsets, docs, impacts, q_terms, q_weights, k, acc, out_docs, out_scores):
+    """Top-k of one query. ``acc`` must be all zeros and is left all zeros.
+
+    ``acc`` has one slot per document and the score dtype (int32/int64 for
+    integer impacts, float32 for float impacts). Returns the hit count.
+    """
+    for i in range(q_terms.shape[0]):
+        t = q_terms[i]
+        w = q_weights[i]
+        for p in range(term_offsets[t], term_offsets[t + 1]):
+            acc[docs[p]] += w * impacts[p]
+    size = 0
+    n_docs = acc.shape[0]
+    zero = acc.dtype.type(0)
+    for d in range(n_docs):
+        s = acc[d]
+        if s > zero:
+            acc[d] = zero
+            if size < k or s > out_scores[0]:
+                size = heap_offer(out_scores, out_docs, size, k, s, d)
+    heap_sort_desc(out_scores, out_docs, size)
+    return size
+
+
+@njit(cache=True, parallel=True)
+def exhaustive_batch(term_offsets, docs, impacts, q_offsets, q_terms, q_weights, k, accs,
+                     out_docs, out_scores, out_counts):
+    """Top-k of every query; one parallel loop over the query batch.
+
+    ``accs`` is (n_workers, n_docs) of zeros: worker w handles queries
+    w, w + n_workers, ... with its own accumulator row.
+    """
+    n_queries = q_offsets.shape[0] - 1
+    n_workers = accs.shape[0]
+    for w in prange(n_workers):
+        for q in range(w, n_queries, n_workers):
+            a = q_offsets[q]
+            b = q_offsets[q + 1]
+            out_counts[q] = exhaustive_one(term_offsets, docs, impacts, q_terms[a:b], q_weights[a:b],
+                                           k, accs[w], out_docs[q], out_scores[q])
+
+
+def exhaustive_ref(term_offsets, docs, impacts, q_terms, q_weights, n_docs, k, score_dtype):
+    """Plain NumPy reference: (doc ids, scores) of the top k, ties by doc id."""
+    scores = np.zeros(n_docs, dtype=score_dtype)
+    for t, w in zip(q_terms, q_weights):
+        s, e = term_offsets[t], term_offsets[t + 1]
+        np.add.at(scores, docs[s:e], (score_dtype(w) * impacts[s:e].astype(score_dtype)).astype(score_dtype))
+    cand = np.flatnonzero(scores > 0)
+    order = np.lexsort((cand, -scores[cand]))[:k]
+    return cand[order].astype(np.int32), scores[cand[order]]

@@ -1,0 +1,237 @@
+"""Search: queries -> term ids and weights -> a query processor -> Results.
+
+The CLI and the Python API share this code path. Single-query search
+(:meth:`Searcher.search`) runs one query on the calling thread with a reused
+accumulator (the latency path); :meth:`Searcher.search_batch` runs a batch with
+one parallel loop over the queries.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import warnings
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from lsr.config import SearchConfig
+from lsr.errors import InputError
+from lsr.io import Query, check_vector
+from lsr.results import Results
+
+from .index import Index
+from .kernels.exhaustive import exhaustive_batch, exhaustive_one
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+QueryLike = Mapping[str, float] | str | Query
+
+
+@dataclass
+class PreparedQueries:
+    """Queries as flat arrays: query q has terms ``terms[offsets[q]:offsets[q+1]]``."""
+
+    ids: list[str]
+    offsets: np.ndarray   # int64[n+1]
+    terms: np.ndarray     # int32
+    weights: np.ndarray   # int32 / int64 for integer indexes, float32 for float ones
+    score_dtype: type
+    unknown_terms: int    # query terms not in the index (ignored)
+    dropped_terms: int    # known terms whose weight rounded to 0
+
+
+class Searcher:
+    """Exact top-k search over an :class:`Index`.
+
+    ``index`` is an Index or a path. Settings come from ``config`` (a
+    :class:`~lsr.config.SearchConfig`) with keyword overrides, e.g.
+    ``Searcher("idx", k=100, threads=2)``.
+    """
+
+    def __init__(self, index: Index | str | os.PathLike, config: SearchConfig | None = None, **overrides: Any):
+        self.index = index if isinstance(index, Index) else Index.open(index)
+        cfg = config or SearchConfig()
+        self.config = replace(cfg, **overrides) if overrides else cfg
+        self._local = threading.local()
+        self._query_encoder = None
+
+    # ------------------------------------------------------------------ queries
+    def _encode_texts(self, texts: list[str]) -> list[dict]:
+        if self._query_encoder is None:
+            info = self.index.encoder
+            if not info:
+                raise InputError("text queries need the index's query encoder, but this index records "
+                                 "none (it was built from term weights); give term:weight queries")
+            from lsr.encoders import load_query_encoder
+
+            self._query_encoder = load_query_encoder(info)
+        return self._query_encoder.encode_queries(texts)
+
+    def prepare(self, queries: Sequence[tuple[str, QueryLike]]) -> PreparedQueries:
+        """Map terms to ids and weights to the index's query weight type."""
+        texts = [(i, q.text if isinstance(q, Query) else q) for i, (_, q) in enumerate(queries)
+                 if isinstance(q, str) or (isinstance(q, Query) and q.vector is None)]
+        encoded: dict[int, dict] = {}
+        if texts:
+            for (i, text), vec in zip(texts, self._encode_texts([t for _, t in texts])):
+                encoded[i] = vec
+        vocab = self.index.vocab
+        is_float = self.index.is_float
+        scale = self.config.query_scale
+        ids: list[str] = []
+        offsets = [0]
+        all_terms: list[int] = []
+        all_weights: list[float] = []
+        unknown = dropped = 0
+        for i, (qid, q) in enumerate(queries):
+            qid = str(qid)
+            if isinstance(q, Query):
+                vec = q.vector if q.vector is not None else encoded[i]
+            elif isinstance(q, str):
+                if not q.strip():
+                    raise InputError(f"query {qid!r} is empty")
+                vec = encoded[i]
+            elif isinstance(q, Mapping):
+                vec = q
+            else:
+                raise InputError(f"query {qid!r}: expected a {{term: weight}} mapping or a text string, "
+                                 f"got {type(q).__name__}")
+            vec = check_vector(dict(vec), f"query {qid!r}")
+            if not vec:
+                raise InputError(f"query {qid!r} is empty (no terms)")
+            tids, ws = [], []
+            for term, w in vec.items():
+                t = vocab.get(term)
+                if t is None:
+                    unknown += 1
+                elif w > 0:
+                    tids.append(t)
+                    ws.append(w)
+            if not is_float and ws and not all(float(w).is_integer() for w in ws):
+                ws = [math.floor(w * scale + 0.5) for w in ws]
+            keep = [j for j, w in enumerate(ws) if w > 0]
+            dropped += len(ws) - len(keep)
+            for j in keep:
+                if not is_float and ws[j] > _INT32_MAX:
+                    raise InputError(f"query {qid!r}: weight of term {self.index.terms[tids[j]]!r} "
+                                     f"({ws[j]}) is too large for integer scoring")
+                all_terms.append(tids[j])
+                all_weights.append(ws[j])
+            ids.append(qid)
+            offsets.append(len(all_terms))
+        offs = np.asarray(offsets, dtype=np.int64)
+        terms = np.asarray(all_terms, dtype=np.int32)
+        if is_float:
+            weights = np.asarray(all_weights, dtype=np.float32)
+            score_dtype: type = np.float32
+        else:
+            weights = np.asarray(all_weights, dtype=np.int64)
+            # the largest score any query can reach decides the accumulator width
+            bound = np.zeros(len(ids), dtype=np.float64)
+            if len(terms):
+                contrib = weights.astype(np.float64) * self.index.term_max[terms].astype(np.float64)
+                np.add.at(bound, np.repeat(np.arange(len(ids)), np.diff(offs)), contrib)
+            score_dtype = np.int32 if (len(bound) == 0 or bound.max() <= _INT32_MAX) else np.int64
+            weights = weights.astype(score_dtype)
+        return PreparedQueries(ids, offs, terms, weights, score_dtype, unknown, dropped)
+
+    @staticmethod
+    def _warn(p: PreparedQueries) -> None:
+        if p.unknown_terms:
+            warnings.warn(f"{p.unknown_terms} query term(s) unknown to the index were ignored", stacklevel=3)
+        if p.dropped_terms:
+            warnings.warn(f"{p.dropped_terms} query term weight(s) rounded to 0 at query_scale and were ignored",
+                          stacklevel=3)
+
+    # ------------------------------------------------------------------ search
+    def _check_k(self, k: int | None) -> int:
+        k = self.config.k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"k must be a positive integer, got {k!r}")
+        return int(min(k, self.index.num_documents))
+
+    def _acc(self, dtype) -> np.ndarray:
+        accs = getattr(self._local, "accs", None)
+        if accs is None:
+            accs = self._local.accs = {}
+        a = accs.get(np.dtype(dtype))
+        if a is None:
+            a = accs[np.dtype(dtype)] = np.zeros(self.index.num_documents, dtype=dtype)
+        return a
+
+    def search(self, query: QueryLike, k: int | None = None, query_id: str = "0") -> Results:
+        """Top-k of one query (a ``{term: weight}`` mapping, or text for encoder-built indexes)."""
+        k = self._check_k(k)
+        p = self.prepare([(query_id, query)])
+        self._warn(p)
+        ix = self.index
+        out_docs = np.empty(k, dtype=np.int32)
+        out_scores = np.empty(k, dtype=p.score_dtype)
+        n = exhaustive_one(ix.term_offsets, ix.postings_docs, ix.postings_impacts, p.terms, p.weights, k,
+                           self._acc(p.score_dtype), out_docs, out_scores)
+        return self._results(p.ids, out_docs[None, :], out_scores[None, :], np.array([n]))
+
+    def search_batch(self, queries: Mapping[str, QueryLike] | Iterable[tuple[str, QueryLike]] | Iterable[Query],
+                     k: int | None = None, threads: int | None = None) -> Results:
+        """Top-k of every query, in parallel; hits come back in query order."""
+        items = _query_items(queries)
+        k = self._check_k(k)
+        if not items:
+            return Results()
+        p = self.prepare(items)
+        self._warn(p)
+        nq = len(p.ids)
+        threads = self.config.threads if threads is None else threads
+        workers = _set_threads(threads, nq)
+        ix = self.index
+        out_docs = np.empty((nq, k), dtype=np.int32)
+        out_scores = np.empty((nq, k), dtype=p.score_dtype)
+        counts = np.zeros(nq, dtype=np.int64)
+        accs = np.zeros((workers, ix.num_documents), dtype=p.score_dtype)
+        exhaustive_batch(ix.term_offsets, ix.postings_docs, ix.postings_impacts, p.offsets, p.terms,
+                         p.weights, k, accs, out_docs, out_scores, counts)
+        return self._results(p.ids, out_docs, out_scores, counts)
+
+    def _results(self, qids: list[str], docs: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> Results:
+        mask = np.arange(docs.shape[1])[None, :] < counts[:, None]
+        flat_docs = docs[mask]
+        flat_scores = scores[mask]
+        ranks = (np.cumsum(mask, axis=1)[mask]).astype(np.int64)
+        q = [qid for qid, c in zip(qids, counts.tolist()) for _ in range(c)]
+        return Results(q, self.index.doc_ids(flat_docs), flat_scores, ranks)
+
+    def warmup(self) -> None:
+        """Compile the kernels for this index's dtypes (cached on disk after the first run)."""
+        term = self.index.terms[int(np.argmax(np.diff(self.index.term_offsets)))]
+        weight = 1.0 if self.index.is_float else 1
+        self.search({term: weight}, k=1)
+        self.search_batch([("w", {term: weight})], k=1, threads=1)
+
+
+def _query_items(queries) -> list[tuple[str, QueryLike]]:
+    if isinstance(queries, Mapping):
+        return list(queries.items())
+    items = []
+    for i, q in enumerate(queries):
+        if isinstance(q, Query):
+            items.append((q.id, q))
+        elif isinstance(q, tuple) and len(q) == 2:
+            items.append((str(q[0]), q[1]))
+        else:
+            raise InputError(f"query {i}: expected (query id, query) pairs or Query objects")
+    ids = [qid for qid, _ in items]
+    if len(set(ids)) != len(ids):
+        raise InputError("duplicate query ids in the batch")
+    return items
+
+
+def _set_threads(threads: int, n_queries: int) -> int:
+    import numba
+
+    avail = numba.config.NUMBA_NUM_THREADS
+    n = avail if threads == 0 else min(threads, avail)
+    numba.set_num_threads(n)
+    return max(1, min(n, n_queries))

@@ -1,0 +1,151 @@
+"""Configuration: frozen dataclasses that validate themselves.
+
+They load from YAML or dicts (``from_dict`` / ``from_yaml``), dump to plain
+dicts (``to_dict``) and are stored in the index manifest so that an index
+records how it was built. Nothing here reads environment variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .errors import InputError
+
+
+class _Config:
+    """Mixin: dict / YAML round trip with unknown-key checking."""
+
+    _nested: ClassVar[dict[str, type]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None):
+        d = dict(d or {})
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"{cls.__name__}: unknown setting(s) {', '.join(unknown)} "
+                             f"(known: {', '.join(sorted(names))})")
+        for key, sub in cls._nested.items():
+            if key in d and isinstance(d[key], dict):
+                d[key] = sub.from_dict(d[key])
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise InputError(f"{cls.__name__}: {e}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, section: str | None = None):
+        import yaml
+
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise InputError(f"cannot read config {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise InputError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+        if section is not None:
+            data = data.get(section, {})
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: expected a mapping of settings")
+        return cls.from_dict(data)
+
+
+QUANTIZATION_METHODS = ("auto", "max", "fixed", "float")
+
+
+@dataclass(frozen=True)
+class QuantizationConfig(_Config):
+    """How document weights become impacts.
+
+    * ``auto`` (default): integer weights that fit in ``bits`` are kept as
+      they are (pre-quantised input, scale 1); otherwise as ``max``.
+    * ``max``: ``impact = round(weight * scale)`` with
+      ``scale = (2**bits - 1) / max_weight`` over the whole collection.
+    * ``fixed``: the same with a given ``scale`` (Anserini uses 100);
+      impacts above ``2**bits - 1`` are clipped and counted in the manifest.
+    * ``float``: no quantisation, float32 impacts and float scores.
+
+    Rounding is half-up (``floor(x + 0.5)``). A posting whose impact rounds to
+    0 contributes nothing to any score and is dropped.
+    """
+
+    method: str = "auto"
+    bits: int = 8
+    scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in QUANTIZATION_METHODS:
+            raise InputError(f"quantization method {self.method!r} is not one of "
+                             f"{', '.join(QUANTIZATION_METHODS)}")
+        if self.bits not in (8, 16):
+            raise InputError(f"quantization bits must be 8 or 16, got {self.bits}")
+        if self.method == "fixed":
+            if self.scale is None or not (self.scale > 0) or self.scale == float("inf"):
+                raise InputError("quantization method 'fixed' needs a positive, finite scale")
+        elif self.scale is not None:
+            raise InputError(f"a scale is only given with method 'fixed', not {self.method!r}")
+
+
+@dataclass(frozen=True)
+class IndexConfig(_Config):
+    """Index build settings.
+
+    ``block_size``: postings per block for the stored per-block maxima
+    (used by block-max pruning). ``run_postings``: postings buffered in memory
+    before a sorted run is spilled to disk (bounds the build's memory: about
+    24 bytes per buffered posting). ``batch_docs``: documents parsed per batch.
+    """
+
+    _nested: ClassVar[dict[str, type]] = {"quantization": QuantizationConfig}
+
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+    block_size: int = 64
+    run_postings: int = 32_000_000
+    batch_docs: int = 20_000
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.quantization, QuantizationConfig):
+            raise InputError("quantization must be a QuantizationConfig")
+        if not (8 <= self.block_size <= 4096) or self.block_size & (self.block_size - 1):
+            raise InputError(f"block_size must be a power of two in [8, 4096], got {self.block_size}")
+        if self.run_postings < 1000:
+            raise InputError(f"run_postings must be at least 1000, got {self.run_postings}")
+        if self.batch_docs < 1:
+            raise InputError(f"batch_docs must be positive, got {self.batch_docs}")
+
+
+ALGORITHMS = ("exhaustive",)
+
+
+@dataclass(frozen=True)
+class SearchConfig(_Config):
+    """Search settings.
+
+    ``k``: hits per query. ``threads``: threads for batch search (0 = all
+    cores). ``query_scale``: for integer-impact indexes, float query weights
+    become integers ``round(w * query_scale)`` (integer query weights are kept
+    as they are); scores are then exact integers. ``algorithm``: the query
+    processor.
+    """
+
+    k: int = 10
+    threads: int = 0
+    query_scale: float = 100.0
+    algorithm: str = "exhaustive"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise InputError(f"k must be a positive integer, got {self.k!r}")
+        if self.threads < 0:
+            raise InputError(f"threads must be >= 0, got {self.threads}")
+        if not (self.query_scale > 0) or self.query_scale == float("inf"):
+            raise InputError(f"query_scale must be positive and finite, got {self.query_scale}")
+        if self.algorithm not in ALGORITHMS:
+            raise InputError(f"unknown algorithm {self.algorithm!r} (known: {', '.join(ALGORITHMS)})")
