@@ -407,19 +407,31 @@ def _check_no_duplicate_terms(counts: np.ndarray, docs: np.ndarray) -> None:
                 raise InputError(f"document number {int(docs[np.flatnonzero(dup)[0]])} lists the same term twice")
 
 
-def build_index(source: str | os.PathLike | Iterable, out_dir: str | os.PathLike,
-                config: IndexConfig | None = None, *, overwrite: bool = False,
+def build_index(source: str | os.PathLike | Sequence[str | os.PathLike] | Iterable,
+                out_dir: str | os.PathLike, config: IndexConfig | None = None, *, overwrite: bool = False,
                 encoder: Mapping[str, Any] | None = None, progress: bool = False):
-    """Build an index from a JSONL file, a vector collection directory or Python records.
+    """Build an index from JSONL files, vector collection directories or Python records.
 
-    ``source`` records are ``{"id", "vector"}`` dicts or ``(id, vector)``
-    pairs. For a directory written by ``lsr encode``, its ``encoder.json`` is
-    recorded in the manifest unless ``encoder`` is given. Returns the opened
-    :class:`~lsr.index.Index`.
+    ``source`` is a path, a list of paths (read in order), or an iterable of
+    ``{"id", "vector"}`` dicts or ``(id, vector)`` pairs. For directories
+    written by ``lsr encode``, their ``encoder.json`` is recorded in the
+    manifest unless ``encoder`` is given (inputs from different encoders are
+    refused). Returns the opened :class:`~lsr.index.Index`.
     """
-    if encoder is None and isinstance(source, (str, os.PathLike)):
-        encoder = read_encoder_info(source)
+    if isinstance(source, (str, os.PathLike)):
+        sources: list = [source]
+    elif isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source):
+        sources = list(source)
+    else:
+        sources = [source]
+    if encoder is None:
+        infos = [read_encoder_info(s) for s in sources if isinstance(s, (str, os.PathLike))]
+        found = [e for e in infos if e is not None]
+        if found and (len(found) != len(infos) or any(e != found[0] for e in found)):
+            raise InputError("the inputs were not all encoded with the same encoder (their encoder.json differ)")
+        encoder = found[0] if found else None
     with IndexBuilder(out_dir, config, overwrite=overwrite, encoder=encoder, progress=progress) as b:
-        for doc_id, vec, where in iter_vector_records(source):
-            b.add(doc_id, vec, where)
+        for src in sources:
+            for doc_id, vec, where in iter_vector_records(src):
+                b.add(doc_id, vec, where)
     return b.index

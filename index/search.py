@@ -74,6 +74,9 @@ class Searcher:
         """Map terms to ids and weights to the index's query weight type."""
         texts = [(i, q.text if isinstance(q, Query) else q) for i, (_, q) in enumerate(queries)
                  if isinstance(q, str) or (isinstance(q, Query) and q.vector is None)]
+        for i, text in texts:
+            if not text.strip():
+                raise InputError(f"query {str(queries[i][0])!r} is empty")
         encoded: dict[int, dict] = {}
         if texts:
             for (i, text), vec in zip(texts, self._encode_texts([t for _, t in texts])):
@@ -91,8 +94,6 @@ class Searcher:
             if isinstance(q, Query):
                 vec = q.vector if q.vector is not None else encoded[i]
             elif isinstance(q, str):
-                if not q.strip():
-                    raise InputError(f"query {qid!r} is empty")
                 vec = encoded[i]
             elif isinstance(q, Mapping):
                 vec = q
@@ -102,6 +103,9 @@ class Searcher:
             vec = check_vector(dict(vec), f"query {qid!r}")
             if not vec:
                 raise InputError(f"query {qid!r} is empty (no terms)")
+            # integer weights are used as they are; otherwise all are scaled
+            # (decided on the query as given, whatever the index knows of it)
+            scaled = not is_float and not all(float(w).is_integer() for w in vec.values())
             tids, ws = [], []
             for term, w in vec.items():
                 t = vocab.get(term)
@@ -109,9 +113,7 @@ class Searcher:
                     unknown += 1
                 elif w > 0:
                     tids.append(t)
-                    ws.append(w)
-            if not is_float and ws and not all(float(w).is_integer() for w in ws):
-                ws = [math.floor(w * scale + 0.5) for w in ws]
+                    ws.append(math.floor(w * scale + 0.5) if scaled else w)
             keep = [j for j, w in enumerate(ws) if w > 0]
             dropped += len(ws) - len(keep)
             for j in keep:

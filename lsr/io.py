@@ -291,6 +291,8 @@ def read_queries(path: str | os.PathLike, fmt: str = "auto") -> list[Query]:
                     raise InputError(f"{where}: expected 'qid<TAB>query'")
                 qid, body = parts[0].strip(), parts[1]
                 qid = _doc_id({"id": qid}, where)
+                if not body.strip():
+                    raise InputError(f"{where}: query {qid!r} is empty")
                 if fmt == "text":
                     q = Query(qid, text=body)
                 else:

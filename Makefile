@@ -1,0 +1,51 @@
+# Two entry points on a fresh machine (each creates its own virtual environment):
+#   make demo   build an index from the embedded SciFact demo vectors, search, evaluate
+#   make test   run the test suite (needs ../shared beside the repository)
+PY      ?= python3.11
+TORCH   ?= torch==2.13.0
+VENV    ?= .venv
+DEMOENV ?= .venv-demo
+DEMO    ?= demo-out
+PIP_Q   ?= -q
+
+.PHONY: demo test check-install clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_Q) --upgrade pip
+	# the local CPU wheel first, so that nothing resolves an unpinned (CUDA) torch
+	$(VENV)/bin/pip install $(PIP_Q) $(TORCH)
+	$(VENV)/bin/pip install $(PIP_Q) -e '.[encoders,eval,test]'
+	touch $@
+
+$(DEMOENV)/.installed: pyproject.toml
+	$(PY) -m venv $(DEMOENV)
+	$(DEMOENV)/bin/pip install $(PIP_Q) --upgrade pip
+	$(DEMOENV)/bin/pip install $(PIP_Q) .
+	touch $@
+
+demo: $(DEMOENV)/.installed
+	mkdir -p $(DEMO)
+	$(DEMOENV)/bin/lsr index lsr/data/scifact-1k.vectors.jsonl.gz -o $(DEMO)/index --overwrite
+	$(DEMOENV)/bin/lsr info $(DEMO)/index
+	$(DEMOENV)/bin/lsr search -i $(DEMO)/index -q lsr/data/scifact-test.queries.jsonl.gz -k 10 \
+		-o $(DEMO)/run.trec
+	head -n 5 $(DEMO)/run.trec
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q
+
+# `pip install .` and `pip install -e .` in fresh virtual environments, used outside the checkout.
+check-install:
+	rm -rf /tmp/lsr-check-wheel /tmp/lsr-check-edit
+	$(PY) -m venv /tmp/lsr-check-wheel && /tmp/lsr-check-wheel/bin/pip install $(PIP_Q) .
+	$(PY) -m venv /tmp/lsr-check-edit && /tmp/lsr-check-edit/bin/pip install $(PIP_Q) -e .
+	for v in /tmp/lsr-check-wheel /tmp/lsr-check-edit; do \
+		(cd /tmp && $$v/bin/python -c "import lsr, lsr.index, lsr.encoders, lsr.eval, lsr.config; print(lsr.__file__)" \
+		 && $$v/bin/lsr --help >/dev/null && $$v/bin/lsr index --help >/dev/null \
+		 && $$v/bin/lsr search --help >/dev/null) || exit 1; \
+	done
+	@echo "pip install . and pip install -e . both work"
+
+clean:
+	rm -rf $(VENV) $(DEMOENV) $(DEMO) build *.egg-info

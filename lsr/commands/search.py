@@ -1,0 +1,65 @@
+"""``lsr search``: exact top-k search, written as a TREC run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search", help="search an index with a query file; write a TREC run",
+        description="Exact top-k search. Queries: JSONL {\"id\": ..., \"vector\": {term: weight}} (or "
+                    "\"text\" for indexes built from `lsr encode` output), or TSV lines `qid<TAB>term:weight ...` "
+                    "(a bare term counts 1 per occurrence) or `qid<TAB>text`. Output: a TREC run "
+                    "`qid Q0 docid rank score tag`; equal scores are ranked by collection order.",
+    )
+    p.add_argument("-i", "--index", required=True, help="index directory")
+    p.add_argument("-q", "--queries", required=True, help="query file (.jsonl, .jsonl.gz, .tsv)")
+    p.add_argument("-o", "--output", help="run file to write (default: standard output)")
+    p.add_argument("-k", type=int, help="hits per query (default 10)")
+    p.add_argument("--threads", type=int, help="threads for the batch (default 0 = all cores)")
+    p.add_argument("--query-format", choices=["auto", "vector", "text"], default="auto",
+                   help="how to read TSV queries: auto (term:weight tokens make a vector query, "
+                        "otherwise text), vector (bag of terms), or text (default auto)")
+    p.add_argument("--query-scale", type=float,
+                   help="integer indexes: float query weights become round(w * scale) (default 100); "
+                        "integer weights are used as they are")
+    p.add_argument("--config", help="YAML file with search settings (keys of SearchConfig)")
+    p.add_argument("--tag", default="lsr", help="run tag, the 6th column (default lsr)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the SHA-256 check of the index files on open (sizes and structure are "
+                        "still checked)")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    from lsr.config import SearchConfig
+
+    base = SearchConfig.from_yaml(args.config) if args.config else SearchConfig()
+    d = base.to_dict()
+    for key, val in (("k", args.k), ("threads", args.threads), ("query_scale", args.query_scale)):
+        if val is not None:
+            d[key] = val
+    return SearchConfig.from_dict(d)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lsr.errors import InputError
+    from lsr.index import Index, Searcher
+    from lsr.io import read_queries
+
+    config = config_from_args(args)
+    index = Index.open(args.index, verify=not args.no_verify)
+    queries = read_queries(args.queries, args.query_format)
+    if not queries:
+        raise InputError(f"{args.queries}: no queries")
+    results = Searcher(index, config).search_batch(queries)
+    if args.output:
+        results.write_trec(args.output, tag=args.tag)
+        n_q = len(set(results.query_ids))
+        print(f"searched {len(queries)} queries ({n_q} with hits), k={config.k} -> {args.output}",
+              file=sys.stderr)
+    else:
+        results.write_trec(sys.stdout, tag=args.tag)
+    return 0

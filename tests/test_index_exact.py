@@ -1,0 +1,141 @@
+"""Search returns exactly the brute-force top-k (same docs, same scores, ties by doc id)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lsr
+from lsr.config import IndexConfig, QuantizationConfig
+
+from brute import doc_matrix, query_vector, topk
+
+# few distinct weights -> many ties; 0 weights -> dropped postings
+WEIGHTS = st.sampled_from([0.0, 0.25, 0.5, 1.0, 1.0, 1.5, 2.0, 2.75, 3.3])
+TERMS = [f"t{i}" for i in range(12)]
+
+
+@st.composite
+def collections(draw):
+    n_docs = draw(st.integers(1, 30))
+    docs = []
+    for _ in range(n_docs):
+        terms = draw(st.lists(st.sampled_from(TERMS), max_size=8, unique=True))
+        docs.append({t: draw(WEIGHTS) for t in terms})
+    if not any(w > 0 for d in docs for w in d.values()):
+        docs[0] = {"t0": 1.0}
+    queries = draw(st.lists(
+        st.dictionaries(st.sampled_from(TERMS + ["unknown"]), st.sampled_from([0.3, 1.0, 2.0, 0.05, 1.7]),
+                        min_size=1, max_size=6), min_size=1, max_size=5))
+    method = draw(st.sampled_from(["auto", "max", "fixed", "float"]))
+    bits = draw(st.sampled_from([8, 16]))
+    return docs, queries, method, bits
+
+
+def _build(tmp_path, docs, method, bits, name="ix", **kw):
+    q = QuantizationConfig(method=method, bits=bits, scale=10.0 if method == "fixed" else None)
+    out = tmp_path / name
+    recs = [{"id": f"d{i}", "vector": v} for i, v in enumerate(docs)]
+    return lsr.build_index(recs, out, IndexConfig(quantization=q, **kw), overwrite=True)
+
+
+def _check(ix, docs, queries, method, bits, ks):
+    vocab = sorted({t for d in docs for t in d} | {"unknown"})
+    m = doc_matrix(docs, vocab, method, bits, 10.0 if method == "fixed" else None)
+    s = lsr.Searcher(ix)
+    for k in ks:
+        batch = s.search_batch({f"q{j}": q for j, q in enumerate(queries)}, k=k).by_query()
+        for j, q in enumerate(queries):
+            exp_docs, exp_scores = topk(m, query_vector(q, vocab, ix.is_float), min(k, len(docs)))
+            single = s.search(q, k=k, query_id=f"q{j}")
+            for got in (list(single), batch.get(f"q{j}", [])):
+                if ix.is_float:
+                    # float32 sums in another order may differ in the last bit: near-ties may swap
+                    assert len(got) == len(exp_docs)
+                    np.testing.assert_allclose([h.score for h in got], exp_scores, rtol=1e-5)
+                    exp_score_of = dict(zip((f"d{i}" for i in exp_docs), exp_scores))
+                    for h, e in zip(got, exp_scores):
+                        assert h.doc_id in exp_score_of or abs(h.score - exp_scores[-1]) <= 1e-5 * e
+                        assert abs(exp_score_of.get(h.doc_id, h.score) - h.score) <= 1e-5 * max(e, 1e-30)
+                else:
+                    assert [h.doc_id for h in got] == [f"d{i}" for i in exp_docs]
+                    assert [h.score for h in got] == exp_scores.tolist()
+                assert [h.rank for h in got] == list(range(1, len(got) + 1))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(collections())
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_random_collections_match_brute_force(tmp_path, data):
+    docs, queries, method, bits = data
+    ix = _build(tmp_path, docs, method, bits)
+    _check(ix, docs, queries, method, bits, ks=[1, 3, len(docs), len(docs) + 5])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_seeded_larger_collections_with_spilled_runs(tmp_path):
+    rng = np.random.default_rng(7)
+    vocab = [f"w{i}" for i in range(300)]
+    p = 1.0 / np.arange(1, 301) ** 0.9
+    p /= p.sum()
+    docs = []
+    for _ in range(1500):
+        n = rng.integers(0, 40)
+        terms = rng.choice(300, size=n, replace=False, p=p)
+        docs.append({vocab[t]: float(np.round(rng.gamma(1.0, 0.6), 2)) for t in terms})
+    queries = [{vocab[t]: float(rng.uniform(0.1, 2.0)) for t in rng.choice(300, size=rng.integers(1, 20),
+                                                                             replace=False, p=p)}
+               for _ in range(25)]
+    queries.append({"w0": 1.0, "w0 ": 1.0})  # unknown variant of a known term
+    # run_postings=1000 forces ~20 spilled runs and a real merge
+    ix = _build(tmp_path, docs, "auto", 8, run_postings=1000, block_size=8)
+    assert ix.num_documents == 1500
+    _check(ix, docs, queries, "auto", 8, ks=[1, 10, 100, 1000, 1500])
+    ix16 = _build(tmp_path, docs, "max", 16, name="ix16")
+    _check(ix16, docs, queries, "max", 16, ks=[10, 1000])
+
+
+def test_single_document_and_k_larger_than_matches(tmp_path):
+    ix = _build(tmp_path, [{"a": 1.0, "b": 2.0}], "auto", 8)
+    s = lsr.Searcher(ix)
+    r = s.search({"a": 1.0}, k=1000)
+    assert [(h.doc_id, h.score, h.rank) for h in r] == [("d0", 1, 1)]
+    with pytest.warns(UserWarning):
+        assert len(s.search({"c": 1.0}, k=5)) == 0
+
+
+def test_unknown_terms_are_ignored_with_a_warning(tmp_path):
+    ix = _build(tmp_path, [{"a": 1.0}, {"b": 2.0}], "auto", 8)
+    s = lsr.Searcher(ix)
+    with pytest.warns(UserWarning, match="1 query term\\(s\\) unknown"):
+        r = s.search({"a": 1.0, "zzz": 3.0}, k=10)
+    assert [h.doc_id for h in r] == ["d0"]
+    with pytest.warns(UserWarning, match="unknown"):
+        assert len(s.search({"zzz": 1.0})) == 0
+
+
+def test_ties_are_broken_by_collection_order(tmp_path):
+    docs = [{"a": 1.0} for _ in range(50)]
+    ix = _build(tmp_path, docs, "auto", 8)
+    r = lsr.Searcher(ix).search({"a": 1}, k=7)
+    assert [h.doc_id for h in r] == [f"d{i}" for i in range(7)]
+    assert set(r.scores.tolist()) == {1}
+
+
+def test_integer_input_is_kept_as_is(tmp_path):
+    ix = _build(tmp_path, [{"a": 3, "b": 255}, {"a": 7}], "auto", 8)
+    assert ix.quantization["method"] == "identity"
+    assert ix.quantization["scale"] == 1.0
+    docs, imps = ix.postings("a")
+    assert docs.tolist() == [0, 1] and imps.tolist() == [3, 7]
+
+
+def test_huge_query_weights_switch_to_64_bit_scores(tmp_path):
+    ix = _build(tmp_path, [{f"t{i}": 255 for i in range(40)}, {"t0": 1}], "auto", 8)
+    q = {f"t{i}": 2_000_000_000 for i in range(40)}
+    p = lsr.Searcher(ix).prepare([("q", q)])
+    assert p.score_dtype == np.int64
+    r = lsr.Searcher(ix).search(q, k=2)
+    assert r.scores.tolist() == [40 * 255 * 2_000_000_000, 2_000_000_000]
