@@ -24,6 +24,7 @@ from lsr.results import Results
 
 from .index import Index
 from .kernels.exhaustive import exhaustive_batch, exhaustive_one
+from .kernels.maxscore import maxscore_batch, maxscore_one
 
 _INT32_MAX = np.iinfo(np.int32).max
 
@@ -172,8 +173,12 @@ class Searcher:
         ix = self.index
         out_docs = np.empty(k, dtype=np.int32)
         out_scores = np.empty(k, dtype=p.score_dtype)
-        n = exhaustive_one(ix.term_offsets, ix.postings_docs, ix.postings_impacts, p.terms, p.weights, k,
-                           self._acc(p.score_dtype), out_docs, out_scores)
+        if self.config.algorithm == "maxscore":
+            n = maxscore_one(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, p.terms,
+                             p.weights, k, out_docs, out_scores)
+        else:
+            n = exhaustive_one(ix.term_offsets, ix.postings_docs, ix.postings_impacts, p.terms, p.weights, k,
+                               self._acc(p.score_dtype), out_docs, out_scores)
         return self._results(p.ids, out_docs[None, :], out_scores[None, :], np.array([n]))
 
     def search_batch(self, queries: Mapping[str, QueryLike] | Iterable[tuple[str, QueryLike]] | Iterable[Query],
@@ -192,9 +197,13 @@ class Searcher:
         out_docs = np.empty((nq, k), dtype=np.int32)
         out_scores = np.empty((nq, k), dtype=p.score_dtype)
         counts = np.zeros(nq, dtype=np.int64)
-        accs = np.zeros((workers, ix.num_documents), dtype=p.score_dtype)
-        exhaustive_batch(ix.term_offsets, ix.postings_docs, ix.postings_impacts, p.offsets, p.terms,
-                         p.weights, k, accs, out_docs, out_scores, counts)
+        if self.config.algorithm == "maxscore":
+            maxscore_batch(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, p.offsets,
+                           p.terms, p.weights, k, out_docs, out_scores, counts)
+        else:
+            accs = np.zeros((workers, ix.num_documents), dtype=p.score_dtype)
+            exhaustive_batch(ix.term_offsets, ix.postings_docs, ix.postings_impacts, p.offsets, p.terms,
+                             p.weights, k, accs, out_docs, out_scores, counts)
         return self._results(p.ids, out_docs, out_scores, counts)
 
     def _results(self, qids: list[str], docs: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> Results:

@@ -44,7 +44,11 @@ def _build(tmp_path, docs, method, bits, name="ix", **kw):
 def _check(ix, docs, queries, method, bits, ks):
     vocab = sorted({t for d in docs for t in d} | {"unknown"})
     m = doc_matrix(docs, vocab, method, bits, 10.0 if method == "fixed" else None)
-    s = lsr.Searcher(ix)
+    for algorithm in ("exhaustive", "maxscore"):
+        _check_algorithm(lsr.Searcher(ix, algorithm=algorithm), ix, m, vocab, docs, queries, ks)
+
+
+def _check_algorithm(s, ix, m, vocab, docs, queries, ks):
     for k in ks:
         batch = s.search_batch({f"q{j}": q for j, q in enumerate(queries)}, k=k).by_query()
         for j, q in enumerate(queries):

@@ -67,7 +67,11 @@ def test_real_splade_collection_matches_brute_force(tmp_path, encoded, method, b
     assert ix.num_postings > 100 * N_DOCS  # SPLADE expands: real, dense-ish vectors
     vocab = sorted({t for d in dvecs for t in d} | {t for q in qvecs for t in q})
     m = doc_matrix(dvecs, vocab, method, bits, scale)
-    s = lsr.Searcher(ix)
+    for algorithm in ("exhaustive", "maxscore"):
+        _check(lsr.Searcher(ix, algorithm=algorithm), ix, m, vocab, ids, qvecs)
+
+
+def _check(s, ix, m, vocab, ids, qvecs):
     for k in (1, 10, 100, N_DOCS):
         batch = s.search_batch({str(i): q for i, q in enumerate(qvecs)}, k=k).by_query()
         for i, q in enumerate(qvecs):

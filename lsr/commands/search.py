@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--query-scale", type=float,
                    help="integer indexes: float query weights become round(w * scale) (default 100); "
                         "integer weights are used as they are")
+    p.add_argument("--algorithm", choices=["exhaustive", "maxscore"],
+                   help="query processor: exhaustive term-at-a-time scoring (default) or exact MaxScore "
+                        "dynamic pruning; both return the same top k")
     p.add_argument("--config", help="YAML file with search settings (keys of SearchConfig)")
     p.add_argument("--tag", default="lsr", help="run tag, the 6th column (default lsr)")
     p.add_argument("--no-verify", action="store_true",
@@ -38,7 +41,8 @@ def config_from_args(args: argparse.Namespace):
 
     base = SearchConfig.from_yaml(args.config) if args.config else SearchConfig()
     d = base.to_dict()
-    for key, val in (("k", args.k), ("threads", args.threads), ("query_scale", args.query_scale)):
+    for key, val in (("k", args.k), ("threads", args.threads), ("query_scale", args.query_scale),
+                     ("algorithm", args.algorithm)):
         if val is not None:
             d[key] = val
     return SearchConfig.from_dict(d)
