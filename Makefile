@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 $(DEMOENV)/.installed: pyproject.toml
 	$(PY) -m venv $(DEMOENV)
 	$(DEMOENV)/bin/pip install $(PIP_Q) --upgrade pip
-	$(DEMOENV)/bin/pip install $(PIP_Q) .
+	$(DEMOENV)/bin/pip install $(PIP_Q) '.[eval]'
 	touch $@
 
 demo: $(DEMOENV)/.installed
@@ -31,6 +31,7 @@ demo: $(DEMOENV)/.installed
 	$(DEMOENV)/bin/lsr search -i $(DEMO)/index -q lsr/data/scifact-test.queries.jsonl.gz -k 10 \
 		-o $(DEMO)/run.trec
 	head -n 5 $(DEMO)/run.trec
+	$(DEMOENV)/bin/lsr eval $(DEMO)/run.trec --qrels lsr/data/scifact-1k.qrels.tsv -m nDCG@10,RR@10,R@10
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q
