@@ -90,6 +90,17 @@ def read_encoder_info(source: str | os.PathLike) -> dict | None:
     return info
 
 
+def parse_json_object(line: bytes, where: str) -> dict:
+    """One JSONL line as a dict, or an InputError naming ``where``."""
+    try:
+        rec = _loads(line)
+    except _JSON_ERRORS as e:
+        raise InputError(f"{where}: malformed JSON ({e})") from None
+    if not isinstance(rec, dict):
+        raise InputError(f"{where}: expected a JSON object per line")
+    return rec
+
+
 def _check_vector(vec: Any, where: str) -> dict:
     if not isinstance(vec, dict):
         raise InputError(f"{where}: \"vector\" must be a JSON object of term: weight, "
@@ -143,12 +154,7 @@ def iter_vector_records(source) -> Iterator[tuple[str, Any, str]]:
                         if not line.strip():
                             continue
                         where = f"{path}:{lineno}"
-                        try:
-                            rec = _loads(line)
-                        except _JSON_ERRORS as e:
-                            raise InputError(f"{where}: malformed JSON ({e})") from None
-                        if not isinstance(rec, dict):
-                            raise InputError(f"{where}: expected a JSON object per line")
+                        rec = parse_json_object(line, where)
                         did = _doc_id(rec, where)
                         vec = rec.get("vector")
                         if not isinstance(vec, dict):
@@ -271,12 +277,7 @@ def read_queries(path: str | os.PathLike, fmt: str = "auto") -> list[Query]:
             if not line.strip():
                 continue
             if is_json:
-                try:
-                    rec = _loads(raw)
-                except _JSON_ERRORS as e:
-                    raise InputError(f"{where}: malformed JSON ({e})") from None
-                if not isinstance(rec, dict):
-                    raise InputError(f"{where}: expected a JSON object per line")
+                rec = parse_json_object(raw, where)
                 qid = _doc_id(rec, where)
                 text = rec.get("text", rec.get("contents"))
                 if "vector" in rec and fmt != "text":
