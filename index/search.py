@@ -25,6 +25,7 @@ from lsr.results import Results
 from .index import Index
 from .kernels.exhaustive import exhaustive_batch, exhaustive_one
 from .kernels.maxscore import maxscore_batch, maxscore_one
+from .kernels.wand import wand_batch, wand_one
 
 _INT32_MAX = np.iinfo(np.int32).max
 
@@ -173,7 +174,12 @@ class Searcher:
         ix = self.index
         out_docs = np.empty(k, dtype=np.int32)
         out_scores = np.empty(k, dtype=p.score_dtype)
-        if self.config.algorithm == "maxscore":
+        algo = self.config.algorithm
+        if algo in ("wand", "bmw"):
+            n = wand_one(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, ix.block_offsets,
+                         ix.block_max, ix.block_last_doc, ix.block_size, algo == "bmw", p.terms, p.weights, k,
+                         out_docs, out_scores)
+        elif algo == "maxscore":
             n = maxscore_one(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, p.terms,
                              p.weights, k, out_docs, out_scores)
         else:
@@ -197,7 +203,12 @@ class Searcher:
         out_docs = np.empty((nq, k), dtype=np.int32)
         out_scores = np.empty((nq, k), dtype=p.score_dtype)
         counts = np.zeros(nq, dtype=np.int64)
-        if self.config.algorithm == "maxscore":
+        algo = self.config.algorithm
+        if algo in ("wand", "bmw"):
+            wand_batch(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, ix.block_offsets,
+                       ix.block_max, ix.block_last_doc, ix.block_size, algo == "bmw", p.offsets, p.terms,
+                       p.weights, k, out_docs, out_scores, counts)
+        elif algo == "maxscore":
             maxscore_batch(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, p.offsets,
                            p.terms, p.weights, k, out_docs, out_scores, counts)
         else:

@@ -121,7 +121,7 @@ class IndexConfig(_Config):
             raise InputError(f"batch_docs must be positive, got {self.batch_docs}")
 
 
-ALGORITHMS = ("exhaustive", "maxscore")
+ALGORITHMS = ("exhaustive", "maxscore", "wand", "bmw")
 
 
 @dataclass(frozen=True)
@@ -132,8 +132,9 @@ class SearchConfig(_Config):
     cores). ``query_scale``: for integer-impact indexes, float query weights
     become integers ``round(w * query_scale)`` (integer query weights are kept
     as they are); scores are then exact integers. ``algorithm``: the query
-    processor, ``exhaustive`` (term-at-a-time, the reference) or ``maxscore``
-    (exact dynamic pruning, document-at-a-time); both return the same top k.
+    processor: ``exhaustive`` (term-at-a-time, the reference), or the exact
+    document-at-a-time dynamic pruning processors ``maxscore``, ``wand`` and
+    ``bmw`` (Block-Max WAND); all return the same top k.
     """
 
     k: int = 10

@@ -44,7 +44,7 @@ def _build(tmp_path, docs, method, bits, name="ix", **kw):
 def _check(ix, docs, queries, method, bits, ks):
     vocab = sorted({t for d in docs for t in d} | {"unknown"})
     m = doc_matrix(docs, vocab, method, bits, 10.0 if method == "fixed" else None)
-    for algorithm in ("exhaustive", "maxscore"):
+    for algorithm in ("exhaustive", "maxscore", "wand", "bmw"):
         _check_algorithm(lsr.Searcher(ix, algorithm=algorithm), ix, m, vocab, docs, queries, ks)
 
 

@@ -67,7 +67,7 @@ def test_real_splade_collection_matches_brute_force(tmp_path, encoded, method, b
     assert ix.num_postings > 100 * N_DOCS  # SPLADE expands: real, dense-ish vectors
     vocab = sorted({t for d in dvecs for t in d} | {t for q in qvecs for t in q})
     m = doc_matrix(dvecs, vocab, method, bits, scale)
-    for algorithm in ("exhaustive", "maxscore"):
+    for algorithm in ("exhaustive", "maxscore", "wand", "bmw"):
         _check(lsr.Searcher(ix, algorithm=algorithm), ix, m, vocab, ids, qvecs)
 
 

@@ -129,3 +129,34 @@ def test_maxscore_matches_exhaustive_reference(dtype, score):
             np.testing.assert_array_equal(s1[:n], es)
             np.testing.assert_array_equal(out_d[i, :counts[i]], ed)
             np.testing.assert_array_equal(out_s[i, :counts[i]], es)
+
+
+@pytest.mark.parametrize("use_blocks", [False, True])
+@pytest.mark.parametrize("block", [8, 64])
+def test_wand_and_bmw_match_exhaustive_reference(use_blocks, block):
+    from lsr.index.kernels.build import block_maxima
+    from lsr.index.kernels.wand import wand_batch, wand_one
+
+    rng = np.random.default_rng(5)
+    offs, docs, imp, n_docs = _postings(rng, n_terms=40, n_docs=3000, per_doc=10, dtype=np.uint8)
+    nb = n_blocks_ref(offs, block)
+    bo = np.zeros(len(offs), np.int64); bm = np.zeros(nb, np.uint8); bl = np.zeros(nb, np.int32)
+    tmax = np.zeros(len(offs) - 1, np.uint8)
+    block_maxima(offs, docs, imp, block, bo, bm, bl, tmax)
+    queries = [rng.choice(40, size=rng.integers(1, 12), replace=False).astype(np.int32) for _ in range(30)]
+    queries.append(np.array([7, 7], np.int32))  # repeated terms add up
+    weights = [rng.integers(1, 300, len(q)).astype(np.int32) for q in queries]
+    q_offs = np.zeros(len(queries) + 1, np.int64); np.cumsum([len(q) for q in queries], out=q_offs[1:])
+    for k in (1, 10, 100, 1000, n_docs):
+        out_d = np.empty((len(queries), k), np.int32); out_s = np.empty((len(queries), k), np.int32)
+        counts = np.zeros(len(queries), np.int64)
+        wand_batch(offs, docs, imp, tmax, bo, bm, bl, block, use_blocks, q_offs, np.concatenate(queries),
+                   np.concatenate(weights), k, out_d, out_s, counts)
+        for i, (qt, qw) in enumerate(zip(queries, weights)):
+            ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, np.int32)
+            d1 = np.empty(k, np.int32); s1 = np.empty(k, np.int32)
+            n = wand_one(offs, docs, imp, tmax, bo, bm, bl, block, use_blocks, qt, qw, k, d1, s1)
+            np.testing.assert_array_equal(d1[:n], ed)
+            np.testing.assert_array_equal(s1[:n], es)
+            np.testing.assert_array_equal(out_d[i, :counts[i]], ed)
+            np.testing.assert_array_equal(out_s[i, :counts[i]], es)

@@ -25,9 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--query-scale", type=float,
                    help="integer indexes: float query weights become round(w * scale) (default 100); "
                         "integer weights are used as they are")
-    p.add_argument("--algorithm", choices=["exhaustive", "maxscore"],
-                   help="query processor: exhaustive term-at-a-time scoring (default) or exact MaxScore "
-                        "dynamic pruning; both return the same top k")
+    p.add_argument("--algorithm", choices=["exhaustive", "maxscore", "wand", "bmw"],
+                   help="query processor: exhaustive term-at-a-time scoring (default), or exact dynamic "
+                        "pruning by MaxScore, WAND or Block-Max WAND (bmw); all return the same top k")
     p.add_argument("--config", help="YAML file with search settings (keys of SearchConfig)")
     p.add_argument("--tag", default="lsr", help="run tag, the 6th column (default lsr)")
     p.add_argument("--no-verify", action="store_true",
