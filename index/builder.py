@@ -128,6 +128,17 @@ class IndexBuilder:
         self._id_hashes.append(hash(doc_id))
         self.n_docs += 1
 
+    def _add_ids(self, doc_ids: Sequence[str]) -> None:
+        """:meth:`_add_id` of many ids at once."""
+        if self.n_docs + len(doc_ids) > _MAX_DOCS:
+            raise InputError(f"more than {_MAX_DOCS} documents: doc ids are int32")
+        enc = [d.encode("utf-8") for d in doc_ids]
+        self._ids_file.write(b"".join(enc))
+        ends = np.cumsum(np.fromiter(map(len, enc), dtype=np.int64, count=len(enc))) + self._id_offsets[-1]
+        self._id_offsets.frombytes(ends.astype(np.int64).tobytes())
+        self._id_hashes.extend(map(hash, doc_ids))
+        self.n_docs += len(doc_ids)
+
     def add(self, doc_id: str, vector: Mapping[str, float], where: str | None = None) -> None:
         """Add one document (``{term: weight}``, weights finite and >= 0)."""
         where = where or f"document {doc_id!r}"
@@ -192,12 +203,15 @@ class IndexBuilder:
         if len(term_ids) and (term_ids.min() < 0 or term_ids.max() >= len(self.vocab)):
             raise InputError("add_batch: term id outside the vocabulary")
         for did in doc_ids:
-            if not isinstance(did, str) or not did or any(ch.isspace() for ch in did):
+            # did.split() == [did]: non-empty and no character for which str.isspace() holds
+            if not isinstance(did, str) or did.split() != [did]:
                 raise InputError(f"doc id {did!r} is empty, not a string, or contains whitespace")
-            self._add_id(did)
+        self._add_ids(doc_ids)
         lens = np.diff(indptr)
         docs = np.repeat(np.arange(self.n_docs - n, self.n_docs, dtype=np.int32), lens)
-        self._add_arrays(docs, term_ids, weights.astype(np.float64, copy=False), lens, None, doc_ids)
+        if weights.dtype != np.float32:   # float32 is what _add_arrays keeps; checks are exact on it
+            weights = weights.astype(np.float64, copy=False)
+        self._add_arrays(docs, term_ids, weights, lens, None, doc_ids)
         self._bar.update(n)
 
     def _add_arrays(self, docs, terms, weights, lens, wheres, doc_ids=None) -> None:

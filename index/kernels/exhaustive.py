@@ -4,6 +4,15 @@ Scores every document that shares a term with the query into a dense
 accumulator, then selects the top k (score desc, doc id asc). Only documents
 with a positive score are returned, so fewer than k hits come back when fewer
 documents match.
+
+The selection scans the accumulator in blocks of ``SCAN_BLOCK`` documents:
+a first, vectorisable pass takes each block's maximum and keeps the k largest
+block maxima in the output heap; the k-th of them is a lower bound of the k-th
+best score (k blocks each hold a document that scores at least that much), so
+a second pass offers to the heap only the documents of blocks that reach the
+bound, in doc id order, which keeps the tie rule. At 1M documents this made
+the query 35-40% faster than one branchy pass over every document (see
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -12,6 +21,8 @@ import numpy as np
 from numba import njit, prange
 
 from .topk import heap_offer, heap_sort_desc
+
+SCAN_BLOCK = 128  # documents per block of the top-k scan (64-256 measured within 8% of each other)
 
 
 @njit(cache=True)
@@ -26,15 +37,30 @@ def exhaustive_one(term_offsets, docs, impacts, q_terms, q_weights, k, acc, out_
         w = q_weights[i]
         for p in range(term_offsets[t], term_offsets[t + 1]):
             acc[docs[p]] += w * impacts[p]
-    size = 0
     n_docs = acc.shape[0]
     zero = acc.dtype.type(0)
-    for d in range(n_docs):
-        s = acc[d]
-        if s > zero:
-            acc[d] = zero
-            if size < k or s > out_scores[0]:
-                size = heap_offer(out_scores, out_docs, size, k, s, d)
+    B = SCAN_BLOCK
+    n_blocks = (n_docs + B - 1) // B
+    block_max = np.empty(n_blocks, dtype=acc.dtype)
+    # pass 1: block maxima; the heap keeps the k largest (doc = block number)
+    size = 0
+    for b in range(n_blocks):
+        m = zero
+        for d in range(b * B, min(b * B + B, n_docs)):
+            m = max(m, acc[d])
+        block_max[b] = m
+        if m > zero and (size < k or m > out_scores[0]):
+            size = heap_offer(out_scores, out_docs, size, k, m, b)
+    bound = out_scores[0] if size == k else zero
+    # pass 2: documents of the blocks that reach the bound, in doc id order
+    size = 0
+    for b in range(n_blocks):
+        if block_max[b] > zero and block_max[b] >= bound:
+            for d in range(b * B, min(b * B + B, n_docs)):
+                s = acc[d]
+                if s > zero and s >= bound and (size < k or s > out_scores[0]):
+                    size = heap_offer(out_scores, out_docs, size, k, s, d)
+    acc[:] = zero
     heap_sort_desc(out_scores, out_docs, size)
     return size
 

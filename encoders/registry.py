@@ -1,0 +1,296 @@
+"""The encoder registry and the loaders: :func:`load_encoder`, :func:`load_query_encoder`.
+
+An encoder *spec* is, in the order tried:
+
+1. an :class:`~lsr.encoders.config.EncoderConfig` (or its dict form);
+2. a registered name (:func:`available_encoders`; the public models of
+   :data:`~lsr.encoders.checkpoints.PUBLIC_MODELS` are registered under short
+   names such as ``splade-v3``);
+3. a YAML preset file (``*.yaml`` / ``*.yml``);
+4. a local checkpoint directory: ``lsr-encoder.yaml`` inside it, else a
+   ``*ForMaskedLM`` checkpoint is a SPLADE encoder (max pooling, 256 tokens);
+5. a public hub id of the mapping table (e.g. ``naver/splade-v3``);
+6. any other hub id: its ``config.json`` is fetched and an MLM checkpoint is
+   taken as SPLADE.
+
+Anything else is an :class:`~lsr.encoders.errors.UnknownEncoderError`; a
+checkpoint that fits no encoder is an
+:class:`~lsr.encoders.errors.IncompatibleModelError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .checkpoints import (
+    PUBLIC_MODELS,
+    PUBLIC_NAMES,
+    Checkpoint,
+    looks_like_hub_id,
+    public_config,
+)
+from .config import EncoderConfig, RuntimeConfig, SideConfig
+from .encoder import DESCRIBE_FORMAT, Encoder, QueryEncoder
+from .errors import EncoderConfigError, IncompatibleModelError, UnknownEncoderError
+
+Spec = str | os.PathLike | EncoderConfig | Mapping[str, Any]
+
+_REGISTRY: dict[str, Callable[[], EncoderConfig]] = {}
+_LOCK = threading.Lock()
+PRESET_IN_CHECKPOINT = "lsr-encoder.yaml"
+
+
+def register_encoder(name: str, config: EncoderConfig | Callable[[], EncoderConfig], *,
+                     overwrite: bool = False) -> None:
+    """Register an encoder config (or a function building one) under ``name``."""
+    if not isinstance(name, str) or not name or any(ch.isspace() for ch in name):
+        raise EncoderConfigError(f"encoder name must be a non-empty word, got {name!r}")
+    if isinstance(config, EncoderConfig):
+        cfg = config
+
+        def factory() -> EncoderConfig:
+            return cfg
+    elif callable(config):
+        factory = config
+    else:
+        raise EncoderConfigError("register_encoder takes an EncoderConfig or a function returning one")
+    with _LOCK:
+        if name in _REGISTRY and not overwrite:
+            raise EncoderConfigError(f"encoder {name!r} is already registered (pass overwrite=True)")
+        _REGISTRY[name] = factory
+
+
+def register_presets(directory: str | os.PathLike, *, overwrite: bool = False) -> list[str]:
+    """Register every ``*.yaml`` preset of a directory under its file name (without ``.yaml``).
+
+    Names already registered are kept unless ``overwrite``. Presets are read
+    when used, so a broken file only fails when its name is loaded. Returns
+    the names registered.
+    """
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise EncoderConfigError(f"preset directory {directory} does not exist")
+    names = []
+    for entry in sorted(os.listdir(directory)):
+        if not entry.endswith((".yaml", ".yml")):
+            continue
+        name = os.path.splitext(entry)[0]
+        with _LOCK:
+            taken = name in _REGISTRY
+        if taken and not overwrite:
+            continue
+        path = os.path.join(directory, entry)
+        register_encoder(name, (lambda p=path: EncoderConfig.from_yaml(p)), overwrite=True)
+        names.append(name)
+    return names
+
+
+# The presets of a source checkout (configs/encoders next to the package directory), if there is one.
+BUNDLED_PRESETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "encoders")
+_bundled_done = False
+
+
+def _ensure_bundled() -> None:
+    global _bundled_done
+    if _bundled_done:
+        return
+    _bundled_done = True
+    if os.path.isdir(BUNDLED_PRESETS):
+        register_presets(BUNDLED_PRESETS)
+
+
+def available_encoders() -> list[str]:
+    """Registered encoder names, sorted (public models, then presets of a source checkout's configs/encoders)."""
+    _ensure_bundled()
+    with _LOCK:
+        return sorted(_REGISTRY)
+
+
+def get_config(name: str) -> EncoderConfig:
+    """The config registered under ``name``."""
+    _ensure_bundled()
+    with _LOCK:
+        factory = _REGISTRY.get(name)
+    if factory is None:
+        raise UnknownEncoderError(f"no encoder registered as {name!r}")
+    cfg = factory()
+    if not isinstance(cfg, EncoderConfig):
+        raise EncoderConfigError(f"encoder {name!r}: its factory returned {type(cfg).__name__}")
+    return cfg
+
+
+def _register_public() -> None:
+    for short, model_id in PUBLIC_NAMES.items():
+        register_encoder(short, (lambda m=model_id, s=short: public_config(m, name=s)), overwrite=True)
+
+
+_register_public()
+
+
+# --------------------------------------------------------------------------- resolving specs
+def _with_revision(cfg: EncoderConfig, revision: str | None) -> EncoderConfig:
+    """Apply a revision to every side whose checkpoint is a hub id."""
+    if revision is None:
+        return cfg
+
+    def side(s: SideConfig) -> SideConfig:
+        if os.path.isdir(s.model) or not looks_like_hub_id(s.model):
+            return s
+        return s.replace(revision=revision)
+
+    return cfg.replace(doc=side(cfg.doc), query=side(cfg.query))
+
+
+def _from_checkpoint(spec: str, revision: str | None) -> EncoderConfig:
+    ckpt = Checkpoint(spec, revision, what="model")
+    if ckpt.local and os.path.isfile(os.path.join(ckpt.spec, PRESET_IN_CHECKPOINT)):
+        return EncoderConfig.from_yaml(os.path.join(ckpt.spec, PRESET_IN_CHECKPOINT))
+    arch = ckpt.architectures
+    if any(a.endswith("ForMaskedLM") for a in arch):
+        name = os.path.basename(ckpt.spec.rstrip("/")) if ckpt.local else ckpt.spec
+        side = SideConfig(kind="splade", model=ckpt.spec, revision=revision, max_length=256)
+        return EncoderConfig(name=name, type="splade", doc=side, query=side,
+                             description=f"SPLADE on the MLM checkpoint {ckpt.label}")
+    what = ", ".join(arch) if arch else "a checkpoint with no architectures in config.json"
+    raise IncompatibleModelError(
+        f"{ckpt.label} is {what}: without an MLM head it cannot be a SPLADE encoder, and it is not in the "
+        "table of public models; for a uniCOIL/DeepImpact head write a preset (kind, model, head_file)")
+
+
+def resolve_config(spec: Spec, revision: str | None = None) -> EncoderConfig:
+    """The :class:`EncoderConfig` for an encoder spec (see the module docstring)."""
+    if isinstance(spec, EncoderConfig):
+        return _with_revision(spec, revision)
+    if isinstance(spec, Mapping):
+        return _with_revision(EncoderConfig.from_dict(spec), revision)
+    if not isinstance(spec, (str, os.PathLike)):
+        raise UnknownEncoderError(f"an encoder spec is a name, a path or a config, not {type(spec).__name__}")
+    s = os.fspath(spec)
+    if not s:
+        raise UnknownEncoderError("empty encoder name")
+    _ensure_bundled()
+    with _LOCK:
+        registered = s in _REGISTRY
+    if registered:
+        return _with_revision(get_config(s), revision)
+    if s.endswith((".yaml", ".yml")):
+        if not os.path.isfile(s):
+            raise UnknownEncoderError(f"preset file {s} does not exist")
+        return _with_revision(EncoderConfig.from_yaml(s), revision)
+    if os.path.isdir(s):
+        return _from_checkpoint(s, None)
+    if s in PUBLIC_MODELS:
+        return public_config(s, revision=revision)
+    if looks_like_hub_id(s) and "/" in s:
+        return _from_checkpoint(s, revision)
+    names = ", ".join(available_encoders())
+    raise UnknownEncoderError(f"unknown encoder {s!r}: not a registered name ({names}), a preset file, "
+                              "a checkpoint directory or a hub id (owner/name)")
+
+
+def _absolute_paths(cfg: EncoderConfig) -> EncoderConfig:
+    def fix(side: SideConfig) -> SideConfig:
+        changes: dict[str, Any] = {}
+        for key in ("model", "tokenizer", "gate_model", "head_file"):
+            v = getattr(side, key)
+            if isinstance(v, str) and os.path.exists(v) and not os.path.isabs(v):
+                changes[key] = os.path.abspath(v)
+        if side.weights not in ("binary", "counts") and os.path.exists(side.weights):
+            changes["weights"] = os.path.abspath(side.weights)
+        if side.expansion is not None and os.path.exists(side.expansion.model):
+            from dataclasses import replace
+
+            changes["expansion"] = replace(side.expansion, model=os.path.abspath(side.expansion.model))
+        return side.replace(**changes) if changes else side
+
+    return cfg.replace(doc=fix(cfg.doc), query=fix(cfg.query))
+
+
+def _apply_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def load_encoder(spec: Spec, device: str = "cpu", dtype: str = "float32", threads: int | None = None,
+                 revision: str | None = None) -> Encoder:
+    """Load an encoder (models load lazily, on first use of each side).
+
+    ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; ``dtype``:
+    ``float32`` (exact), ``bfloat16`` (CPU or GPU) or ``float16`` (GPU only);
+    ``threads``: torch's intra-op CPU threads (process-wide); ``revision``: a
+    hub revision for hub checkpoints.
+    """
+    runtime = RuntimeConfig(device=device, dtype=dtype, threads=threads)
+    from .sides import resolve_device
+
+    resolve_device(runtime)
+    _apply_threads(threads)
+    cfg = _absolute_paths(resolve_config(spec, revision))
+    return Encoder(cfg, runtime)
+
+
+_QUERY_CACHE: dict[str, QueryEncoder] = {}
+
+
+def load_query_encoder(info: Mapping[str, Any], device: str = "cpu", dtype: str = "float32",
+                       threads: int | None = None) -> QueryEncoder:
+    """Rebuild the query encoder from an ``Encoder.describe()`` dict (e.g. an index's encoder.json).
+
+    The checkpoint is pinned to the recorded hub commit, and the rebuilt
+    tokenizer (and, for local checkpoints, the weights' SHA-256) must match
+    what was recorded, else :class:`IncompatibleModelError`. Instances are
+    cached: later calls with the same description return the same loaded
+    encoder, so ``load_query_encoder(d).encode_queries([text])`` is cheap
+    after the first call.
+    """
+    if not isinstance(info, Mapping):
+        raise EncoderConfigError(f"encoder description must be a mapping, got {type(info).__name__}")
+    if info.get("format") != DESCRIBE_FORMAT or not isinstance(info.get("config"), Mapping):
+        raise EncoderConfigError(f"not an lsr encoder description (format {info.get('format')!r}, "
+                                 f"expected {DESCRIBE_FORMAT!r} with a 'config')")
+    key = json.dumps({"config": info["config"], "query": info.get("query"), "device": device, "dtype": dtype},
+                     sort_keys=True, default=str)
+    with _LOCK:
+        hit = _QUERY_CACHE.get(key)
+    if hit is not None:
+        return hit
+    cfg = EncoderConfig.from_dict(info["config"], where="encoder description")
+    recorded = info.get("query") if isinstance(info.get("query"), Mapping) else {}
+    qside = cfg.query
+    commit = recorded.get("revision")
+    if commit and not os.path.isdir(qside.model) and qside.revision is None:
+        qside = qside.replace(revision=commit)
+        cfg = cfg.replace(query=qside)
+    runtime = RuntimeConfig(device=device, dtype=dtype, threads=threads)
+    _apply_threads(threads)
+    enc = QueryEncoder(cfg, runtime)
+    side = enc.query_side
+    want = recorded.get("tokenizer_hash")
+    if want and want != side.tokenizer_hash:
+        raise IncompatibleModelError(f"query tokenizer of {qside.model} differs from the one recorded "
+                                     "in the encoder description")
+    want_sha = recorded.get("sha256")
+    if want_sha and side.identity().get("sha256") not in (None, want_sha):
+        raise IncompatibleModelError(f"query model {qside.model} has changed since the encoder description "
+                                     "was written (weights SHA-256 differs)")
+    with _LOCK:
+        return _QUERY_CACHE.setdefault(key, enc)
+
+
+__all__ = [
+    "BUNDLED_PRESETS",
+    "PRESET_IN_CHECKPOINT",
+    "available_encoders",
+    "get_config",
+    "load_encoder",
+    "load_query_encoder",
+    "register_encoder",
+    "register_presets",
+    "resolve_config",
+]

@@ -1,0 +1,621 @@
+"""Side encoders: one backbone + sparse head each (a document side or a query side).
+
+Every side turns a list of texts into ``{term: weight}`` dicts:
+
+* texts are checked (:func:`~lsr.encoders.text.check_texts`); an empty or
+  whitespace-only text gives ``{}`` without running the model;
+* texts are tokenised once, sorted by length and cut into batches, so that a
+  batch pads only to its own longest text (queries never pad to documents);
+* the model runs under ``torch.inference_mode``; outputs come back in input
+  order;
+* weights of 0 are dropped, then ``min_weight`` and ``top_k`` prune.
+
+Term strings are the tokenizer's tokens (WordPieces such as ``##ing``) or,
+for ``deepimpact``/``words``, whole words; none contains whitespace.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from lsr.errors import InputError
+
+from .checkpoints import Checkpoint, load_tokenizer, tokenizer_hash
+from .config import RuntimeConfig, SideConfig
+from .errors import DeviceError, EncoderConfigError, IncompatibleModelError
+from .heads import (
+    HeadModel,
+    MLMParts,
+    cached,
+    fused_max_pool,
+    fused_sum_pool,
+    load_head_model,
+    load_mlm,
+    padded_pool,
+    pool_logits,
+)
+from .text import TextTokenizer, append_new_terms, check_texts
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class EncodeStats:
+    """Counts for one ``encode`` call."""
+
+    texts: int = 0
+    empty: int = 0
+    truncated: int = 0
+    tokens: int = 0
+    expanded: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(runtime: RuntimeConfig):
+    """``(torch.device, torch.dtype)`` for a runtime config, or a DeviceError."""
+    import torch
+
+    try:
+        dev = torch.device(runtime.device)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"unknown device {runtime.device!r} (cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device {runtime.device!r} requested but no CUDA GPU is available to torch")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError("device 'mps' requested but it is not available")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"unsupported device type {dev.type!r} (cpu, cuda or mps)")
+    if runtime.dtype == "float16" and dev.type == "cpu":
+        raise DeviceError("float16 needs a GPU; on the CPU use float32 (exact) or bfloat16")
+    if runtime.dtype == "bfloat16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError("this GPU does not support bfloat16; use float16 or float32")
+    return dev, getattr(torch, runtime.dtype)
+
+
+def _shared_tokenizer(ckpt: Checkpoint):
+    return cached(("tokenizer", ckpt.spec, ckpt.revision), lambda: load_tokenizer(ckpt))
+
+
+class SideEncoder:
+    """Base class: tokenizer, batching, pruning, description. Subclasses implement ``_encode``."""
+
+    kind = ""
+
+    def __init__(self, cfg: SideConfig, runtime: RuntimeConfig, role: str) -> None:
+        self.cfg = cfg
+        self.runtime = runtime
+        self.role = role
+        self.device, self.dtype = resolve_device(runtime)
+        self.ckpt = Checkpoint(cfg.model, cfg.revision, what=f"{role} model")
+        self.tok_ckpt = (Checkpoint(cfg.tokenizer, cfg.revision if cfg.tokenizer == cfg.model else None,
+                                    what=f"{role} tokenizer") if cfg.tokenizer else self.ckpt)
+        self.hf_tokenizer = _shared_tokenizer(self.tok_ckpt)
+        self.text = TextTokenizer(self.hf_tokenizer, cfg.max_length)
+        self.tokenizer_hash = tokenizer_hash(self.hf_tokenizer)
+        self.vocab = np.array(self.text.vocab, dtype=object)
+        self.last_stats = EncodeStats()
+        self._identity: dict | None = None
+
+    # -- public ----------------------------------------------------------------
+    def encode(self, texts: Sequence[str], batch_size: int = 32, expansions: Sequence[str | None] | None = None,
+               progress: Progress | None = None) -> list[dict[str, float]]:
+        """Encode texts into ``{term: weight}`` dicts, in input order."""
+        import torch
+
+        texts = check_texts(texts)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        stats = EncodeStats(texts=len(texts))
+        if expansions is not None:
+            texts = self._merge_expansions(texts, expansions, stats)
+        out: list[dict | None] = [None] * len(texts)
+        todo = []
+        for i, t in enumerate(texts):
+            if t.strip():
+                todo.append(i)
+            else:
+                out[i] = {}
+        stats.empty = len(texts) - len(todo)
+        if progress is not None and stats.empty:
+            progress(stats.empty)
+        if todo:
+            with torch.inference_mode():
+                vecs = self._encode([texts[i] for i in todo], batch_size, stats, progress)
+            for i, v in zip(todo, vecs):
+                out[i] = v
+        self.last_stats = stats
+        return out  # type: ignore[return-value]
+
+    def describe(self) -> dict:
+        """JSON-serialisable description of this side (enough to rebuild it)."""
+        d = {"kind": self.cfg.kind, **self.identity(), "term_space": self.cfg.term_space,
+             "tokenizer_hash": self.tokenizer_hash, "max_length": self.cfg.max_length,
+             "top_k": self.cfg.top_k, "min_weight": self.cfg.min_weight}
+        if self.cfg.tokenizer:
+            d["tokenizer"] = self.tok_ckpt.spec
+        d.update(self._describe_head())
+        return d
+
+    def identity(self) -> dict:
+        """Model id, resolved revision and (for local directories) a content hash."""
+        if self._identity is None:
+            self._identity = self.ckpt.guard("identity", self.ckpt.identity)
+        return self._identity
+
+    # -- helpers for subclasses ------------------------------------------------
+    def _describe_head(self) -> dict:
+        return {}
+
+    def _encode(self, texts: list[str], batch_size: int, stats: EncodeStats,
+                progress: Progress | None) -> list[dict]:
+        raise NotImplementedError
+
+    def _merge_expansions(self, texts: list[str], expansions, stats: EncodeStats) -> list[str]:
+        exps = list(expansions)
+        if len(exps) != len(texts):
+            raise InputError(f"{len(exps)} expansions for {len(texts)} texts")
+        checked = check_texts([e if e is not None else "" for e in exps], what="expansion")
+        out = []
+        for t, e, orig in zip(texts, checked, exps):
+            if orig is None or not e.strip():
+                out.append(t)
+                continue
+            stats.expanded += 1
+            out.append(self._merge_one(t, e))
+        return out
+
+    def _merge_one(self, text: str, expansion: str) -> str:
+        return f"{text} {expansion}" if text.strip() else expansion
+
+    def _batches(self, lengths: list[int], batch_size: int) -> list[list[int]]:
+        order = sorted(range(len(lengths)), key=lambda j: -lengths[j])
+        return [order[s: s + batch_size] for s in range(0, len(order), batch_size)]
+
+    def _pad(self, ids: list[list[int]], idxs: list[int]):
+        import torch
+
+        lengths = [len(ids[j]) for j in idxs]
+        L = max(lengths)
+        arr = np.full((len(idxs), L), self.text.pad_id, dtype=np.int64)
+        mask = np.zeros((len(idxs), L), dtype=np.int64)
+        for r, j in enumerate(idxs):
+            arr[r, : lengths[r]] = ids[j]
+            mask[r, : lengths[r]] = 1
+        return (torch.from_numpy(arr).to(self.device), torch.from_numpy(mask).to(self.device), lengths)
+
+    def _prune_index(self, row: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Indices of ``row`` (among ``idx``) that survive ``min_weight`` and ``top_k``."""
+        vals = row[idx]
+        keep = vals > 0
+        if self.cfg.min_weight > 0:
+            keep &= vals >= self.cfg.min_weight
+        idx = idx[keep]
+        k = self.cfg.top_k
+        if k is not None and len(idx) > k:
+            order = np.argsort(-row[idx], kind="stable")[:k]
+            idx = np.sort(idx[order])
+        return idx
+
+    def _row_to_dict(self, row: np.ndarray) -> dict[str, float]:
+        idx = np.flatnonzero(row > 0)
+        idx = self._prune_index(row, idx)
+        return dict(zip(self.vocab[idx].tolist(), row[idx].tolist()))
+
+
+# --------------------------------------------------------------------------- SPLADE / SparTerm
+class MLMSide(SideEncoder):
+    """SPLADE (``splade``) and SparTerm (``sparterm``) on a ``*ForMaskedLM`` checkpoint.
+
+    SPLADE: ``w_v = pool_i log(1 + ReLU(logit_{i,v}))`` over the attended
+    tokens (special tokens included), pool = max (v2, ++, v3) or sum (v1).
+
+    SparTerm: importance ``imp_v = pool_i ReLU(logit_{i,v})`` (sum as in the
+    paper, or max) times a binary gate ``g_v``: ``lexical`` gates on the
+    tokens present in the text (special tokens excluded); ``expansion`` also
+    opens ``v`` when ``sigmoid(max_i gate_logit_{i,v}) > gate_threshold``,
+    with gate logits from ``gate_model`` (default: the importance model
+    itself), the text's own tokens forced on. Only gated columns of the
+    vocabulary projection are computed for the importance.
+    """
+
+    def __init__(self, cfg: SideConfig, runtime: RuntimeConfig, role: str) -> None:
+        super().__init__(cfg, runtime, role)
+        self._parts: MLMParts | None = None
+        self._gate_parts: MLMParts | None = None
+        self.gate_ckpt = (Checkpoint(cfg.gate_model, None, what=f"{role} gate model")
+                          if cfg.kind == "sparterm" and cfg.gate == "expansion" and cfg.gate_model else None)
+        if self.gate_ckpt is not None:
+            gate_tok = _shared_tokenizer(self.gate_ckpt)
+            if tokenizer_hash(gate_tok) != self.tokenizer_hash:
+                raise IncompatibleModelError(f"{role} gate model {self.gate_ckpt.label} uses another tokenizer "
+                                             "than the importance model")
+
+    @property
+    def parts(self) -> MLMParts:
+        if self._parts is None:
+            self._parts = load_mlm(self.ckpt, self.device, self.dtype)
+            if self._parts.vocab_size != len(self.vocab):
+                raise IncompatibleModelError(
+                    f"{self.role} model {self.ckpt.label}: MLM vocabulary ({self._parts.vocab_size}) and "
+                    f"tokenizer ({len(self.vocab)}) differ in size")
+            self._check_positions(self._parts.model.config)
+            if self.cfg.kind == "sparterm" and self._parts.generic:
+                raise IncompatibleModelError(f"{self.role} model {self.ckpt.label}: SparTerm supports BERT and "
+                                             "DistilBERT MLM checkpoints")
+        return self._parts
+
+    @property
+    def gate_parts(self) -> MLMParts:
+        if self._gate_parts is None:
+            if self.gate_ckpt is None:
+                self._gate_parts = self.parts
+            else:
+                self._gate_parts = load_mlm(self.gate_ckpt, self.device, self.dtype)
+                if self._gate_parts.generic or self._gate_parts.vocab_size != len(self.vocab):
+                    raise IncompatibleModelError(f"{self.role} gate model {self.gate_ckpt.label} does not fit "
+                                                 "the importance model's vocabulary")
+        return self._gate_parts
+
+    def _check_positions(self, config) -> None:
+        limit = getattr(config, "max_position_embeddings", None)
+        if isinstance(limit, int) and self.cfg.max_length > limit:
+            raise EncoderConfigError(f"{self.role} side: max_length {self.cfg.max_length} exceeds the model's "
+                                     f"{limit} positions")
+
+    def _describe_head(self) -> dict:
+        d = {"head": "mlm", "pooling": self.cfg.pooling}
+        if self.cfg.kind == "splade":
+            d["activation"] = "log1p_relu"
+        else:
+            d.update({"activation": "relu", "gate": self.cfg.gate, "gate_threshold": self.cfg.gate_threshold,
+                      "gate_model": self.gate_ckpt.identity() if self.gate_ckpt is not None else None})
+        return d
+
+    def _encode(self, texts, batch_size, stats, progress):
+        enc = self.text.encode(texts)
+        stats.truncated += sum(enc.truncated)
+        stats.tokens += sum(len(x) for x in enc.ids)
+        parts = self.parts
+        results: list[dict] = [{}] * len(texts)
+        for idxs in self._batches([len(x) for x in enc.ids], batch_size):
+            ids, mask, lengths = self._pad(enc.ids, idxs)
+            if self.cfg.kind == "splade":
+                rows = self._splade_batch(parts, ids, mask, lengths)
+                for r, j in enumerate(idxs):
+                    results[j] = self._row_to_dict(rows[r])
+            else:
+                vecs = self._sparterm_batch(parts, ids, mask, lengths, [enc.ids[j] for j in idxs])
+                for r, j in enumerate(idxs):
+                    results[j] = vecs[r]
+            if progress is not None:
+                progress(len(idxs))
+        return results
+
+    def _splade_batch(self, parts: MLMParts, ids, mask, lengths) -> np.ndarray:
+        import torch
+
+        if parts.generic:
+            logits = parts.logits(ids, mask)
+            out = pool_logits(logits, mask.bool().unsqueeze(-1), self.cfg.pooling)
+        elif self.device.type == "cpu":
+            h = parts.hidden(ids, mask)
+            T = parts.transform(h[mask.bool()])
+            out = torch.empty((len(lengths), parts.vocab_size), dtype=T.dtype)
+            pool = fused_max_pool if self.cfg.pooling == "max" else fused_sum_pool
+            pool(T, lengths, parts.weight, parts.bias, out, activation="log1p_relu")
+        else:
+            T = parts.transform(parts.hidden(ids, mask))
+            out = padded_pool(T, mask, parts.weight, parts.bias, self.cfg.pooling)
+        return out.float().cpu().numpy()
+
+    def _sparterm_batch(self, parts: MLMParts, ids, mask, lengths, id_lists) -> list[dict]:
+        import torch
+
+        h = parts.hidden(ids, mask)
+        T = parts.transform(h[mask.bool()])
+        gate_open = None
+        if self.cfg.gate == "expansion":
+            gp = self.gate_parts
+            gT = T if gp is parts else gp.transform(gp.hidden(ids, mask)[mask.bool()])
+            gmax = torch.empty((len(lengths), gp.vocab_size), dtype=gT.dtype, device=gT.device)
+            fused_max_pool(gT, lengths, gp.weight, gp.bias, gmax, activation="none")
+            gate_open = (torch.sigmoid(gmax.float()) > self.cfg.gate_threshold).cpu().numpy()
+        special = self.text.special_ids
+        out = []
+        off = 0
+        for r, L in enumerate(lengths):
+            seg = T[off: off + L]
+            off += L
+            lex = {t for t in id_lists[r] if t not in special}
+            cols = np.array(sorted(lex), dtype=np.int64)
+            if gate_open is not None:
+                cols = np.union1d(cols, np.flatnonzero(gate_open[r]))
+            if len(cols) == 0:
+                out.append({})
+                continue
+            ct = torch.from_numpy(cols).to(T.device)
+            s = torch.relu(torch.addmm(parts.bias.index_select(0, ct), seg, parts.weight.index_select(0, ct).t()))
+            imp = (s.amax(0) if self.cfg.pooling == "max" else s.sum(0)).float().cpu().numpy()
+            row = np.zeros(len(self.vocab), dtype=np.float32)
+            row[cols] = imp
+            idx = self._prune_index(row, cols)
+            out.append(dict(zip(self.vocab[idx].tolist(), row[idx].tolist())))
+        return out
+
+
+# --------------------------------------------------------------------------- uniCOIL
+class _HeadSide(SideEncoder):
+    """Shared loading of backbone + MLP head (uniCOIL, DeepImpact)."""
+
+    def __init__(self, cfg: SideConfig, runtime: RuntimeConfig, role: str) -> None:
+        super().__init__(cfg, runtime, role)
+        self._model: HeadModel | None = None
+
+    @property
+    def model(self) -> HeadModel:
+        if self._model is None:
+            self._model = load_head_model(self.ckpt, self.cfg.head_file, self.cfg.effective_head_prefix,
+                                          self.device, self.dtype)
+            limit = getattr(self._model.backbone.config, "max_position_embeddings", None)
+            if isinstance(limit, int) and self.cfg.max_length > limit:
+                raise EncoderConfigError(f"{self.role} side: max_length {self.cfg.max_length} exceeds the "
+                                         f"model's {limit} positions")
+        return self._model
+
+    def _describe_head(self) -> dict:
+        head = {"type": "mlp", "prefix": self.cfg.effective_head_prefix, "file": self.cfg.head_file,
+                "layers": self.model.head.shape, "activation": "relu"}
+        if self.cfg.head_file:
+            head["sha256"] = _file_sha256(self.cfg.head_file)
+        return {"head": head, "pooling": self.cfg.pooling if self.cfg.kind == "unicoil" else "first-occurrence"}
+
+
+class UniCoilSide(_HeadSide):
+    """uniCOIL: ``w_t = ReLU(W h_t + b)`` per token, max (or sum) over repeats of a token.
+
+    No expansion by the model; special tokens ([CLS], [SEP], ...) get no
+    weight. An expansion text (doc2query output) is appended to the document
+    text with a space before tokenisation.
+    """
+
+    def _encode(self, texts, batch_size, stats, progress):
+        import torch
+
+        enc = self.text.encode(texts)
+        stats.truncated += sum(enc.truncated)
+        stats.tokens += sum(len(x) for x in enc.ids)
+        model = self.model
+        V = len(self.vocab)
+        special = torch.tensor(sorted(self.text.special_ids), dtype=torch.long, device=self.device)
+        reduce = "amax" if self.cfg.pooling == "max" else "sum"
+        results: list[dict] = [{}] * len(texts)
+        for idxs in self._batches([len(x) for x in enc.ids], batch_size):
+            ids, mask, _ = self._pad(enc.ids, idxs)
+            keep = mask.bool() & ~torch.isin(ids, special)
+            h = model.hidden(ids, mask)
+            w = model.head(h[keep]).squeeze(-1).float()
+            doc = torch.arange(len(idxs), device=self.device).unsqueeze(1).expand_as(ids)[keep]
+            flat = doc * V + ids[keep]
+            out = torch.zeros(len(idxs) * V, dtype=torch.float32, device=self.device)
+            out.scatter_reduce_(0, flat, w, reduce=reduce, include_self=True)
+            rows = out.view(len(idxs), V).cpu().numpy()
+            for r, j in enumerate(idxs):
+                results[j] = self._row_to_dict(rows[r])
+            if progress is not None:
+                progress(len(idxs))
+        return results
+
+
+# --------------------------------------------------------------------------- DeepImpact
+class DeepImpactSide(_HeadSide):
+    """DeepImpact / DeeperImpact: whole-word impacts from the first WordPiece of each word.
+
+    Words come from BERT's basic tokenisation (:mod:`lsr.encoders.text`); each
+    distinct non-punctuation word is scored once, at the first WordPiece of
+    its first occurrence, by the MLP head; the weight is that score. Words
+    whose first occurrence is cut by ``max_length`` are left out. With an
+    ``expansion`` config (DeeperImpact), documents are first expanded with the
+    unique new words of queries generated by a causal LM; an expansion given
+    with the document (an input field) is used instead of generating.
+    """
+
+    def __init__(self, cfg: SideConfig, runtime: RuntimeConfig, role: str) -> None:
+        super().__init__(cfg, runtime, role)
+        self._expander = None
+
+    @property
+    def expander(self):
+        if self._expander is None and self.cfg.expansion is not None:
+            from .expansion import Doc2Query
+
+            self._expander = Doc2Query(self.cfg.expansion, self.runtime)
+        return self._expander
+
+    def _merge_one(self, text: str, expansion: str) -> str:
+        return append_new_terms(text, [expansion], self.text)
+
+    def _describe_head(self) -> dict:
+        d = super()._describe_head()
+        if self.cfg.expansion is not None:
+            d["expansion"] = self.cfg.expansion.to_dict()
+        return d
+
+    def encode(self, texts, batch_size=32, expansions=None, progress=None):
+        texts = check_texts(texts)
+        if self.cfg.expansion is not None:
+            given = list(expansions) if expansions is not None else [None] * len(texts)
+            if len(given) != len(texts):
+                raise InputError(f"{len(given)} expansions for {len(texts)} texts")
+            for i, t in enumerate(texts):
+                if given[i] is None and t.strip():
+                    given[i] = "\n".join(self.expander.generate(t))
+            expansions = given
+        return super().encode(texts, batch_size=batch_size, expansions=expansions, progress=progress)
+
+    def _encode(self, texts, batch_size, stats, progress):
+        import torch
+
+        occ = self.text.first_occurrences([self.text.window_words(t) for t in texts])
+        stats.truncated += sum(1 for o in occ if o[3])
+        stats.tokens += sum(len(o[0]) for o in occ)
+        results: list[dict] = [{}] * len(texts)
+        ids_all = [o[0] for o in occ]
+        model = None
+        for idxs in self._batches([len(x) for x in ids_all], batch_size):
+            live = [j for j in idxs if occ[j][1]]
+            if live:
+                model = model or self.model
+                ids, mask, _ = self._pad(ids_all, live)
+                h = model.hidden(ids, mask)
+                rows = torch.cat([torch.full((len(occ[j][2]),), r, dtype=torch.long) for r, j in enumerate(live)])
+                cols = torch.cat([torch.tensor(occ[j][2], dtype=torch.long) for j in live])
+                scores = model.head(h[rows.to(self.device), cols.to(self.device)]).squeeze(-1).float().cpu().numpy()
+                off = 0
+                for j in live:
+                    terms = occ[j][1]
+                    vals = scores[off: off + len(terms)]
+                    off += len(terms)
+                    idx = self._prune_index(vals, np.flatnonzero(vals > 0))
+                    results[j] = {terms[k]: float(vals[k]) for k in idx.tolist()}
+            if progress is not None:
+                progress(len(idxs))
+        return results
+
+
+# --------------------------------------------------------------------------- inference-free sides
+class TokensSide(SideEncoder):
+    """No transformer: the text's WordPieces (no special tokens), up to ``max_length``.
+
+    ``weights``: ``binary`` (1 per distinct token), ``counts`` (occurrences) or
+    a JSON file ``{token: weight}`` of learned per-token weights (tokens not
+    in the file get no weight).
+    """
+
+    def __init__(self, cfg: SideConfig, runtime: RuntimeConfig, role: str) -> None:
+        super().__init__(cfg, runtime, role)
+        self.table: dict[str, float] | None = None
+        if cfg.weights not in ("binary", "counts"):
+            self.table = _read_weight_table(cfg.weights)
+
+    def identity(self) -> dict:
+        return {"model": self.ckpt.spec, "revision": None if self.ckpt.local else self.cfg.revision,
+                "sha256": None}
+
+    def _describe_head(self) -> dict:
+        d: dict = {"head": "none", "weights": "file" if self.table is not None else self.cfg.weights}
+        if self.table is not None:
+            d["weights_file"] = self.cfg.weights
+            d["weights_sha256"] = _file_sha256(self.cfg.weights)
+        return d
+
+    def _encode(self, texts, batch_size, stats, progress):
+        enc = self.text.encode(texts, add_special_tokens=False)
+        stats.truncated += sum(enc.truncated)
+        stats.tokens += sum(len(x) for x in enc.ids)
+        out = []
+        for ids in enc.ids:
+            counts: dict[str, float] = {}
+            for t in ids:
+                tok = self.text.vocab[t]
+                counts[tok] = counts.get(tok, 0.0) + 1.0
+            out.append(self._weigh(counts))
+        if progress is not None:
+            progress(len(texts))
+        return out
+
+    def _weigh(self, counts: dict[str, float]) -> dict[str, float]:
+        if self.cfg.weights == "binary":
+            vec = {t: 1.0 for t in counts}
+        elif self.cfg.weights == "counts":
+            vec = counts
+        else:
+            assert self.table is not None
+            vec = {t: self.table[t] for t in counts if self.table.get(t, 0.0) > 0}
+        return _prune_dict(vec, self.cfg.min_weight, self.cfg.top_k)
+
+
+class WordsSide(TokensSide):
+    """No transformer: the text's whole words (DeepImpact's segmentation), weight 1 or the count,
+    from the first ``max_length`` words."""
+
+    def _encode(self, texts, batch_size, stats, progress):
+        out = []
+        for t in texts:
+            words = self.text.content_words(t)
+            if len(words) > self.cfg.max_length:
+                stats.truncated += 1
+                words = words[: self.cfg.max_length]
+            stats.tokens += len(words)
+            counts: dict[str, float] = {}
+            for w in words:
+                counts[w] = counts.get(w, 0.0) + 1.0
+            out.append(self._weigh(counts))
+        if progress is not None:
+            progress(len(texts))
+        return out
+
+
+def _prune_dict(vec: dict[str, float], min_weight: float, top_k: int | None) -> dict[str, float]:
+    items = [(t, w) for t, w in vec.items() if w > 0 and w >= min_weight]
+    if top_k is not None and len(items) > top_k:
+        keep = {t for t, _ in sorted(items, key=lambda tw: -tw[1])[:top_k]}
+        items = [(t, w) for t, w in items if t in keep]
+    return dict(items)
+
+
+def _file_sha256(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_weight_table(path: str) -> dict[str, float]:
+    if not os.path.isfile(path):
+        raise EncoderConfigError(f"token weight file {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise EncoderConfigError(f"{path}: not a JSON object of token weights ({e})") from None
+    if not isinstance(data, dict):
+        raise EncoderConfigError(f"{path}: expected a JSON object {{token: weight}}")
+    for t, w in data.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise EncoderConfigError(f"{path}: weight of token {t!r} must be a finite number >= 0, got {w!r}")
+    return {str(t): float(w) for t, w in data.items()}
+
+
+SIDE_CLASSES: dict[str, type[SideEncoder]] = {
+    "splade": MLMSide, "sparterm": MLMSide, "unicoil": UniCoilSide, "deepimpact": DeepImpactSide,
+    "tokens": TokensSide, "words": WordsSide,
+}
+
+
+def make_side(cfg: SideConfig, runtime: RuntimeConfig, role: str) -> SideEncoder:
+    """The side encoder for a side config."""
+    return SIDE_CLASSES[cfg.kind](cfg, runtime, role)
+
+
+__all__ = [
+    "DeepImpactSide",
+    "EncodeStats",
+    "MLMSide",
+    "SideEncoder",
+    "TokensSide",
+    "UniCoilSide",
+    "WordsSide",
+    "make_side",
+    "resolve_device",
+]

@@ -1,0 +1,206 @@
+"""``lsr encode``: encode a corpus (and/or queries) into term-weight vectors.
+
+The command only turns its arguments into the encoder configuration
+dataclasses and calls :mod:`lsr.encoders` (``load_encoder``,
+``encode_corpus``, ``encode_query_file``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import InputError
+
+_EPILOG = """\
+ENCODER is a registered name (see --list), a YAML preset (configs/encoders/*.yaml), a local checkpoint
+directory (a *ForMaskedLM checkpoint is encoded as SPLADE) or a Hugging Face hub id (see docs/encoders.md
+for the table of public models).
+
+Corpus and query sources: a JSONL file (BEIR layout _id/title/text, or id/contents), a TSV file
+(id<TAB>text), either optionally gzipped, or irds:<ir_datasets id> (e.g. irds:beir/scifact).
+
+The output directory holds part-NNNNN.jsonl.gz files ({"id", "contents", "vector"} per line, what
+`lsr index DIR` reads), encode.state (resume information) and, once complete, encoder.json. An
+interrupted encode continues where it stopped when the same command is run again.
+
+examples:
+  lsr encode splade-v3 --corpus corpus.jsonl --output vectors/
+  lsr encode configs/encoders/splade-tiny.yaml --corpus irds:beir/scifact --output sf/ \\
+      --queries irds:beir/scifact/test --queries-output sf-queries.jsonl
+"""
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _nonneg_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s!r}")
+    return v
+
+
+def _unit_float(s: str) -> float:
+    v = _nonneg_float(s)
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {s!r}")
+    return v
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "encode", help="encode a corpus and/or queries into sparse term-weight vectors",
+        description="Encode documents (into a vector collection directory) and/or queries (into a JSONL "
+                    "file) with a learned sparse encoder: SPLADE, SparTerm, uniCOIL, DeepImpact, DeeperImpact.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("encoder", nargs="?", metavar="ENCODER",
+                   help="encoder: registered name, YAML preset, checkpoint directory or hub id")
+    p.add_argument("--list", action="store_true", help="list the registered encoder names and exit")
+
+    io = p.add_argument_group("input and output")
+    io.add_argument("--corpus", metavar="SRC", help="documents to encode: JSONL, TSV or irds:<id>")
+    io.add_argument("--output", "-o", metavar="DIR", help="output vector collection directory (with --corpus)")
+    io.add_argument("--queries", metavar="SRC", help="queries to encode: JSONL, TSV or irds:<id>")
+    io.add_argument("--queries-output", metavar="FILE",
+                    help="output JSONL file of query vectors (.gz to compress; with --queries)")
+    io.add_argument("--expansion-field", metavar="NAME",
+                    help="JSONL field (TSV: a third column) holding doc2query text for each document; "
+                         "uniCOIL appends it, DeepImpact appends its unique new words")
+    io.add_argument("--limit", type=_positive_int, metavar="N", help="encode only the first N documents")
+    io.add_argument("--part-size", type=_positive_int, default=10_000, metavar="N",
+                    help="documents per output part; a killed encode loses at most one part (default 10000)")
+    io.add_argument("--overwrite", action="store_true",
+                    help="delete earlier output in --output and start again instead of resuming")
+    io.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    model = p.add_argument_group("model")
+    model.add_argument("--revision", metavar="REV", help="hub revision (branch, tag or commit) for hub checkpoints")
+    model.add_argument("--query-encoder", metavar="SPEC",
+                       help="take the query side from another encoder spec (same term space)")
+    model.add_argument("--doc-max-length", type=_positive_int, metavar="N",
+                       help="maximum document length in tokens, special tokens included (longer ones are "
+                            "truncated and counted)")
+    model.add_argument("--query-max-length", type=_positive_int, metavar="N", help="maximum query length in tokens")
+    model.add_argument("--doc-top-k", type=_positive_int, metavar="K", help="keep the K largest weights per document")
+    model.add_argument("--query-top-k", type=_positive_int, metavar="K", help="keep the K largest weights per query")
+    model.add_argument("--doc-min-weight", type=_nonneg_float, metavar="W",
+                       help="drop document weights below W (weights of 0 are always dropped)")
+    model.add_argument("--query-min-weight", type=_nonneg_float, metavar="W", help="drop query weights below W")
+
+    run_g = p.add_argument_group("runtime")
+    run_g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    run_g.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                       help="compute dtype: float32 (exact, default), bfloat16 (CPU or GPU), float16 (GPU)")
+    run_g.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads (default: torch's)")
+    run_g.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+                       help="documents per batch; batches are formed from length-sorted texts (default 32)")
+    run_g.add_argument("--query-batch-size", type=_positive_int, default=64, metavar="N",
+                       help="queries per batch (default 64)")
+
+    d2q = p.add_argument_group("doc2query generation (DeeperImpact; overrides the preset's expansion settings)")
+    d2q.add_argument("--d2q-model", metavar="SPEC", help="causal LM (directory or hub id) that generates queries")
+    d2q.add_argument("--d2q-gguf-file", metavar="FILE", help="GGUF weight file inside --d2q-model")
+    d2q.add_argument("--d2q-num-queries", type=_positive_int, metavar="N", help="queries generated per document")
+    d2q.add_argument("--d2q-max-new-tokens", type=_positive_int, metavar="N", help="tokens per generated query")
+    d2q.add_argument("--d2q-top-k", type=_positive_int, metavar="K", help="top-k sampling")
+    d2q.add_argument("--d2q-top-p", type=_unit_float, metavar="P", help="nucleus sampling probability")
+    d2q.add_argument("--d2q-temperature", type=_nonneg_float, metavar="T", help="sampling temperature")
+    d2q.add_argument("--d2q-seed", type=int, metavar="S", help="sampling seed (mixed with each document's CRC)")
+    d2q.add_argument("--no-d2q", action="store_true", help="do not generate expansions (use only --expansion-field)")
+    p.set_defaults(func=run)
+
+
+def _side_changes(args, prefix: str) -> dict:
+    out = {}
+    for opt, key in (("max_length", "max_length"), ("top_k", "top_k"), ("min_weight", "min_weight")):
+        v = getattr(args, f"{prefix}_{opt}")
+        if v is not None:
+            out[key] = v
+    return out
+
+
+def build_config(args):
+    """The EncoderConfig the arguments describe (the CLI's whole model logic)."""
+    from dataclasses import replace
+
+    from lsr.encoders import ExpansionConfig, resolve_config
+
+    cfg = resolve_config(args.encoder, revision=args.revision)
+    if args.query_encoder:
+        other = resolve_config(args.query_encoder, revision=args.revision)
+        cfg = cfg.replace(query=other.query, name=f"{cfg.name}+{other.name}")
+    doc = cfg.doc.replace(**_side_changes(args, "doc"))
+    query = cfg.query.replace(**_side_changes(args, "query"))
+    exp = doc.expansion
+    if args.no_d2q:
+        exp = None
+    else:
+        overrides = {k: v for k, v in (
+            ("model", args.d2q_model), ("gguf_file", args.d2q_gguf_file), ("num_queries", args.d2q_num_queries),
+            ("max_new_tokens", args.d2q_max_new_tokens), ("top_k", args.d2q_top_k), ("top_p", args.d2q_top_p),
+            ("temperature", args.d2q_temperature), ("seed", args.d2q_seed)) if v is not None}
+        if overrides:
+            if doc.kind != "deepimpact":
+                raise InputError("--d2q-* options apply to DeepImpact encoders only")
+            if exp is None:
+                if "model" not in overrides:
+                    raise InputError("--d2q-model is needed: this encoder has no doc2query model configured")
+                exp = ExpansionConfig(**overrides)
+            else:
+                exp = replace(exp, **overrides)
+    if exp is not doc.expansion:
+        doc = doc.replace(expansion=exp)
+    return cfg.replace(doc=doc, query=query)
+
+
+def run(args) -> int:
+    from lsr.encoders import (
+        available_encoders,
+        encode_corpus,
+        encode_query_file,
+        load_encoder,
+    )
+
+    if args.list:
+        for name in available_encoders():
+            print(name)
+        return 0
+    if not args.encoder:
+        raise InputError("name an ENCODER (see lsr encode --list)")
+    if not args.corpus and not args.queries:
+        raise InputError("nothing to encode: give --corpus and/or --queries")
+    if bool(args.corpus) != bool(args.output):
+        raise InputError("--corpus and --output go together")
+    if bool(args.queries) != bool(args.queries_output):
+        raise InputError("--queries and --queries-output go together")
+
+    encoder = load_encoder(build_config(args), device=args.device, dtype=args.dtype, threads=args.threads)
+    progress = not args.no_progress and sys.stderr.isatty()
+    if args.corpus:
+        rep = encode_corpus(encoder, args.corpus, args.output, batch_size=args.batch_size,
+                            part_size=args.part_size, expansion_field=args.expansion_field, limit=args.limit,
+                            progress=progress, overwrite=args.overwrite)
+        rate = f", {rep.docs_per_second:.1f} docs/s" if rep.encoded else ""
+        resumed = f" (resumed after {rep.resumed_from})" if rep.resumed_from and rep.encoded else ""
+        done = " (already complete)" if not rep.encoded and rep.complete else ""
+        print(f"lsr encode: {rep.docs} documents in {rep.parts} parts -> {rep.output}{done}{resumed}; "
+              f"encoded {rep.encoded} in {rep.seconds:.1f}s{rate}; truncated {rep.truncated} at "
+              f"{encoder.config.doc.max_length} tokens; empty {rep.empty}", file=sys.stderr)
+    if args.queries:
+        rep = encode_query_file(encoder, args.queries, args.queries_output, batch_size=args.query_batch_size,
+                                progress=progress)
+        rate = f", {rep.encoded / rep.seconds:.1f} queries/s" if rep.seconds > 0 else ""
+        print(f"lsr encode: {rep.docs} queries -> {rep.output} in {rep.seconds:.1f}s{rate}; truncated "
+              f"{rep.truncated} at {encoder.config.query.max_length} tokens; empty {rep.empty}", file=sys.stderr)
+    return 0

@@ -1,0 +1,220 @@
+"""Encoder configs, presets, the registry and spec resolution (no model weights are run here)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from encoders_helpers import REPO, SPLADE_TINY, minilm_dir
+from lsr.encoders import (
+    PUBLIC_MODELS,
+    PUBLIC_NAMES,
+    DeviceError,
+    EncoderConfig,
+    EncoderConfigError,
+    ExpansionConfig,
+    IncompatibleModelError,
+    SideConfig,
+    UnknownEncoderError,
+    available_encoders,
+    get_config,
+    load_encoder,
+    public_config,
+    register_encoder,
+    resolve_config,
+)
+
+from lsr.errors import LsrError
+
+
+def splade_side(**kw) -> SideConfig:
+    return SideConfig(kind="splade", model=str(SPLADE_TINY), **kw)
+
+
+@pytest.mark.parametrize("kw, needle", [
+    ({"kind": "colbert", "model": "m"}, "unknown encoder kind"),
+    ({"kind": "splade", "model": ""}, "model"),
+    ({"kind": "splade", "model": "m", "max_length": 0}, "max_length"),
+    ({"kind": "splade", "model": "m", "max_length": True}, "max_length"),
+    ({"kind": "splade", "model": "m", "pooling": "mean"}, "pooling"),
+    ({"kind": "deepimpact", "model": "m", "pooling": "sum"}, "pooling applies"),
+    ({"kind": "splade", "model": "m", "gate": "expansion"}, "sparterm only"),
+    ({"kind": "sparterm", "model": "m", "gate_threshold": 1.5}, "gate_threshold"),
+    ({"kind": "splade", "model": "m", "head_file": "h.safetensors"}, "unicoil and deepimpact"),
+    ({"kind": "tokens", "model": "m", "weights": "idf.txt"}, "weights"),
+    ({"kind": "words", "model": "m", "weights": "w.json"}, "weights"),
+    ({"kind": "splade", "model": "m", "weights": "counts"}, "tokens and words"),
+    ({"kind": "splade", "model": "m", "top_k": 0}, "top_k"),
+    ({"kind": "splade", "model": "m", "min_weight": -1.0}, "min_weight"),
+    ({"kind": "splade", "model": "m", "min_weight": float("nan")}, "min_weight"),
+    ({"kind": "unicoil", "model": "m", "expansion": ExpansionConfig(model="lm")}, "deepimpact only"),
+])
+def test_side_config_rejects_bad_values(kw, needle):
+    with pytest.raises(EncoderConfigError) as e:
+        SideConfig(**kw)
+    assert needle in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_expansion_config_validation():
+    ExpansionConfig(model="lm", num_queries=1, do_sample=False)
+    for kw, needle in [({"prompt": "no placeholder"}, "{document}"), ({"num_queries": 0}, "num_queries"),
+                       ({"top_p": 0.0}, "top_p"), ({"temperature": 0}, "temperature"),
+                       ({"do_sample": False, "num_queries": 3}, "greedy")]:
+        with pytest.raises(EncoderConfigError, match=None) as e:
+            ExpansionConfig(model="lm", **kw)
+        assert needle in str(e.value)
+
+
+def test_config_is_frozen_and_round_trips():
+    exp = ExpansionConfig(model="lm", num_queries=3, max_new_tokens=10)
+    cfg = EncoderConfig(name="x", type="deeperimpact",
+                        doc=SideConfig(kind="deepimpact", model="m", head_file="h.safetensors", expansion=exp),
+                        query=SideConfig(kind="words", model="m", max_length=32))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.name = "y"  # type: ignore[misc]
+    d = cfg.to_dict()
+    assert json.loads(json.dumps(d)) == d
+    back = EncoderConfig.from_dict(d)
+    assert back == cfg
+    assert back.doc.expansion == exp
+    assert cfg.replace(name="z").name == "z"
+
+
+def test_from_dict_reports_unknown_keys_and_types():
+    d = EncoderConfig(name="x", doc=splade_side(), query=splade_side()).to_dict()
+    d["doc"]["pooling_mode"] = "max"
+    with pytest.raises(EncoderConfigError, match="unknown key"):
+        EncoderConfig.from_dict(d)
+    with pytest.raises(EncoderConfigError, match="expected a mapping"):
+        EncoderConfig.from_dict({"name": "x", "doc": [], "query": {}})
+
+
+def test_term_spaces_must_match():
+    with pytest.raises(EncoderConfigError, match="must match"):
+        EncoderConfig(name="x", doc=splade_side(), query=SideConfig(kind="words", model="m"))
+    EncoderConfig(name="x", doc=SideConfig(kind="deepimpact", model="m"), query=SideConfig(kind="words", model="m"))
+
+
+def test_yaml_preset_relative_paths_and_both(tmp_path: Path):
+    model_dir = tmp_path / "ckpt"
+    model_dir.mkdir()
+    (tmp_path / "presets").mkdir()
+    preset = tmp_path / "presets" / "mine.yaml"
+    preset.write_text("type: splade\nboth:\n  kind: splade\n  model: ../ckpt\n  max_length: 128\n"
+                      "query:\n  max_length: 16\n  top_k: 5\n", encoding="utf-8")
+    cfg = EncoderConfig.from_yaml(preset)
+    assert cfg.name == "mine"
+    assert cfg.doc.model == str(model_dir) and cfg.query.model == str(model_dir)
+    assert (cfg.doc.max_length, cfg.query.max_length, cfg.query.top_k) == (128, 16, 5)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("doc: [1, 2\n", encoding="utf-8")
+    with pytest.raises(EncoderConfigError, match="not a valid YAML"):
+        EncoderConfig.from_yaml(bad)
+    bad.write_text("- a\n- b\n", encoding="utf-8")
+    with pytest.raises(EncoderConfigError, match="mapping"):
+        EncoderConfig.from_yaml(bad)
+    with pytest.raises(EncoderConfigError, match="cannot read"):
+        EncoderConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_every_shipped_preset_is_valid():
+    presets = sorted((REPO / "configs" / "encoders").glob("*.yaml"))
+    assert len(presets) >= 8
+    for p in presets:
+        cfg = EncoderConfig.from_yaml(p)
+        assert cfg.name == p.stem, p
+        assert cfg.doc.term_space == cfg.query.term_space
+    tiny = EncoderConfig.from_yaml(REPO / "configs" / "encoders" / "splade-tiny.yaml")
+    assert Path(tiny.doc.model) == SPLADE_TINY.resolve()
+
+
+def test_registry_and_public_table():
+    names = available_encoders()
+    for short, model_id in PUBLIC_NAMES.items():
+        assert short in names
+        assert model_id in PUBLIC_MODELS
+        cfg = get_config(short)
+        assert cfg.name == short
+    for model_id in PUBLIC_MODELS:
+        cfg = public_config(model_id)
+        assert cfg is not None and cfg.doc.term_space == cfg.query.term_space
+    eff = resolve_config("naver/efficient-splade-V-large-query")
+    assert eff.doc.model == "naver/efficient-splade-V-large-doc"
+    assert eff.query.model == "naver/efficient-splade-V-large-query"
+    v3doc = resolve_config("splade-v3-doc")
+    assert (v3doc.doc.kind, v3doc.query.kind, v3doc.query.weights) == ("splade", "tokens", "binary")
+    uni = resolve_config("castorini/unicoil-msmarco-passage", revision="abc123")
+    assert uni.doc.revision == "abc123" and uni.query.pooling == "sum" and uni.doc.max_length == 512
+    deeper = resolve_config("deeper-impact")
+    assert (deeper.doc.kind, deeper.query.kind) == ("deepimpact", "words")
+    assert resolve_config("splade-v3", revision="r1").doc.revision == "r1"
+
+
+def test_presets_register_by_name(tmp_path: Path):
+    from lsr.encoders import register_presets
+
+    names = available_encoders()
+    for stem in ("splade-tiny", "sparterm-tiny-lexical", "deeper-impact-smollm2"):
+        assert stem in names  # the source checkout's configs/encoders
+    assert resolve_config("splade-tiny").query.max_length == 64
+    assert resolve_config("splade-v3").description.startswith("public checkpoint")  # code registration wins
+    (tmp_path / "my-preset.yaml").write_text(f"both:\n  kind: splade\n  model: {SPLADE_TINY}\n", encoding="utf-8")
+    (tmp_path / "notes.txt").write_text("not a preset", encoding="utf-8")
+    assert register_presets(tmp_path) == ["my-preset"]
+    assert resolve_config("my-preset").doc.model == str(SPLADE_TINY)
+    with pytest.raises(EncoderConfigError, match="does not exist"):
+        register_presets(tmp_path / "missing")
+
+
+def test_register_encoder(tmp_path: Path):
+    cfg = EncoderConfig(name="my-enc", doc=splade_side(), query=splade_side(max_length=32))
+    register_encoder("test-my-enc", cfg)
+    assert "test-my-enc" in available_encoders()
+    assert resolve_config("test-my-enc") == cfg
+    with pytest.raises(EncoderConfigError, match="already registered"):
+        register_encoder("test-my-enc", cfg)
+    register_encoder("test-my-enc", lambda: cfg.replace(name="other"), overwrite=True)
+    assert get_config("test-my-enc").name == "other"
+    with pytest.raises(EncoderConfigError):
+        register_encoder("has space", cfg)
+
+
+@pytest.mark.parametrize("spec", ["no such model!", "", "../nowhere/x.yaml", "./not-a-dir"])
+def test_unknown_specs_are_one_line_errors(spec):
+    with pytest.raises(LsrError) as e:
+        resolve_config(spec)
+    assert isinstance(e.value, (UnknownEncoderError, EncoderConfigError))
+    assert "\n" not in str(e.value)
+
+
+def test_checkpoint_dir_inference():
+    cfg = resolve_config(str(SPLADE_TINY))
+    assert cfg.doc.kind == "splade" and cfg.query.kind == "splade" and cfg.doc.pooling == "max"
+    with pytest.raises(IncompatibleModelError, match="MLM head"):
+        resolve_config(str(minilm_dir()))
+
+
+def test_preset_inside_checkpoint_directory(tmp_path: Path):
+    (tmp_path / "lsr-encoder.yaml").write_text(
+        f"name: packaged\nboth:\n  kind: sparterm\n  model: {SPLADE_TINY}\n  max_length: 64\n", encoding="utf-8")
+    cfg = resolve_config(str(tmp_path))
+    assert (cfg.name, cfg.doc.kind, cfg.query.max_length) == ("packaged", "sparterm", 64)
+
+
+def test_device_and_dtype_errors():
+    import torch
+
+    with pytest.raises(DeviceError, match="float16 needs a GPU"):
+        load_encoder(str(SPLADE_TINY), dtype="float16")
+    with pytest.raises(DeviceError):
+        load_encoder(str(SPLADE_TINY), device="tpu")
+    with pytest.raises(EncoderConfigError):
+        load_encoder(str(SPLADE_TINY), dtype="int8")
+    with pytest.raises(EncoderConfigError):
+        load_encoder(str(SPLADE_TINY), threads=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA"):
+            load_encoder(str(SPLADE_TINY), device="cuda")
