@@ -11,8 +11,8 @@ block maxima in the output heap; the k-th of them is a lower bound of the k-th
 best score (k blocks each hold a document that scores at least that much), so
 a second pass offers to the heap only the documents of blocks that reach the
 bound, in doc id order, which keeps the tie rule. At 1M documents this made
-the query 35-40% faster than one branchy pass over every document (see
-docs/benchmarks.md).
+the kernel about a third faster than one branchy pass over every document
+(see docs/benchmarks.md).
 """
 
 from __future__ import annotations
