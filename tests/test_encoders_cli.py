@@ -12,15 +12,17 @@ import time
 from pathlib import Path
 
 import pytest
-from encoders_helpers import (
+from encoders_helpers import (  # noqa: F401  (fixtures: heads_dir, minilm, splade_tiny)
     DL19,
     REPO,
     SCIFACT,
     SHARED,
     assert_vectors_close,
+    heads_dir,
+    minilm,
     run_lsr,
     scifact_docs,
-    splade_tiny,  # noqa: F401
+    splade_tiny,
 )
 from lsr.encoders import ModelLoadError, encode_corpus, load_encoder
 
@@ -129,6 +131,26 @@ def test_tsv_corpus_gz_query_output_and_empty_text(tmp_path, enc, capsys):
     assert_vectors_close([got[ln.split("\t")[0]] for ln in lines], enc.encode_documents(texts))
     qs = read_queries(qout)
     assert len(qs) == 43 and all(0 < len(q.vector) <= 5 for q in qs)
+
+
+def test_expansion_field_with_a_unicoil_preset(tmp_path, minilm, heads_dir, capsys):
+    preset = tmp_path / "unicoil-minilm.yaml"
+    preset.write_text(f"type: unicoil\nboth:\n  kind: unicoil\n  model: {minilm}\n"
+                      f"  head_file: {heads_dir / 'unicoil.safetensors'}\n  max_length: 64\n", encoding="utf-8")
+    recs = [{"_id": "a", "title": "Cats", "text": "the cat sat on the mat", "d2q": "where do cats sit"},
+            {"_id": "b", "text": "proteins fold", "d2q": ["how do proteins fold", "protein folding"]},
+            {"_id": "c", "text": "no expansion here"}]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+    out = tmp_path / "v"
+    assert main(["encode", str(preset), "--corpus", str(corpus), "-o", str(out), "--expansion-field", "d2q",
+                 "--no-progress"]) == 0
+    got = dict(iter_vectors(str(out)))
+    e = load_encoder(str(preset))
+    want = e.encode_documents(["Cats the cat sat on the mat", "proteins fold", "no expansion here"],
+                              expansions=["where do cats sit", "how do proteins fold\nprotein folding", None])
+    assert_vectors_close([got["a"], got["b"], got["c"]], want)
+    assert "where" in got["a"] and read_encoder_info(str(out))["type"] == "unicoil"
 
 
 def test_resume_after_interrupt_loses_nothing_and_duplicates_nothing(tmp_path, corpus, enc):

@@ -276,3 +276,21 @@ def test_padded_pool_path_matches_fused_kernels():
         got = padded_pool(T_pad, mask, weight, bias, pooling)
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
         assert (want > 0).any()
+
+
+def test_separate_query_and_document_checkpoints(splade_tiny, tmp_path):
+    """As naver's efficient-splade -doc/-query pairs: two MLM checkpoints over one vocabulary."""
+    from lsr.encoders.bench import make_minilm_mlm
+
+    query_ckpt = make_minilm_mlm(tmp_path / "query-mlm", seed=1)
+    cfg = EncoderConfig(name="pair", type="splade", doc=SideConfig(kind="splade", model=str(splade_tiny)),
+                        query=SideConfig(kind="splade", model=str(query_ckpt), max_length=32))
+    e = load_encoder(cfg)
+    docs = [t for _, t in scifact_docs(3)]
+    qs = [q for _, q in scifact_queries(4)]
+    assert_vectors_close(e.encode_documents(docs), splade_reference(splade_tiny, docs))
+    got_q = e.encode_queries(qs)
+    assert_vectors_close(got_q, splade_reference(query_ckpt, qs, max_length=32))
+    info = e.describe()
+    assert info["doc_model"] != info["query_model"] and info["query"]["sha256"] != info["doc"]["sha256"]
+    assert_vectors_close(load_query_encoder(info).encode_queries(qs), got_q)
