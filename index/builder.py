@@ -34,6 +34,7 @@ from lsr.errors import InputError, LsrError
 from lsr.io import iter_vector_records, read_encoder_info
 
 from . import format as fmt
+from .kernels.blockmax import range_counts, range_fill
 from .kernels.build import block_maxima, count_kept, scatter_run, sort_run
 
 _MAX_DOCS = np.iinfo(np.int32).max
@@ -331,11 +332,27 @@ class IndexBuilder:
         block_last = np.zeros(n_blocks, dtype=np.int32)
         term_max = np.zeros(n_terms, dtype=impact_dtype)
         block_maxima(term_offsets, out_docs, out_imp, B, block_offsets, block_max, block_last, term_max)
-        out_docs.flush(); out_imp.flush()
-        del out_docs, out_imp
         for name, arr in (("block_offsets", block_offsets), ("block_max", block_max),
                           ("block_last_doc", block_last), ("term_max", term_max)):
             np.save(os.path.join(d, name + ".npy"), arr)
+        del block_offsets, block_max, block_last
+
+        # doc-range blocks (for the block-max traversal): per term, the ranges of
+        # range_block_docs documents its postings touch, with their maxima
+        shift = self.config.range_block_docs.bit_length() - 1
+        range_counts_ = np.zeros(n_terms, dtype=np.int64)
+        n_pairs = int(range_counts(term_offsets, out_docs, shift, range_counts_))
+        range_offsets = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(range_counts_, out=range_offsets[1:])
+        del range_counts_
+        r_blocks = np.lib.format.open_memmap(os.path.join(d, "range_blocks.npy"), "w+", np.int32, (n_pairs,))
+        r_max = np.lib.format.open_memmap(os.path.join(d, "range_max.npy"), "w+", impact_dtype, (n_pairs,))
+        r_start = np.lib.format.open_memmap(os.path.join(d, "range_start.npy"), "w+", np.int64, (n_pairs + 1,))
+        range_fill(term_offsets, out_docs, out_imp, shift, range_offsets, r_blocks, r_max, r_start)
+        np.save(os.path.join(d, "range_offsets.npy"), range_offsets)
+        for arr in (out_docs, out_imp, r_blocks, r_max, r_start):
+            arr.flush()
+        del out_docs, out_imp, r_blocks, r_max, r_start
 
         ids_path = os.path.join(d, "docids.bin")
         id_bytes = np.fromfile(ids_path, dtype=np.uint8)
@@ -356,13 +373,14 @@ class IndexBuilder:
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "build_seconds": round(time.perf_counter() - self._t0, 3),
             "counts": {"documents": self.n_docs, "terms": n_terms, "postings": n_post,
-                       "blocks": n_blocks, "empty_documents": self.n_empty},
+                       "blocks": n_blocks, "range_pairs": n_pairs, "empty_documents": self.n_empty},
             "impact_dtype": np.dtype(impact_dtype).name,
             "quantization": {"method": method, "bits": 32 if method == "float" else qcfg.bits,
                              "scale": scale, "max_weight": self.max_weight,
                              "rounding": "floor(weight * scale + 0.5)", "clipped": clipped,
                              "requested": qcfg.to_dict()},
             "block_size": B,
+            "range_block_docs": self.config.range_block_docs,
             "config": self.config.to_dict(),
             "encoder": self.encoder,
             "arrays": {name: fmt.array_entry(os.path.join(d, name + ".npy")) for name in fmt.ARRAY_DTYPES},

@@ -1,6 +1,6 @@
 """The on-disk index format: a self-describing directory of ``.npy`` arrays.
 
-Layout (format ``lsr-inverted-index``, version 1)::
+Layout (format ``lsr-inverted-index``, version 2)::
 
     manifest.json          format name/version, counts, quantisation, build and
                            encoder settings, and for every file its dtype,
@@ -13,6 +13,11 @@ Layout (format ``lsr-inverted-index``, version 1)::
     block_offsets.npy      int64[T+1]  blocks of term t are [boff[t], boff[t+1])
     block_max.npy          impact dtype[B]  max impact per block of block_size postings
     block_last_doc.npy     int32[B]    last doc id of each block
+    range_offsets.npy      int64[T+1]  doc-range blocks of term t are [roff[t], roff[t+1])
+    range_blocks.npy       int32[G]    range block number (doc id >> shift), ascending per term
+    range_max.npy          impact dtype[G]  max impact of the term in that range block
+    range_start.npy        int64[G+1]  first posting of the term in that range block;
+                                       range_start[j + 1] ends it (range_start[G] = P)
     docid_offsets.npy      int64[N+1]  external id of doc d is
     docid_bytes.npy        uint8[..]   docid_bytes[off[d]:off[d+1]].decode("utf-8")
 
@@ -33,7 +38,7 @@ import numpy as np
 from lsr.errors import IndexFormatError
 
 FORMAT_NAME = "lsr-inverted-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
 
@@ -48,6 +53,10 @@ ARRAY_DTYPES: dict[str, str | None] = {
     "block_offsets": "int64",
     "block_max": None,
     "block_last_doc": "int32",
+    "range_offsets": "int64",
+    "range_blocks": "int32",
+    "range_max": None,
+    "range_start": "int64",
     "docid_offsets": "int64",
     "docid_bytes": "uint8",
 }
@@ -193,6 +202,14 @@ def _check_structure(path: str, m: dict, a: dict[str, np.ndarray]) -> None:
         bad = "block offsets do not span the blocks"
     elif a["block_last_doc"].shape != a["block_max"].shape:
         bad = "block arrays differ in length"
+    elif a["range_offsets"].shape != (n_terms + 1,) or a["range_offsets"][-1] != a["range_blocks"].shape[0]:
+        bad = "range block offsets do not span the range blocks"
+    elif a["range_max"].shape != a["range_blocks"].shape or a["range_start"].shape != (a["range_blocks"].shape[0] + 1,):
+        bad = "range block arrays differ in length"
+    elif a["range_start"][-1] != n_post:
+        bad = "range block starts do not span the postings"
+    elif m.get("range_block_docs") not in [1 << i for i in range(3, 13)]:
+        bad = "range_block_docs missing or not a power of two"
     elif a["docid_offsets"][-1] != a["docid_bytes"].shape[0]:
         bad = "doc id offsets do not span the id bytes"
     if bad:

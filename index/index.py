@@ -34,6 +34,11 @@ class Index:
         self.block_offsets = arrays["block_offsets"]
         self.block_max = arrays["block_max"]
         self.block_last_doc = arrays["block_last_doc"]
+        self.range_offsets = arrays["range_offsets"]
+        self.range_blocks = arrays["range_blocks"]
+        self.range_max = arrays["range_max"]
+        self.range_start = arrays["range_start"]
+        self.range_shift = int(manifest["range_block_docs"]).bit_length() - 1
         self._docid_offsets = arrays["docid_offsets"]
         self._docid_bytes = arrays["docid_bytes"]
 

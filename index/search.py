@@ -17,13 +17,15 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from lsr.config import SearchConfig
+from lsr.config import ALGORITHMS, SearchConfig  # noqa: F401  (ALGORITHMS re-exported)
 from lsr.errors import InputError
 from lsr.io import Query, check_vector
 from lsr.results import Results
 
 from .index import Index
+from .kernels.blockmax import N_BUCKETS, blockmax_batch, blockmax_one
 from .kernels.exhaustive import exhaustive_batch, exhaustive_one
+from .kernels.planner import auto_batch, auto_one
 from .kernels.maxscore import maxscore_batch, maxscore_one
 from .kernels.wand import wand_batch, wand_one
 
@@ -158,13 +160,33 @@ class Searcher:
         return int(min(k, self.index.num_documents))
 
     def _acc(self, dtype) -> np.ndarray:
-        accs = getattr(self._local, "accs", None)
-        if accs is None:
-            accs = self._local.accs = {}
-        a = accs.get(np.dtype(dtype))
+        return self._buffer("acc", self.index.num_documents, dtype)
+
+    def _buffer(self, name: str, n: int, dtype) -> np.ndarray:
+        """A zeroed per-thread work array, reused by the single-query path."""
+        bufs = getattr(self._local, "bufs", None)
+        if bufs is None:
+            bufs = self._local.bufs = {}
+        key = (name, np.dtype(dtype))
+        a = bufs.get(key)
         if a is None:
-            a = accs[np.dtype(dtype)] = np.zeros(self.index.num_documents, dtype=dtype)
+            a = bufs[key] = np.zeros(n, dtype=dtype)
         return a
+
+    def _range_buffers(self, dtype, workers: int | None = None):
+        """(ub, local, order, bucket_counts) for the block-max traversal: one set, or ``workers`` rows."""
+        ix = self.index
+        n_blocks = (ix.num_documents + (1 << ix.range_shift) - 1) >> ix.range_shift
+        if workers is None:
+            return (self._buffer("ub", n_blocks, dtype), self._buffer("local", 1 << ix.range_shift, dtype),
+                    self._buffer("order", n_blocks, np.int32), self._buffer("buckets", N_BUCKETS + 1, np.int64))
+        return (np.zeros((workers, n_blocks), dtype), np.zeros((workers, 1 << ix.range_shift), dtype),
+                np.zeros((workers, n_blocks), np.int32), np.zeros((workers, N_BUCKETS + 1), np.int64))
+
+    def _range_arrays(self):
+        ix = self.index
+        return (ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.range_offsets, ix.range_blocks,
+                ix.range_max, ix.range_start, ix.range_shift, ix.num_documents)
 
     def search(self, query: QueryLike, k: int | None = None, query_id: str = "0") -> Results:
         """Top-k of one query (a ``{term: weight}`` mapping, or text for encoder-built indexes)."""
@@ -175,7 +197,14 @@ class Searcher:
         out_docs = np.empty(k, dtype=np.int32)
         out_scores = np.empty(k, dtype=p.score_dtype)
         algo = self.config.algorithm
-        if algo in ("wand", "bmw"):
+        cfg = self.config
+        if algo == "auto":
+            n, _ = auto_one(*self._range_arrays(), p.terms, p.weights, k, cfg.pair_ratio, cfg.budget_ratio,
+                            self._acc(p.score_dtype), *self._range_buffers(p.score_dtype), out_docs, out_scores)
+        elif algo == "blockmax":
+            n = blockmax_one(*self._range_arrays(), p.terms, p.weights, k, -1,
+                             *self._range_buffers(p.score_dtype), out_docs, out_scores)
+        elif algo in ("wand", "bmw"):
             n = wand_one(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, ix.block_offsets,
                          ix.block_max, ix.block_last_doc, ix.block_size, algo == "bmw", p.terms, p.weights, k,
                          out_docs, out_scores)
@@ -200,11 +229,20 @@ class Searcher:
         threads = self.config.threads if threads is None else threads
         workers = _set_threads(threads, nq)
         ix = self.index
+        cfg = self.config
         out_docs = np.empty((nq, k), dtype=np.int32)
         out_scores = np.empty((nq, k), dtype=p.score_dtype)
         counts = np.zeros(nq, dtype=np.int64)
         algo = self.config.algorithm
-        if algo in ("wand", "bmw"):
+        if algo == "auto":
+            accs = np.zeros((workers, ix.num_documents), dtype=p.score_dtype)
+            used = np.zeros(nq, dtype=np.int8)
+            auto_batch(*self._range_arrays(), p.offsets, p.terms, p.weights, k, cfg.pair_ratio, cfg.budget_ratio,
+                       accs, *self._range_buffers(p.score_dtype, workers), out_docs, out_scores, counts, used)
+        elif algo == "blockmax":
+            blockmax_batch(*self._range_arrays(), p.offsets, p.terms, p.weights, k,
+                           *self._range_buffers(p.score_dtype, workers), out_docs, out_scores, counts)
+        elif algo in ("wand", "bmw"):
             wand_batch(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, ix.block_offsets,
                        ix.block_max, ix.block_last_doc, ix.block_size, algo == "bmw", p.offsets, p.terms,
                        p.weights, k, out_docs, out_scores, counts)

@@ -98,7 +98,9 @@ class IndexConfig(_Config):
     """Index build settings.
 
     ``block_size``: postings per block for the stored per-block maxima
-    (used by block-max pruning). ``run_postings``: postings buffered in memory
+    (used by Block-Max WAND). ``range_block_docs``: documents per doc-range
+    block of the block-max traversal (``blockmax``): per term, the maximum
+    impact in each range of that many consecutive doc ids is stored. ``run_postings``: postings buffered in memory
     before a sorted run is spilled to disk (bounds the build's memory: about
     24 bytes per buffered posting). ``batch_docs``: documents parsed per batch.
     """
@@ -107,6 +109,7 @@ class IndexConfig(_Config):
 
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     block_size: int = 64
+    range_block_docs: int = 64
     run_postings: int = 32_000_000
     batch_docs: int = 20_000
 
@@ -115,13 +118,15 @@ class IndexConfig(_Config):
             raise InputError("quantization must be a QuantizationConfig")
         if not (8 <= self.block_size <= 4096) or self.block_size & (self.block_size - 1):
             raise InputError(f"block_size must be a power of two in [8, 4096], got {self.block_size}")
+        if not (8 <= self.range_block_docs <= 4096) or self.range_block_docs & (self.range_block_docs - 1):
+            raise InputError(f"range_block_docs must be a power of two in [8, 4096], got {self.range_block_docs}")
         if self.run_postings < 1000:
             raise InputError(f"run_postings must be at least 1000, got {self.run_postings}")
         if self.batch_docs < 1:
             raise InputError(f"batch_docs must be positive, got {self.batch_docs}")
 
 
-ALGORITHMS = ("exhaustive", "maxscore", "wand", "bmw")
+ALGORITHMS = ("auto", "exhaustive", "blockmax", "maxscore", "wand", "bmw")
 
 
 @dataclass(frozen=True)
@@ -132,15 +137,24 @@ class SearchConfig(_Config):
     cores). ``query_scale``: for integer-impact indexes, float query weights
     become integers ``round(w * query_scale)`` (integer query weights are kept
     as they are); scores are then exact integers. ``algorithm``: the query
-    processor: ``exhaustive`` (term-at-a-time, the reference), or the exact
-    document-at-a-time dynamic pruning processors ``maxscore``, ``wand`` and
-    ``bmw`` (Block-Max WAND); all return the same top k.
+    processor; every one returns the same top k:
+
+    * ``auto`` (default): per query, exhaustive scoring or the block-max
+      traversal, whichever the planner expects to be faster
+      (:mod:`lsr.index.kernels.planner`; ``pair_ratio`` and ``budget_ratio``
+      are its two settings);
+    * ``exhaustive``: term-at-a-time scoring of every posting (the reference);
+    * ``blockmax``: doc-range block-max traversal (BMP-style, exact);
+    * ``maxscore``, ``wand``, ``bmw`` (Block-Max WAND): document-at-a-time
+      dynamic pruning.
     """
 
     k: int = 10
     threads: int = 0
     query_scale: float = 100.0
-    algorithm: str = "exhaustive"
+    algorithm: str = "auto"
+    pair_ratio: float = 0.5
+    budget_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -149,5 +163,9 @@ class SearchConfig(_Config):
             raise InputError(f"threads must be >= 0, got {self.threads}")
         if not (self.query_scale > 0) or self.query_scale == float("inf"):
             raise InputError(f"query_scale must be positive and finite, got {self.query_scale}")
+        for name in ("pair_ratio", "budget_ratio"):
+            v = getattr(self, name)
+            if not (0 <= v < float("inf")):
+                raise InputError(f"{name} must be a finite number >= 0, got {v}")
         if self.algorithm not in ALGORITHMS:
             raise InputError(f"unknown algorithm {self.algorithm!r} (known: {', '.join(ALGORITHMS)})")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from lsr.config import ALGORITHMS
+
 
 def expected_scale(weights32: np.ndarray, method: str = "auto", bits: int = 8, scale: float | None = None):
     max_impact = (1 << bits) - 1
@@ -64,3 +66,12 @@ def topk(matrix, q, k: int):
     cand = np.flatnonzero(scores > 0)
     order = np.lexsort((cand, -scores[cand]))[:k]
     return cand[order], scores[cand[order]]
+
+
+# every query processor, plus the planner forced down each of its paths: the
+# block-max traversal always tried and always falling back (budget 0), and
+# always tried and always kept
+SEARCHERS = [dict(algorithm=a) for a in ALGORITHMS] + [
+    dict(algorithm="auto", pair_ratio=1e9, budget_ratio=0.0),
+    dict(algorithm="auto", pair_ratio=1e9, budget_ratio=1e9),
+]

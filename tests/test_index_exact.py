@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import lsr
 from lsr.config import IndexConfig, QuantizationConfig
 
-from brute import doc_matrix, query_vector, topk
+from brute import SEARCHERS, doc_matrix, query_vector, topk
 
 # few distinct weights -> many ties; 0 weights -> dropped postings
 WEIGHTS = st.sampled_from([0.0, 0.25, 0.5, 1.0, 1.0, 1.5, 2.0, 2.75, 3.3])
@@ -31,7 +31,8 @@ def collections(draw):
                         min_size=1, max_size=6), min_size=1, max_size=5))
     method = draw(st.sampled_from(["auto", "max", "fixed", "float"]))
     bits = draw(st.sampled_from([8, 16]))
-    return docs, queries, method, bits
+    range_docs = draw(st.sampled_from([8, 16, 64]))
+    return docs, queries, method, bits, range_docs
 
 
 def _build(tmp_path, docs, method, bits, name="ix", **kw):
@@ -44,8 +45,8 @@ def _build(tmp_path, docs, method, bits, name="ix", **kw):
 def _check(ix, docs, queries, method, bits, ks):
     vocab = sorted({t for d in docs for t in d} | {"unknown"})
     m = doc_matrix(docs, vocab, method, bits, 10.0 if method == "fixed" else None)
-    for algorithm in ("exhaustive", "maxscore", "wand", "bmw"):
-        _check_algorithm(lsr.Searcher(ix, algorithm=algorithm), ix, m, vocab, docs, queries, ks)
+    for kw in SEARCHERS:
+        _check_algorithm(lsr.Searcher(ix, **kw), ix, m, vocab, docs, queries, ks)
 
 
 def _check_algorithm(s, ix, m, vocab, docs, queries, ks):
@@ -73,8 +74,8 @@ def _check_algorithm(s, ix, m, vocab, docs, queries, ks):
 @given(collections())
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_random_collections_match_brute_force(tmp_path, data):
-    docs, queries, method, bits = data
-    ix = _build(tmp_path, docs, method, bits)
+    docs, queries, method, bits, range_docs = data
+    ix = _build(tmp_path, docs, method, bits, range_block_docs=range_docs)
     _check(ix, docs, queries, method, bits, ks=[1, 3, len(docs), len(docs) + 5])
 
 
@@ -94,7 +95,7 @@ def test_seeded_larger_collections_with_spilled_runs(tmp_path):
                for _ in range(25)]
     queries.append({"w0": 1.0, "w0 ": 1.0})  # unknown variant of a known term
     # run_postings=1000 forces ~20 spilled runs and a real merge
-    ix = _build(tmp_path, docs, "auto", 8, run_postings=1000, block_size=8)
+    ix = _build(tmp_path, docs, "auto", 8, run_postings=1000, block_size=8, range_block_docs=16)
     assert ix.num_documents == 1500
     _check(ix, docs, queries, "auto", 8, ks=[1, 10, 100, 1000, 1500])
     ix16 = _build(tmp_path, docs, "max", 16, name="ix16")

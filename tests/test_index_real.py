@@ -10,7 +10,7 @@ import pytest
 import lsr
 from lsr.config import IndexConfig, QuantizationConfig
 
-from brute import doc_matrix, query_vector, topk
+from brute import SEARCHERS, doc_matrix, query_vector, topk
 
 N_DOCS, N_QUERIES = 300, 40
 
@@ -61,14 +61,15 @@ def encoded(splade_tiny, scifact_dir):
 def test_real_splade_collection_matches_brute_force(tmp_path, encoded, method, bits):
     ids, dvecs, qvecs = encoded
     scale = 100.0 if method == "fixed" else None
-    cfg = IndexConfig(quantization=QuantizationConfig(method=method, bits=bits, scale=scale), run_postings=5000)
+    cfg = IndexConfig(quantization=QuantizationConfig(method=method, bits=bits, scale=scale), run_postings=5000,
+                      range_block_docs=16)
     ix = lsr.build_index(list(zip(ids, dvecs)), tmp_path / "ix", cfg)
     assert ix.num_documents == N_DOCS
     assert ix.num_postings > 100 * N_DOCS  # SPLADE expands: real, dense-ish vectors
     vocab = sorted({t for d in dvecs for t in d} | {t for q in qvecs for t in q})
     m = doc_matrix(dvecs, vocab, method, bits, scale)
-    for algorithm in ("exhaustive", "maxscore", "wand", "bmw"):
-        _check(lsr.Searcher(ix, algorithm=algorithm), ix, m, vocab, ids, qvecs)
+    for kw in SEARCHERS:
+        _check(lsr.Searcher(ix, **kw), ix, m, vocab, ids, qvecs)
 
 
 def _check(s, ix, m, vocab, ids, qvecs):

@@ -160,3 +160,73 @@ def test_wand_and_bmw_match_exhaustive_reference(use_blocks, block):
             np.testing.assert_array_equal(s1[:n], es)
             np.testing.assert_array_equal(out_d[i, :counts[i]], ed)
             np.testing.assert_array_equal(out_s[i, :counts[i]], es)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("shift", [3, 6, 8])
+def test_range_index_matches_reference(dtype, shift):
+    from lsr.index.kernels.blockmax import range_index, range_index_ref
+
+    rng = np.random.default_rng(11)
+    offs, docs, imp, _ = _postings(rng, n_terms=60, n_docs=2000, per_doc=9, dtype=dtype)
+    got = range_index(offs, docs, imp, shift)
+    want = range_index_ref(offs, docs, imp, shift)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)
+    # every range block entry covers exactly the postings of its term in that doc range
+    r_off, r_blocks, _, r_start = got
+    for t in range(60):
+        for j in range(r_off[t], r_off[t + 1]):
+            seg = docs[r_start[j]:r_start[j + 1]]
+            assert len(seg) and np.all(seg >> shift == r_blocks[j])
+
+
+@pytest.mark.parametrize("dtype,score", [(np.uint8, np.int32), (np.uint16, np.int64)])
+@pytest.mark.parametrize("shift", [3, 6])
+def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
+    from lsr.index.kernels.blockmax import N_BUCKETS, blockmax_batch, blockmax_one, range_index
+    from lsr.index.kernels.planner import auto_batch
+
+    rng = np.random.default_rng(5)
+    offs, docs, imp, n_docs = _postings(rng, n_terms=40, n_docs=3000, per_doc=10, dtype=dtype)
+    ro, rb, rm, rs = range_index(offs, docs, imp, shift)
+    n_blocks = (n_docs + (1 << shift) - 1) >> shift
+    queries = [rng.choice(40, size=rng.integers(1, 12), replace=False).astype(np.int32) for _ in range(30)]
+    queries.append(np.array([5, 5, 5], np.int32))   # repeated terms add up
+    queries.append(np.array([7], np.int32))         # one term
+    weights = [rng.integers(1, 300, len(q)).astype(score) for q in queries]
+    weights[0][:] = 1                                # equal weights: many tied scores
+    q_offs = np.zeros(len(queries) + 1, np.int64); np.cumsum([len(q) for q in queries], out=q_offs[1:])
+    nq = len(queries)
+    ub = np.zeros(n_blocks, score); local = np.zeros(1 << shift, score)
+    order = np.empty(n_blocks, np.int32); buckets = np.zeros(N_BUCKETS + 1, np.int64)
+    for k in (1, 10, 100, 1000, n_docs):
+        out_d = np.empty((nq, k), np.int32); out_s = np.empty((nq, k), score); counts = np.zeros(nq, np.int64)
+        blockmax_batch(offs, docs, imp, ro, rb, rm, rs, shift, n_docs, q_offs, np.concatenate(queries),
+                       np.concatenate(weights), k, np.zeros((2, n_blocks), score), np.zeros((2, 1 << shift), score),
+                       np.zeros((2, n_blocks), np.int32), np.zeros((2, N_BUCKETS + 1), np.int64),
+                       out_d, out_s, counts)
+        runs = [(out_d, out_s, counts)]
+        for pair_ratio, budget_ratio in ((1e9, 0.0), (1e9, 1e9), (0.0, 1e9)):
+            a_d = np.empty((nq, k), np.int32); a_s = np.empty((nq, k), score); a_c = np.zeros(nq, np.int64)
+            used = np.zeros(nq, np.int8)
+            auto_batch(offs, docs, imp, ro, rb, rm, rs, shift, n_docs, q_offs, np.concatenate(queries),
+                       np.concatenate(weights), k, pair_ratio, budget_ratio, np.zeros((2, n_docs), score),
+                       np.zeros((2, n_blocks), score), np.zeros((2, 1 << shift), score),
+                       np.zeros((2, n_blocks), np.int32), np.zeros((2, N_BUCKETS + 1), np.int64),
+                       a_d, a_s, a_c, used)
+            # budget 0 always falls back; an unbounded budget never does; pair ratio 0 never tries
+            assert used.tolist() == [int(budget_ratio > 0 and pair_ratio > 0)] * nq
+            runs.append((a_d, a_s, a_c))
+        for i, (qt, qw) in enumerate(zip(queries, weights)):
+            ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, score)
+            d1 = np.empty(k, np.int32); s1 = np.empty(k, score)
+            n = blockmax_one(offs, docs, imp, ro, rb, rm, rs, shift, n_docs, qt, qw, k, -1, ub, local, order,
+                             buckets, d1, s1)
+            np.testing.assert_array_equal(d1[:n], ed)
+            np.testing.assert_array_equal(s1[:n], es)
+            for rd, rsc, rc in runs:
+                np.testing.assert_array_equal(rd[i, :rc[i]], ed)
+                np.testing.assert_array_equal(rsc[i, :rc[i]], es)
+        assert not ub.any() and not local.any()    # work buffers are left zeroed

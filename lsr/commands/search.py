@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lsr.config import ALGORITHMS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -25,9 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--query-scale", type=float,
                    help="integer indexes: float query weights become round(w * scale) (default 100); "
                         "integer weights are used as they are")
-    p.add_argument("--algorithm", choices=["exhaustive", "maxscore", "wand", "bmw"],
-                   help="query processor: exhaustive term-at-a-time scoring (default), or exact dynamic "
-                        "pruning by MaxScore, WAND or Block-Max WAND (bmw); all return the same top k")
+    p.add_argument("--algorithm", choices=list(ALGORITHMS),
+                   help="query processor (all return the same top k): auto (default: per query, exhaustive "
+                        "scoring or the block-max traversal, as the planner expects faster), exhaustive "
+                        "(term-at-a-time, the reference), blockmax (doc-range block-max traversal), or "
+                        "document-at-a-time MaxScore, WAND, Block-Max WAND (bmw)")
     p.add_argument("--config", help="YAML file with search settings (keys of SearchConfig)")
     p.add_argument("--tag", default="lsr", help="run tag, the 6th column (default lsr)")
     p.add_argument("--no-verify", action="store_true",

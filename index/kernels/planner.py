@@ -1,0 +1,78 @@
+"""The default query processor (``auto``): exhaustive scoring or block-max traversal, per query.
+
+Exhaustive term-at-a-time scoring costs about one accumulator update per
+posting of the query terms (``sum df``) plus one scan of the accumulator;
+the block-max traversal (:mod:`.blockmax`) costs one update per (term, range
+block) pair of the query terms (``sum pairs``) plus the postings of the
+blocks it has to score. The planner reads both sums from the index (O(query
+terms)) and
+
+1. scores exhaustively when ``sum pairs > pair_ratio * sum df``: the upper
+   bounds alone would cost a good part of the exhaustive work (random doc ids,
+   where a term's postings rarely share a range block, as in the synthetic
+   collection);
+2. otherwise runs the block-max traversal with a budget of
+   ``budget_ratio * sum df`` scored postings, and falls back to exhaustive
+   scoring if the budget runs out (the query's bounds were too loose to prune).
+
+Both processors are exact, so the choice changes only the time taken, never
+the hits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .blockmax import blockmax_one
+from .exhaustive import exhaustive_one
+
+PAIR_RATIO = 0.5     # defaults; see docs/benchmarks.md for the settings tried
+BUDGET_RATIO = 0.5
+
+
+@njit(cache=True)
+def plan_one(term_offsets, range_offsets, q_terms, pair_ratio):
+    """True when the block-max traversal should be tried for this query."""
+    sdf = 0
+    spairs = 0
+    for i in range(q_terms.shape[0]):
+        t = q_terms[i]
+        sdf += term_offsets[t + 1] - term_offsets[t]
+        spairs += range_offsets[t + 1] - range_offsets[t]
+    return sdf > 0 and spairs <= pair_ratio * sdf, sdf
+
+
+@njit(cache=True)
+def auto_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start, shift, n_docs,
+             q_terms, q_weights, k, pair_ratio, budget_ratio, acc, ub, local, order, bucket_counts,
+             out_docs, out_scores):
+    """Top-k of one query with the planner; returns (hit count, 1 if block-max answered else 0)."""
+    use_bm, sdf = plan_one(term_offsets, range_offsets, q_terms, pair_ratio)
+    if use_bm:
+        budget = np.int64(budget_ratio * sdf)
+        n = blockmax_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start, shift,
+                         n_docs, q_terms, q_weights, k, budget, ub, local, order, bucket_counts, out_docs,
+                         out_scores)
+        if n >= 0:
+            return n, 1
+    return exhaustive_one(term_offsets, docs, impacts, q_terms, q_weights, k, acc, out_docs, out_scores), 0
+
+
+@njit(cache=True, parallel=True)
+def auto_batch(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start, shift, n_docs,
+               q_offsets, q_terms, q_weights, k, pair_ratio, budget_ratio, accs, ubs, locals_, orders,
+               bucket_counts, out_docs, out_scores, out_counts, out_used):
+    """Planner top-k of every query; one parallel loop over the workers' share of the batch."""
+    n_queries = q_offsets.shape[0] - 1
+    n_workers = ubs.shape[0]
+    for wk in prange(n_workers):
+        for q in range(wk, n_queries, n_workers):
+            a = q_offsets[q]
+            b = q_offsets[q + 1]
+            n, used = auto_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start,
+                               shift, n_docs, q_terms[a:b], q_weights[a:b], k, pair_ratio, budget_ratio,
+                               accs[wk], ubs[wk], locals_[wk], orders[wk], bucket_counts[wk], out_docs[q],
+                               out_scores[q])
+            out_counts[q] = n
+            out_used[q] = used
