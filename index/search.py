@@ -208,9 +208,10 @@ class Searcher:
             n = wand_one(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, ix.block_offsets,
                          ix.block_max, ix.block_last_doc, ix.block_size, algo == "bmw", p.terms, p.weights, k,
                          out_docs, out_scores)
-        elif algo == "maxscore":
-            n = maxscore_one(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, p.terms,
-                             p.weights, k, out_docs, out_scores)
+        elif algo in ("maxscore", "bmm"):
+            n = maxscore_one(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, ix.block_offsets,
+                             ix.block_max, ix.block_last_doc, ix.block_size, algo == "bmm", p.terms, p.weights, k,
+                             out_docs, out_scores)
         else:
             n = exhaustive_one(ix.term_offsets, ix.postings_docs, ix.postings_impacts, p.terms, p.weights, k,
                                self._acc(p.score_dtype), out_docs, out_scores)
@@ -246,9 +247,10 @@ class Searcher:
             wand_batch(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, ix.block_offsets,
                        ix.block_max, ix.block_last_doc, ix.block_size, algo == "bmw", p.offsets, p.terms,
                        p.weights, k, out_docs, out_scores, counts)
-        elif algo == "maxscore":
-            maxscore_batch(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, p.offsets,
-                           p.terms, p.weights, k, out_docs, out_scores, counts)
+        elif algo in ("maxscore", "bmm"):
+            maxscore_batch(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, ix.block_offsets,
+                           ix.block_max, ix.block_last_doc, ix.block_size, algo == "bmm", p.offsets, p.terms,
+                           p.weights, k, out_docs, out_scores, counts)
         else:
             accs = np.zeros((workers, ix.num_documents), dtype=p.score_dtype)
             exhaustive_batch(ix.term_offsets, ix.postings_docs, ix.postings_impacts, p.offsets, p.terms,

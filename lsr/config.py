@@ -126,7 +126,7 @@ class IndexConfig(_Config):
             raise InputError(f"batch_docs must be positive, got {self.batch_docs}")
 
 
-ALGORITHMS = ("auto", "exhaustive", "blockmax", "maxscore", "wand", "bmw")
+ALGORITHMS = ("auto", "exhaustive", "blockmax", "maxscore", "bmm", "wand", "bmw")
 
 
 @dataclass(frozen=True)
@@ -145,8 +145,8 @@ class SearchConfig(_Config):
       are its two settings);
     * ``exhaustive``: term-at-a-time scoring of every posting (the reference);
     * ``blockmax``: doc-range block-max traversal (BMP-style, exact);
-    * ``maxscore``, ``wand``, ``bmw`` (Block-Max WAND): document-at-a-time
-      dynamic pruning.
+    * ``maxscore``, ``bmm`` (block-max MaxScore), ``wand``, ``bmw``
+      (Block-Max WAND): document-at-a-time dynamic pruning.
     """
 
     k: int = 10

@@ -105,26 +105,28 @@ def test_next_geq_matches_reference():
 
 
 @pytest.mark.parametrize("dtype,score", [(np.uint8, np.int32), (np.uint16, np.int64)])
-def test_maxscore_matches_exhaustive_reference(dtype, score):
+@pytest.mark.parametrize("use_blocks,block", [(False, 64), (True, 8), (True, 64)])
+def test_maxscore_and_bmm_match_exhaustive_reference(dtype, score, use_blocks, block):
     from lsr.index.kernels.build import block_maxima_ref
     from lsr.index.kernels.maxscore import maxscore_batch, maxscore_one
 
     rng = np.random.default_rng(4)
     offs, docs, imp, n_docs = _postings(rng, n_terms=40, n_docs=3000, per_doc=10, dtype=dtype)
-    tmax = block_maxima_ref(offs, docs, imp, 64)[3]
+    boffs, bmax, blast, tmax = block_maxima_ref(offs, docs, imp, block)
     queries = [rng.choice(40, size=rng.integers(1, 12), replace=False).astype(np.int32) for _ in range(30)]
     queries.append(np.array([5, 5, 5], np.int32))  # repeated terms add up
     weights = [rng.integers(1, 300, len(q)).astype(score) for q in queries]
+    weights[0][:] = 1                               # equal weights: many tied scores
     q_offs = np.zeros(len(queries) + 1, np.int64); np.cumsum([len(q) for q in queries], out=q_offs[1:])
     for k in (1, 10, 100, 1000, n_docs):
         out_d = np.empty((len(queries), k), np.int32); out_s = np.empty((len(queries), k), score)
         counts = np.zeros(len(queries), np.int64)
-        maxscore_batch(offs, docs, imp, tmax, q_offs, np.concatenate(queries), np.concatenate(weights), k,
-                       out_d, out_s, counts)
+        maxscore_batch(offs, docs, imp, tmax, boffs, bmax, blast, block, use_blocks, q_offs,
+                       np.concatenate(queries), np.concatenate(weights), k, out_d, out_s, counts)
         for i, (qt, qw) in enumerate(zip(queries, weights)):
             ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, score)
             d1 = np.empty(k, np.int32); s1 = np.empty(k, score)
-            n = maxscore_one(offs, docs, imp, tmax, qt, qw, k, d1, s1)
+            n = maxscore_one(offs, docs, imp, tmax, boffs, bmax, blast, block, use_blocks, qt, qw, k, d1, s1)
             np.testing.assert_array_equal(d1[:n], ed)
             np.testing.assert_array_equal(s1[:n], es)
             np.testing.assert_array_equal(out_d[i, :counts[i]], ed)

@@ -8,6 +8,13 @@ drawn from the essential lists alone, and the non-essential lists are probed
 (galloping search) only while the remaining upper bound can still lift the
 candidate above ``theta``.
 
+Block-max MaxScore (``use_blocks``; Chakrabarti et al., 2011; as in PISA's
+``block_max_maxscore``): before the non-essential lists are probed for a
+candidate, their blocks (of ``block_size`` postings) that could hold the
+candidate are located with a shallow cursor over ``block_last_doc``, and the
+candidate is dropped when its essential score plus those blocks' maxima is
+``<= theta``.
+
 Exactness with the engine's tie rule: documents are visited in increasing id
 order, so a candidate whose score equals ``theta`` ranks below every retained
 hit (it has a larger doc id) and is correctly left out; all pruning tests use
@@ -49,8 +56,9 @@ def next_geq(docs, p, e, d):
 
 
 @njit(cache=True)
-def maxscore_one(term_offsets, docs, impacts, term_max, q_terms, q_weights, k, out_docs, out_scores):
-    """Top-k of one query by MaxScore; returns the hit count (see module doc)."""
+def maxscore_one(term_offsets, docs, impacts, term_max, block_offsets, block_max, block_last_doc, block_size,
+                 use_blocks, q_terms, q_weights, k, out_docs, out_scores):
+    """Top-k of one query by MaxScore (block-max MaxScore with ``use_blocks``); returns the hit count."""
     m = q_terms.shape[0]
     zero = out_scores.dtype.type(0)
     ub = np.empty(m, dtype=out_scores.dtype)
@@ -59,6 +67,8 @@ def maxscore_one(term_offsets, docs, impacts, term_max, q_terms, q_weights, k, o
     order = np.argsort(ub, kind="mergesort")
     pos = np.empty(m, dtype=np.int64)
     end = np.empty(m, dtype=np.int64)
+    bpos = np.empty(m, dtype=np.int64)   # shallow block cursor (global block number)
+    bend = np.empty(m, dtype=np.int64)
     w = np.empty(m, dtype=q_weights.dtype)
     cum = np.empty(m, dtype=out_scores.dtype)
     acc = zero
@@ -67,6 +77,8 @@ def maxscore_one(term_offsets, docs, impacts, term_max, q_terms, q_weights, k, o
         t = q_terms[i]
         pos[j] = term_offsets[t]
         end[j] = term_offsets[t + 1]
+        bpos[j] = block_offsets[t]
+        bend[j] = block_offsets[t + 1]
         w[j] = q_weights[i]
         acc += ub[i]
         cum[j] = acc
@@ -90,6 +102,18 @@ def maxscore_one(term_offsets, docs, impacts, term_max, q_terms, q_weights, k, o
                 score += w[j] * impacts[p]
                 pos[j] = p + 1
         full = size >= k
+        if use_blocks and full and first > 0 and score + cum[first - 1] > theta:
+            # bound the non-essential lists by the maxima of their blocks that may hold d
+            bound = score
+            for j in range(first):
+                b = bpos[j]
+                while b < bend[j] and block_last_doc[b] < d:
+                    b += 1
+                bpos[j] = b
+                if b < bend[j]:
+                    bound += w[j] * block_max[b]
+            if bound <= theta:
+                continue
         j = first - 1
         while j >= 0:
             if full and score + cum[j] <= theta:
@@ -110,15 +134,16 @@ def maxscore_one(term_offsets, docs, impacts, term_max, q_terms, q_weights, k, o
 
 
 @njit(cache=True, parallel=True)
-def maxscore_batch(term_offsets, docs, impacts, term_max, q_offsets, q_terms, q_weights, k,
-                   out_docs, out_scores, out_counts):
-    """MaxScore top-k of every query; one parallel loop over the query batch."""
+def maxscore_batch(term_offsets, docs, impacts, term_max, block_offsets, block_max, block_last_doc, block_size,
+                   use_blocks, q_offsets, q_terms, q_weights, k, out_docs, out_scores, out_counts):
+    """(Block-max) MaxScore top-k of every query; one parallel loop over the query batch."""
     n_queries = q_offsets.shape[0] - 1
     for q in prange(n_queries):
         a = q_offsets[q]
         b = q_offsets[q + 1]
-        out_counts[q] = maxscore_one(term_offsets, docs, impacts, term_max, q_terms[a:b], q_weights[a:b],
-                                     k, out_docs[q], out_scores[q])
+        out_counts[q] = maxscore_one(term_offsets, docs, impacts, term_max, block_offsets, block_max,
+                                     block_last_doc, block_size, use_blocks, q_terms[a:b], q_weights[a:b], k,
+                                     out_docs[q], out_scores[q])
 
 
 def next_geq_ref(docs, p, e, d):

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="query processor (all return the same top k): auto (default: per query, exhaustive "
                         "scoring or the block-max traversal, as the planner expects faster), exhaustive "
                         "(term-at-a-time, the reference), blockmax (doc-range block-max traversal), or "
-                        "document-at-a-time MaxScore, WAND, Block-Max WAND (bmw)")
+                        "document-at-a-time MaxScore, block-max MaxScore (bmm), WAND, Block-Max WAND (bmw)")
     p.add_argument("--config", help="YAML file with search settings (keys of SearchConfig)")
     p.add_argument("--tag", default="lsr", help="run tag, the 6th column (default lsr)")
     p.add_argument("--no-verify", action="store_true",
