@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bits", type=int, choices=[8, 16], help="impact width in bits (default 8)")
     p.add_argument("--scale", type=float, help="scale for --quantization fixed (e.g. 100, as Anserini)")
     p.add_argument("--block-size", type=int, help="postings per block for block maxima (default 64)")
+    p.add_argument("--range-block-docs", type=int,
+                   help="documents per doc-range block of the block-max traversal (power of two; default 64)")
     p.add_argument("--run-postings", type=int,
                    help="postings buffered before a sorted run is spilled to disk; bounds memory at about "
                         "24 bytes a posting (default 32,000,000)")
@@ -52,6 +54,8 @@ def config_from_args(args: argparse.Namespace):
         d["block_size"] = args.block_size
     if args.run_postings is not None:
         d["run_postings"] = args.run_postings
+    if args.range_block_docs is not None:
+        d["range_block_docs"] = args.range_block_docs
     return IndexConfig.from_dict(d)
 
 
