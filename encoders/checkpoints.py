@@ -300,27 +300,7 @@ PUBLIC_MODELS: dict[str, dict[str, Any]] = {
                             "head": "MLM head in the checkpoint (cls.predictions.*)",
                             "pooling": "max", "doc_max_length": 256, "query_max_length": 256,
                             "query_kind": "tokens", "query_weights": "binary"},
-    # Efficient SPLADE: separate query and document checkpoints.
-    "naver/efficient-splade-V-large-doc": {
-        "family": "splade", "kind": "splade", "arch": "BertForMaskedLM",
-        "head": "MLM head in the checkpoint (cls.predictions.*)",
-        "pooling": "max", "doc_max_length": 256, "query_max_length": 256,
-        "query_model": "naver/efficient-splade-V-large-query"},
-    "naver/efficient-splade-V-large-query": {
-        "family": "splade", "kind": "splade", "arch": "BertForMaskedLM",
-        "head": "MLM head in the checkpoint (cls.predictions.*)",
-        "pooling": "max", "doc_max_length": 256, "query_max_length": 256,
-        "doc_model": "naver/efficient-splade-V-large-doc"},
-    "naver/efficient-splade-VI-BT-large-doc": {
-        "family": "splade", "kind": "splade", "arch": "BertForMaskedLM",
-        "head": "MLM head in the checkpoint (cls.predictions.*)",
-        "pooling": "max", "doc_max_length": 256, "query_max_length": 256,
-        "query_model": "naver/efficient-splade-VI-BT-large-query"},
-    "naver/efficient-splade-VI-BT-large-query": {
-        "family": "splade", "kind": "splade", "arch": "BertForMaskedLM",
-        "head": "MLM head in the checkpoint (cls.predictions.*)",
-        "pooling": "max", "doc_max_length": 256, "query_max_length": 256,
-        "doc_model": "naver/efficient-splade-VI-BT-large-doc"},
+    # Efficient SPLADE: separate query and document checkpoints (entries below the table).
     # uniCOIL: BERT-base + tok_proj = Linear(768, 1) in the same weight file
     # (keys tok_proj.weight / tok_proj.bias, found by suffix, so a
     # coil_encoder. prefix also matches). Pyserini encodes documents with at
@@ -346,6 +326,19 @@ PUBLIC_MODELS: dict[str, dict[str, Any]] = {
         "head": "impact_score_encoder.{0,3}.{weight,bias} in the checkpoint's weight file",
         "doc_max_length": 512, "query_max_length": 512, "query_kind": "words"},
 }
+
+
+def _efficient_splade_pair(name: str) -> dict[str, dict[str, Any]]:
+    """The ``-doc`` and ``-query`` checkpoints of an Efficient SPLADE model, each naming the other."""
+    base = {"family": "splade", "kind": "splade", "arch": "BertForMaskedLM",
+            "head": "MLM head in the checkpoint (cls.predictions.*)",
+            "pooling": "max", "doc_max_length": 256, "query_max_length": 256}
+    doc, query = f"naver/efficient-splade-{name}-doc", f"naver/efficient-splade-{name}-query"
+    return {doc: {**base, "query_model": query}, query: {**base, "doc_model": doc}}
+
+
+for _name in ("V-large", "VI-BT-large"):
+    PUBLIC_MODELS.update(_efficient_splade_pair(_name))
 
 # Short registry names for the public models (used by the registry).
 PUBLIC_NAMES: dict[str, str] = {

@@ -296,13 +296,12 @@ def _scratch(T, lengths: list[int], V: int):
     return torch.empty(need, dtype=T.dtype, device=T.device)
 
 
-def fused_max_pool(T, lengths: list[int], weight, bias, out, activation: str = "log1p_relu") -> None:
-    """``out[b] = act(max_i (T_i W^T) + bias)`` over the rows of each text, without the full tensor.
+def _chunk_scores(T, lengths: list[int], weight):
+    """For each text with rows, in vocabulary chunks: ``(b, L, c, n, s)``, ``s = W[c:c+n] @ rows^T``.
 
-    ``T`` holds the transformed hidden states of all texts' non-padding rows,
-    one text after another (``lengths`` rows each); ``out`` is ``[B, V]``.
-    ``activation``: ``log1p_relu`` (SPLADE), ``relu`` (SparTerm's importance)
-    or ``none`` (raw max logits).
+    ``s`` is ``[n, Lp]`` (rows padded to ``ROW_MULTIPLE`` by repeating the last
+    one; columns ``L..Lp`` are those repeats) in one scratch buffer reused by
+    every chunk, so it is valid only until the next item.
     """
     import torch
 
@@ -313,7 +312,6 @@ def fused_max_pool(T, lengths: list[int], weight, bias, out, activation: str = "
         seg = T[off: off + L]
         off += L
         if L == 0:
-            out[b].fill_(float("-inf"))
             continue
         seg_t = _padded_rows(seg).t()
         Lp = seg_t.shape[1]
@@ -321,10 +319,27 @@ def fused_max_pool(T, lengths: list[int], weight, bias, out, activation: str = "
         for c in range(0, V, chunk):
             w = weight[c: c + chunk]
             n = w.shape[0]
-            # scores transposed ([chunk, rows]): the max runs along contiguous rows
+            # scores transposed ([chunk, rows]): reductions run along contiguous rows
             s = buf[: n * Lp].view(n, Lp)
             torch.mm(w, seg_t, out=s)
-            torch.amax(s, 1, out=out[b, c: c + n])
+            yield b, L, c, n, s
+
+
+def fused_max_pool(T, lengths: list[int], weight, bias, out, activation: str = "log1p_relu") -> None:
+    """``out[b] = act(max_i (T_i W^T) + bias)`` over the rows of each text, without the full tensor.
+
+    ``T`` holds the transformed hidden states of all texts' non-padding rows,
+    one text after another (``lengths`` rows each); ``out`` is ``[B, V]``.
+    ``activation``: ``log1p_relu`` (SPLADE), ``relu`` (SparTerm's importance)
+    or ``none`` (raw max logits).
+    """
+    import torch
+
+    for b, L in enumerate(lengths):
+        if L == 0:
+            out[b].fill_(float("-inf"))
+    for b, _, c, n, s in _chunk_scores(T, lengths, weight):
+        torch.amax(s, 1, out=out[b, c: c + n])   # repeated rows do not change a max
     out.add_(bias)
     if activation == "log1p_relu":
         out.relu_().log1p_()
@@ -336,28 +351,15 @@ def fused_sum_pool(T, lengths: list[int], weight, bias, out, activation: str = "
     """``out[b] = sum_i act(T_i W^T + bias)`` over the rows of each text (chunked, no full tensor)."""
     import torch
 
-    V = weight.shape[0]
-    buf = _scratch(T, lengths, V)
-    off = 0
     for b, L in enumerate(lengths):
-        seg = T[off: off + L]
-        off += L
         if L == 0:
             out[b].zero_()
-            continue
-        seg_t = _padded_rows(seg).t()
-        Lp = seg_t.shape[1]
-        chunk = vocab_chunk(Lp, V)
-        for c in range(0, V, chunk):
-            w = weight[c: c + chunk]
-            n = w.shape[0]
-            s = buf[: n * Lp].view(n, Lp)
-            torch.mm(w, seg_t, out=s)
-            s = s[:, :L]
-            s.add_(bias[c: c + n].unsqueeze(1)).relu_()
-            if activation == "log1p_relu":
-                s.log1p_()
-            torch.sum(s, 1, out=out[b, c: c + n])
+    for b, L, c, n, s in _chunk_scores(T, lengths, weight):
+        s = s[:, :L]
+        s.add_(bias[c: c + n].unsqueeze(1)).relu_()
+        if activation == "log1p_relu":
+            s.log1p_()
+        torch.sum(s, 1, out=out[b, c: c + n])
 
 
 def padded_pool(T_pad, mask, weight, bias, pooling: str, activation: str = "log1p_relu"):
