@@ -347,7 +347,7 @@ class IndexBuilder:
         del range_counts_
         r_blocks = np.lib.format.open_memmap(os.path.join(d, "range_blocks.npy"), "w+", np.int32, (n_pairs,))
         r_max = np.lib.format.open_memmap(os.path.join(d, "range_max.npy"), "w+", impact_dtype, (n_pairs,))
-        r_start = np.lib.format.open_memmap(os.path.join(d, "range_start.npy"), "w+", np.int64, (n_pairs + 1,))
+        r_start = np.lib.format.open_memmap(os.path.join(d, "range_start.npy"), "w+", np.int32, (n_pairs,))
         range_fill(term_offsets, out_docs, out_imp, shift, range_offsets, r_blocks, r_max, r_start)
         np.save(os.path.join(d, "range_offsets.npy"), range_offsets)
         for arr in (out_docs, out_imp, r_blocks, r_max, r_start):

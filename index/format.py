@@ -16,8 +16,9 @@ Layout (format ``lsr-inverted-index``, version 2)::
     range_offsets.npy      int64[T+1]  doc-range blocks of term t are [roff[t], roff[t+1])
     range_blocks.npy       int32[G]    range block number (doc id >> shift), ascending per term
     range_max.npy          impact dtype[G]  max impact of the term in that range block
-    range_start.npy        int64[G+1]  first posting of the term in that range block;
-                                       range_start[j + 1] ends it (range_start[G] = P)
+    range_start.npy        int32[G]    first posting of the term in that range block, counted
+                                       from the term's first posting (the next entry of the
+                                       term, or the term's end, ends it)
     docid_offsets.npy      int64[N+1]  external id of doc d is
     docid_bytes.npy        uint8[..]   docid_bytes[off[d]:off[d+1]].decode("utf-8")
 
@@ -56,7 +57,7 @@ ARRAY_DTYPES: dict[str, str | None] = {
     "range_offsets": "int64",
     "range_blocks": "int32",
     "range_max": None,
-    "range_start": "int64",
+    "range_start": "int32",
     "docid_offsets": "int64",
     "docid_bytes": "uint8",
 }
@@ -204,10 +205,8 @@ def _check_structure(path: str, m: dict, a: dict[str, np.ndarray]) -> None:
         bad = "block arrays differ in length"
     elif a["range_offsets"].shape != (n_terms + 1,) or a["range_offsets"][-1] != a["range_blocks"].shape[0]:
         bad = "range block offsets do not span the range blocks"
-    elif a["range_max"].shape != a["range_blocks"].shape or a["range_start"].shape != (a["range_blocks"].shape[0] + 1,):
+    elif a["range_max"].shape != a["range_blocks"].shape or a["range_start"].shape != a["range_blocks"].shape:
         bad = "range block arrays differ in length"
-    elif a["range_start"][-1] != n_post:
-        bad = "range block starts do not span the postings"
     elif m.get("range_block_docs") not in [1 << i for i in range(3, 13)]:
         bad = "range_block_docs missing or not a power of two"
     elif a["docid_offsets"][-1] != a["docid_bytes"].shape[0]:

@@ -23,7 +23,7 @@ from lsr.io import Query, check_vector
 from lsr.results import Results
 
 from .index import Index
-from .kernels.blockmax import N_BUCKETS, blockmax_batch, blockmax_one
+from .kernels.blockmax import N_BUCKETS, TABLE_TERMS, blockmax_batch, blockmax_one
 from .kernels.exhaustive import exhaustive_batch, exhaustive_one
 from .kernels.planner import auto_batch, auto_one
 from .kernels.maxscore import maxscore_batch, maxscore_one
@@ -174,14 +174,19 @@ class Searcher:
         return a
 
     def _range_buffers(self, dtype, workers: int | None = None):
-        """(ub, local, order, bucket_counts) for the block-max traversal: one set, or ``workers`` rows."""
+        """(ub, local, order, bucket_counts, table) for the block-max traversal: one set, or ``workers`` rows."""
         ix = self.index
         n_blocks = (ix.num_documents + (1 << ix.range_shift) - 1) >> ix.range_shift
         if workers is None:
+            table = getattr(self._local, "table", None)
+            if table is None:   # contents never need clearing (see blockmax_one)
+                table = self._local.table = np.empty((TABLE_TERMS, n_blocks), np.int32)
             return (self._buffer("ub", n_blocks, dtype), self._buffer("local", 1 << ix.range_shift, dtype),
-                    self._buffer("order", n_blocks, np.int32), self._buffer("buckets", N_BUCKETS + 1, np.int64))
+                    self._buffer("order", n_blocks, np.int32), self._buffer("buckets", N_BUCKETS + 1, np.int64),
+                    table)
         return (np.zeros((workers, n_blocks), dtype), np.zeros((workers, 1 << ix.range_shift), dtype),
-                np.zeros((workers, n_blocks), np.int32), np.zeros((workers, N_BUCKETS + 1), np.int64))
+                np.zeros((workers, n_blocks), np.int32), np.zeros((workers, N_BUCKETS + 1), np.int64),
+                np.empty((workers, TABLE_TERMS, n_blocks), np.int32))
 
     def _range_arrays(self):
         ix = self.index

@@ -180,7 +180,8 @@ def test_range_index_matches_reference(dtype, shift):
     r_off, r_blocks, _, r_start = got
     for t in range(60):
         for j in range(r_off[t], r_off[t + 1]):
-            seg = docs[r_start[j]:r_start[j + 1]]
+            end = offs[t] + r_start[j + 1] if j + 1 < r_off[t + 1] else offs[t + 1]
+            seg = docs[offs[t] + r_start[j]:end]
             assert len(seg) and np.all(seg >> shift == r_blocks[j])
 
 
@@ -203,12 +204,14 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
     nq = len(queries)
     ub = np.zeros(n_blocks, score); local = np.zeros(1 << shift, score)
     order = np.empty(n_blocks, np.int32); buckets = np.zeros(N_BUCKETS + 1, np.int64)
+    # a table with stale garbage and fewer rows than some queries have terms (the rest: binary search)
+    table = rng.integers(-5, 50, (6, n_blocks)).astype(np.int32)
     for k in (1, 10, 100, 1000, n_docs):
         out_d = np.empty((nq, k), np.int32); out_s = np.empty((nq, k), score); counts = np.zeros(nq, np.int64)
         blockmax_batch(offs, docs, imp, ro, rb, rm, rs, shift, n_docs, q_offs, np.concatenate(queries),
                        np.concatenate(weights), k, np.zeros((2, n_blocks), score), np.zeros((2, 1 << shift), score),
                        np.zeros((2, n_blocks), np.int32), np.zeros((2, N_BUCKETS + 1), np.int64),
-                       out_d, out_s, counts)
+                       rng.integers(-5, 50, (2, 4, n_blocks)).astype(np.int32), out_d, out_s, counts)
         runs = [(out_d, out_s, counts)]
         for pair_ratio, budget_ratio in ((1e9, 0.0), (1e9, 1e9), (0.0, 1e9)):
             a_d = np.empty((nq, k), np.int32); a_s = np.empty((nq, k), score); a_c = np.zeros(nq, np.int64)
@@ -217,7 +220,7 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
                        np.concatenate(weights), k, pair_ratio, budget_ratio, np.zeros((2, n_docs), score),
                        np.zeros((2, n_blocks), score), np.zeros((2, 1 << shift), score),
                        np.zeros((2, n_blocks), np.int32), np.zeros((2, N_BUCKETS + 1), np.int64),
-                       a_d, a_s, a_c, used)
+                       np.zeros((2, 64, n_blocks), np.int32), a_d, a_s, a_c, used)
             # budget 0 always falls back; an unbounded budget never does; pair ratio 0 never tries
             assert used.tolist() == [int(budget_ratio > 0 and pair_ratio > 0)] * nq
             runs.append((a_d, a_s, a_c))
@@ -225,7 +228,7 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
             ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, score)
             d1 = np.empty(k, np.int32); s1 = np.empty(k, score)
             n = blockmax_one(offs, docs, imp, ro, rb, rm, rs, shift, n_docs, qt, qw, k, -1, ub, local, order,
-                             buckets, d1, s1)
+                             buckets, table, d1, s1)
             np.testing.assert_array_equal(d1[:n], ed)
             np.testing.assert_array_equal(s1[:n], es)
             for rd, rsc, rc in runs:

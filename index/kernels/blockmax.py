@@ -4,9 +4,9 @@ The documents are cut into ranges of ``R = 1 << shift`` consecutive doc ids
 (*range blocks*). For every term the index stores the sparse list of the
 range blocks its postings touch: ``range_blocks`` (block number, ascending),
 ``range_max`` (the largest impact of the term in that block) and
-``range_start`` (where the term's postings for that block begin; the entry
-after it, ``range_start[j + 1]``, is where they end, for every ``j``, because
-the lists of all terms are laid out one after the other like the postings).
+``range_start`` (int32: where the term's postings for that block begin,
+counted from the term's first posting; they end where the term's next block
+begins, or at the end of the term's postings).
 
 A query is processed in three steps:
 
@@ -40,6 +40,7 @@ from numba import njit, prange
 from .topk import heap_offer, heap_sort_desc
 
 N_BUCKETS = 1024
+TABLE_TERMS = 64   # query terms whose block positions are tabulated (the others use binary search)
 
 
 # --------------------------------------------------------------------------- build
@@ -74,11 +75,10 @@ def range_fill(term_offsets, docs, impacts, shift, range_offsets, range_blocks, 
                 j += 1
                 range_blocks[j] = b
                 range_max[j] = impacts[p]
-                range_start[j] = p
+                range_start[j] = p - term_offsets[t]
                 last = b
             elif impacts[p] > range_max[j]:
                 range_max[j] = impacts[p]
-    range_start[range_start.shape[0] - 1] = term_offsets[n_terms]
 
 
 def range_index(term_offsets, docs, impacts, shift):
@@ -90,7 +90,7 @@ def range_index(term_offsets, docs, impacts, shift):
     np.cumsum(counts, out=offsets[1:])
     blocks = np.empty(total, dtype=np.int32)
     rmax = np.empty(total, dtype=impacts.dtype)
-    start = np.empty(total + 1, dtype=np.int64)
+    start = np.empty(total, dtype=np.int32)
     range_fill(term_offsets, docs, impacts, shift, offsets, blocks, rmax, start)
     return offsets, blocks, rmax, start
 
@@ -103,13 +103,12 @@ def range_index_ref(term_offsets, docs, impacts, shift):
         b = docs[s:e] >> shift
         uniq, first = np.unique(b, return_index=True)
         blocks.extend(uniq.tolist())
-        start.extend((s + first).tolist())
+        start.extend(first.tolist())
         if len(uniq):
             rmax.extend(np.maximum.reduceat(impacts[s:e], first).tolist())
         offs.append(offs[-1] + len(uniq))
-    start.append(int(term_offsets[-1]))
     return (np.asarray(offs, dtype=np.int64), np.asarray(blocks, dtype=np.int32),
-            np.asarray(rmax, dtype=impacts.dtype), np.asarray(start, dtype=np.int64))
+            np.asarray(rmax, dtype=impacts.dtype), np.asarray(start, dtype=np.int32))
 
 
 # --------------------------------------------------------------------------- search
@@ -130,12 +129,21 @@ def _find_block(range_blocks, lo, hi, b):
 
 @njit(cache=True)
 def blockmax_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start, shift,
-                 n_docs, q_terms, q_weights, k, budget, ub, local, order, bucket_counts, out_docs, out_scores):
+                 n_docs, q_terms, q_weights, k, budget, ub, local, order, bucket_counts, table,
+                 out_docs, out_scores):
     """Top-k of one query by doc-range block-max traversal; returns the hit count.
 
     Work buffers (left as they were given): ``ub`` (n_blocks, score dtype, all
     zeros), ``local`` (R = 1 << shift, score dtype, all zeros), ``order``
-    (n_blocks, int32), ``bucket_counts`` (N_BUCKETS + 1, int64).
+    (n_blocks, int32), ``bucket_counts`` (N_BUCKETS + 1, int64), ``table``
+    (TABLE_TERMS x n_blocks, int32, any content).
+
+    ``table[i, b]`` receives, in step 1, the position of block b in the block
+    list of query term i (i < TABLE_TERMS), so that step 3 finds a term's
+    postings in a block with one read instead of a binary search. The table is
+    never cleared: an entry is used only when it points inside term i's list
+    at an entry for block b, which a stale entry (left by another query) can
+    only do if that term really has block b at that position.
 
     ``budget`` bounds the postings scored in step 3 (``-1``: no bound); when a
     block would exceed it the traversal stops and -1 is returned (the outputs
@@ -145,12 +153,22 @@ def blockmax_one(term_offsets, docs, impacts, range_offsets, range_blocks, range
     zero = out_scores.dtype.type(0)
     n_blocks = ub.shape[0]
     R = 1 << shift
-    # 1. upper bounds per block
+    # 1. upper bounds per block (and the block positions of the first TABLE_TERMS terms)
+    n_tab = min(m, table.shape[0])
+    sdf = 0
     for i in range(m):
         t = q_terms[i]
         w = q_weights[i]
-        for j in range(range_offsets[t], range_offsets[t + 1]):
-            ub[range_blocks[j]] += w * range_max[j]
+        sdf += term_offsets[t + 1] - term_offsets[t]
+        lo = range_offsets[t]
+        if i < n_tab:
+            for j in range(lo, range_offsets[t + 1]):
+                b = range_blocks[j]
+                ub[b] += w * range_max[j]
+                table[i, b] = j - lo
+        else:
+            for j in range(lo, range_offsets[t + 1]):
+                ub[range_blocks[j]] += w * range_max[j]
     max_ub = zero
     for b in range(n_blocks):
         if ub[b] > max_ub:
@@ -174,8 +192,11 @@ def blockmax_one(term_offsets, docs, impacts, range_offsets, range_blocks, range
                 key = nb - 1 - np.int64(np.floor(np.float64(u) * np.float64(nb - 1) / np.float64(max_ub)))
                 order[bucket_counts[key]] = b
                 bucket_counts[key] += 1
+        n_pos = bucket_counts[nb - 1]
         # 3. score blocks in order
         scored = 0
+        n_scored = 0
+        next_check = 0
         start = 0
         for c in range(nb):
             end = bucket_counts[c]
@@ -195,11 +216,19 @@ def blockmax_one(term_offsets, docs, impacts, range_offsets, range_blocks, range
                 base = b << shift
                 for i in range(m):
                     t = q_terms[i]
-                    j = _find_block(range_blocks, range_offsets[t], range_offsets[t + 1], b)
+                    lo = range_offsets[t]
+                    hi = range_offsets[t + 1]
+                    if i < n_tab:
+                        j = lo + table[i, b]
+                        if j < lo or j >= hi or range_blocks[j] != b:
+                            j = -1
+                    else:
+                        j = _find_block(range_blocks, lo, hi, b)
                     if j >= 0:
                         w = q_weights[i]
-                        p0 = range_start[j]
-                        p1 = range_start[j + 1]
+                        tp = term_offsets[t]
+                        p0 = tp + range_start[j]
+                        p1 = tp + range_start[j + 1] if j + 1 < hi else term_offsets[t + 1]
                         scored += p1 - p0
                         for p in range(p0, p1):
                             local[docs[p] - base] += w * impacts[p]
@@ -214,6 +243,18 @@ def blockmax_one(term_offsets, docs, impacts, range_offsets, range_blocks, range
                         local[x] = zero
                         if size < k or s > out_scores[0] or (s == out_scores[0] and base + x < out_docs[0]):
                             size = heap_offer(out_scores, out_docs, size, k, s, base + x)
+                n_scored += 1
+                if budget >= 0 and size >= k and n_scored >= next_check:
+                    # early give-up: the blocks whose bucket still reaches theta, times the mean
+                    # postings per block, would exceed the budget
+                    next_check = n_scored + 32
+                    c_stop = np.int64(np.ceil(nb - np.float64(out_scores[0]) * np.float64(nb - 1)
+                                              / np.float64(max_ub)))
+                    c_stop = min(max(c_stop, c + 1), nb)
+                    remaining = bucket_counts[c_stop - 1] - pos - 1
+                    if scored + remaining * (sdf / n_pos) > budget:
+                        ub[:] = zero
+                        return -1
             start = end
     ub[:] = zero
     heap_sort_desc(out_scores, out_docs, size)
@@ -222,7 +263,7 @@ def blockmax_one(term_offsets, docs, impacts, range_offsets, range_blocks, range
 
 @njit(cache=True, parallel=True)
 def blockmax_batch(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start, shift,
-                   n_docs, q_offsets, q_terms, q_weights, k, ubs, locals_, orders, bucket_counts,
+                   n_docs, q_offsets, q_terms, q_weights, k, ubs, locals_, orders, bucket_counts, tables,
                    out_docs, out_scores, out_counts):
     """Block-max top-k of every query; one parallel loop over the workers' share of the batch.
 
@@ -237,4 +278,5 @@ def blockmax_batch(term_offsets, docs, impacts, range_offsets, range_blocks, ran
             b = q_offsets[q + 1]
             out_counts[q] = blockmax_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max,
                                          range_start, shift, n_docs, q_terms[a:b], q_weights[a:b], k, -1, ubs[wk],
-                                         locals_[wk], orders[wk], bucket_counts[wk], out_docs[q], out_scores[q])
+                                         locals_[wk], orders[wk], bucket_counts[wk], tables[wk], out_docs[q],
+                                         out_scores[q])

@@ -45,15 +45,15 @@ def plan_one(term_offsets, range_offsets, q_terms, pair_ratio):
 
 @njit(cache=True)
 def auto_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start, shift, n_docs,
-             q_terms, q_weights, k, pair_ratio, budget_ratio, acc, ub, local, order, bucket_counts,
+             q_terms, q_weights, k, pair_ratio, budget_ratio, acc, ub, local, order, bucket_counts, table,
              out_docs, out_scores):
     """Top-k of one query with the planner; returns (hit count, 1 if block-max answered else 0)."""
     use_bm, sdf = plan_one(term_offsets, range_offsets, q_terms, pair_ratio)
     if use_bm:
         budget = np.int64(budget_ratio * sdf)
         n = blockmax_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start, shift,
-                         n_docs, q_terms, q_weights, k, budget, ub, local, order, bucket_counts, out_docs,
-                         out_scores)
+                         n_docs, q_terms, q_weights, k, budget, ub, local, order, bucket_counts, table,
+                         out_docs, out_scores)
         if n >= 0:
             return n, 1
     return exhaustive_one(term_offsets, docs, impacts, q_terms, q_weights, k, acc, out_docs, out_scores), 0
@@ -62,7 +62,7 @@ def auto_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max
 @njit(cache=True, parallel=True)
 def auto_batch(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start, shift, n_docs,
                q_offsets, q_terms, q_weights, k, pair_ratio, budget_ratio, accs, ubs, locals_, orders,
-               bucket_counts, out_docs, out_scores, out_counts, out_used):
+               bucket_counts, tables, out_docs, out_scores, out_counts, out_used):
     """Planner top-k of every query; one parallel loop over the workers' share of the batch."""
     n_queries = q_offsets.shape[0] - 1
     n_workers = ubs.shape[0]
@@ -72,7 +72,7 @@ def auto_batch(term_offsets, docs, impacts, range_offsets, range_blocks, range_m
             b = q_offsets[q + 1]
             n, used = auto_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start,
                                shift, n_docs, q_terms[a:b], q_weights[a:b], k, pair_ratio, budget_ratio,
-                               accs[wk], ubs[wk], locals_[wk], orders[wk], bucket_counts[wk], out_docs[q],
-                               out_scores[q])
+                               accs[wk], ubs[wk], locals_[wk], orders[wk], bucket_counts[wk], tables[wk],
+                               out_docs[q], out_scores[q])
             out_counts[q] = n
             out_used[q] = used
