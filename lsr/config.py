@@ -141,8 +141,8 @@ class SearchConfig(_Config):
 
     * ``auto`` (default): per query, exhaustive scoring or the block-max
       traversal, whichever the planner expects to be faster
-      (:mod:`lsr.index.kernels.planner`; ``pair_ratio`` and ``budget_ratio``
-      are its two settings);
+      (:mod:`lsr.index.kernels.planner`; ``locality_ratio``, ``pair_ratio``
+      and ``budget_ratio`` are its settings);
     * ``exhaustive``: term-at-a-time scoring of every posting (the reference);
     * ``blockmax``: doc-range block-max traversal (BMP-style, exact);
     * ``maxscore``, ``bmm`` (block-max MaxScore), ``wand``, ``bmw``
@@ -153,6 +153,7 @@ class SearchConfig(_Config):
     threads: int = 0
     query_scale: float = 100.0
     algorithm: str = "auto"
+    locality_ratio: float = 0.95
     pair_ratio: float = 0.5
     budget_ratio: float = 0.5
 
@@ -163,7 +164,7 @@ class SearchConfig(_Config):
             raise InputError(f"threads must be >= 0, got {self.threads}")
         if not (self.query_scale > 0) or self.query_scale == float("inf"):
             raise InputError(f"query_scale must be positive and finite, got {self.query_scale}")
-        for name in ("pair_ratio", "budget_ratio"):
+        for name in ("locality_ratio", "pair_ratio", "budget_ratio"):
             v = getattr(self, name)
             if not (0 <= v < float("inf")):
                 raise InputError(f"{name} must be a finite number >= 0, got {v}")

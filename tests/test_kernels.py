@@ -217,11 +217,12 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
             a_d = np.empty((nq, k), np.int32); a_s = np.empty((nq, k), score); a_c = np.zeros(nq, np.int64)
             used = np.zeros(nq, np.int8)
             auto_batch(offs, docs, imp, ro, rb, rm, rs, shift, n_docs, q_offs, np.concatenate(queries),
-                       np.concatenate(weights), k, pair_ratio, budget_ratio, np.zeros((2, n_docs), score),
+                       np.concatenate(weights), k, 1e9, pair_ratio, budget_ratio, np.zeros((2, n_docs), score),
                        np.zeros((2, n_blocks), score), np.zeros((2, 1 << shift), score),
                        np.zeros((2, n_blocks), np.int32), np.zeros((2, N_BUCKETS + 1), np.int64),
                        np.zeros((2, 64, n_blocks), np.int32), a_d, a_s, a_c, used)
             # budget 0 always falls back; an unbounded budget never does; pair ratio 0 never tries
+            # (locality ratio 1e9: the random test postings have no doc id locality)
             assert used.tolist() == [int(budget_ratio > 0 and pair_ratio > 0)] * nq
             runs.append((a_d, a_s, a_c))
         for i, (qt, qw) in enumerate(zip(queries, weights)):
@@ -235,3 +236,24 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
                 np.testing.assert_array_equal(rd[i, :rc[i]], ed)
                 np.testing.assert_array_equal(rsc[i, :rc[i]], es)
         assert not ub.any() and not local.any()    # work buffers are left zeroed
+
+
+def test_planner_reads_doc_id_locality():
+    from lsr.index.kernels.blockmax import range_index
+    from lsr.index.kernels.planner import plan_one
+
+    rng = np.random.default_rng(2)
+    n_docs, shift = 20000, 6
+    n_blocks = (n_docs + 63) >> 6
+    lists_random, lists_local = [], []
+    for t in range(20):
+        lists_random.append(np.sort(rng.choice(n_docs, 2000, replace=False)))
+        start = rng.integers(0, n_docs - 4000)   # the same number of postings, within 4,000 doc ids
+        lists_local.append(np.sort(rng.choice(np.arange(start, start + 4000), 2000, replace=False)))
+    q = np.arange(20, dtype=np.int32)
+    for lists, want in ((lists_random, False), (lists_local, True)):
+        offs = np.zeros(21, np.int64); np.cumsum([len(x) for x in lists], out=offs[1:])
+        docs = np.concatenate(lists).astype(np.int32)
+        ro, _, _, _ = range_index(offs, docs, np.ones(len(docs), np.uint8), shift)
+        use, sdf = plan_one(offs, ro, n_blocks, q, 0.95, 0.5)
+        assert sdf == 40000 and use == want

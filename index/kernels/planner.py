@@ -7,11 +7,15 @@ block) pair of the query terms (``sum pairs``) plus the postings of the
 blocks it has to score. The planner reads both sums from the index (O(query
 terms)) and
 
-1. scores exhaustively when ``sum pairs > pair_ratio * sum df``: the upper
-   bounds alone would cost a good part of the exhaustive work (random doc ids,
-   where a term's postings rarely share a range block, as in the synthetic
-   collection);
-2. otherwise runs the block-max traversal with a budget of
+1. scores exhaustively when the query terms' postings show no doc id
+   locality: ``sum pairs > locality_ratio * sum E[pairs]``, where
+   ``E[pairs] = n_blocks * (1 - exp(-df / n_blocks))`` is the number of range
+   blocks ``df`` postings would touch if the doc ids were random (as in the
+   synthetic collection, where the ratio is 1.00): without locality the block
+   maxima are about equal and bound nothing;
+2. scores exhaustively when ``sum pairs > pair_ratio * sum df``: the upper
+   bounds alone would cost a good part of the exhaustive work;
+3. otherwise runs the block-max traversal with a budget of
    ``budget_ratio * sum df`` scored postings, and falls back to exhaustive
    scoring if the budget runs out (the query's bounds were too loose to prune).
 
@@ -27,28 +31,28 @@ from numba import njit, prange
 from .blockmax import blockmax_one
 from .exhaustive import exhaustive_one
 
-PAIR_RATIO = 0.5     # defaults; see docs/benchmarks.md for the settings tried
-BUDGET_RATIO = 0.5
-
 
 @njit(cache=True)
-def plan_one(term_offsets, range_offsets, q_terms, pair_ratio):
-    """True when the block-max traversal should be tried for this query."""
+def plan_one(term_offsets, range_offsets, n_blocks, q_terms, locality_ratio, pair_ratio):
+    """(True when the block-max traversal should be tried for this query, sum df)."""
     sdf = 0
     spairs = 0
+    expected = 0.0
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
-        sdf += term_offsets[t + 1] - term_offsets[t]
+        df = term_offsets[t + 1] - term_offsets[t]
+        sdf += df
         spairs += range_offsets[t + 1] - range_offsets[t]
-    return sdf > 0 and spairs <= pair_ratio * sdf, sdf
+        expected += -n_blocks * np.expm1(-df / n_blocks)
+    return sdf > 0 and spairs <= locality_ratio * expected and spairs <= pair_ratio * sdf, sdf
 
 
 @njit(cache=True)
 def auto_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start, shift, n_docs,
-             q_terms, q_weights, k, pair_ratio, budget_ratio, acc, ub, local, order, bucket_counts, table,
+             q_terms, q_weights, k, locality_ratio, pair_ratio, budget_ratio, acc, ub, local, order, bucket_counts, table,
              out_docs, out_scores):
     """Top-k of one query with the planner; returns (hit count, 1 if block-max answered else 0)."""
-    use_bm, sdf = plan_one(term_offsets, range_offsets, q_terms, pair_ratio)
+    use_bm, sdf = plan_one(term_offsets, range_offsets, ub.shape[0], q_terms, locality_ratio, pair_ratio)
     if use_bm:
         budget = np.int64(budget_ratio * sdf)
         n = blockmax_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start, shift,
@@ -61,7 +65,7 @@ def auto_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max
 
 @njit(cache=True, parallel=True)
 def auto_batch(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start, shift, n_docs,
-               q_offsets, q_terms, q_weights, k, pair_ratio, budget_ratio, accs, ubs, locals_, orders,
+               q_offsets, q_terms, q_weights, k, locality_ratio, pair_ratio, budget_ratio, accs, ubs, locals_, orders,
                bucket_counts, tables, out_docs, out_scores, out_counts, out_used):
     """Planner top-k of every query; one parallel loop over the workers' share of the batch."""
     n_queries = q_offsets.shape[0] - 1
@@ -71,7 +75,8 @@ def auto_batch(term_offsets, docs, impacts, range_offsets, range_blocks, range_m
             a = q_offsets[q]
             b = q_offsets[q + 1]
             n, used = auto_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start,
-                               shift, n_docs, q_terms[a:b], q_weights[a:b], k, pair_ratio, budget_ratio,
+                               shift, n_docs, q_terms[a:b], q_weights[a:b], k, locality_ratio, pair_ratio,
+                               budget_ratio,
                                accs[wk], ubs[wk], locals_[wk], orders[wk], bucket_counts[wk], tables[wk],
                                out_docs[q], out_scores[q])
             out_counts[q] = n
