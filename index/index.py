@@ -25,6 +25,9 @@ class Index:
     def __init__(self, path: str, manifest: dict[str, Any], arrays: dict[str, np.ndarray], terms: list[str]):
         self.path = path
         self.manifest = manifest
+        # plain ndarray views of the memory maps (same pages): Numba unboxes
+        # np.memmap instances much more slowly than ndarrays, per call
+        arrays = {name: np.asarray(a) for name, a in arrays.items()}
         self.arrays = arrays
         self.terms = terms
         self.term_offsets = arrays["term_offsets"]

@@ -269,7 +269,9 @@ class Searcher:
         flat_docs = docs[mask]
         flat_scores = scores[mask]
         ranks = (np.cumsum(mask, axis=1)[mask]).astype(np.int64)
-        q = [qid for qid, c in zip(qids, counts.tolist()) for _ in range(c)]
+        q: list[str] = []
+        for qid, c in zip(qids, counts.tolist()):
+            q.extend([qid] * c)
         return Results(q, self.index.doc_ids(flat_docs), flat_scores, ranks)
 
     def warmup(self) -> None:

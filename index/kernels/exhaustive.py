@@ -12,7 +12,9 @@ best score (k blocks each hold a document that scores at least that much), so
 a second pass offers to the heap only the documents of blocks that reach the
 bound, in doc id order, which keeps the tie rule. At 1M documents this made
 the kernel about a third faster than one branchy pass over every document
-(see docs/benchmarks.md).
+(see docs/benchmarks.md). For large k the blocks shrink (halved down to 8
+documents until there are at least 8k of them), so that the bound stays
+tight.
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ def exhaustive_one(term_offsets, docs, impacts, q_terms, q_weights, k, acc, out_
             acc[docs[p]] += w * impacts[p]
     n_docs = acc.shape[0]
     zero = acc.dtype.type(0)
+    # smaller scan blocks for large k, so that the k-th largest block maximum
+    # stays a useful bound (at least 8k blocks, down to 8 documents a block)
     B = SCAN_BLOCK
+    while B > 8 and n_docs // B < 8 * k:
+        B //= 2
     n_blocks = (n_docs + B - 1) // B
     block_max = np.empty(n_blocks, dtype=acc.dtype)
     # pass 1: block maxima; the heap keeps the k largest (doc = block number)
