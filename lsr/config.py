@@ -109,7 +109,7 @@ class IndexConfig(_Config):
 
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     block_size: int = 64
-    range_block_docs: int = 64
+    range_block_docs: int = 16
     run_postings: int = 32_000_000
     batch_docs: int = 20_000
 
@@ -139,11 +139,13 @@ class SearchConfig(_Config):
     as they are); scores are then exact integers. ``algorithm``: the query
     processor; every one returns the same top k:
 
-    * ``auto`` (default): per query, exhaustive scoring or the block-max
-      traversal, whichever the planner expects to be faster
+    * ``exhaustive`` (default): term-at-a-time scoring of every posting (the
+      reference, and so far the fastest on the measured collections: see
+      docs/benchmarks.md);
+    * ``auto``: per query, exhaustive scoring or the block-max traversal,
+      whichever the planner expects to be faster
       (:mod:`lsr.index.kernels.planner`; ``locality_ratio``, ``pair_ratio``
       and ``budget_ratio`` are its settings);
-    * ``exhaustive``: term-at-a-time scoring of every posting (the reference);
     * ``blockmax``: doc-range block-max traversal (BMP-style, exact);
     * ``maxscore``, ``bmm`` (block-max MaxScore), ``wand``, ``bmw``
       (Block-Max WAND): document-at-a-time dynamic pruning.
@@ -152,7 +154,7 @@ class SearchConfig(_Config):
     k: int = 10
     threads: int = 0
     query_scale: float = 100.0
-    algorithm: str = "auto"
+    algorithm: str = "exhaustive"
     locality_ratio: float = 0.95
     pair_ratio: float = 0.5
     budget_ratio: float = 0.5

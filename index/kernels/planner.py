@@ -1,4 +1,4 @@
-"""The default query processor (``auto``): exhaustive scoring or block-max traversal, per query.
+"""The planner (``auto``): exhaustive scoring or block-max traversal, per query.
 
 Exhaustive term-at-a-time scoring costs about one accumulator update per
 posting of the query terms (``sum df``) plus one scan of the accumulator;

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=float, help="scale for --quantization fixed (e.g. 100, as Anserini)")
     p.add_argument("--block-size", type=int, help="postings per block for block maxima (default 64)")
     p.add_argument("--range-block-docs", type=int,
-                   help="documents per doc-range block of the block-max traversal (power of two; default 64)")
+                   help="documents per doc-range block of the block-max traversal (power of two; default 16)")
     p.add_argument("--run-postings", type=int,
                    help="postings buffered before a sorted run is spilled to disk; bounds memory at about "
                         "24 bytes a posting (default 32,000,000)")
