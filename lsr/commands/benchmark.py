@@ -1,0 +1,215 @@
+"""``lsr benchmark``: encode (cached), index, search, evaluate and time in one command, with baselines.
+
+The command only turns its arguments into a
+:class:`lsr.eval.benchmark.BenchmarkConfig` (on top of a registry entry or a
+YAML file, when given) and calls :func:`lsr.eval.benchmark.run_benchmark`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from ..errors import InputError
+
+_EPILOG = """\
+Settings come from, in increasing priority: the defaults, --registry NAME (configs/registry/NAME.yaml of a
+source checkout, or a path to such a file) or --config FILE (keys of BenchmarkConfig), then the options given.
+
+Writes into --output: run.trec (lsr), run.bm25.trec, run.pisa.trec, queries.jsonl.gz (encoded queries),
+index/, bm25/ (Lucene index, topics.tsv, Anserini's log), pisa/, results.json (git commit, configuration,
+machine facts, every figure) and latency-vs-effectiveness.png, latency-distribution.png. Encoded documents
+are cached in --cache-dir, keyed by dataset and encoder: a second run encodes nothing.
+
+Latency is measured on one thread, one query at a time, over every query (after a warm-up); QPS with
+--threads threads over the whole batch. On a shared machine the timings are indicative only.
+
+examples:
+  lsr benchmark --dataset beir/scifact/test --encoder splade-tiny
+  lsr benchmark -d msmarco-passage/trec-dl-2019/judged -e splade-tiny -o bench/dl19 --baselines bm25
+  lsr benchmark --registry splade-tiny-scifact
+  lsr benchmark --list-registry
+"""
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _nonneg_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}")
+    return v
+
+
+def register(subparsers) -> None:
+    from lsr.config import ALGORITHMS
+
+    p = subparsers.add_parser(
+        "benchmark", help="encode, index, search, evaluate and time a dataset in one command, with baselines",
+        description="Benchmark an encoder (or a pre-encoded collection) on a dataset: encode what is not cached, "
+                    "build the index, search every query, evaluate (ir-measures), time query encoding, retrieval "
+                    "and both (1 thread) and queries/s (all threads), and compare with BM25 (pyserini) and PISA "
+                    "(pyterrier-pisa, over the same impacts). Prints one table; saves runs, results.json and plots.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group("what to benchmark")
+    src.add_argument("--dataset", "-d", metavar="SPEC",
+                     help="ir_datasets id (e.g. beir/scifact/test, msmarco-passage/trec-dl-2019/judged) or a "
+                          "BEIR/flat directory; must have documents, queries and qrels")
+    src.add_argument("--encoder", "-e", metavar="SPEC",
+                     help="encoder: registered name (lsr encode --list), YAML preset, checkpoint directory or hub id")
+    src.add_argument("--vectors", metavar="DIR",
+                     help="pre-encoded vector collection (lsr encode output, or JsonVectorCollection files) "
+                          "instead of encoding; queries use --encoder, else the collection's encoder.json")
+    src.add_argument("--registry", "-r", metavar="NAME",
+                     help="start from a reproducibility registry entry (configs/registry/NAME.yaml, or a path)")
+    src.add_argument("--config", metavar="FILE", help="start from a YAML file of BenchmarkConfig settings")
+    src.add_argument("--list-registry", action="store_true", help="list the registry entries and exit")
+
+    io = p.add_argument_group("output")
+    io.add_argument("--output", "-o", metavar="DIR",
+                    help="output directory (default benchmark-runs/<registry name or dataset>)")
+    io.add_argument("--cache-dir", metavar="DIR",
+                    help="encoded-document cache (default $XDG_CACHE_HOME/lsr/benchmark, ~/.cache/lsr/benchmark)")
+    io.add_argument("--no-plots", dest="plots", action="store_const", const=False, help="do not draw the plots")
+    io.add_argument("--json", action="store_true", help="print results.json instead of the table")
+    io.add_argument("--no-progress", action="store_true", help="no progress messages or bars on stderr")
+
+    se = p.add_argument_group("search and evaluation")
+    se.add_argument("-k", type=_positive_int, metavar="K", help="hits per query in the runs (default 1000)")
+    se.add_argument("--latency-k", type=_positive_int, metavar="K",
+                    help="hits per query when timing latency and QPS (default: -k)")
+    se.add_argument("--latency-queries", type=_positive_int, metavar="N",
+                    help="time only the first N queries one at a time (default: all; QPS always uses all)")
+    se.add_argument("--metrics", "-m", action="append", metavar="M[,M...]",
+                    help="ir-measures names, repeatable (default: the dataset family's: RR@10,R@1000 for MS MARCO "
+                         "dev; nDCG@10,R(rel=2)@1000 for TREC DL; nDCG@10,R@100,R@1000 for BEIR)")
+    se.add_argument("--algorithms", metavar="A[,A...]",
+                    help=f"lsr query processors to time, the run comes from the first; of {', '.join(ALGORITHMS)} "
+                         "(default auto,exhaustive,bmw)")
+    se.add_argument("--threads", type=_nonneg_int, metavar="N", help="threads for QPS (default 0 = all cores)")
+    se.add_argument("--query-scale", type=float, metavar="S",
+                    help="integer indexes: query weights become round(w * S) (default 100)")
+    se.add_argument("--repeats", type=_positive_int, metavar="N", help="QPS batch repetitions, median (default 3)")
+
+    ix = p.add_argument_group("index")
+    ix.add_argument("--quantization", choices=["auto", "max", "fixed", "float"],
+                    help="document weight quantisation (default auto: 8-bit max scaling for float weights)")
+    ix.add_argument("--bits", type=int, choices=[8, 16], help="impact bits (default 8)")
+    ix.add_argument("--scale", type=float, help="scale for --quantization fixed")
+    ix.add_argument("--block-size", type=int, help="postings per block for block maxima (default 64)")
+
+    en = p.add_argument_group("document encoding")
+    en.add_argument("--max-docs", type=_positive_int, metavar="N",
+                    help="only the first N documents (for smoke tests: figures are not comparable)")
+    en.add_argument("--batch-size", type=_positive_int, metavar="N", help="documents per batch (default 32)")
+    en.add_argument("--device", help="cpu, cuda, cuda:N or mps (default cpu)")
+    en.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="compute dtype (default float32)")
+    en.add_argument("--encode-threads", type=_positive_int, metavar="N", help="torch threads (default: torch's)")
+
+    bl = p.add_argument_group("baselines")
+    bl.add_argument("--baselines", metavar="B[,B...]",
+                    help="bm25 (pyserini/Lucene, same texts) and/or pisa (pyterrier-pisa, same impacts), or none "
+                         "(default bm25,pisa; a baseline whose package is not installed is skipped with a note)")
+    bl.add_argument("--no-baselines", dest="baselines", action="store_const", const="none",
+                    help="same as --baselines none")
+    bl.add_argument("--bm25-k1", type=float, metavar="K1", help="BM25 k1 (default 0.9, Anserini's)")
+    bl.add_argument("--bm25-b", type=float, metavar="B", help="BM25 b (default 0.4, Anserini's)")
+    bl.add_argument("--pisa-algorithm", metavar="NAME",
+                    help="PISA query processor: block_max_wand, maxscore, wand, block_max_maxscore or ranked_or "
+                         "(default block_max_wand)")
+    p.set_defaults(func=run)
+
+
+_DIRECT = ("dataset", "encoder", "vectors", "output", "cache_dir", "k", "latency_k", "latency_queries", "algorithms",
+           "threads", "query_scale", "repeats", "max_docs", "batch_size", "device", "dtype", "encode_threads",
+           "baselines", "bm25_k1", "bm25_b", "pisa_algorithm", "plots")
+
+
+def config_from_args(args: argparse.Namespace):
+    """The BenchmarkConfig the arguments describe (the CLI's whole logic)."""
+    from lsr.eval.benchmark import BenchmarkConfig, load_registry_entry
+
+    if args.registry and args.config:
+        raise InputError("give --registry or --config, not both")
+    if args.registry:
+        base = load_registry_entry(args.registry).config.to_dict()
+    elif args.config:
+        import yaml
+
+        try:
+            with open(args.config, encoding="utf-8") as f:
+                base = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise InputError(f"cannot read config {args.config}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise InputError(f"{args.config}: invalid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(base, dict):
+            raise InputError(f"{args.config}: expected a mapping of BenchmarkConfig settings")
+    else:
+        base = {}
+    d = dict(base)
+    for key in _DIRECT:
+        v = getattr(args, key)
+        if v is not None:
+            d[key] = v
+    if args.metrics:
+        d["metrics"] = list(args.metrics)
+    index = dict(d.get("index") or {})
+    quant = dict(index.get("quantization") or {})
+    if args.quantization is not None:
+        quant["method"] = args.quantization
+        if args.quantization != "fixed":
+            quant["scale"] = None
+    if args.bits is not None:
+        quant["bits"] = args.bits
+    if args.scale is not None:
+        quant["scale"] = args.scale
+    if quant:
+        index["quantization"] = quant
+    if args.block_size is not None:
+        index["block_size"] = args.block_size
+    if index:
+        d["index"] = index
+    if not d.get("dataset"):
+        raise InputError("give --dataset (e.g. beir/scifact/test), --registry NAME or --config FILE")
+    return BenchmarkConfig.from_dict(d)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lsr.eval.benchmark import load_registry_entry, registry_entries, run_benchmark
+
+    if args.list_registry:
+        for name in registry_entries():
+            e = load_registry_entry(name)
+            print(f"{name}: {e.description}")
+        return 0
+    config = config_from_args(args)
+    quiet = args.no_progress
+
+    def log(msg: str) -> None:
+        if not quiet:
+            print(f"lsr benchmark: {msg}", file=sys.stderr, flush=True)
+
+    result = run_benchmark(config, log=log, progress=not quiet and sys.stderr.isatty())
+    if args.json:
+        json.dump(result.to_dict(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        path = result.files.get("results")
+        rel = os.path.relpath(path)
+        print(result.table())
+        print(f"\nresults: {path if rel.startswith('..') else rel}")
+    return 0
