@@ -204,7 +204,8 @@ class Searcher:
         algo = self.config.algorithm
         cfg = self.config
         if algo == "auto":
-            n, _ = auto_one(*self._range_arrays(), p.terms, p.weights, k, cfg.locality_ratio, cfg.pair_ratio,
+            n, _ = auto_one(*self._range_arrays(), p.terms, p.weights, k, cfg.max_k, cfg.locality_ratio,
+                            cfg.pair_ratio,
                             cfg.budget_ratio,
                             self._acc(p.score_dtype), *self._range_buffers(p.score_dtype), out_docs, out_scores)
         elif algo == "blockmax":
@@ -244,7 +245,8 @@ class Searcher:
         if algo == "auto":
             accs = np.zeros((workers, ix.num_documents), dtype=p.score_dtype)
             used = np.zeros(nq, dtype=np.int8)
-            auto_batch(*self._range_arrays(), p.offsets, p.terms, p.weights, k, cfg.locality_ratio, cfg.pair_ratio,
+            auto_batch(*self._range_arrays(), p.offsets, p.terms, p.weights, k, cfg.max_k, cfg.locality_ratio,
+                       cfg.pair_ratio,
                        cfg.budget_ratio,
                        accs, *self._range_buffers(p.score_dtype, workers), out_docs, out_scores, counts, used)
         elif algo == "blockmax":

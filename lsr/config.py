@@ -144,8 +144,8 @@ class SearchConfig(_Config):
       docs/benchmarks.md);
     * ``auto``: per query, exhaustive scoring or the block-max traversal,
       whichever the planner expects to be faster
-      (:mod:`lsr.index.kernels.planner`; ``locality_ratio``, ``pair_ratio``
-      and ``budget_ratio`` are its settings);
+      (:mod:`lsr.index.kernels.planner`; ``max_k``, ``locality_ratio``,
+      ``pair_ratio`` and ``budget_ratio`` are its settings);
     * ``blockmax``: doc-range block-max traversal (BMP-style, exact);
     * ``maxscore``, ``bmm`` (block-max MaxScore), ``wand``, ``bmw``
       (Block-Max WAND): document-at-a-time dynamic pruning.
@@ -155,6 +155,7 @@ class SearchConfig(_Config):
     threads: int = 0
     query_scale: float = 100.0
     algorithm: str = "exhaustive"
+    max_k: int = 100
     locality_ratio: float = 0.95
     pair_ratio: float = 0.5
     budget_ratio: float = 0.5
@@ -166,6 +167,8 @@ class SearchConfig(_Config):
             raise InputError(f"threads must be >= 0, got {self.threads}")
         if not (self.query_scale > 0) or self.query_scale == float("inf"):
             raise InputError(f"query_scale must be positive and finite, got {self.query_scale}")
+        if isinstance(self.max_k, bool) or not isinstance(self.max_k, int) or self.max_k < 0:
+            raise InputError(f"max_k must be an integer >= 0, got {self.max_k!r}")
         for name in ("locality_ratio", "pair_ratio", "budget_ratio"):
             v = getattr(self, name)
             if not (0 <= v < float("inf")):

@@ -72,6 +72,6 @@ def topk(matrix, q, k: int):
 # block-max traversal always tried and always falling back (budget 0), and
 # always tried and always kept
 SEARCHERS = [dict(algorithm=a) for a in ALGORITHMS] + [
-    dict(algorithm="auto", locality_ratio=1e9, pair_ratio=1e9, budget_ratio=0.0),
-    dict(algorithm="auto", locality_ratio=1e9, pair_ratio=1e9, budget_ratio=1e9),
+    dict(algorithm="auto", max_k=10**9, locality_ratio=1e9, pair_ratio=1e9, budget_ratio=0.0),
+    dict(algorithm="auto", max_k=10**9, locality_ratio=1e9, pair_ratio=1e9, budget_ratio=1e9),
 ]

@@ -213,17 +213,19 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
                        np.zeros((2, n_blocks), np.int32), np.zeros((2, N_BUCKETS + 1), np.int64),
                        rng.integers(-5, 50, (2, 4, n_blocks)).astype(np.int32), out_d, out_s, counts)
         runs = [(out_d, out_s, counts)]
-        for pair_ratio, budget_ratio in ((1e9, 0.0), (1e9, 1e9), (0.0, 1e9)):
+        for max_k, pair_ratio, budget_ratio in ((10**9, 1e9, 0.0), (10**9, 1e9, 1e9), (10**9, 0.0, 1e9),
+                                                (k - 1, 1e9, 1e9)):
             a_d = np.empty((nq, k), np.int32); a_s = np.empty((nq, k), score); a_c = np.zeros(nq, np.int64)
             used = np.zeros(nq, np.int8)
             auto_batch(offs, docs, imp, ro, rb, rm, rs, shift, n_docs, q_offs, np.concatenate(queries),
-                       np.concatenate(weights), k, 1e9, pair_ratio, budget_ratio, np.zeros((2, n_docs), score),
+                       np.concatenate(weights), k, max_k, 1e9, pair_ratio, budget_ratio, np.zeros((2, n_docs), score),
                        np.zeros((2, n_blocks), score), np.zeros((2, 1 << shift), score),
                        np.zeros((2, n_blocks), np.int32), np.zeros((2, N_BUCKETS + 1), np.int64),
                        np.zeros((2, 64, n_blocks), np.int32), a_d, a_s, a_c, used)
             # budget 0 always falls back; an unbounded budget never does; pair ratio 0 never tries
             # (locality ratio 1e9: the random test postings have no doc id locality)
-            assert used.tolist() == [int(budget_ratio > 0 and pair_ratio > 0)] * nq
+            # max_k below k never tries either
+            assert used.tolist() == [int(budget_ratio > 0 and pair_ratio > 0 and max_k >= k)] * nq
             runs.append((a_d, a_s, a_c))
         for i, (qt, qw) in enumerate(zip(queries, weights)):
             ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, score)
