@@ -34,7 +34,7 @@ from lsr.errors import InputError, LsrError
 from lsr.io import iter_vector_records, read_encoder_info
 
 from . import format as fmt
-from .kernels.blockmax import range_counts, range_fill
+from .kernels.blockmax import LOCALITY_THRESHOLD, range_counts, range_fill, range_locality
 from .kernels.build import block_maxima, count_kept, scatter_run, sort_run
 
 _MAX_DOCS = np.iinfo(np.int32).max
@@ -342,17 +342,26 @@ class IndexBuilder:
         shift = self.config.range_block_docs.bit_length() - 1
         range_counts_ = np.zeros(n_terms, dtype=np.int64)
         n_pairs = int(range_counts(term_offsets, out_docs, shift, range_counts_))
+        locality = range_locality(n_pairs, totals, self.n_docs, shift)
+        mode = self.config.range_blocks
+        store = mode == "always" or (mode == "auto" and locality < LOCALITY_THRESHOLD)
+        if not store:
+            range_counts_[:] = 0
+            n_pairs = 0
         range_offsets = np.zeros(n_terms + 1, dtype=np.int64)
         np.cumsum(range_counts_, out=range_offsets[1:])
         del range_counts_
         r_blocks = np.lib.format.open_memmap(os.path.join(d, "range_blocks.npy"), "w+", np.int32, (n_pairs,))
         r_max = np.lib.format.open_memmap(os.path.join(d, "range_max.npy"), "w+", impact_dtype, (n_pairs,))
         r_start = np.lib.format.open_memmap(os.path.join(d, "range_start.npy"), "w+", np.int32, (n_pairs,))
-        range_fill(term_offsets, out_docs, out_imp, shift, range_offsets, r_blocks, r_max, r_start)
+        if store:
+            range_fill(term_offsets, out_docs, out_imp, shift, range_offsets, r_blocks, r_max, r_start)
         np.save(os.path.join(d, "range_offsets.npy"), range_offsets)
         for arr in (out_docs, out_imp, r_blocks, r_max, r_start):
             arr.flush()
         del out_docs, out_imp, r_blocks, r_max, r_start
+        range_info = {"docs": self.config.range_block_docs, "mode": mode, "stored": store,
+                      "locality": round(locality, 4), "threshold": LOCALITY_THRESHOLD}
 
         ids_path = os.path.join(d, "docids.bin")
         id_bytes = np.fromfile(ids_path, dtype=np.uint8)
@@ -381,6 +390,7 @@ class IndexBuilder:
                              "requested": qcfg.to_dict()},
             "block_size": B,
             "range_block_docs": self.config.range_block_docs,
+            "range_blocks": range_info,
             "config": self.config.to_dict(),
             "encoder": self.encoder,
             "arrays": {name: fmt.array_entry(os.path.join(d, name + ".npy")) for name in fmt.ARRAY_DTYPES},

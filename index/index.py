@@ -42,6 +42,7 @@ class Index:
         self.range_max = arrays["range_max"]
         self.range_start = arrays["range_start"]
         self.range_shift = int(manifest["range_block_docs"]).bit_length() - 1
+        self.has_range_blocks = bool(manifest.get("range_blocks", {}).get("stored", False))
         self._docid_offsets = arrays["docid_offsets"]
         self._docid_bytes = arrays["docid_bytes"]
 

@@ -188,6 +188,15 @@ class Searcher:
                 np.zeros((workers, n_blocks), np.int32), np.zeros((workers, N_BUCKETS + 1), np.int64),
                 np.empty((workers, TABLE_TERMS, n_blocks), np.int32))
 
+    def _algorithm(self) -> str:
+        algo = self.config.algorithm
+        if algo in ("auto", "blockmax") and not self.index.has_range_blocks:
+            if algo == "blockmax":
+                raise InputError("this index stores no doc-range blocks (its doc ids show no locality, see "
+                                 "manifest range_blocks); rebuild with range_blocks: always to use blockmax")
+            return "exhaustive"   # the planner's answer for a collection without locality
+        return algo
+
     def _range_arrays(self):
         ix = self.index
         return (ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.range_offsets, ix.range_blocks,
@@ -201,7 +210,7 @@ class Searcher:
         ix = self.index
         out_docs = np.empty(k, dtype=np.int32)
         out_scores = np.empty(k, dtype=p.score_dtype)
-        algo = self.config.algorithm
+        algo = self._algorithm()
         cfg = self.config
         if algo == "auto":
             n, _ = auto_one(*self._range_arrays(), p.terms, p.weights, k, cfg.max_k, cfg.locality_ratio,
@@ -241,7 +250,7 @@ class Searcher:
         out_docs = np.empty((nq, k), dtype=np.int32)
         out_scores = np.empty((nq, k), dtype=p.score_dtype)
         counts = np.zeros(nq, dtype=np.int64)
-        algo = self.config.algorithm
+        algo = self._algorithm()
         if algo == "auto":
             accs = np.zeros((workers, ix.num_documents), dtype=p.score_dtype)
             used = np.zeros(nq, dtype=np.int8)

@@ -100,7 +100,10 @@ class IndexConfig(_Config):
     ``block_size``: postings per block for the stored per-block maxima
     (used by Block-Max WAND). ``range_block_docs``: documents per doc-range
     block of the block-max traversal (``blockmax``): per term, the maximum
-    impact in each range of that many consecutive doc ids is stored. ``run_postings``: postings buffered in memory
+    impact in each range of that many consecutive doc ids is stored.
+    ``range_blocks``: ``auto`` stores them only when the collection's doc ids
+    show locality (see :func:`lsr.index.kernels.blockmax.range_locality`;
+    without it they cost space and bound nothing), ``always`` or ``never``. ``run_postings``: postings buffered in memory
     before a sorted run is spilled to disk (bounds the build's memory: about
     24 bytes per buffered posting). ``batch_docs``: documents parsed per batch.
     """
@@ -110,6 +113,7 @@ class IndexConfig(_Config):
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     block_size: int = 64
     range_block_docs: int = 16
+    range_blocks: str = "auto"
     run_postings: int = 32_000_000
     batch_docs: int = 20_000
 
@@ -120,6 +124,8 @@ class IndexConfig(_Config):
             raise InputError(f"block_size must be a power of two in [8, 4096], got {self.block_size}")
         if not (8 <= self.range_block_docs <= 4096) or self.range_block_docs & (self.range_block_docs - 1):
             raise InputError(f"range_block_docs must be a power of two in [8, 4096], got {self.range_block_docs}")
+        if self.range_blocks not in ("auto", "always", "never"):
+            raise InputError(f"range_blocks must be auto, always or never, got {self.range_blocks!r}")
         if self.run_postings < 1000:
             raise InputError(f"run_postings must be at least 1000, got {self.run_postings}")
         if self.batch_docs < 1:

@@ -39,6 +39,7 @@ def _build(tmp_path, docs, method, bits, name="ix", **kw):
     q = QuantizationConfig(method=method, bits=bits, scale=10.0 if method == "fixed" else None)
     out = tmp_path / name
     recs = [{"id": f"d{i}", "vector": v} for i, v in enumerate(docs)]
+    kw.setdefault("range_blocks", "always")   # small random collections have no doc id locality
     return lsr.build_index(recs, out, IndexConfig(quantization=q, **kw), overwrite=True)
 
 
@@ -144,3 +145,28 @@ def test_huge_query_weights_switch_to_64_bit_scores(tmp_path):
     assert p.score_dtype == np.int64
     r = lsr.Searcher(ix).search(q, k=2)
     assert r.scores.tolist() == [40 * 255 * 2_000_000_000, 2_000_000_000]
+
+
+def test_range_blocks_follow_doc_id_locality(tmp_path):
+    rng = np.random.default_rng(1)
+    vocab = [f"w{i}" for i in range(200)]
+    random_docs = [{vocab[t]: 1.0 for t in rng.choice(200, 20, replace=False)} for _ in range(2000)]
+    # the same kind of documents, but neighbours share their terms (topics in runs of 64 documents)
+    local_docs = []
+    for topic in range(2000 // 64 + 1):
+        pool = rng.choice(200, 30, replace=False)
+        local_docs += [{vocab[t]: 1.0 for t in rng.choice(pool, 20, replace=False)} for _ in range(64)]
+    local_docs = local_docs[:2000]
+    ix_random = _build(tmp_path, random_docs, "auto", 8, name="r", range_blocks="auto")
+    ix_local = _build(tmp_path, local_docs, "auto", 8, name="l", range_blocks="auto")
+    info_r, info_l = ix_random.manifest["range_blocks"], ix_local.manifest["range_blocks"]
+    assert not info_r["stored"] and info_r["locality"] > 0.95 and not ix_random.has_range_blocks
+    assert info_l["stored"] and info_l["locality"] < 0.5 and ix_local.has_range_blocks
+    assert ix_random.manifest["counts"]["range_pairs"] == 0
+    q = {"w1": 1.0, "w2": 2.0}
+    with pytest.raises(lsr.errors.InputError, match="no doc-range blocks"):
+        lsr.Searcher(ix_random, algorithm="blockmax").search(q)
+    want = list(lsr.Searcher(ix_random, algorithm="exhaustive").search(q, k=20))
+    assert list(lsr.Searcher(ix_random, algorithm="auto").search(q, k=20)) == want
+    never = _build(tmp_path, local_docs, "auto", 8, name="n", range_blocks="never")
+    assert not never.has_range_blocks and never.size_bytes() < ix_local.size_bytes()

@@ -81,6 +81,22 @@ def range_fill(term_offsets, docs, impacts, shift, range_offsets, range_blocks, 
                 range_max[j] = impacts[p]
 
 
+LOCALITY_THRESHOLD = 0.95
+
+
+def range_locality(n_pairs: int, dfs: np.ndarray, n_docs: int, shift: int) -> float:
+    """Range pairs over the pairs random doc ids would give: ``sum_t B (1 - exp(-df_t / B))``.
+
+    1.0 means no doc id locality (block maxima then bound little: the builder
+    stores no range blocks for such a collection unless asked to, and the
+    planner never tries the block-max traversal); real collections whose
+    neighbouring doc ids hold related texts score lower.
+    """
+    n_blocks = (n_docs + (1 << shift) - 1) >> shift
+    expected = float(np.sum(-n_blocks * np.expm1(-np.asarray(dfs, np.float64) / n_blocks)))
+    return n_pairs / expected if expected > 0 else 1.0
+
+
 def range_index(term_offsets, docs, impacts, shift):
     """Build (range_offsets, range_blocks, range_max, range_start) with the kernels above."""
     n_terms = term_offsets.shape[0] - 1

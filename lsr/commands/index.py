@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--block-size", type=int, help="postings per block for block maxima (default 64)")
     p.add_argument("--range-block-docs", type=int,
                    help="documents per doc-range block of the block-max traversal (power of two; default 16)")
+    p.add_argument("--range-blocks", choices=["auto", "always", "never"],
+                   help="store the doc-range blocks: auto (default: only if the doc ids show locality), "
+                        "always or never")
     p.add_argument("--run-postings", type=int,
                    help="postings buffered before a sorted run is spilled to disk; bounds memory at about "
                         "24 bytes a posting (default 32,000,000)")
@@ -56,6 +59,8 @@ def config_from_args(args: argparse.Namespace):
         d["run_postings"] = args.run_postings
     if args.range_block_docs is not None:
         d["range_block_docs"] = args.range_block_docs
+    if args.range_blocks is not None:
+        d["range_blocks"] = args.range_blocks
     return IndexConfig.from_dict(d)
 
 
