@@ -8,6 +8,8 @@ output ``imp * g`` without zeros.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from encoders_helpers import (  # noqa: F401
@@ -71,4 +73,4 @@ def test_sparterm_separate_gate_model_and_threshold(splade_tiny):
     texts = [t for _, t in scifact_docs(3)]
     assert_vectors_close(enc.encode_documents(texts),
                          sparterm_reference(splade_tiny, texts, "max", "expansion", 0.9, max_length=64))
-    assert enc.describe()["doc"]["gate_model"]["model"] == str(splade_tiny.resolve())
+    assert enc.describe()["doc"]["gate_model"]["model"] == os.path.abspath(splade_tiny)
