@@ -1114,7 +1114,7 @@ def ensure_collection(work_dir: str, n_passages: int | None = 300_000, model: st
     if prev_src is not None and prev_src != source_fingerprint(sel_path):
         log(f"documents: {vectors_dir} was encoded from another passages file; encoding again")
         overwrite = True
-    log(f"documents: encoding {n:,} passages with {model} -> {vectors_dir}")
+    log(f"documents: {n:,} passages, model {model} -> {vectors_dir}")
     t = time.perf_counter()
     try:
         rep = encode_corpus(encoder, sel_path, vectors_dir, batch_size=batch_size, part_size=part_size,
