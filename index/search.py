@@ -177,16 +177,18 @@ class Searcher:
         """(ub, local, order, bucket_counts, table) for the block-max traversal: one set, or ``workers`` rows."""
         ix = self.index
         n_blocks = (ix.num_documents + (1 << ix.range_shift) - 1) >> ix.range_shift
+        # block-position table rows: up to TABLE_TERMS, within 64 MiB a table (terms beyond it use binary search)
+        rows = min(TABLE_TERMS, (1 << 24) // max(n_blocks, 1))
         if workers is None:
             table = getattr(self._local, "table", None)
             if table is None:   # contents never need clearing (see blockmax_one)
-                table = self._local.table = np.empty((TABLE_TERMS, n_blocks), np.int32)
+                table = self._local.table = np.empty((rows, n_blocks), np.int32)
             return (self._buffer("ub", n_blocks, dtype), self._buffer("local", 1 << ix.range_shift, dtype),
                     self._buffer("order", n_blocks, np.int32), self._buffer("buckets", N_BUCKETS + 1, np.int64),
                     table)
         return (np.zeros((workers, n_blocks), dtype), np.zeros((workers, 1 << ix.range_shift), dtype),
                 np.zeros((workers, n_blocks), np.int32), np.zeros((workers, N_BUCKETS + 1), np.int64),
-                np.empty((workers, TABLE_TERMS, n_blocks), np.int32))
+                np.empty((workers, rows, n_blocks), np.int32))
 
     def _algorithm(self) -> str:
         algo = self.config.algorithm
