@@ -752,7 +752,9 @@ def run_peer_bench(args, argv: Sequence[str], log) -> dict:
             if cands:
                 best = min(cands, key=lambda r: r["p50_ms"])
         mine = p50("lsr", default_algo, k)
-        lat_cmp[str(k)] = {"lsr_default_p50_ms": mine,
+        exh = p50("lsr", "exhaustive", k)
+        lat_cmp[str(k)] = {"lsr_default_p50_ms": mine, "lsr_exhaustive_p50_ms": exh,
+                           "ratio_default_over_exhaustive": None if not mine or not exh else mine / exh,
                            "pisa_best_exact": None if best is None else best["setting"],
                            "pisa_best_exact_p50_ms": None if best is None else best["p50_ms"],
                            "ratio_lsr_over_pisa": None if best is None or not mine else mine / best["p50_ms"]}
@@ -845,7 +847,10 @@ def format_peer_table(result: dict) -> str:
                 continue
             lines.append(f"k={k}: lsr {cmp_['lsr_default_algorithm']} p50 {v['lsr_default_p50_ms']:.2f} ms vs PISA's "
                          f"fastest exact ({v['pisa_best_exact']}) {v['pisa_best_exact_p50_ms']:.2f} ms "
-                         f"(lsr / PISA = {v['ratio_lsr_over_pisa']:.2f}), single thread")
+                         f"(lsr / PISA = {v['ratio_lsr_over_pisa']:.2f})"
+                         + (f"; vs lsr exhaustive {v['lsr_exhaustive_p50_ms']:.2f} ms (default / exhaustive = "
+                            f"{v['ratio_default_over_exhaustive']:.2f})" if v.get("ratio_default_over_exhaustive")
+                            else "") + ", single thread")
     po = result.get("pisa_overhead")
     if po and "error" not in po:
         lines.append(f"PISA call overhead: empty query {po['empty_query_us']:.1f} us, 1-term query "

@@ -34,8 +34,9 @@ from lsr.errors import InputError, LsrError
 from lsr.io import iter_vector_records, read_encoder_info
 
 from . import format as fmt
-from .kernels.blockmax import LOCALITY_THRESHOLD, range_counts, range_fill, range_locality
+from .kernels.blockmax import LOCALITY_THRESHOLD, range_locality
 from .kernels.build import block_maxima, count_kept, scatter_run, sort_run
+from .kernels.postings import low_length, pair_fill, pair_sizes
 
 _MAX_DOCS = np.iinfo(np.int32).max
 _PLAIN_NUMBERS = {int, float}
@@ -108,6 +109,7 @@ class IndexBuilder:
         self.index = None
         self._done = False
         self._t0 = time.perf_counter()
+        self.progress = progress
         self._bar = tqdm(total=total, unit="doc", desc="index", disable=not progress, smoothing=0.05)
 
     # ------------------------------------------------------------------ input
@@ -313,7 +315,9 @@ class IndexBuilder:
         n_post = int(term_offsets[-1])
         if n_post == 0:
             raise InputError("no postings: every document vector is empty (or every weight rounds to 0)")
-        out_docs = np.lib.format.open_memmap(os.path.join(d, "postings_docs.npy"), "w+", np.int32, (n_post,))
+        # doc ids are merged into a scratch array, then stored pair-coded (kernels/postings.py)
+        docs_path = os.path.join(d, "scratch-docs.npy")
+        out_docs = np.lib.format.open_memmap(docs_path, "w+", np.int32, (n_post,))
         out_imp = np.lib.format.open_memmap(os.path.join(d, "postings_impacts.npy"), "w+", impact_dtype, (n_post,))
         cursor = term_offsets[:-1].copy()
         clipped = 0
@@ -324,6 +328,11 @@ class IndexBuilder:
         del runs
         shutil.rmtree(self.runs_dir)
         np.save(os.path.join(d, "term_offsets.npy"), term_offsets)
+        reorder_info = {"method": self.config.reorder}
+        id_offsets = np.frombuffer(self._id_offsets, dtype=np.int64)
+        id_bytes_path = os.path.join(d, "docids.bin")
+        if self.config.reorder == "bp":
+            reorder_info, id_offsets = self._reorder_bp(term_offsets, out_docs, out_imp, id_offsets, id_bytes_path)
 
         B = self.config.block_size
         n_blocks = int(((totals + B - 1) // B).sum())
@@ -337,38 +346,39 @@ class IndexBuilder:
             np.save(os.path.join(d, name + ".npy"), arr)
         del block_offsets, block_max, block_last
 
-        # doc-range blocks (for the block-max traversal): per term, the ranges of
-        # range_block_docs documents its postings touch, with their maxima
+        # pair-coded doc ids: per term, the ranges of range_block_docs documents
+        # its postings touch, with their maxima, counts and the low doc id bits
         shift = self.config.range_block_docs.bit_length() - 1
-        range_counts_ = np.zeros(n_terms, dtype=np.int64)
-        n_pairs = int(range_counts(term_offsets, out_docs, shift, range_counts_))
-        locality = range_locality(n_pairs, totals, self.n_docs, shift)
-        mode = self.config.range_blocks
-        store = mode == "always" or (mode == "auto" and locality < LOCALITY_THRESHOLD)
-        if not store:
-            range_counts_[:] = 0
-            n_pairs = 0
+        pairs = np.zeros(n_terms, dtype=np.int64)
+        code_bytes = np.zeros(n_terms, dtype=np.int64)
+        pair_sizes(term_offsets, out_docs, shift, pairs, code_bytes)
         range_offsets = np.zeros(n_terms + 1, dtype=np.int64)
-        np.cumsum(range_counts_, out=range_offsets[1:])
-        del range_counts_
-        r_blocks = np.lib.format.open_memmap(os.path.join(d, "range_blocks.npy"), "w+", np.int32, (n_pairs,))
+        np.cumsum(pairs, out=range_offsets[1:])
+        code_offsets = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(code_bytes, out=code_offsets[1:])
+        del pairs, code_bytes
+        n_pairs = int(range_offsets[-1])
+        locality = range_locality(n_pairs, totals, self.n_docs, shift)
         r_max = np.lib.format.open_memmap(os.path.join(d, "range_max.npy"), "w+", impact_dtype, (n_pairs,))
-        r_start = np.lib.format.open_memmap(os.path.join(d, "range_start.npy"), "w+", np.int32, (n_pairs,))
-        if store:
-            range_fill(term_offsets, out_docs, out_imp, shift, range_offsets, r_blocks, r_max, r_start)
+        r_codes = np.lib.format.open_memmap(os.path.join(d, "range_codes.npy"), "w+", np.uint8,
+                                            (int(code_offsets[-1]),))
+        low = np.lib.format.open_memmap(os.path.join(d, "postings_low.npy"), "w+", np.uint8,
+                                        (low_length(n_post, shift),))
+        pair_fill(term_offsets, out_docs, out_imp, shift, range_offsets, code_offsets, r_max, r_codes, low)
         np.save(os.path.join(d, "range_offsets.npy"), range_offsets)
-        for arr in (out_docs, out_imp, r_blocks, r_max, r_start):
+        np.save(os.path.join(d, "range_code_offsets.npy"), code_offsets)
+        for arr in (out_imp, r_max, r_codes, low):
             arr.flush()
-        del out_docs, out_imp, r_blocks, r_max, r_start
-        range_info = {"docs": self.config.range_block_docs, "mode": mode, "stored": store,
-                      "locality": round(locality, 4), "threshold": LOCALITY_THRESHOLD}
+        del out_docs, out_imp, r_max, r_codes, low
+        os.unlink(docs_path)
+        range_info = {"docs": self.config.range_block_docs, "locality": round(locality, 4),
+                      "threshold": LOCALITY_THRESHOLD}
 
-        ids_path = os.path.join(d, "docids.bin")
-        id_bytes = np.fromfile(ids_path, dtype=np.uint8)
+        id_bytes = np.fromfile(id_bytes_path, dtype=np.uint8)
         np.save(os.path.join(d, "docid_bytes.npy"), id_bytes)
         del id_bytes
-        os.unlink(ids_path)
-        np.save(os.path.join(d, "docid_offsets.npy"), np.frombuffer(self._id_offsets, dtype=np.int64))
+        os.unlink(id_bytes_path)
+        np.save(os.path.join(d, "docid_offsets.npy"), id_offsets)
         vocab_terms = list(self.vocab.keys())
         with open(os.path.join(d, fmt.VOCAB), "w", encoding="utf-8") as f:
             json.dump(vocab_terms, f, ensure_ascii=False)
@@ -391,6 +401,7 @@ class IndexBuilder:
             "block_size": B,
             "range_block_docs": self.config.range_block_docs,
             "range_blocks": range_info,
+            "reorder": reorder_info,
             "config": self.config.to_dict(),
             "encoder": self.encoder,
             "arrays": {name: fmt.array_entry(os.path.join(d, name + ".npy")) for name in fmt.ARRAY_DTYPES},
@@ -400,6 +411,42 @@ class IndexBuilder:
         fmt.fsync_dir(d)
         self._move_into_place()
         return Index.open(self.out_dir, verify=False)
+
+    def _reorder_bp(self, term_offsets, out_docs, out_imp, id_offsets, id_bytes_path):
+        """Renumber the documents by recursive graph bisection (in place); returns (manifest entry, id offsets)."""
+        from .kernels.docids import gather_ids
+        from .kernels.reorder import apply_order, bp_order, forward_from_inverted, log_gap_cost
+
+        t0 = time.perf_counter()
+        before = log_gap_cost(term_offsets, out_docs)
+        doc_offsets, doc_terms = forward_from_inverted(term_offsets, out_docs, self.n_docs)
+        bar = tqdm(desc="reordering (BP levels)", unit="level", disable=not self.progress, leave=False)
+
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        order = bp_order(doc_offsets, doc_terms, len(self.vocab), progress=progress)
+        bar.close()
+        del doc_offsets, doc_terms
+        new_docs, new_imp = apply_order(term_offsets, out_docs, out_imp, order)
+        out_docs[:] = new_docs
+        out_imp[:] = new_imp
+        del new_docs, new_imp
+        after = log_gap_cost(term_offsets, out_docs)
+        # the external ids follow their documents
+        ids = np.fromfile(id_bytes_path, dtype=np.uint8)
+        joined = gather_ids(id_offsets, ids, order.astype(np.int64))
+        lengths = np.diff(id_offsets)[order]
+        new_offsets = np.zeros(self.n_docs + 1, np.int64)
+        np.cumsum(lengths, out=new_offsets[1:])
+        keep = np.ones(len(joined), bool)
+        keep[new_offsets[1:] + np.arange(self.n_docs)] = False   # the newline after each id
+        joined[keep].tofile(id_bytes_path)
+        info = {"method": "bp", "seconds": round(time.perf_counter() - t0, 3),
+                "log_gap_before": round(float(before), 4), "log_gap_after": round(float(after), 4)}
+        return info, new_offsets
 
     def _check_duplicate_ids(self) -> None:
         h = np.frombuffer(self._id_hashes, dtype=np.int64)

@@ -1,24 +1,25 @@
 """The on-disk index format: a self-describing directory of ``.npy`` arrays.
 
-Layout (format ``lsr-inverted-index``, version 2)::
+Layout (format ``lsr-inverted-index``, version 3)::
 
     manifest.json          format name/version, counts, quantisation, build and
                            encoder settings, and for every file its dtype,
                            shape, size and SHA-256
     vocab.json             JSON list of terms; term id = position
     term_offsets.npy       int64[T+1]  postings of term t are [off[t], off[t+1])
-    postings_docs.npy      int32[P]    doc ids, ascending within each term
     postings_impacts.npy   uint8|uint16|float32[P]
+    postings_low.npy       uint8[..]   low ``shift`` bits of each posting's doc id (two a byte,
+                                       low nibble first, when shift <= 4; else one a byte)
+    range_offsets.npy      int64[T+1]  (term, range block) pairs of term t are [roff[t], roff[t+1])
+    range_max.npy          impact dtype[G]  max impact of the term in that range block
+    range_code_offsets.npy int64[T+1]  varint codes of term t are range_codes[coff[t]:coff[t+1]]
+    range_codes.npy        uint8[..]   per pair, LEB128 varint ((block - previous block) << shift)
+                                       | (count - 1); doc id = (block << shift) | low bits
+                                       (see :mod:`lsr.index.kernels.postings`)
     term_max.npy           impact dtype[T]  max impact per term (0 if none)
     block_offsets.npy      int64[T+1]  blocks of term t are [boff[t], boff[t+1])
     block_max.npy          impact dtype[B]  max impact per block of block_size postings
     block_last_doc.npy     int32[B]    last doc id of each block
-    range_offsets.npy      int64[T+1]  doc-range blocks of term t are [roff[t], roff[t+1])
-    range_blocks.npy       int32[G]    range block number (doc id >> shift), ascending per term
-    range_max.npy          impact dtype[G]  max impact of the term in that range block
-    range_start.npy        int32[G]    first posting of the term in that range block, counted
-                                       from the term's first posting (the next entry of the
-                                       term, or the term's end, ends it)
     docid_offsets.npy      int64[N+1]  external id of doc d is
     docid_bytes.npy        uint8[..]   docid_bytes[off[d]:off[d+1]].decode("utf-8")
 
@@ -38,8 +39,10 @@ import numpy as np
 
 from lsr.errors import IndexFormatError
 
+from .kernels.postings import low_length
+
 FORMAT_NAME = "lsr-inverted-index"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
 
@@ -48,16 +51,16 @@ IMPACT_DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float32": np.float32}
 # name -> fixed dtype (None: the index's impact dtype)
 ARRAY_DTYPES: dict[str, str | None] = {
     "term_offsets": "int64",
-    "postings_docs": "int32",
     "postings_impacts": None,
+    "postings_low": "uint8",
+    "range_offsets": "int64",
+    "range_max": None,
+    "range_code_offsets": "int64",
+    "range_codes": "uint8",
     "term_max": None,
     "block_offsets": "int64",
     "block_max": None,
     "block_last_doc": "int32",
-    "range_offsets": "int64",
-    "range_blocks": "int32",
-    "range_max": None,
-    "range_start": "int32",
     "docid_offsets": "int64",
     "docid_bytes": "uint8",
 }
@@ -193,8 +196,12 @@ def _check_structure(path: str, m: dict, a: dict[str, np.ndarray]) -> None:
     bad = None
     if a["term_offsets"].shape != (n_terms + 1,) or a["term_max"].shape != (n_terms,):
         bad = "term arrays do not match the term count"
-    elif a["postings_docs"].shape != (n_post,) or a["postings_impacts"].shape != (n_post,):
+    elif a["postings_impacts"].shape != (n_post,):
         bad = "postings arrays do not match the postings count"
+    elif m.get("range_block_docs") not in [1 << i for i in range(0, 9)]:
+        bad = "range_block_docs missing or not a power of two up to 256"
+    elif a["postings_low"].shape != (low_length(n_post, int(m["range_block_docs"]).bit_length() - 1),):
+        bad = "low doc id bits do not match the postings count"
     elif a["docid_offsets"].shape != (n_docs + 1,):
         bad = "doc id offsets do not match the document count"
     elif n_terms and (a["term_offsets"][0] != 0 or a["term_offsets"][-1] != n_post):
@@ -203,12 +210,11 @@ def _check_structure(path: str, m: dict, a: dict[str, np.ndarray]) -> None:
         bad = "block offsets do not span the blocks"
     elif a["block_last_doc"].shape != a["block_max"].shape:
         bad = "block arrays differ in length"
-    elif a["range_offsets"].shape != (n_terms + 1,) or a["range_offsets"][-1] != a["range_blocks"].shape[0]:
+    elif a["range_offsets"].shape != (n_terms + 1,) or a["range_offsets"][-1] != a["range_max"].shape[0]:
         bad = "range block offsets do not span the range blocks"
-    elif a["range_max"].shape != a["range_blocks"].shape or a["range_start"].shape != a["range_blocks"].shape:
-        bad = "range block arrays differ in length"
-    elif m.get("range_block_docs") not in [1 << i for i in range(3, 13)]:
-        bad = "range_block_docs missing or not a power of two"
+    elif (a["range_code_offsets"].shape != (n_terms + 1,)
+          or a["range_code_offsets"][-1] != a["range_codes"].shape[0]):
+        bad = "range code offsets do not span the codes"
     elif a["docid_offsets"][-1] != a["docid_bytes"].shape[0]:
         bad = "doc id offsets do not span the id bytes"
     if bad:

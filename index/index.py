@@ -12,6 +12,7 @@ from lsr.errors import IndexFormatError
 
 from . import format as fmt
 from .kernels.docids import gather_ids
+from .kernels.postings import check_codes, decode_docs, decode_term_into
 
 
 class Index:
@@ -31,18 +32,17 @@ class Index:
         self.arrays = arrays
         self.terms = terms
         self.term_offsets = arrays["term_offsets"]
-        self.postings_docs = arrays["postings_docs"]
         self.postings_impacts = arrays["postings_impacts"]
+        self.postings_low = arrays["postings_low"]
         self.term_max = arrays["term_max"]
         self.block_offsets = arrays["block_offsets"]
         self.block_max = arrays["block_max"]
         self.block_last_doc = arrays["block_last_doc"]
         self.range_offsets = arrays["range_offsets"]
-        self.range_blocks = arrays["range_blocks"]
         self.range_max = arrays["range_max"]
-        self.range_start = arrays["range_start"]
+        self.range_code_offsets = arrays["range_code_offsets"]
+        self.range_codes = arrays["range_codes"]
         self.range_shift = int(manifest["range_block_docs"]).bit_length() - 1
-        self.has_range_blocks = bool(manifest.get("range_blocks", {}).get("stored", False))
         self._docid_offsets = arrays["docid_offsets"]
         self._docid_bytes = arrays["docid_bytes"]
 
@@ -59,7 +59,16 @@ class Index:
         manifest = fmt.read_manifest(path)
         terms = fmt.check_vocab(path, manifest, verify)
         arrays = fmt.load_arrays(path, manifest, verify)
-        return cls(path, manifest, arrays, terms)
+        ix = cls(path, manifest, arrays, terms)
+        if verify:
+            bad = np.zeros(ix.num_terms, np.uint8)
+            check_codes(ix.term_offsets, ix.range_code_offsets, ix.range_codes, ix.range_shift,
+                        ix.num_documents, bad)
+            if bad.any():
+                t = int(np.flatnonzero(bad)[0])
+                raise IndexFormatError(f"{path}: the doc id codes of term {terms[t]!r} are inconsistent "
+                                       f"({int(bad.sum())} term(s) in all)")
+        return ix
 
     # -- facts ------------------------------------------------------------------
     @property
@@ -97,6 +106,26 @@ class Index:
         total += sum(e["bytes"] for e in self.manifest["files"].values())
         return int(total)
 
+    @property
+    def postings_arrays(self) -> tuple:
+        """(term_offsets, range_code_offsets, range_codes, postings_low, postings_impacts, shift): what the
+        term-at-a-time kernels read."""
+        return (self.term_offsets, self.range_code_offsets, self.range_codes, self.postings_low,
+                self.postings_impacts, self.range_shift)
+
+    @cached_property
+    def postings_docs(self) -> np.ndarray:
+        """Every posting's doc id (int32[P], ascending within each term), decoded once into memory.
+
+        The index stores doc ids pair-coded (:mod:`lsr.index.kernels.postings`); this array
+        costs 4 bytes a posting of memory. The document-at-a-time processors (``maxscore``,
+        ``wand``, ``bmw``, ``bmm``) use it, as do tools that export the postings.
+        """
+        out = np.empty(self.num_postings, np.int32)
+        decode_docs(self.term_offsets, self.range_code_offsets, self.range_codes, self.postings_low,
+                    self.range_shift, out)
+        return out
+
     # -- terms and documents ------------------------------------------------------
     @cached_property
     def vocab(self) -> dict[str, int]:
@@ -133,7 +162,10 @@ class Index:
         if t is None:
             return np.zeros(0, np.int32), np.zeros(0, self.postings_impacts.dtype)
         s, e = self.term_offsets[t], self.term_offsets[t + 1]
-        return self.postings_docs[s:e], self.postings_impacts[s:e]
+        docs = np.empty(e - s, np.int32)
+        decode_term_into(self.term_offsets, self.range_code_offsets, self.range_codes, self.postings_low,
+                         self.range_shift, t, docs, 0)
+        return docs, self.postings_impacts[s:e]
 
     def __repr__(self) -> str:
         c = self.manifest["counts"]

@@ -468,9 +468,6 @@ class LsrEngine(Peer):
 
         self.data = _as_data(data)
         ix = self.data.index
-        if not ix.has_range_blocks:
-            # the index stores no doc-range blocks (no doc id locality): blockmax cannot run on it
-            self._algorithms = tuple(a for a in self._algorithms if a != "blockmax")
         t = time.perf_counter()
         for algo in self._algorithms:
             s = Searcher(ix, threads=1, algorithm=algo)

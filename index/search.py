@@ -23,7 +23,7 @@ from lsr.io import Query, check_vector
 from lsr.results import Results
 
 from .index import Index
-from .kernels.blockmax import N_BUCKETS, TABLE_TERMS, blockmax_batch, blockmax_one
+from .kernels.blockmax import N_BUCKETS, blockmax_batch, blockmax_one, query_pairs
 from .kernels.exhaustive import exhaustive_batch, exhaustive_one
 from .kernels.planner import auto_batch, auto_one
 from .kernels.maxscore import maxscore_batch, maxscore_one
@@ -173,36 +173,40 @@ class Searcher:
             a = bufs[key] = np.zeros(n, dtype=dtype)
         return a
 
-    def _range_buffers(self, dtype, workers: int | None = None):
-        """(ub, local, order, bucket_counts, table) for the block-max traversal: one set, or ``workers`` rows."""
+    def _range_buffers(self, dtype, n_pairs: int, workers: int | None = None):
+        """Work buffers of the block-max traversal for queries of up to ``n_pairs`` (term, block) pairs:
+        (ub, local, order, bucket_counts, head, tail, ent_pos, ent_next); one set, or ``workers`` rows."""
         ix = self.index
         n_blocks = (ix.num_documents + (1 << ix.range_shift) - 1) >> ix.range_shift
-        # block-position table rows: up to TABLE_TERMS, within 64 MiB a table (terms beyond it use binary search)
-        rows = min(TABLE_TERMS, (1 << 24) // max(n_blocks, 1))
+        R = 1 << ix.range_shift
+        n_pairs = max(int(n_pairs), 1)
         if workers is None:
-            table = getattr(self._local, "table", None)
-            if table is None:   # contents never need clearing (see blockmax_one)
-                table = self._local.table = np.empty((rows, n_blocks), np.int32)
-            return (self._buffer("ub", n_blocks, dtype), self._buffer("local", 1 << ix.range_shift, dtype),
+            ent = getattr(self._local, "ent", None)
+            if ent is None or ent[0].shape[0] < n_pairs:
+                cap = max(n_pairs, 2 * (ent[0].shape[0] if ent is not None else 0))
+                ent = self._local.ent = (np.empty(cap, np.int64), np.empty(cap, np.int32))
+            head = getattr(self._local, "head", None)
+            if head is None:
+                head = self._local.head = np.full(n_blocks, -1, np.int32)
+            return (self._buffer("ub", n_blocks, dtype), self._buffer("local", R, dtype),
                     self._buffer("order", n_blocks, np.int32), self._buffer("buckets", N_BUCKETS + 1, np.int64),
-                    table)
-        return (np.zeros((workers, n_blocks), dtype), np.zeros((workers, 1 << ix.range_shift), dtype),
+                    head, self._buffer("tail", n_blocks, np.int32), ent[0], ent[1])
+        return (np.zeros((workers, n_blocks), dtype), np.zeros((workers, R), dtype),
                 np.zeros((workers, n_blocks), np.int32), np.zeros((workers, N_BUCKETS + 1), np.int64),
-                np.empty((workers, rows, n_blocks), np.int32))
+                np.full((workers, n_blocks), -1, np.int32), np.zeros((workers, n_blocks), np.int32),
+                np.empty((workers, n_pairs), np.int64), np.empty((workers, n_pairs), np.int32))
 
     def _algorithm(self) -> str:
-        algo = self.config.algorithm
-        if algo in ("auto", "blockmax") and not self.index.has_range_blocks:
-            if algo == "blockmax":
-                raise InputError("this index stores no doc-range blocks (its doc ids show no locality, see "
-                                 "manifest range_blocks); rebuild with range_blocks: always to use blockmax")
-            return "exhaustive"   # the planner's answer for a collection without locality
-        return algo
+        return self.config.algorithm
 
     def _range_arrays(self):
         ix = self.index
-        return (ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.range_offsets, ix.range_blocks,
-                ix.range_max, ix.range_start, ix.range_shift, ix.num_documents)
+        return (ix.term_offsets, ix.range_offsets, ix.range_max, ix.range_code_offsets, ix.range_codes,
+                ix.postings_low, ix.postings_impacts, ix.range_shift, ix.num_documents)
+
+    def _max_pairs(self, p: PreparedQueries) -> int:
+        n = query_pairs(self.index.range_offsets, p.offsets, p.terms)
+        return int(n.max()) if len(n) else 0
 
     def search(self, query: QueryLike, k: int | None = None, query_id: str = "0") -> Results:
         """Top-k of one query (a ``{term: weight}`` mapping, or text for encoder-built indexes)."""
@@ -216,12 +220,14 @@ class Searcher:
         cfg = self.config
         if algo == "auto":
             n, _ = auto_one(*self._range_arrays(), p.terms, p.weights, k, cfg.max_k, cfg.locality_ratio,
-                            cfg.pair_ratio,
-                            cfg.budget_ratio,
-                            self._acc(p.score_dtype), *self._range_buffers(p.score_dtype), out_docs, out_scores)
+                            cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, self._acc(p.score_dtype),
+                            *self._range_buffers(p.score_dtype, self._max_pairs(p)), out_docs, out_scores)
         elif algo == "blockmax":
-            n = blockmax_one(*self._range_arrays(), p.terms, p.weights, k, -1,
-                             *self._range_buffers(p.score_dtype), out_docs, out_scores)
+            n = blockmax_one(*self._range_arrays(), p.terms, p.weights, k, -1, cfg.sweep_after,
+                             *self._range_buffers(p.score_dtype, self._max_pairs(p)), out_docs, out_scores)
+            if n < 0:   # more query terms than the traversal takes: the same top k, exhaustively
+                n = exhaustive_one(*ix.postings_arrays, p.terms, p.weights, k, self._acc(p.score_dtype),
+                                   out_docs, out_scores)
         elif algo in ("wand", "bmw"):
             n = wand_one(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, ix.block_offsets,
                          ix.block_max, ix.block_last_doc, ix.block_size, algo == "bmw", p.terms, p.weights, k,
@@ -231,8 +237,8 @@ class Searcher:
                              ix.block_max, ix.block_last_doc, ix.block_size, algo == "bmm", p.terms, p.weights, k,
                              out_docs, out_scores)
         else:
-            n = exhaustive_one(ix.term_offsets, ix.postings_docs, ix.postings_impacts, p.terms, p.weights, k,
-                               self._acc(p.score_dtype), out_docs, out_scores)
+            n = exhaustive_one(*ix.postings_arrays, p.terms, p.weights, k, self._acc(p.score_dtype),
+                               out_docs, out_scores)
         return self._results(p.ids, out_docs[None, :], out_scores[None, :], np.array([n]))
 
     def search_batch(self, queries: Mapping[str, QueryLike] | Iterable[tuple[str, QueryLike]] | Iterable[Query],
@@ -257,12 +263,19 @@ class Searcher:
             accs = np.zeros((workers, ix.num_documents), dtype=p.score_dtype)
             used = np.zeros(nq, dtype=np.int8)
             auto_batch(*self._range_arrays(), p.offsets, p.terms, p.weights, k, cfg.max_k, cfg.locality_ratio,
-                       cfg.pair_ratio,
-                       cfg.budget_ratio,
-                       accs, *self._range_buffers(p.score_dtype, workers), out_docs, out_scores, counts, used)
+                       cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, accs,
+                       *self._range_buffers(p.score_dtype, self._max_pairs(p), workers),
+                       out_docs, out_scores, counts, used)
         elif algo == "blockmax":
-            blockmax_batch(*self._range_arrays(), p.offsets, p.terms, p.weights, k,
-                           *self._range_buffers(p.score_dtype, workers), out_docs, out_scores, counts)
+            blockmax_batch(*self._range_arrays(), p.offsets, p.terms, p.weights, k, cfg.sweep_after,
+                           *self._range_buffers(p.score_dtype, self._max_pairs(p), workers),
+                           out_docs, out_scores, counts)
+            acc = None
+            for q in np.flatnonzero(counts < 0):   # more query terms than the traversal takes
+                acc = self._acc(p.score_dtype) if acc is None else acc
+                a, b = p.offsets[q], p.offsets[q + 1]
+                counts[q] = exhaustive_one(*ix.postings_arrays, p.terms[a:b], p.weights[a:b], k, acc,
+                                           out_docs[q], out_scores[q])
         elif algo in ("wand", "bmw"):
             wand_batch(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, ix.block_offsets,
                        ix.block_max, ix.block_last_doc, ix.block_size, algo == "bmw", p.offsets, p.terms,
@@ -273,8 +286,8 @@ class Searcher:
                            p.weights, k, out_docs, out_scores, counts)
         else:
             accs = np.zeros((workers, ix.num_documents), dtype=p.score_dtype)
-            exhaustive_batch(ix.term_offsets, ix.postings_docs, ix.postings_impacts, p.offsets, p.terms,
-                             p.weights, k, accs, out_docs, out_scores, counts)
+            exhaustive_batch(*ix.postings_arrays, p.offsets, p.terms, p.weights, k, accs, out_docs, out_scores,
+                             counts)
         return self._results(p.ids, out_docs, out_scores, counts)
 
     def _results(self, qids: list[str], docs: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> Results:

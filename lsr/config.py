@@ -98,12 +98,17 @@ class IndexConfig(_Config):
     """Index build settings.
 
     ``block_size``: postings per block for the stored per-block maxima
-    (used by Block-Max WAND). ``range_block_docs``: documents per doc-range
-    block of the block-max traversal (``blockmax``): per term, the maximum
-    impact in each range of that many consecutive doc ids is stored.
-    ``range_blocks``: ``auto`` stores them only when the collection's doc ids
-    show locality (see :func:`lsr.index.kernels.blockmax.range_locality`;
-    without it they cost space and bound nothing), ``always`` or ``never``. ``run_postings``: postings buffered in memory
+    (used by Block-Max WAND and block-max MaxScore). ``range_block_docs``:
+    documents per doc-range block (a power of two up to 256): doc ids are
+    stored as (range block, offset) pairs, and per term the maximum impact in
+    each range block it touches is kept for the block-max traversal
+    (``blockmax``; see :mod:`lsr.index.kernels.postings`). ``reorder``:
+    ``none`` keeps the collection order as the internal doc id order (ties
+    are then broken by collection order); ``bp`` renumbers the documents by
+    recursive graph bisection (:mod:`lsr.index.kernels.reorder`) so that
+    documents sharing terms get nearby ids, which shrinks the pair-coded
+    postings and tightens the block maxima where the collection order has
+    no locality (ties are then broken by the new order). ``run_postings``: postings buffered in memory
     before a sorted run is spilled to disk (bounds the build's memory: about
     24 bytes per buffered posting). ``batch_docs``: documents parsed per batch.
     """
@@ -113,7 +118,7 @@ class IndexConfig(_Config):
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     block_size: int = 64
     range_block_docs: int = 16
-    range_blocks: str = "auto"
+    reorder: str = "none"
     run_postings: int = 32_000_000
     batch_docs: int = 20_000
 
@@ -122,10 +127,10 @@ class IndexConfig(_Config):
             raise InputError("quantization must be a QuantizationConfig")
         if not (8 <= self.block_size <= 4096) or self.block_size & (self.block_size - 1):
             raise InputError(f"block_size must be a power of two in [8, 4096], got {self.block_size}")
-        if not (8 <= self.range_block_docs <= 4096) or self.range_block_docs & (self.range_block_docs - 1):
-            raise InputError(f"range_block_docs must be a power of two in [8, 4096], got {self.range_block_docs}")
-        if self.range_blocks not in ("auto", "always", "never"):
-            raise InputError(f"range_blocks must be auto, always or never, got {self.range_blocks!r}")
+        if not (1 <= self.range_block_docs <= 256) or self.range_block_docs & (self.range_block_docs - 1):
+            raise InputError(f"range_block_docs must be a power of two in [1, 256], got {self.range_block_docs}")
+        if self.reorder not in ("none", "bp"):
+            raise InputError(f"reorder must be none or bp, got {self.reorder!r}")
         if self.run_postings < 1000:
             raise InputError(f"run_postings must be at least 1000, got {self.run_postings}")
         if self.batch_docs < 1:
@@ -145,26 +150,29 @@ class SearchConfig(_Config):
     as they are); scores are then exact integers. ``algorithm``: the query
     processor; every one returns the same top k:
 
-    * ``exhaustive`` (default): term-at-a-time scoring of every posting (the
-      reference, and so far the fastest on the measured collections: see
-      docs/benchmarks.md);
-    * ``auto``: per query, exhaustive scoring or the block-max traversal,
-      whichever the planner expects to be faster
-      (:mod:`lsr.index.kernels.planner`; ``max_k``, ``locality_ratio``,
-      ``pair_ratio`` and ``budget_ratio`` are its settings);
-    * ``blockmax``: doc-range block-max traversal (BMP-style, exact);
+    * ``auto`` (default): per query, the block-max traversal where the query
+      terms' postings show doc id locality and ``k <= max_k``, else
+      exhaustive scoring (:mod:`lsr.index.kernels.planner`; ``max_k``,
+      ``locality_ratio``, ``pair_ratio``, ``budget_ratio`` and
+      ``sweep_after`` are its settings; measured in docs/benchmarks.md);
+    * ``exhaustive``: term-at-a-time scoring of every posting (the reference);
+    * ``blockmax``: doc-range block-max traversal (BMP-style, exact;
+      ``sweep_after``: blocks scored in bound order before the rest are
+      swept in doc id order, -1 = never);
     * ``maxscore``, ``bmm`` (block-max MaxScore), ``wand``, ``bmw``
-      (Block-Max WAND): document-at-a-time dynamic pruning.
+      (Block-Max WAND): document-at-a-time dynamic pruning (they decode the
+      index's doc ids into memory once, 4 bytes a posting).
     """
 
     k: int = 10
     threads: int = 0
     query_scale: float = 100.0
-    algorithm: str = "exhaustive"
-    max_k: int = 100
+    algorithm: str = "auto"
+    max_k: int = 1000
     locality_ratio: float = 0.95
     pair_ratio: float = 0.5
-    budget_ratio: float = 0.5
+    budget_ratio: float = 2.0
+    sweep_after: int = 1024
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -175,6 +183,8 @@ class SearchConfig(_Config):
             raise InputError(f"query_scale must be positive and finite, got {self.query_scale}")
         if isinstance(self.max_k, bool) or not isinstance(self.max_k, int) or self.max_k < 0:
             raise InputError(f"max_k must be an integer >= 0, got {self.max_k!r}")
+        if isinstance(self.sweep_after, bool) or not isinstance(self.sweep_after, int) or self.sweep_after < -1:
+            raise InputError(f"sweep_after must be an integer >= -1, got {self.sweep_after!r}")
         for name in ("locality_ratio", "pair_ratio", "budget_ratio"):
             v = getattr(self, name)
             if not (0 <= v < float("inf")):

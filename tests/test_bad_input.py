@@ -140,7 +140,7 @@ def test_unknown_format_version(small_index):
 
 
 def test_truncated_file(small_index):
-    p = small_index / "postings_docs.npy"
+    p = small_index / "range_codes.npy"
     p.write_bytes(p.read_bytes()[:-4])
     with pytest.raises(IndexFormatError, match="truncated"):
         lsr.Index.open(small_index, verify=False)
@@ -155,6 +155,22 @@ def test_corrupted_bytes_fail_the_checksum(small_index, capsys):
         lsr.Index.open(small_index)
     rc, _, err = run_cli(capsys, "info", small_index)
     assert rc == 2 and "checksum mismatch" in err
+
+
+def test_inconsistent_doc_id_codes_are_refused_even_with_matching_checksums(small_index):
+    # a hand-edited (or wrongly written) index whose checksums were updated: the
+    # structural check of open(verify=True) decodes every term's codes
+    from lsr.index.format import sha256_file
+
+    p = small_index / "range_codes.npy"
+    arr = np.load(p)
+    arr[len(arr) // 2] |= 0x80   # a continuation bit that runs into the next pair
+    np.save(p, arr)
+    m = _manifest(small_index)
+    m["arrays"]["range_codes"]["sha256"] = sha256_file(str(p))
+    (small_index / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(IndexFormatError, match="doc id codes of term"):
+        lsr.Index.open(small_index)
 
 
 def test_corrupt_manifest(small_index):

@@ -31,7 +31,7 @@ def collections(draw):
                         min_size=1, max_size=6), min_size=1, max_size=5))
     method = draw(st.sampled_from(["auto", "max", "fixed", "float"]))
     bits = draw(st.sampled_from([8, 16]))
-    range_docs = draw(st.sampled_from([8, 16, 64]))
+    range_docs = draw(st.sampled_from([1, 8, 16, 64, 256]))
     return docs, queries, method, bits, range_docs
 
 
@@ -39,7 +39,6 @@ def _build(tmp_path, docs, method, bits, name="ix", **kw):
     q = QuantizationConfig(method=method, bits=bits, scale=10.0 if method == "fixed" else None)
     out = tmp_path / name
     recs = [{"id": f"d{i}", "vector": v} for i, v in enumerate(docs)]
-    kw.setdefault("range_blocks", "always")   # small random collections have no doc id locality
     return lsr.build_index(recs, out, IndexConfig(quantization=q, **kw), overwrite=True)
 
 
@@ -147,7 +146,7 @@ def test_huge_query_weights_switch_to_64_bit_scores(tmp_path):
     assert r.scores.tolist() == [40 * 255 * 2_000_000_000, 2_000_000_000]
 
 
-def test_range_blocks_follow_doc_id_locality(tmp_path):
+def test_locality_is_measured_and_blockmax_runs_without_it(tmp_path):
     rng = np.random.default_rng(1)
     vocab = [f"w{i}" for i in range(200)]
     random_docs = [{vocab[t]: 1.0 for t in rng.choice(200, 20, replace=False)} for _ in range(2000)]
@@ -157,16 +156,56 @@ def test_range_blocks_follow_doc_id_locality(tmp_path):
         pool = rng.choice(200, 30, replace=False)
         local_docs += [{vocab[t]: 1.0 for t in rng.choice(pool, 20, replace=False)} for _ in range(64)]
     local_docs = local_docs[:2000]
-    ix_random = _build(tmp_path, random_docs, "auto", 8, name="r", range_blocks="auto")
-    ix_local = _build(tmp_path, local_docs, "auto", 8, name="l", range_blocks="auto")
+    ix_random = _build(tmp_path, random_docs, "auto", 8, name="r")
+    ix_local = _build(tmp_path, local_docs, "auto", 8, name="l")
     info_r, info_l = ix_random.manifest["range_blocks"], ix_local.manifest["range_blocks"]
-    assert not info_r["stored"] and info_r["locality"] > 0.95 and not ix_random.has_range_blocks
-    assert info_l["stored"] and info_l["locality"] < 0.5 and ix_local.has_range_blocks
-    assert ix_random.manifest["counts"]["range_pairs"] == 0
+    assert info_r["locality"] > 0.95 and info_l["locality"] < 0.5
+    # pair coding pays where neighbouring documents share terms
+    assert ix_local.manifest["counts"]["range_pairs"] < ix_random.manifest["counts"]["range_pairs"] / 2
+    assert ix_local.size_bytes() < ix_random.size_bytes()
     q = {"w1": 1.0, "w2": 2.0}
-    with pytest.raises(lsr.errors.InputError, match="no doc-range blocks"):
-        lsr.Searcher(ix_random, algorithm="blockmax").search(q)
-    want = list(lsr.Searcher(ix_random, algorithm="exhaustive").search(q, k=20))
-    assert list(lsr.Searcher(ix_random, algorithm="auto").search(q, k=20)) == want
-    never = _build(tmp_path, local_docs, "auto", 8, name="n", range_blocks="never")
-    assert not never.has_range_blocks and never.size_bytes() < ix_local.size_bytes()
+    for ix in (ix_random, ix_local):
+        want = list(lsr.Searcher(ix, algorithm="exhaustive").search(q, k=20))
+        for algo in ("auto", "blockmax"):
+            assert list(lsr.Searcher(ix, algorithm=algo).search(q, k=20)) == want
+
+
+def test_bp_reordering_keeps_every_answer_and_renumbers_ids(tmp_path):
+    # topics in shuffled order: BP must gather them (fewer range pairs), and every
+    # processor must still return the brute-force top k under the external ids
+    rng = np.random.default_rng(4)
+    vocab = [f"w{i}" for i in range(300)]
+    docs = []
+    for topic in range(40):
+        pool = rng.choice(300, 25, replace=False)
+        docs += [{vocab[t]: float(rng.integers(1, 9)) for t in rng.choice(pool, 12, replace=False)}
+                 for _ in range(50)]
+    docs = [docs[i] for i in rng.permutation(len(docs))]
+    plain = _build(tmp_path, docs, "auto", 8, name="plain")
+    bp = _build(tmp_path, docs, "auto", 8, name="bp", reorder="bp")
+    info = bp.manifest["reorder"]
+    assert info["method"] == "bp" and info["log_gap_after"] < 0.85 * info["log_gap_before"]
+    assert bp.manifest["counts"]["range_pairs"] < 0.8 * plain.manifest["counts"]["range_pairs"]
+    assert sorted(bp.doc_ids(np.arange(len(docs)))) == sorted(f"d{i}" for i in range(len(docs)))
+    assert bp.doc_ids(np.arange(len(docs))) != plain.doc_ids(np.arange(len(docs)))
+    # the postings of a term name the same external documents
+    for term in vocab[:20]:
+        a, b = plain.postings(term), bp.postings(term)
+        assert sorted(zip(plain.doc_ids(a[0]), a[1].tolist())) == sorted(zip(bp.doc_ids(b[0]), b[1].tolist()))
+    queries = [{vocab[t]: float(rng.integers(1, 5)) for t in rng.choice(300, 6, replace=False)} for _ in range(8)]
+    qvocab = sorted({t for d in docs for t in d})
+    m = doc_matrix(docs, qvocab, "auto", 8, None)
+    internal = {d: i for i, d in enumerate(bp.doc_ids(np.arange(len(docs))))}
+    for kw in SEARCHERS:
+        s = lsr.Searcher(bp, **kw)
+        for k in (1, 10, 100):
+            for q in queries:
+                qv = query_vector(q, qvocab, False)
+                exact = m @ qv
+                _, exp_scores = topk(m, qv, k)
+                got = list(s.search(q, k=k))
+                # the brute-force scores; each hit's own exact score; ties in the new doc id order
+                assert [h.score for h in got] == exp_scores.tolist()
+                assert all(exact[int(h.doc_id[1:])] == h.score for h in got)
+                keys = [(-h.score, internal[h.doc_id]) for h in got]
+                assert keys == sorted(keys)

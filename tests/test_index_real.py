@@ -62,7 +62,7 @@ def test_real_splade_collection_matches_brute_force(tmp_path, encoded, method, b
     ids, dvecs, qvecs = encoded
     scale = 100.0 if method == "fixed" else None
     cfg = IndexConfig(quantization=QuantizationConfig(method=method, bits=bits, scale=scale), run_postings=5000,
-                      range_block_docs=16, range_blocks="always")
+                      range_block_docs=16)
     ix = lsr.build_index(list(zip(ids, dvecs)), tmp_path / "ix", cfg)
     assert ix.num_documents == N_DOCS
     assert ix.num_postings > 100 * N_DOCS  # SPLADE expands: real, dense-ish vectors

@@ -9,6 +9,7 @@ from lsr.index.kernels.build import (block_maxima, block_maxima_ref, n_blocks_re
                                      sort_run_ref)
 from lsr.index.kernels.docids import gather_ids, gather_ids_ref
 from lsr.index.kernels.exhaustive import exhaustive_batch, exhaustive_one, exhaustive_ref
+from lsr.index.kernels.postings import check_codes, decode_docs, decode_ref, encode, encode_ref
 
 
 def _postings(rng, n_terms=50, n_docs=400, per_doc=12, dtype=np.uint8):
@@ -25,6 +26,12 @@ def _postings(rng, n_terms=50, n_docs=400, per_doc=12, dtype=np.uint8):
     offs = np.zeros(n_terms + 1, np.int64); np.cumsum(counts, out=offs[1:])
     order = np.argsort(terms, kind="stable")
     return offs, sdocs, imp[order], n_docs
+
+
+def _coded(offs, docs, imp, shift):
+    """The term-at-a-time kernels' postings arguments for pair-coded doc ids."""
+    _, _, code_offs, codes, low = encode(offs, docs, imp, shift)
+    return offs, code_offs, codes, low, imp, shift
 
 
 def test_sort_run_matches_reference():
@@ -58,9 +65,11 @@ def test_quantisation_rounds_half_up_and_clips():
 
 
 @pytest.mark.parametrize("dtype,score", [(np.uint8, np.int32), (np.uint16, np.int64), (np.float32, np.float32)])
-def test_exhaustive_kernels_match_reference(dtype, score):
+@pytest.mark.parametrize("shift", [0, 4, 8])
+def test_exhaustive_kernels_match_reference(dtype, score, shift):
     rng = np.random.default_rng(2)
     offs, docs, imp, n_docs = _postings(rng, dtype=dtype)
+    coded = _coded(offs, docs, imp, shift)
     queries = [rng.choice(50, size=rng.integers(1, 8), replace=False).astype(np.int32) for _ in range(20)]
     weights = [(rng.random(len(q)).astype(np.float32) if score == np.float32
                 else rng.integers(1, 300, len(q)).astype(score)) for q in queries]
@@ -69,12 +78,12 @@ def test_exhaustive_kernels_match_reference(dtype, score):
     for k in (1, 10, n_docs):
         out_d = np.empty((len(queries), k), np.int32); out_s = np.empty((len(queries), k), score)
         counts = np.zeros(len(queries), np.int64)
-        exhaustive_batch(offs, docs, imp, q_offs, q_terms, q_w, k, np.zeros((2, n_docs), score), out_d, out_s, counts)
+        exhaustive_batch(*coded, q_offs, q_terms, q_w, k, np.zeros((2, n_docs), score), out_d, out_s, counts)
         acc = np.zeros(n_docs, score)
         for i, (qt, qw) in enumerate(zip(queries, weights)):
             ed, es = exhaustive_ref(offs, docs, imp, qt, qw.astype(score), n_docs, k, score)
             d1 = np.empty(k, np.int32); s1 = np.empty(k, score)
-            n = exhaustive_one(offs, docs, imp, qt, qw.astype(score), k, acc, d1, s1)
+            n = exhaustive_one(*coded, qt, qw.astype(score), k, acc, d1, s1)
             assert not acc.any()  # the accumulator is left clean
             np.testing.assert_array_equal(d1[:n], ed)
             np.testing.assert_array_equal(s1[:n], es)
@@ -165,35 +174,57 @@ def test_wand_and_bmw_match_exhaustive_reference(use_blocks, block):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
-@pytest.mark.parametrize("shift", [3, 6, 8])
-def test_range_index_matches_reference(dtype, shift):
-    from lsr.index.kernels.blockmax import range_index, range_index_ref
-
+@pytest.mark.parametrize("shift", [0, 3, 4, 5, 8])
+@pytest.mark.parametrize("n_docs", [7, 2000, 70_000])
+def test_pair_coding_matches_reference_and_round_trips(dtype, shift, n_docs):
     rng = np.random.default_rng(11)
-    offs, docs, imp, _ = _postings(rng, n_terms=60, n_docs=2000, per_doc=9, dtype=dtype)
-    got = range_index(offs, docs, imp, shift)
-    want = range_index_ref(offs, docs, imp, shift)
+    offs, docs, imp, _ = _postings(rng, n_terms=60, n_docs=n_docs, per_doc=9 if n_docs < 70_000 else 3,
+                                   dtype=dtype)
+    got = encode(offs, docs, imp, shift)
+    want = encode_ref(offs, docs, imp, shift)
     for g, w in zip(got, want):
         assert g.dtype == w.dtype
         np.testing.assert_array_equal(g, w)
-    # every range block entry covers exactly the postings of its term in that doc range
-    r_off, r_blocks, _, r_start = got
+    r_off, r_max, c_off, codes, low = got
+    if shift >= 3 and n_docs == 70_000:
+        assert (codes >= 0x80).any()   # multi-byte varints were exercised
+    out = np.empty(len(docs), np.int32)
+    decode_docs(offs, c_off, codes, low, shift, out)
+    np.testing.assert_array_equal(out, docs)
+    np.testing.assert_array_equal(decode_ref(offs, c_off, codes, low, shift), docs)
+    # pair maxima: the largest impact of each (term, block)
     for t in range(60):
-        for j in range(r_off[t], r_off[t + 1]):
-            end = offs[t] + r_start[j + 1] if j + 1 < r_off[t + 1] else offs[t + 1]
-            seg = docs[offs[t] + r_start[j]:end]
-            assert len(seg) and np.all(seg >> shift == r_blocks[j])
+        seg_b, seg_i = docs[offs[t]:offs[t + 1]] >> shift, imp[offs[t]:offs[t + 1]]
+        if not len(seg_b):
+            assert r_off[t + 1] == r_off[t]
+            continue
+        first = np.flatnonzero(np.r_[True, seg_b[1:] != seg_b[:-1]])
+        assert r_off[t + 1] - r_off[t] == len(first)
+        np.testing.assert_array_equal(r_max[r_off[t]:r_off[t + 1]], np.maximum.reduceat(seg_i, first))
+    bad = np.zeros(60, np.uint8)
+    check_codes(offs, c_off, codes, shift, n_docs, bad)
+    assert not bad.any()
+    # damaged codes are caught: a cut continuation bit, or blocks past the last document
+    t0 = int(np.flatnonzero(np.diff(offs))[0])   # the first term with postings
+    broken = codes.copy()
+    broken[c_off[t0 + 1] - 1] |= 0x80
+    check_codes(offs, c_off, broken, shift, n_docs, bad)
+    assert bad[t0] == 1
+    bad[:] = 0
+    check_codes(offs, c_off, codes, shift, int(docs[offs[t0]:offs[t0 + 1]].max()) >> shift << shift, bad)
+    assert bad[t0] == 1
 
 
 @pytest.mark.parametrize("dtype,score", [(np.uint8, np.int32), (np.uint16, np.int64)])
 @pytest.mark.parametrize("shift", [3, 6])
 def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
-    from lsr.index.kernels.blockmax import N_BUCKETS, blockmax_batch, blockmax_one, range_index
+    from lsr.index.kernels.blockmax import N_BUCKETS, blockmax_batch, blockmax_one, query_pairs
     from lsr.index.kernels.planner import auto_batch
 
     rng = np.random.default_rng(5)
     offs, docs, imp, n_docs = _postings(rng, n_terms=40, n_docs=3000, per_doc=10, dtype=dtype)
-    ro, rb, rm, rs = range_index(offs, docs, imp, shift)
+    ro, rm, co, codes, low = encode(offs, docs, imp, shift)
+    arrays = (offs, ro, rm, co, codes, low, imp, shift, n_docs)
     n_blocks = (n_docs + (1 << shift) - 1) >> shift
     queries = [rng.choice(40, size=rng.integers(1, 12), replace=False).astype(np.int32) for _ in range(30)]
     queries.append(np.array([5, 5, 5], np.int32))   # repeated terms add up
@@ -204,24 +235,31 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
     nq = len(queries)
     ub = np.zeros(n_blocks, score); local = np.zeros(1 << shift, score)
     order = np.empty(n_blocks, np.int32); buckets = np.zeros(N_BUCKETS + 1, np.int64)
-    # a table with stale garbage and fewer rows than some queries have terms (the rest: binary search)
-    table = rng.integers(-5, 50, (6, n_blocks)).astype(np.int32)
+    head = np.full(n_blocks, -1, np.int32)
+    n_pairs = int(query_pairs(ro, q_offs, np.concatenate(queries)).max())
+    # work buffers with garbage where the kernel must not rely on their content
+    tail = rng.integers(-5, 50, n_blocks).astype(np.int32)
+    ent_pos = rng.integers(0, 1 << 40, n_pairs); ent_next = rng.integers(-5, 50, n_pairs).astype(np.int32)
+
+    def buffers():
+        return (np.zeros((2, n_blocks), score), np.zeros((2, 1 << shift), score),
+                np.zeros((2, n_blocks), np.int32), np.zeros((2, N_BUCKETS + 1), np.int64),
+                np.full((2, n_blocks), -1, np.int32), np.zeros((2, n_blocks), np.int32),
+                np.zeros((2, n_pairs), np.int64), np.zeros((2, n_pairs), np.int32))
+
     for k in (1, 10, 100, 1000, n_docs):
-        out_d = np.empty((nq, k), np.int32); out_s = np.empty((nq, k), score); counts = np.zeros(nq, np.int64)
-        blockmax_batch(offs, docs, imp, ro, rb, rm, rs, shift, n_docs, q_offs, np.concatenate(queries),
-                       np.concatenate(weights), k, np.zeros((2, n_blocks), score), np.zeros((2, 1 << shift), score),
-                       np.zeros((2, n_blocks), np.int32), np.zeros((2, N_BUCKETS + 1), np.int64),
-                       rng.integers(-5, 50, (2, 4, n_blocks)).astype(np.int32), out_d, out_s, counts)
-        runs = [(out_d, out_s, counts)]
+        runs = []
+        for sweep_after in (-1, 0, 5):   # never sweep in doc id order, from the start, after 5 blocks
+            out_d = np.empty((nq, k), np.int32); out_s = np.empty((nq, k), score); counts = np.zeros(nq, np.int64)
+            blockmax_batch(*arrays, q_offs, np.concatenate(queries), np.concatenate(weights), k, sweep_after,
+                           *buffers(), out_d, out_s, counts)
+            runs.append((out_d, out_s, counts))
         for max_k, pair_ratio, budget_ratio in ((10**9, 1e9, 0.0), (10**9, 1e9, 1e9), (10**9, 0.0, 1e9),
                                                 (k - 1, 1e9, 1e9)):
             a_d = np.empty((nq, k), np.int32); a_s = np.empty((nq, k), score); a_c = np.zeros(nq, np.int64)
             used = np.zeros(nq, np.int8)
-            auto_batch(offs, docs, imp, ro, rb, rm, rs, shift, n_docs, q_offs, np.concatenate(queries),
-                       np.concatenate(weights), k, max_k, 1e9, pair_ratio, budget_ratio, np.zeros((2, n_docs), score),
-                       np.zeros((2, n_blocks), score), np.zeros((2, 1 << shift), score),
-                       np.zeros((2, n_blocks), np.int32), np.zeros((2, N_BUCKETS + 1), np.int64),
-                       np.zeros((2, 64, n_blocks), np.int32), a_d, a_s, a_c, used)
+            auto_batch(*arrays, q_offs, np.concatenate(queries), np.concatenate(weights), k, max_k, 1e9,
+                       pair_ratio, budget_ratio, 3, np.zeros((2, n_docs), score), *buffers(), a_d, a_s, a_c, used)
             # budget 0 always falls back; an unbounded budget never does; pair ratio 0 never tries
             # (locality ratio 1e9: the random test postings have no doc id locality)
             # max_k below k never tries either
@@ -230,18 +268,17 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
         for i, (qt, qw) in enumerate(zip(queries, weights)):
             ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, score)
             d1 = np.empty(k, np.int32); s1 = np.empty(k, score)
-            n = blockmax_one(offs, docs, imp, ro, rb, rm, rs, shift, n_docs, qt, qw, k, -1, ub, local, order,
-                             buckets, table, d1, s1)
+            n = blockmax_one(*arrays, qt, qw, k, -1, i % 4 - 1, ub, local, order, buckets, head, tail, ent_pos,
+                             ent_next, d1, s1)
             np.testing.assert_array_equal(d1[:n], ed)
             np.testing.assert_array_equal(s1[:n], es)
             for rd, rsc, rc in runs:
                 np.testing.assert_array_equal(rd[i, :rc[i]], ed)
                 np.testing.assert_array_equal(rsc[i, :rc[i]], es)
-        assert not ub.any() and not local.any()    # work buffers are left zeroed
+        assert not ub.any() and not local.any() and (head == -1).all()   # work buffers are left as given
 
 
 def test_planner_reads_doc_id_locality():
-    from lsr.index.kernels.blockmax import range_index
     from lsr.index.kernels.planner import plan_one
 
     rng = np.random.default_rng(2)
@@ -256,6 +293,6 @@ def test_planner_reads_doc_id_locality():
     for lists, want in ((lists_random, False), (lists_local, True)):
         offs = np.zeros(21, np.int64); np.cumsum([len(x) for x in lists], out=offs[1:])
         docs = np.concatenate(lists).astype(np.int32)
-        ro, _, _, _ = range_index(offs, docs, np.ones(len(docs), np.uint8), shift)
+        ro = encode(offs, docs, np.ones(len(docs), np.uint8), shift)[0]
         use, sdf = plan_one(offs, ro, n_blocks, q, 0.95, 0.5)
         assert sdf == 40000 and use == want

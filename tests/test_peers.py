@@ -203,8 +203,7 @@ def test_peer_benchmark_end_to_end(tmp_path):
 
     for k in (10, 100):
         rows = [r for r in res["rows"] if r["k"] == k]
-        # the synthetic collection has no doc id locality: its index stores no range blocks, so no blockmax
-        assert {r["setting"] for r in rows if r["engine"] == "lsr"} == set(ALGORITHMS) - {"blockmax"}
+        assert {r["setting"] for r in rows if r["engine"] == "lsr"} == set(ALGORITHMS)
         assert {r["setting"] for r in rows if r["engine"] == "pisa"} == set(P.PisaPeer.ALGORITHMS)
         for r in rows:
             assert r["queries"] == 10 and len(r["latencies_ms"]) == 10 and r["p50_ms"] > 0, r["engine"]

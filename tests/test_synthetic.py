@@ -108,11 +108,12 @@ def test_exhaustive_kernel_on_synthetic_ties(tmp_path, method, bits):
     for k in (1, 10, 40, 100, 6000):
         for i in range(len(p.ids)):
             a, b = p.offsets[i], p.offsets[i + 1]
-            args = (index.term_offsets, index.postings_docs, index.postings_impacts, p.terms[a:b], p.weights[a:b])
+            q = (p.terms[a:b], p.weights[a:b])
             docs, scores = np.empty(k, np.int32), np.empty(k, p.score_dtype)
-            n = exhaustive_one(*args, k, acc, docs, scores)
+            n = exhaustive_one(*index.postings_arrays, *q, k, acc, docs, scores)
             assert not acc.any()
-            rd, rs = exhaustive_ref(*args, index.num_documents, k, p.score_dtype)
+            rd, rs = exhaustive_ref(index.term_offsets, index.postings_docs, index.postings_impacts, *q,
+                                    index.num_documents, k, p.score_dtype)
             np.testing.assert_array_equal(docs[:n], rd)
             np.testing.assert_array_equal(scores[:n], rs)
 

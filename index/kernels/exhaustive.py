@@ -22,23 +22,44 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .postings import low_at, read_varint
 from .topk import heap_offer, heap_sort_desc
 
 SCAN_BLOCK = 128  # documents per block of the top-k scan (64-256 measured within 8% of each other)
 
 
-@njit(cache=True)
-def exhaustive_one(term_offsets, docs, impacts, q_terms, q_weights, k, acc, out_docs, out_scores):
-    """Top-k of one query. ``acc`` must be all zeros and is left all zeros.
-
-    ``acc`` has one slot per document and the score dtype (int32/int64 for
-    integer impacts, float32 for float impacts). Returns the hit count.
-    """
+@njit(cache=True, inline="always")
+def score_terms(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, acc):
+    """Add every query term's postings into the dense accumulator (pair-coded doc ids)."""
+    nib = shift <= 4
+    mask = (1 << shift) - 1
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
         w = q_weights[i]
-        for p in range(term_offsets[t], term_offsets[t + 1]):
-            acc[docs[p]] += w * impacts[p]
+        p = term_offsets[t]
+        blk = 0
+        c = code_offsets[t]
+        cend = code_offsets[t + 1]
+        while c < cend:
+            v, c = read_varint(codes, c)
+            blk += v >> shift
+            base = blk << shift
+            n = (v & mask) + 1
+            for q in range(p, p + n):
+                acc[base + low_at(low, q, nib)] += w * impacts[q]
+            p += n
+
+
+@njit(cache=True)
+def exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, k, acc,
+                   out_docs, out_scores):
+    """Top-k of one query. ``acc`` must be all zeros and is left all zeros.
+
+    The postings are pair-coded (:mod:`.postings`). ``acc`` has one slot per
+    document and the score dtype (int32/int64 for integer impacts, float32
+    for float impacts). Returns the hit count.
+    """
+    score_terms(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, acc)
     n_docs = acc.shape[0]
     zero = acc.dtype.type(0)
     # smaller scan blocks for large k, so that the k-th largest block maximum
@@ -72,8 +93,8 @@ def exhaustive_one(term_offsets, docs, impacts, q_terms, q_weights, k, acc, out_
 
 
 @njit(cache=True, parallel=True)
-def exhaustive_batch(term_offsets, docs, impacts, q_offsets, q_terms, q_weights, k, accs,
-                     out_docs, out_scores, out_counts):
+def exhaustive_batch(term_offsets, code_offsets, codes, low, impacts, shift, q_offsets, q_terms, q_weights, k,
+                     accs, out_docs, out_scores, out_counts):
     """Top-k of every query; one parallel loop over the query batch.
 
     ``accs`` is (n_workers, n_docs) of zeros: worker w handles queries
@@ -85,8 +106,8 @@ def exhaustive_batch(term_offsets, docs, impacts, q_offsets, q_terms, q_weights,
         for q in range(w, n_queries, n_workers):
             a = q_offsets[q]
             b = q_offsets[q + 1]
-            out_counts[q] = exhaustive_one(term_offsets, docs, impacts, q_terms[a:b], q_weights[a:b],
-                                           k, accs[w], out_docs[q], out_scores[q])
+            out_counts[q] = exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, q_terms[a:b],
+                                           q_weights[a:b], k, accs[w], out_docs[q], out_scores[q])
 
 
 def exhaustive_ref(term_offsets, docs, impacts, q_terms, q_weights, n_docs, k, score_dtype):

@@ -15,12 +15,15 @@ terms)) and
    maxima are about equal and bound nothing;
 2. scores exhaustively when ``sum pairs > pair_ratio * sum df``: the upper
    bounds alone would cost a good part of the exhaustive work;
-3. scores exhaustively when ``k > max_k``: the k-th score of a large k is
-   low, so the bounds prune little (measured: block-max lost at k = 1000 on
-   the real-encoder collection);
+3. scores exhaustively when ``k > max_k`` (default 1000, the largest k
+   measured): the k-th score of a large k is low, so the bounds prune little;
 4. otherwise runs the block-max traversal with a budget of
-   ``budget_ratio * sum df`` scored postings, and falls back to exhaustive
-   scoring if the budget runs out (the query's bounds were too loose to prune).
+   ``budget_ratio * sum df`` scored postings (default 2: a guard against
+   pathological queries; scoring a block of the traversal is cheaper than
+   scoring the same postings into the dense accumulator, so the traversal
+   stays faster even where it scores most postings: measured, see
+   docs/benchmarks.md), and falls back to exhaustive scoring if the budget
+   runs out.
 
 Both processors are exact, so the choice changes only the time taken, never
 the hits.
@@ -51,25 +54,29 @@ def plan_one(term_offsets, range_offsets, n_blocks, q_terms, locality_ratio, pai
 
 
 @njit(cache=True)
-def auto_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start, shift, n_docs,
-             q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, acc, ub, local, order, bucket_counts, table,
-             out_docs, out_scores):
+def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
+             q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after, acc, ub, local,
+             order,
+             bucket_counts, head, tail, ent_pos, ent_next, out_docs, out_scores):
     """Top-k of one query with the planner; returns (hit count, 1 if block-max answered else 0)."""
     use_bm, sdf = plan_one(term_offsets, range_offsets, ub.shape[0], q_terms, locality_ratio, pair_ratio)
     if use_bm and k <= max_k:
         budget = np.int64(budget_ratio * sdf)
-        n = blockmax_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start, shift,
-                         n_docs, q_terms, q_weights, k, budget, ub, local, order, bucket_counts, table,
-                         out_docs, out_scores)
+        n = blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
+                         q_terms, q_weights, k, budget, sweep_after, ub, local, order, bucket_counts, head, tail,
+                         ent_pos,
+                         ent_next, out_docs, out_scores)
         if n >= 0:
             return n, 1
-    return exhaustive_one(term_offsets, docs, impacts, q_terms, q_weights, k, acc, out_docs, out_scores), 0
+    return exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, k, acc,
+                          out_docs, out_scores), 0
 
 
 @njit(cache=True, parallel=True)
-def auto_batch(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start, shift, n_docs,
-               q_offsets, q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, accs, ubs, locals_, orders,
-               bucket_counts, tables, out_docs, out_scores, out_counts, out_used):
+def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
+               q_offsets, q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after, accs,
+               ubs, locals_,
+               orders, bucket_counts, heads, tails, ent_pos, ent_next, out_docs, out_scores, out_counts, out_used):
     """Planner top-k of every query; one parallel loop over the workers' share of the batch."""
     n_queries = q_offsets.shape[0] - 1
     n_workers = ubs.shape[0]
@@ -77,10 +84,9 @@ def auto_batch(term_offsets, docs, impacts, range_offsets, range_blocks, range_m
         for q in range(wk, n_queries, n_workers):
             a = q_offsets[q]
             b = q_offsets[q + 1]
-            n, used = auto_one(term_offsets, docs, impacts, range_offsets, range_blocks, range_max, range_start,
-                               shift, n_docs, q_terms[a:b], q_weights[a:b], k, max_k, locality_ratio, pair_ratio,
-                               budget_ratio,
-                               accs[wk], ubs[wk], locals_[wk], orders[wk], bucket_counts[wk], tables[wk],
-                               out_docs[q], out_scores[q])
+            n, used = auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift,
+                               n_docs, q_terms[a:b], q_weights[a:b], k, max_k, locality_ratio, pair_ratio,
+                               budget_ratio, sweep_after, accs[wk], ubs[wk], locals_[wk], orders[wk], bucket_counts[wk],
+                               heads[wk], tails[wk], ent_pos[wk], ent_next[wk], out_docs[q], out_scores[q])
             out_counts[q] = n
             out_used[q] = used

@@ -26,10 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=float, help="scale for --quantization fixed (e.g. 100, as Anserini)")
     p.add_argument("--block-size", type=int, help="postings per block for block maxima (default 64)")
     p.add_argument("--range-block-docs", type=int,
-                   help="documents per doc-range block of the block-max traversal (power of two; default 16)")
-    p.add_argument("--range-blocks", choices=["auto", "always", "never"],
-                   help="store the doc-range blocks: auto (default: only if the doc ids show locality), "
-                        "always or never")
+                   help="documents per doc-range block: doc ids are stored as (block, offset) and the "
+                        "block-max traversal bounds blocks (power of two up to 256; default 16)")
+    p.add_argument("--reorder", choices=["none", "bp"],
+                   help="doc id order: none (default: collection order) or bp (recursive graph bisection, "
+                        "for collections whose order has no locality)")
     p.add_argument("--run-postings", type=int,
                    help="postings buffered before a sorted run is spilled to disk; bounds memory at about "
                         "24 bytes a posting (default 32,000,000)")
@@ -59,8 +60,8 @@ def config_from_args(args: argparse.Namespace):
         d["run_postings"] = args.run_postings
     if args.range_block_docs is not None:
         d["range_block_docs"] = args.range_block_docs
-    if args.range_blocks is not None:
-        d["range_blocks"] = args.range_blocks
+    if args.reorder is not None:
+        d["reorder"] = args.reorder
     return IndexConfig.from_dict(d)
 
 
