@@ -22,7 +22,7 @@ term decodes one varint per pair and one nibble per posting; nothing needs
 random access into the codes (the block-max traversal decodes a query's pairs
 once, see :mod:`.blockmax`). The pair maxima double as the doc-range block
 maxima of the block-max traversal. On the 300,000-passage real-encoder
-collection this takes 2.7 bytes a posting with everything, against 9.3 for
+collection this takes 2.8 bytes a posting with everything, against 9.3 for
 int32 doc ids plus separate block lists (docs/benchmarks.md).
 """
 

@@ -29,6 +29,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"documents   {c['documents']} ({c['empty_documents']} empty)")
     print(f"terms       {c['terms']}")
     print(f"postings    {c['postings']} in {c['blocks']} blocks of {m['block_size']}")
+    rb = m.get("range_blocks", {})
+    re_ = m.get("reorder", {})
+    print(f"doc ids     pair-coded, {c['range_pairs']} (term, block) pairs of {m['range_block_docs']} documents; "
+          f"locality {rb.get('locality')}; order {re_.get('method', 'none')}")
     print(f"impacts     {m['impact_dtype']}, quantization {q['method']}, scale {q['scale']:.6g}, "
           f"max weight {q['max_weight']:.6g}")
     print(f"encoder     {enc.get('name', enc) if enc else 'none recorded'}")
