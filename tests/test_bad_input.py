@@ -123,6 +123,17 @@ def _manifest(ix):
     return json.loads((ix / "manifest.json").read_text())
 
 
+def test_info_describes_the_index(capsys, small_index):
+    rc, out, _ = run_cli(capsys, "info", small_index)
+    assert rc == 0
+    lines = dict(line.split(None, 1) for line in out.splitlines())
+    assert lines["format"].startswith("lsr-inverted-index v3 ")
+    assert lines["documents"] == "2 (0 empty)" and lines["terms"] == "2"
+    # a: docs 0 and 1 share range block 0 (one pair); b: doc 0 (one pair)
+    assert lines["doc"].startswith("ids     pair-coded, 2 (term, block) pairs of 16 documents;")
+    assert lines["size"].endswith("checksums OK")
+
+
 def test_missing_index(tmp_path):
     with pytest.raises(IndexFormatError, match="does not exist"):
         lsr.Index.open(tmp_path / "nope")

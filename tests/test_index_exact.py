@@ -209,3 +209,23 @@ def test_bp_reordering_keeps_every_answer_and_renumbers_ids(tmp_path):
                 assert all(exact[int(h.doc_id[1:])] == h.score for h in got)
                 keys = [(-h.score, internal[h.doc_id]) for h in got]
                 assert keys == sorted(keys)
+
+
+def test_huge_queries_take_the_exhaustive_path_with_the_same_answer(tmp_path):
+    # more query terms than the block-max traversal's pair entries can name (MAX_TERMS)
+    from lsr.index.kernels.blockmax import MAX_TERMS
+
+    rng = np.random.default_rng(8)
+    n_terms = MAX_TERMS + 100
+    vocab = [f"t{i}" for i in range(n_terms)]
+    docs = [{vocab[t]: float(rng.integers(1, 9)) for t in rng.choice(n_terms, 80, replace=False)}
+            for _ in range(300)]
+    ix = _build(tmp_path, docs, "auto", 8)
+    q = {t: float(rng.integers(1, 5)) for t in vocab}
+    want = list(lsr.Searcher(ix, algorithm="exhaustive").search(q, k=50, query_id="a"))
+    assert len(want) == 50
+    for algo in ("blockmax", "auto"):
+        s = lsr.Searcher(ix, algorithm=algo, max_k=10**6, locality_ratio=1e9, pair_ratio=1e9)
+        assert list(s.search(q, k=50, query_id="a")) == want
+        batch = s.search_batch([("a", q), ("b", {"t1": 1.0})], k=50).by_query()
+        assert batch["a"] == want
