@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .postings import low_at, read_varint
+from .postings import low_at, next_pair
 from .topk import heap_offer, heap_sort_desc
 
 N_BUCKETS = 1024
@@ -67,6 +67,13 @@ def query_pairs(range_offsets, q_offsets, q_terms) -> np.ndarray:
     if len(per_term):
         np.add.at(out, np.repeat(np.arange(len(out)), np.diff(q_offsets)), per_term)
     return out
+
+
+@njit(cache=True, inline="always")
+def _cannot_enter(u, b, shift, out_scores, out_docs):
+    """With a full heap: no document of block b (bound u) can enter it, ties by doc id included."""
+    theta = out_scores[0]
+    return u < theta or (u == theta and (b << shift) > out_docs[0])
 
 
 @njit(cache=True, inline="always")
@@ -145,11 +152,9 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
         c = code_offsets[t]
         cend = code_offsets[t + 1]
         while c < cend:
-            v, c = read_varint(codes, c)
-            blk += v >> shift
-            n = v & mask
+            c, blk, n = next_pair(codes, c, blk, shift, mask)
             ub[blk] += w * range_max[j]
-            ent_pos[e] = (p << 20) | (i << 9) | n
+            ent_pos[e] = (p << 20) | (i << 9) | (n - 1)
             ent_next[e] = -1
             if head[blk] < 0:
                 head[blk] = e
@@ -158,7 +163,7 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
             tail[blk] = e
             e += 1
             j += 1
-            p += n + 1
+            p += n
     max_ub = zero
     for b in range(n_blocks):
         if ub[b] > max_ub:
@@ -205,9 +210,7 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
                     if sweep_after >= 0 and n_scored >= sweep_after:
                         sweep = True
                         break
-                    theta = out_scores[0]
-                    u = ub[b]
-                    if u < theta or (u == theta and (b << shift) > out_docs[0]):
+                    if _cannot_enter(ub[b], b, shift, out_scores, out_docs):
                         continue
                 size, n = _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, ent_next,
                                        local, k, size, out_docs, out_scores)
@@ -235,9 +238,7 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
             for b in range(n_blocks):
                 if head[b] < 0:
                     continue   # no pairs, or scored already
-                theta = out_scores[0]
-                u = ub[b]
-                if u < theta or (u == theta and (b << shift) > out_docs[0]):
+                if _cannot_enter(ub[b], b, shift, out_scores, out_docs):
                     continue
                 size, n = _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, ent_next,
                                        local, k, size, out_docs, out_scores)

@@ -48,6 +48,13 @@ def read_varint(codes, c):
 
 
 @njit(cache=True, inline="always")
+def next_pair(codes, c, blk, shift, mask):
+    """Decode the pair code at ``codes[c]`` after block ``blk``: (next position, its block, its posting count)."""
+    v, c = read_varint(codes, c)
+    return c, blk + (v >> shift), (v & mask) + 1
+
+
+@njit(cache=True, inline="always")
 def low_at(low, p, nib):
     """Low doc id bits of posting p."""
     if nib:
@@ -201,10 +208,8 @@ def decode_term_into(term_offsets, code_offsets, codes, low, shift, t, out, o):
     c = code_offsets[t]
     cend = code_offsets[t + 1]
     while c < cend:
-        v, c = read_varint(codes, c)
-        blk += v >> shift
+        c, blk, n = next_pair(codes, c, blk, shift, mask)
         base = blk << shift
-        n = (v & mask) + 1
         for q in range(p, p + n):
             out[o + q - p0] = base + low_at(low, q, nib)
         p += n
