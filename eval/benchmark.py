@@ -67,7 +67,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from lsr.config import ALGORITHMS, IndexConfig, SearchConfig, _Config
+from lsr.config import ALGORITHMS, IndexConfig, SearchConfig, _Config, read_yaml_mapping
 from lsr.errors import InputError, LsrError
 
 from .metrics import split_metric_list
@@ -717,7 +717,7 @@ class PisaOverImpacts:
         """Index the impacts of ``index`` (an :class:`lsr.index.Index`); returns seconds."""
         from pyterrier_pisa import PisaIndex
 
-        from .bm25 import _output_to
+        from lsr.index.peers import redirect_fds
 
         if index.is_float:
             raise LsrError("PISA needs integer impacts; this index stores float impacts")
@@ -738,7 +738,7 @@ class PisaOverImpacts:
 
         if os.path.exists(self.path):
             shutil.rmtree(self.path)
-        with _output_to(log_path):
+        with redirect_fds(log_path):
             pidx = PisaIndex(self.path, stemmer="none", stops="none", threads=1)
             pidx.toks_indexer(scale=1.0).index(records())
         return time.perf_counter() - t0
@@ -752,9 +752,9 @@ class PisaOverImpacts:
         return self._retr
 
     def prepare(self, k: int, log_path: str | None = None) -> None:
-        from .bm25 import _output_to
+        from lsr.index.peers import redirect_fds
 
-        with _output_to(log_path):
+        with redirect_fds(log_path):
             self._retriever().reset_retrieval_context()
 
     def search_many(self, queries: Sequence[Mapping[str, int]], k: int,
@@ -1190,8 +1190,6 @@ def registry_entries(directory: str = REGISTRY_DIR) -> dict[str, str]:
 
 def load_registry_entry(name_or_path: str, directory: str = REGISTRY_DIR) -> RegistryEntry:
     """A registry entry by name (see :func:`registry_entries`) or YAML path."""
-    import yaml
-
     path = name_or_path
     if not (os.path.isfile(path) and path.endswith((".yaml", ".yml"))):
         entries = registry_entries(directory)
@@ -1199,15 +1197,7 @@ def load_registry_entry(name_or_path: str, directory: str = REGISTRY_DIR) -> Reg
             known = ", ".join(entries) or f"none: {directory} does not exist (a source checkout has it)"
             raise InputError(f"unknown registry entry {name_or_path!r} (known: {known})")
         path = entries[name_or_path]
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except OSError as e:
-        raise InputError(f"cannot read registry entry {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: a registry entry is a mapping")
+    data = read_yaml_mapping(path, "registry entry")
     unknown = sorted(set(data) - set(REGISTRY_KEYS))
     if unknown:
         raise InputError(f"{path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(REGISTRY_KEYS)})")

@@ -33,16 +33,17 @@ process.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 from lsr.errors import InputError, LsrError
+from lsr.index.peers import redirect_fds
 from lsr.results import Results
 
 ANSERINI_K1 = 0.9
@@ -120,36 +121,6 @@ def _version(dist: str) -> str | None:
         return None
 
 
-@contextlib.contextmanager
-def _output_to(log_path: str | None) -> Iterator[None]:
-    """Send this process's stdout/stderr (Java's and native code's too) to ``log_path``."""
-    if log_path is None:
-        yield
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log_path, "ab") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            try:
-                from jnius import autoclass
-
-                autoclass("java.lang.System").out.flush()
-                autoclass("java.lang.System").err.flush()
-            except Exception:  # noqa: BLE001 - flushing is best effort
-                pass
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
 # --------------------------------------------------------------------------- corpus and index
 def clean_text(text: str) -> str:
     """Whitespace (tabs, newlines) collapsed to single spaces: safe in TSV topics, same tokens."""
@@ -223,7 +194,7 @@ def build_lucene_index(collection_dir: str | os.PathLike, index_dir: str | os.Pa
             "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(threads)]
     t0 = time.perf_counter()
     try:
-        with _output_to(log_path):
+        with redirect_fds(log_path):
             autoclass("io.anserini.index.IndexCollection").main(args)
     except Exception as e:  # noqa: BLE001 - a JavaException from Anserini
         raise LsrError(f"Anserini could not index {collection_dir}: {type(e).__name__}: "
@@ -250,7 +221,7 @@ class BM25Searcher:
         from pyserini.search.lucene import LuceneSearcher
 
         self.index_dir = os.fspath(index_dir)
-        with _output_to(log_path):
+        with redirect_fds(log_path):
             self._s = LuceneSearcher(self.index_dir)
             self._s.set_bm25(float(k1), float(b))
         self.k1, self.b = float(k1), float(b)
@@ -271,8 +242,10 @@ class BM25Searcher:
         return {q: [(h.docid, float(h.score)) for h in hits.get(q, [])] for q in qids}
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
+        try:
             self._s.close()
+        except Exception as e:  # noqa: BLE001 - pyjnius raises JavaException and others; nothing else to release
+            warnings.warn(f"closing the Lucene searcher failed ({type(e).__name__}: {e})", stacklevel=2)
 
 
 def hits_to_results(per_query: Iterable[tuple[str, list[tuple[str, float]]]]) -> Results:

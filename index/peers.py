@@ -96,6 +96,8 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Iterator, Sequence
@@ -313,7 +315,8 @@ def dist_version(name: str) -> str | None:
 def redirect_fds(path: str | None):
     """Send this process's stdout and stderr *file descriptors* (so C++, Rust and Java output too) to ``path``.
 
-    ``None`` leaves them alone.
+    ``None`` leaves them alone. When a JVM runs in this process, Java's ``System.out`` / ``System.err``
+    are flushed before the descriptors are restored (its buffered output belongs in the log).
     """
     if path is None:
         yield
@@ -328,11 +331,9 @@ def redirect_fds(path: str | None):
             try:
                 yield
             finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                except Exception:
-                    pass
+                _flush_java()
+                sys.stdout.flush()
+                sys.stderr.flush()
                 os.dup2(saved[0], 1)
                 os.dup2(saved[1], 2)
     finally:
@@ -340,8 +341,18 @@ def redirect_fds(path: str | None):
         os.close(saved[1])
 
 
+def _flush_java() -> None:
+    """Flush Java's standard streams if a JVM runs in this process (never starts one)."""
+    jnius_config = sys.modules.get("jnius_config")
+    if jnius_config is None or not getattr(jnius_config, "vm_running", False) or "jnius" not in sys.modules:
+        return
+    system = sys.modules["jnius"].autoclass("java.lang.System")
+    system.out.flush()
+    system.err.flush()
+
+
 # --------------------------------------------------------------------------- the interface
-class Peer:
+class Peer(ABC):
     """One engine. Subclasses set ``name``, ``package`` (the distribution), ``exact``, ``lsr_units``."""
 
     name = "?"
@@ -379,22 +390,25 @@ class Peer:
         return dist_version(self.package) if self.package else None
 
     # -- build / search ----------------------------------------------------------------
+    @abstractmethod
     def settings(self) -> list[str]:
-        raise NotImplementedError
+        """The settings (algorithms, parameter sets) this engine runs, by name."""
 
+    @abstractmethod
     def build(self, data, work_dir: str) -> BuildStats:
-        raise NotImplementedError
+        """Build the engine's index from ``data`` under ``work_dir``; returns its build figures."""
 
+    @abstractmethod
     def prepare(self, queries: QuerySet) -> list[Any]:
         """The engine's native form of each query (built before any timing)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def search_one(self, q: Any, k: int, setting: str) -> Any:
         """The timed call: one prepared query, one thread. Returns the engine's raw answer."""
-        raise NotImplementedError
 
+    @abstractmethod
     def to_hits(self, raw: Any) -> Hits:
-        raise NotImplementedError
+        """The raw answer as internal doc numbers and scores (untimed)."""
 
     def search(self, queries: QuerySet, k: int, setting: str | None = None) -> list[Hits]:
         """Top k of every query (one at a time)."""
@@ -1164,8 +1178,8 @@ def quiet_anserini_logging(level: str = "WARN") -> None:
         Configurator = autoclass("org.apache.logging.log4j.core.config.Configurator")
         Level = autoclass("org.apache.logging.log4j.Level")
         Configurator.setRootLevel(Level.toLevel(level))
-    except Exception:  # noqa: BLE001 - logging configuration is best effort
-        pass
+    except Exception as e:  # noqa: BLE001 - the indexer still works, only louder
+        warnings.warn(f"could not set Anserini's log level ({type(e).__name__}: {e})", stacklevel=2)
 
 
 _LUCENE_INDEX_CHILD = """
@@ -1381,8 +1395,8 @@ class LucenePeer(Peer):
             try:
                 self.sis.close()
                 self.reader.close()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as e:  # noqa: BLE001 - nothing else to release
+                warnings.warn(f"closing the Lucene searcher failed ({type(e).__name__}: {e})", stacklevel=2)
         self.sis = self.searcher = None
 
 

@@ -15,6 +15,26 @@ from typing import Any, ClassVar
 from .errors import InputError
 
 
+
+def read_yaml_mapping(path: str | os.PathLike, what: str = "config") -> dict:
+    """The mapping a YAML file holds (an empty file gives ``{}``); :class:`InputError` naming the file
+    (as a ``what``) when it cannot be read, is not YAML, or holds something other than a mapping."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise InputError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{path}: invalid YAML ({first})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of settings in the {what}")
+    return data
+
 class _Config:
     """Mixin: dict / YAML round trip with unknown-key checking."""
 
@@ -41,19 +61,11 @@ class _Config:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, section: str | None = None):
-        import yaml
-
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
-        except OSError as e:
-            raise InputError(f"cannot read config {path}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise InputError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+        data = read_yaml_mapping(path, "config")
         if section is not None:
             data = data.get(section, {})
-        if not isinstance(data, dict):
-            raise InputError(f"{path}: expected a mapping of settings")
+            if not isinstance(data, dict):
+                raise InputError(f"{path}: expected a mapping of settings under {section!r}")
         return cls.from_dict(data)
 
 

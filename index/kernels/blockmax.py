@@ -62,11 +62,11 @@ def range_locality(n_pairs: int, dfs: np.ndarray, n_docs: int, shift: int) -> fl
 # --------------------------------------------------------------------------- search
 def query_pairs(range_offsets, q_offsets, q_terms) -> np.ndarray:
     """Number of (term, block) pairs of every query (the size of its pair buffers)."""
-    per_term = np.diff(range_offsets)[q_terms] if len(q_terms) else np.zeros(0, np.int64)
-    out = np.zeros(len(q_offsets) - 1, np.int64)
-    if len(per_term):
-        np.add.at(out, np.repeat(np.arange(len(out)), np.diff(q_offsets)), per_term)
-    return out
+    # only the query terms' entries (a diff of the whole offsets array would cost O(terms) per query)
+    per_term = range_offsets[q_terms + 1] - range_offsets[q_terms]
+    csum = np.zeros(len(per_term) + 1, np.int64)
+    np.cumsum(per_term, out=csum[1:])
+    return csum[q_offsets[1:]] - csum[q_offsets[:-1]]
 
 
 @njit(cache=True, inline="always")
@@ -105,8 +105,8 @@ def _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, 
 
 @njit(cache=True)
 def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
-                 q_terms, q_weights, k, budget, sweep_after, ub, local, order, bucket_counts, head, tail, ent_pos, ent_next,
-                 out_docs, out_scores):
+                 q_terms, q_weights, k, budget, sweep_after, ub, local, order, bucket_counts, head, tail, ent_pos,
+                 ent_next, out_docs, out_scores):
     """Top-k of one query by doc-range block-max traversal; returns the hit count.
 
     Work buffers (left as they were given): ``ub`` (n_blocks, score dtype, all
@@ -272,6 +272,7 @@ def blockmax_batch(term_offsets, range_offsets, range_max, code_offsets, codes, 
             a = q_offsets[q]
             b = q_offsets[q + 1]
             out_counts[q] = blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts,
-                                         shift, n_docs, q_terms[a:b], q_weights[a:b], k, -1, sweep_after, ubs[wk], locals_[wk],
+                                         shift, n_docs, q_terms[a:b], q_weights[a:b], k, -1, sweep_after,
+                                         ubs[wk], locals_[wk],
                                          orders[wk], bucket_counts[wk], heads[wk], tails[wk], ent_pos[wk],
                                          ent_next[wk], out_docs[q], out_scores[q])

@@ -13,6 +13,8 @@ import os
 import sys
 
 from ..errors import InputError
+from .argtypes import nonneg_int, positive_int
+from .index import quantization_from_args
 
 _EPILOG = """\
 Settings come from, in increasing priority: the defaults, --registry NAME (configs/registry/NAME.yaml of a
@@ -32,26 +34,6 @@ examples:
   lsr benchmark --registry splade-tiny-scifact
   lsr benchmark --list-registry
 """
-
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
-
-
-def _nonneg_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}")
-    return v
 
 
 def register(subparsers) -> None:
@@ -88,10 +70,10 @@ def register(subparsers) -> None:
     io.add_argument("--no-progress", action="store_true", help="no progress messages or bars on stderr")
 
     se = p.add_argument_group("search and evaluation")
-    se.add_argument("-k", type=_positive_int, metavar="K", help="hits per query in the runs (default 1000)")
-    se.add_argument("--latency-k", type=_positive_int, metavar="K",
+    se.add_argument("-k", type=positive_int, metavar="K", help="hits per query in the runs (default 1000)")
+    se.add_argument("--latency-k", type=positive_int, metavar="K",
                     help="hits per query when timing latency and QPS (default: -k)")
-    se.add_argument("--latency-queries", type=_positive_int, metavar="N",
+    se.add_argument("--latency-queries", type=positive_int, metavar="N",
                     help="time only the first N queries one at a time (default: all; QPS always uses all)")
     se.add_argument("--metrics", "-m", action="append", metavar="M[,M...]",
                     help="ir-measures names, repeatable (default: the dataset family's: RR@10,R@1000 for MS MARCO "
@@ -99,10 +81,10 @@ def register(subparsers) -> None:
     se.add_argument("--algorithms", metavar="A[,A...]",
                     help=f"lsr query processors to time, the run comes from the first; of {', '.join(ALGORITHMS)} "
                          "(default auto,exhaustive,bmw)")
-    se.add_argument("--threads", type=_nonneg_int, metavar="N", help="threads for QPS (default 0 = all cores)")
+    se.add_argument("--threads", type=nonneg_int, metavar="N", help="threads for QPS (default 0 = all cores)")
     se.add_argument("--query-scale", type=float, metavar="S",
                     help="integer indexes: query weights become round(w * S) (default 100)")
-    se.add_argument("--repeats", type=_positive_int, metavar="N", help="QPS batch repetitions, median (default 3)")
+    se.add_argument("--repeats", type=positive_int, metavar="N", help="QPS batch repetitions, median (default 3)")
 
     ix = p.add_argument_group("index")
     ix.add_argument("--quantization", choices=["auto", "max", "fixed", "float"],
@@ -112,12 +94,12 @@ def register(subparsers) -> None:
     ix.add_argument("--block-size", type=int, help="postings per block for block maxima (default 64)")
 
     en = p.add_argument_group("document encoding")
-    en.add_argument("--max-docs", type=_positive_int, metavar="N",
+    en.add_argument("--max-docs", type=positive_int, metavar="N",
                     help="only the first N documents (for smoke tests: figures are not comparable)")
-    en.add_argument("--batch-size", type=_positive_int, metavar="N", help="documents per batch (default 32)")
+    en.add_argument("--batch-size", type=positive_int, metavar="N", help="documents per batch (default 32)")
     en.add_argument("--device", help="cpu, cuda, cuda:N or mps (default cpu)")
     en.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="compute dtype (default float32)")
-    en.add_argument("--encode-threads", type=_positive_int, metavar="N", help="torch threads (default: torch's)")
+    en.add_argument("--encode-threads", type=positive_int, metavar="N", help="torch threads (default: torch's)")
 
     bl = p.add_argument_group("baselines")
     bl.add_argument("--baselines", metavar="B[,B...]",
@@ -147,17 +129,9 @@ def config_from_args(args: argparse.Namespace):
     if args.registry:
         base = load_registry_entry(args.registry).config.to_dict()
     elif args.config:
-        import yaml
+        from lsr.config import read_yaml_mapping
 
-        try:
-            with open(args.config, encoding="utf-8") as f:
-                base = yaml.safe_load(f) or {}
-        except OSError as e:
-            raise InputError(f"cannot read config {args.config}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise InputError(f"{args.config}: invalid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(base, dict):
-            raise InputError(f"{args.config}: expected a mapping of BenchmarkConfig settings")
+        base = read_yaml_mapping(args.config, "BenchmarkConfig file")
     else:
         base = {}
     d = dict(base)
@@ -168,15 +142,7 @@ def config_from_args(args: argparse.Namespace):
     if args.metrics:
         d["metrics"] = list(args.metrics)
     index = dict(d.get("index") or {})
-    quant = dict(index.get("quantization") or {})
-    if args.quantization is not None:
-        quant["method"] = args.quantization
-        if args.quantization != "fixed":
-            quant["scale"] = None
-    if args.bits is not None:
-        quant["bits"] = args.bits
-    if args.scale is not None:
-        quant["scale"] = args.scale
+    quant = quantization_from_args(args, index.get("quantization") or {})
     if quant:
         index["quantization"] = quant
     if args.block_size is not None:

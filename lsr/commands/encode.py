@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from ..errors import InputError
+from .argtypes import nonneg_float, positive_int
 
 _EPILOG = """\
 ENCODER is a registered name (see --list), a YAML preset (configs/encoders/*.yaml), a local checkpoint
@@ -31,28 +32,8 @@ examples:
 """
 
 
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
-
-
-def _nonneg_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s!r}")
-    return v
-
-
 def _unit_float(s: str) -> float:
-    v = _nonneg_float(s)
+    v = nonneg_float(s)
     if not 0 < v <= 1:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {s!r}")
     return v
@@ -77,8 +58,8 @@ def register(subparsers) -> None:
     io.add_argument("--expansion-field", metavar="NAME",
                     help="JSONL field (TSV: a third column) holding doc2query text for each document; "
                          "uniCOIL appends it, DeepImpact appends its unique new words")
-    io.add_argument("--limit", type=_positive_int, metavar="N", help="encode only the first N documents")
-    io.add_argument("--part-size", type=_positive_int, default=10_000, metavar="N",
+    io.add_argument("--limit", type=positive_int, metavar="N", help="encode only the first N documents")
+    io.add_argument("--part-size", type=positive_int, default=10_000, metavar="N",
                     help="documents per output part; a killed encode loses at most one part (default 10000)")
     io.add_argument("--overwrite", action="store_true",
                     help="delete earlier output in --output and start again instead of resuming")
@@ -88,34 +69,34 @@ def register(subparsers) -> None:
     model.add_argument("--revision", metavar="REV", help="hub revision (branch, tag or commit) for hub checkpoints")
     model.add_argument("--query-encoder", metavar="SPEC",
                        help="take the query side from another encoder spec (same term space)")
-    model.add_argument("--doc-max-length", type=_positive_int, metavar="N",
+    model.add_argument("--doc-max-length", type=positive_int, metavar="N",
                        help="maximum document length in tokens, special tokens included (longer ones are "
                             "truncated and counted)")
-    model.add_argument("--query-max-length", type=_positive_int, metavar="N", help="maximum query length in tokens")
-    model.add_argument("--doc-top-k", type=_positive_int, metavar="K", help="keep the K largest weights per document")
-    model.add_argument("--query-top-k", type=_positive_int, metavar="K", help="keep the K largest weights per query")
-    model.add_argument("--doc-min-weight", type=_nonneg_float, metavar="W",
+    model.add_argument("--query-max-length", type=positive_int, metavar="N", help="maximum query length in tokens")
+    model.add_argument("--doc-top-k", type=positive_int, metavar="K", help="keep the K largest weights per document")
+    model.add_argument("--query-top-k", type=positive_int, metavar="K", help="keep the K largest weights per query")
+    model.add_argument("--doc-min-weight", type=nonneg_float, metavar="W",
                        help="drop document weights below W (weights of 0 are always dropped)")
-    model.add_argument("--query-min-weight", type=_nonneg_float, metavar="W", help="drop query weights below W")
+    model.add_argument("--query-min-weight", type=nonneg_float, metavar="W", help="drop query weights below W")
 
     run_g = p.add_argument_group("runtime")
     run_g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
     run_g.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                        help="compute dtype: float32 (exact, default), bfloat16 (CPU or GPU), float16 (GPU)")
-    run_g.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads (default: torch's)")
-    run_g.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+    run_g.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's)")
+    run_g.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                        help="documents per batch; batches are formed from length-sorted texts (default 32)")
-    run_g.add_argument("--query-batch-size", type=_positive_int, default=64, metavar="N",
+    run_g.add_argument("--query-batch-size", type=positive_int, default=64, metavar="N",
                        help="queries per batch (default 64)")
 
     d2q = p.add_argument_group("doc2query generation (DeeperImpact; overrides the preset's expansion settings)")
     d2q.add_argument("--d2q-model", metavar="SPEC", help="causal LM (directory or hub id) that generates queries")
     d2q.add_argument("--d2q-gguf-file", metavar="FILE", help="GGUF weight file inside --d2q-model")
-    d2q.add_argument("--d2q-num-queries", type=_positive_int, metavar="N", help="queries generated per document")
-    d2q.add_argument("--d2q-max-new-tokens", type=_positive_int, metavar="N", help="tokens per generated query")
-    d2q.add_argument("--d2q-top-k", type=_positive_int, metavar="K", help="top-k sampling")
+    d2q.add_argument("--d2q-num-queries", type=positive_int, metavar="N", help="queries generated per document")
+    d2q.add_argument("--d2q-max-new-tokens", type=positive_int, metavar="N", help="tokens per generated query")
+    d2q.add_argument("--d2q-top-k", type=positive_int, metavar="K", help="top-k sampling")
     d2q.add_argument("--d2q-top-p", type=_unit_float, metavar="P", help="nucleus sampling probability")
-    d2q.add_argument("--d2q-temperature", type=_nonneg_float, metavar="T", help="sampling temperature")
+    d2q.add_argument("--d2q-temperature", type=nonneg_float, metavar="T", help="sampling temperature")
     d2q.add_argument("--d2q-seed", type=int, metavar="S", help="sampling seed (mixed with each document's CRC)")
     d2q.add_argument("--no-d2q", action="store_true", help="do not generate expansions (use only --expansion-field)")
     p.set_defaults(func=run)

@@ -39,11 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace):
-    from lsr.config import IndexConfig, QuantizationConfig
-
-    base = IndexConfig.from_yaml(args.config) if args.config else IndexConfig()
-    q = base.quantization.to_dict()
+def quantization_from_args(args: argparse.Namespace, q: dict) -> dict:
+    """``q`` (QuantizationConfig settings) with --quantization / --bits / --scale applied (a new dict)."""
+    q = dict(q)
     if args.quantization is not None:
         q["method"] = args.quantization
         if args.quantization != "fixed":
@@ -52,6 +50,14 @@ def config_from_args(args: argparse.Namespace):
         q["bits"] = args.bits
     if args.scale is not None:
         q["scale"] = args.scale
+    return q
+
+
+def config_from_args(args: argparse.Namespace):
+    from lsr.config import IndexConfig, QuantizationConfig
+
+    base = IndexConfig.from_yaml(args.config) if args.config else IndexConfig()
+    q = quantization_from_args(args, base.quantization.to_dict())
     d = base.to_dict()
     d["quantization"] = QuantizationConfig.from_dict(q)
     if args.block_size is not None:
