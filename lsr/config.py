@@ -180,7 +180,7 @@ class SearchConfig(_Config):
     threads: int = 0
     query_scale: float = 100.0
     algorithm: str = "auto"
-    max_k: int = 1000
+    max_k: int = 100
     locality_ratio: float = 0.95
     pair_ratio: float = 0.5
     budget_ratio: float = 2.0

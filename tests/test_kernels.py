@@ -92,6 +92,37 @@ def test_exhaustive_kernels_match_reference(dtype, score, shift):
             np.testing.assert_array_equal(out_s[i, :n], es)
 
 
+@pytest.mark.parametrize("dtype,score", [(np.uint8, np.int32), (np.float32, np.float32)])
+@pytest.mark.parametrize("shift", [0, 2, 3, 4, 5])
+def test_exhaustive_long_lists_span_many_flat_chunks(dtype, score, shift):
+    """Lists several times longer than FLAT_CHUNK, dense and sparse, through the flat scoring loop."""
+    from lsr.index.kernels.exhaustive import FLAT_CHUNK
+
+    rng = np.random.default_rng(11)
+    n_docs = 6 * FLAT_CHUNK + 37
+    terms, docs = [], []
+    for t, density in enumerate((0.95, 0.6, 0.3, 0.05)):
+        d = np.flatnonzero(rng.random(n_docs) < density).astype(np.int32)
+        terms.append(np.full(len(d), t, np.int32)); docs.append(d)
+    offs = np.zeros(5, np.int64); np.cumsum([len(d) for d in docs], out=offs[1:])
+    docs = np.concatenate(docs)
+    assert np.diff(offs).max() > 4 * FLAT_CHUNK
+    imp = (rng.random(len(docs)).astype(np.float32) + 0.01 if dtype == np.float32
+           else rng.integers(1, 256, len(docs)).astype(dtype))
+    coded = _coded(offs, docs, imp, shift)
+    acc = np.zeros(n_docs, score)
+    for qt in (np.array([0], np.int32), np.array([3, 1], np.int32), np.array([0, 1, 2, 3], np.int32)):
+        qw = (rng.random(len(qt)).astype(np.float32) if score == np.float32
+              else rng.integers(1, 300, len(qt)).astype(score))
+        for k in (10, n_docs):
+            ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, score)
+            d1 = np.empty(k, np.int32); s1 = np.empty(k, score)
+            n = exhaustive_one(*coded, qt, qw, k, acc, d1, s1)
+            assert not acc.any()
+            np.testing.assert_array_equal(d1[:n], ed)
+            np.testing.assert_array_equal(s1[:n], es)
+
+
 def test_gather_ids_matches_reference():
     ids = ["a", "ζeta", "", "doc-42", "x" * 100]
     raw = b"".join(i.encode() for i in ids)

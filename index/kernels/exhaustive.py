@@ -28,9 +28,46 @@ from .topk import heap_offer, heap_sort_desc
 SCAN_BLOCK = 128  # documents per block of the top-k scan (64-256 measured within 8% of each other)
 
 
+FLAT_CHUNK = 2048  # postings expanded at a time by the flat scoring loop (an L1-sized buffer)
+
+
 @njit(cache=True, inline="always")
-def score_terms(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, acc):
-    """Add every query term's postings into the dense accumulator (pair-coded doc ids)."""
+def _scatter_nibbles(acc, bases, n, p0, w, low, impacts):
+    """acc[bases[j] + low(p0 + j)] += w * impacts[p0 + j] for j < n (4-bit low doc id bits)."""
+    for j in range(n):
+        q = p0 + j
+        acc[bases[j] + ((np.int32(low[q >> 1]) >> ((q & 1) << 2)) & 15)] += w * impacts[q]
+
+
+@njit(cache=True)
+def _score_terms_flat(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, acc):
+    """:func:`score_terms` for range blocks of up to 16 documents (4-bit low doc id bits)."""
+    mask = (1 << shift) - 1
+    bases = np.empty(FLAT_CHUNK + 16, np.int32)
+    for i in range(q_terms.shape[0]):
+        t = q_terms[i]
+        w = q_weights[i]
+        p = term_offsets[t]
+        blk = 0
+        c = code_offsets[t]
+        cend = code_offsets[t + 1]
+        while c < cend:
+            # expand up to FLAT_CHUNK postings' bases, then score them (a flush test inside
+            # this loop's body measured 25% slower than this loop condition)
+            o = 0
+            while c < cend and o <= FLAT_CHUNK - 16:
+                c, blk, n = next_pair(codes, c, blk, shift, mask)
+                base = np.int32(blk << shift)
+                for y in range(16):
+                    bases[o + y] = base
+                o += n
+            _scatter_nibbles(acc, bases, o, p, w, low, impacts)
+            p += o
+
+
+@njit(cache=True)
+def _score_terms_pairs(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, acc):
+    """:func:`score_terms` pair by pair (any range block size)."""
     nib = shift <= 4
     mask = (1 << shift) - 1
     for i in range(q_terms.shape[0]):
@@ -46,6 +83,24 @@ def score_terms(term_offsets, code_offsets, codes, low, impacts, shift, q_terms,
             for q in range(p, p + n):
                 acc[base + low_at(low, q, nib)] += w * impacts[q]
             p += n
+
+
+@njit(cache=True)
+def score_terms(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, acc):
+    """Add every query term's postings into the dense accumulator (pair-coded doc ids).
+
+    For range blocks of up to 16 documents (``shift <= 4``, the default) the
+    pairs are first expanded into a small buffer of per-posting block bases
+    (each pair writes 16 slots unconditionally; the next pair overwrites the
+    surplus), then the postings are scored in one flat loop. That avoids a
+    short inner loop of data-dependent length per pair, whose exit the branch
+    predictor misses: the scoring got about 20% faster (docs/benchmarks.md).
+    Larger range blocks are scored pair by pair.
+    """
+    if shift <= 4:
+        _score_terms_flat(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, acc)
+    else:
+        _score_terms_pairs(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, acc)
 
 
 @njit(cache=True)

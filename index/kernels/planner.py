@@ -15,8 +15,11 @@ terms)) and
    maxima are about equal and bound nothing;
 2. scores exhaustively when ``sum pairs > pair_ratio * sum df``: the upper
    bounds alone would cost a good part of the exhaustive work;
-3. scores exhaustively when ``k > max_k`` (default 1000, the largest k
-   measured): the k-th score of a large k is low, so the bounds prune little;
+3. scores exhaustively when ``k > max_k`` (default 100): the k-th score of
+   a large k is low, so the bounds prune little; on the 300,000-passage
+   real-encoder collection the traversal's median crossed exhaustive
+   scoring's (flat loop) between k=200 and k=400, and its mean and p99 were
+   already higher at k=200 (docs/benchmarks.md, "Settings tried");
 4. otherwise runs the block-max traversal with a budget of
    ``budget_ratio * sum df`` scored postings (default 2: a guard against
    pathological queries; on the real-encoder collection budgets of 0.8 and
