@@ -47,9 +47,10 @@ peer engines of :mod:`lsr.index.peers` side by side on the same postings:
    engine gets them in its native form, made before any timing.
 4. One untimed warm-up pass of every (engine, setting) over all queries, then
    the timed passes, one per k: for each query every (engine, setting) runs
-   in turn on the calling thread, the order rotated by one per query, so
-   that all engines see the same machine conditions (Python's garbage
-   collector is paused meanwhile). The time is that of the engine's search
+   in turn on the calling thread, in an order shuffled per query (seeded by
+   k and the query), so that all engines see the same machine conditions
+   and none always follows an engine that just read the same arrays
+   (Python's garbage collector is paused meanwhile). The time is that of the engine's search
    call only.
 5. Throughput with all threads (``--batch-threads``, default all cores):
    each engine's own batch mode (lsr ``search_batch``, PISA ``retrieve``
@@ -656,8 +657,10 @@ def run_peer_bench(args, argv: Sequence[str], log) -> dict:
                 live = [c for c in combos if (c[0].name, c[1]) not in failed]
                 if not live:
                     break
-                r = qi % len(live)
-                for e, s in live[r:] + live[:r]:
+                # a fresh seeded order per query: an engine that always ran right after another
+                # reading the same arrays (lsr exhaustive after lsr auto) would find them in cache
+                order = np.random.default_rng([k, qi]).permutation(len(live))
+                for e, s in (live[j] for j in order):
                     t0 = time.perf_counter()
                     raw = call(e, s, qi, k)
                     dt = time.perf_counter() - t0
