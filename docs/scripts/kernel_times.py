@@ -1,0 +1,68 @@
+"""Time the scoring kernels directly (no Searcher), query by query: the figures behind the flat loop.
+
+    python docs/scripts/kernel_times.py INDEX QUERIES.jsonl [--queries 200] [--k 1000] [--cold]
+
+Rows: ``pairs`` / ``flat`` (scoring into the accumulator only: the per-pair loop and the flat loop of
+``lsr.index.kernels.exhaustive``), ``exhaustive_one`` and ``auto_one`` (scoring and top k, with the
+default SearchConfig). The order of the calls alternates per query; ``--cold`` writes 64 MB before
+each call. Every call's accumulator is checked against the per-pair loop's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import numpy as np
+
+import lsr
+from lsr.index.kernels.exhaustive import _score_terms_flat, _score_terms_pairs, exhaustive_one
+from lsr.index.kernels.planner import auto_one
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("index")
+    ap.add_argument("queries")
+    ap.add_argument("--queries", dest="n", type=int, default=200)
+    ap.add_argument("--k", type=int, default=1000)
+    ap.add_argument("--cold", action="store_true")
+    a = ap.parse_args(argv)
+    warnings.simplefilter("ignore")
+    ix = lsr.Index.open(a.index, verify=False)
+    s = lsr.Searcher(ix)
+    with open(a.queries, encoding="utf-8") as f:
+        qs = [(r["id"], r["vector"]) for r in map(json.loads, f)][:a.n]
+    p = s.prepare(qs)
+    cfg, k, dt = s.config, a.k, p.score_dtype
+    acc, ref, fl = (np.zeros(ix.num_documents, dt) for _ in range(3))
+    rb, ra, pa = s._range_buffers(dt, s._max_pairs(p)), s._range_arrays(), ix.postings_arrays
+    od, osc = np.empty(k, np.int32), np.empty(k, dt)
+    junk = np.zeros(64 << 20, np.uint8)
+    times: dict[str, list[float]] = {}
+    for qi in range(len(qs)):
+        qt, qw = p.terms[p.offsets[qi]:p.offsets[qi + 1]], p.weights[p.offsets[qi]:p.offsets[qi + 1]]
+        calls = [("pairs", lambda: _score_terms_pairs(*pa, qt, qw, ref)),
+                 ("flat", lambda: _score_terms_flat(*pa, qt, qw, fl)),
+                 ("exhaustive_one", lambda: exhaustive_one(*pa, qt, qw, k, acc, od, osc)),
+                 ("auto_one", lambda: auto_one(*ra, qt, qw, k, cfg.max_k, cfg.locality_ratio, cfg.pair_ratio,
+                                               cfg.budget_ratio, cfg.sweep_after, acc, *rb, od, osc))]
+        for name, call in (calls if qi % 2 == 0 else calls[::-1]):
+            if a.cold:
+                junk += 1
+            t = time.perf_counter()
+            call()
+            times.setdefault(name, []).append(time.perf_counter() - t)
+        if not np.array_equal(fl, ref):
+            raise SystemExit(f"query {qs[qi][0]}: the flat loop's scores differ from the per-pair loop's")
+        fl[:] = 0
+        ref[:] = 0
+    for name, ts in times.items():
+        x = np.asarray(ts[5:]) * 1e3
+        print(f"{'cold' if a.cold else 'warm'} k={k} {name:16s} mean {x.mean():6.3f} p50 {np.median(x):6.3f}")
+
+
+if __name__ == "__main__":
+    main()
