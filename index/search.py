@@ -25,6 +25,7 @@ from lsr.results import Results
 from .index import Index
 from .kernels.blockmax import N_BUCKETS, blockmax_batch, blockmax_one, query_pairs
 from .kernels.exhaustive import exhaustive_batch, exhaustive_one
+from .kernels.filtered import HIST_BITS, filtered_batch, filtered_one
 from .kernels.planner import auto_batch, auto_one
 from .kernels.maxscore import maxscore_batch, maxscore_one
 from .kernels.wand import wand_batch, wand_one
@@ -196,6 +197,16 @@ class Searcher:
                 np.full((workers, n_blocks), -1, np.int32), np.zeros((workers, n_blocks), np.int32),
                 np.empty((workers, n_pairs), np.int64), np.empty((workers, n_pairs), np.int32))
 
+    def _filter_buffers(self, dtype, workers: int | None = None):
+        """Work buffers of the filtered scorer, besides the block-max traversal's:
+        (bmax, keep, hist); one set, or ``workers`` rows."""
+        n_blocks = (self.index.num_documents + (1 << self.index.range_shift) - 1) >> self.index.range_shift
+        if workers is None:
+            return (self._buffer("bmax", n_blocks, dtype), self._buffer("keep", n_blocks, np.uint8),
+                    self._buffer("hist", 1 << HIST_BITS, np.int64))
+        return (np.zeros((workers, n_blocks), dtype), np.zeros((workers, n_blocks), np.uint8),
+                np.zeros((workers, 1 << HIST_BITS), np.int64))
+
     def _algorithm(self) -> str:
         return self.config.algorithm
 
@@ -219,13 +230,24 @@ class Searcher:
         algo = self._algorithm()
         cfg = self.config
         if algo == "auto":
-            n, _ = auto_one(*self._range_arrays(), p.terms, p.weights, k, cfg.max_k, cfg.locality_ratio,
-                            cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, self._acc(p.score_dtype),
-                            *self._range_buffers(p.score_dtype, self._max_pairs(p)), out_docs, out_scores)
+            n, _ = auto_one(*self._range_arrays(), ix.term_max, p.terms, p.weights, k, cfg.max_k,
+                            cfg.locality_ratio, cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio,
+                            self._acc(p.score_dtype), *self._range_buffers(p.score_dtype, self._max_pairs(p)),
+                            *self._filter_buffers(p.score_dtype), out_docs, out_scores)
         elif algo == "blockmax":
             n = blockmax_one(*self._range_arrays(), p.terms, p.weights, k, -1, cfg.sweep_after,
                              *self._range_buffers(p.score_dtype, self._max_pairs(p)), out_docs, out_scores)
             if n < 0:   # more query terms than the traversal takes: the same top k, exhaustively
+                n = exhaustive_one(*ix.postings_arrays, p.terms, p.weights, k, self._acc(p.score_dtype),
+                                   out_docs, out_scores)
+        elif algo == "filtered":
+            n = -1
+            if not ix.is_float:
+                ub, *_, ent_pos, _ = self._range_buffers(p.score_dtype, self._max_pairs(p))
+                bmax, keep, hist = self._filter_buffers(p.score_dtype)
+                n = filtered_one(*self._range_arrays(), ix.term_max, p.terms, p.weights, k, cfg.full_ratio,
+                                 self._acc(p.score_dtype), bmax, ub, keep, hist, ent_pos, out_docs, out_scores)
+            if n < 0:   # float impacts: the same top k, exhaustively
                 n = exhaustive_one(*ix.postings_arrays, p.terms, p.weights, k, self._acc(p.score_dtype),
                                    out_docs, out_scores)
         elif algo in ("wand", "bmw"):
@@ -262,10 +284,10 @@ class Searcher:
         if algo == "auto":
             accs = np.zeros((workers, ix.num_documents), dtype=p.score_dtype)
             used = np.zeros(nq, dtype=np.int8)
-            auto_batch(*self._range_arrays(), p.offsets, p.terms, p.weights, k, cfg.max_k, cfg.locality_ratio,
-                       cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, accs,
+            auto_batch(*self._range_arrays(), ix.term_max, p.offsets, p.terms, p.weights, k, cfg.max_k,
+                       cfg.locality_ratio, cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio, accs,
                        *self._range_buffers(p.score_dtype, self._max_pairs(p), workers),
-                       out_docs, out_scores, counts, used)
+                       *self._filter_buffers(p.score_dtype, workers), out_docs, out_scores, counts, used)
         elif algo == "blockmax":
             blockmax_batch(*self._range_arrays(), p.offsets, p.terms, p.weights, k, cfg.sweep_after,
                            *self._range_buffers(p.score_dtype, self._max_pairs(p), workers),
@@ -276,6 +298,12 @@ class Searcher:
                 a, b = p.offsets[q], p.offsets[q + 1]
                 counts[q] = exhaustive_one(*ix.postings_arrays, p.terms[a:b], p.weights[a:b], k, acc,
                                            out_docs[q], out_scores[q])
+        elif algo == "filtered" and not ix.is_float:
+            ub, *_, ent_pos, _ = self._range_buffers(p.score_dtype, self._max_pairs(p), workers)
+            bmax, keep, hist = self._filter_buffers(p.score_dtype, workers)
+            filtered_batch(*self._range_arrays(), ix.term_max, p.offsets, p.terms, p.weights, k, cfg.full_ratio,
+                           np.zeros((workers, ix.num_documents), dtype=p.score_dtype), bmax, ub, keep, hist,
+                           ent_pos, out_docs, out_scores, counts)
         elif algo in ("wand", "bmw"):
             wand_batch(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, ix.block_offsets,
                        ix.block_max, ix.block_last_doc, ix.block_size, algo == "bmw", p.offsets, p.terms,

@@ -149,7 +149,7 @@ class IndexConfig(_Config):
             raise InputError(f"batch_docs must be positive, got {self.batch_docs}")
 
 
-ALGORITHMS = ("auto", "exhaustive", "blockmax", "maxscore", "bmm", "wand", "bmw")
+ALGORITHMS = ("auto", "exhaustive", "blockmax", "filtered", "maxscore", "bmm", "wand", "bmw")
 
 
 @dataclass(frozen=True)
@@ -162,15 +162,22 @@ class SearchConfig(_Config):
     as they are); scores are then exact integers. ``algorithm``: the query
     processor; every one returns the same top k:
 
-    * ``auto`` (default): per query, the block-max traversal where the query
-      terms' postings show doc id locality and ``k <= max_k``, else
+    * ``auto`` (default): per query, where the query terms' postings show
+      doc id locality, the block-max traversal for ``k <= max_k`` and the
+      filtered term-at-a-time scorer for larger k (integer impacts), else
       exhaustive scoring (:mod:`lsr.index.kernels.planner`; ``max_k``,
-      ``locality_ratio``, ``pair_ratio``, ``budget_ratio`` and
-      ``sweep_after`` are its settings; measured in docs/benchmarks.md);
+      ``locality_ratio``, ``pair_ratio``, ``budget_ratio``, ``sweep_after``
+      and ``full_ratio`` are its settings; measured in docs/benchmarks.md);
     * ``exhaustive``: term-at-a-time scoring of every posting (the reference);
     * ``blockmax``: doc-range block-max traversal (BMP-style, exact;
       ``sweep_after``: blocks scored in bound order before the rest are
       swept in doc id order, -1 = never);
+    * ``filtered``: two-phase term-at-a-time (:mod:`lsr.index.kernels.filtered`,
+      exact): the query terms with the largest possible contributions, at
+      least ``full_ratio`` of the query's postings, are scored in full; the
+      other terms' postings only in the range blocks that can still reach
+      the top k. Integer impacts only (float-impact indexes are scored
+      exhaustively);
     * ``maxscore``, ``bmm`` (block-max MaxScore), ``wand``, ``bmw``
       (Block-Max WAND): document-at-a-time dynamic pruning (they decode the
       index's doc ids into memory once, 4 bytes a posting).
@@ -185,6 +192,7 @@ class SearchConfig(_Config):
     pair_ratio: float = 0.5
     budget_ratio: float = 2.0
     sweep_after: int = 1024
+    full_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -201,5 +209,7 @@ class SearchConfig(_Config):
             v = getattr(self, name)
             if not (0 <= v < float("inf")):
                 raise InputError(f"{name} must be a finite number >= 0, got {v}")
+        if not (0 <= self.full_ratio <= 1):
+            raise InputError(f"full_ratio must be a number in [0, 1], got {self.full_ratio}")
         if self.algorithm not in ALGORITHMS:
             raise InputError(f"unknown algorithm {self.algorithm!r} (known: {', '.join(ALGORITHMS)})")

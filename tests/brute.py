@@ -71,11 +71,15 @@ def topk(matrix, q, k: int):
 # every query processor, plus the planner forced down each of its paths: the
 # block-max traversal always tried and always falling back (budget 0), and
 # always tried and always kept; and the block-max traversal sweeping in doc id
-# order from the start, after 2 blocks, or never
+# order from the start, after 2 blocks, or never; the planner down the filtered
+# scorer's path, and that scorer with nothing and everything scored in full
 SEARCHERS = [dict(algorithm=a) for a in ALGORITHMS] + [
     dict(algorithm="auto", max_k=10**9, locality_ratio=1e9, pair_ratio=1e9, budget_ratio=0.0),
     dict(algorithm="auto", max_k=10**9, locality_ratio=1e9, pair_ratio=1e9, budget_ratio=1e9),
     dict(algorithm="blockmax", sweep_after=0),
     dict(algorithm="blockmax", sweep_after=2),
     dict(algorithm="blockmax", sweep_after=-1),
+    dict(algorithm="auto", max_k=0, locality_ratio=1e9, pair_ratio=1e9),   # the filtered path
+    dict(algorithm="filtered", full_ratio=0.0),
+    dict(algorithm="filtered", full_ratio=1.0),
 ]

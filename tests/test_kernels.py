@@ -28,6 +28,10 @@ def _postings(rng, n_terms=50, n_docs=400, per_doc=12, dtype=np.uint8):
     return offs, sdocs, imp[order], n_docs
 
 
+def _term_max(offs, imp):
+    return np.array([imp[a:b].max() if b > a else 0 for a, b in zip(offs[:-1], offs[1:])], imp.dtype)
+
+
 def _coded(offs, docs, imp, shift):
     """The term-at-a-time kernels' postings arguments for pair-coded doc ids."""
     _, _, code_offs, codes, low = encode(offs, docs, imp, shift)
@@ -250,11 +254,13 @@ def test_pair_coding_matches_reference_and_round_trips(dtype, shift, n_docs):
 @pytest.mark.parametrize("shift", [3, 6])
 def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
     from lsr.index.kernels.blockmax import N_BUCKETS, blockmax_batch, blockmax_one, query_pairs
+    from lsr.index.kernels.filtered import HIST_BITS
     from lsr.index.kernels.planner import auto_batch
 
     rng = np.random.default_rng(5)
     offs, docs, imp, n_docs = _postings(rng, n_terms=40, n_docs=3000, per_doc=10, dtype=dtype)
     ro, rm, co, codes, low = encode(offs, docs, imp, shift)
+    term_max = _term_max(offs, imp)
     arrays = (offs, ro, rm, co, codes, low, imp, shift, n_docs)
     n_blocks = (n_docs + (1 << shift) - 1) >> shift
     queries = [rng.choice(40, size=rng.integers(1, 12), replace=False).astype(np.int32) for _ in range(30)]
@@ -289,12 +295,15 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
                                                 (k - 1, 1e9, 1e9)):
             a_d = np.empty((nq, k), np.int32); a_s = np.empty((nq, k), score); a_c = np.zeros(nq, np.int64)
             used = np.zeros(nq, np.int8)
-            auto_batch(*arrays, q_offs, np.concatenate(queries), np.concatenate(weights), k, max_k, 1e9,
-                       pair_ratio, budget_ratio, 3, np.zeros((2, n_docs), score), *buffers(), a_d, a_s, a_c, used)
+            auto_batch(*arrays, term_max, q_offs, np.concatenate(queries), np.concatenate(weights), k, max_k, 1e9,
+                       pair_ratio, budget_ratio, 3, 0.4, np.zeros((2, n_docs), score), *buffers(),
+                       np.zeros((2, n_blocks), score), np.zeros((2, n_blocks), np.uint8),
+                       np.zeros((2, 1 << HIST_BITS), np.int64), a_d, a_s, a_c, used)
             # budget 0 always falls back; an unbounded budget never does; pair ratio 0 never tries
-            # (locality ratio 1e9: the random test postings have no doc id locality)
-            # max_k below k never tries either
-            assert used.tolist() == [int(budget_ratio > 0 and pair_ratio > 0 and max_k >= k)] * nq
+            # (locality ratio 1e9: the random test postings have no doc id locality);
+            # max_k below k takes the filtered scorer
+            want = 0 if pair_ratio == 0 else 2 if max_k < k else int(budget_ratio > 0)
+            assert used.tolist() == [want] * nq
             runs.append((a_d, a_s, a_c))
         for i, (qt, qw) in enumerate(zip(queries, weights)):
             ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, score)
@@ -327,3 +336,83 @@ def test_planner_reads_doc_id_locality():
         ro = encode(offs, docs, np.ones(len(docs), np.uint8), shift)[0]
         use, sdf = plan_one(offs, ro, n_blocks, q, 0.95, 0.5)
         assert sdf == 40000 and use == want
+
+
+def _local_postings(rng, n_terms, n_docs, dtype):
+    """Postings with doc id locality: each term occurs mostly within a few windows of the doc ids, with
+    impacts that drift along them, plus a few common terms everywhere (the long low-weight lists the
+    filtered scorer skips); also one term without postings."""
+    terms, docs = [], []
+    for t in range(n_terms - 1):
+        if t < 3:
+            ds = rng.choice(n_docs, n_docs // 2, replace=False)
+        else:
+            ds = np.concatenate([np.arange(s, min(s + rng.integers(20, 400), n_docs))
+                                 for s in rng.integers(0, n_docs, rng.integers(1, 4))])
+            ds = np.unique(ds[rng.random(len(ds)) < 0.6])
+        terms.extend([t] * len(ds)); docs.extend(ds.tolist())
+    terms = np.asarray(terms, np.int32); docs = np.asarray(docs, np.int32)
+    hi = np.iinfo(dtype).max
+    imp = np.clip((rng.gamma(1.0, 0.15, len(terms)) * hi), 1, hi).astype(dtype)
+    counts, sdocs, simp = sort_run_ref(terms, docs, imp.astype(np.float32), n_terms)
+    offs = np.zeros(n_terms + 1, np.int64); np.cumsum(counts, out=offs[1:])
+    order = np.lexsort((docs, terms))
+    return offs, docs[order], imp[order], n_docs
+
+
+@pytest.mark.parametrize("dtype,score", [(np.uint8, np.int32), (np.uint16, np.int64)])
+@pytest.mark.parametrize("shift", [0, 3, 4, 5, 8])
+@pytest.mark.parametrize("local", [False, True])
+def test_filtered_matches_exhaustive_reference(dtype, score, shift, local):
+    from lsr.index.kernels.filtered import HIST_BITS, filtered_batch, filtered_one
+
+    rng = np.random.default_rng(11 + shift)
+    n_terms = 40
+    if local:
+        offs, docs, imp, n_docs = _local_postings(rng, n_terms, 5000, dtype)
+    else:
+        offs, docs, imp, n_docs = _postings(rng, n_terms=n_terms, n_docs=3000, per_doc=10, dtype=dtype)
+    ro, rm, co, codes, low = encode(offs, docs, imp, shift)
+    arrays = (offs, ro, rm, co, codes, low, imp, shift, n_docs, _term_max(offs, imp))
+    n_blocks = (n_docs + (1 << shift) - 1) >> shift
+    queries = [rng.choice(n_terms, size=rng.integers(1, 15), replace=False).astype(np.int32) for _ in range(25)]
+    queries.append(np.array([5, 5, 5], np.int32))         # repeated terms add up
+    queries.append(np.array([7], np.int32))               # one term
+    queries.append(np.array([n_terms - 1], np.int32))     # no matching document (local: no postings)
+    queries.append(np.array([0, 1, 2, 9], np.int32))      # the common terms and a rare one
+    weights = [rng.integers(1, 300, len(q)).astype(score) for q in queries]
+    weights[0][:] = 1                                      # equal weights: many tied scores
+    q_offs = np.zeros(len(queries) + 1, np.int64); np.cumsum([len(q) for q in queries], out=q_offs[1:])
+    nq = len(queries)
+    acc = np.zeros(n_docs, score); bmax = np.zeros(n_blocks, score); ub = np.zeros(n_blocks, score)
+    hist = np.zeros(1 << HIST_BITS, np.int64); keep = np.zeros(n_blocks, np.uint8)
+    pairs = rng.integers(0, 1 << 40, int(ro[-1]))          # garbage the kernel must overwrite
+    skipped = 0
+    for k in (1, 10, 100, 1000, n_docs):
+        for full_ratio in (0.0, 0.3, 0.6, 1.0):
+            out_d = np.empty((nq, k), np.int32); out_s = np.empty((nq, k), score); counts = np.zeros(nq, np.int64)
+            filtered_batch(*arrays, q_offs, np.concatenate(queries), np.concatenate(weights), k, full_ratio,
+                           np.zeros((2, n_docs), score), np.zeros((2, n_blocks), score),
+                           np.zeros((2, n_blocks), score), np.zeros((2, n_blocks), np.uint8),
+                           np.zeros((2, 1 << HIST_BITS), np.int64), np.zeros((2, int(ro[-1])), np.int64),
+                           out_d, out_s, counts)
+            for i, (qt, qw) in enumerate(zip(queries, weights)):
+                ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, score)
+                d1 = np.empty(k, np.int32); s1 = np.empty(k, score)
+                n = filtered_one(*arrays, qt, qw, k, full_ratio, acc, bmax, ub, keep, hist, pairs, d1, s1)
+                np.testing.assert_array_equal(d1[:n], ed)
+                np.testing.assert_array_equal(s1[:n], es)
+                np.testing.assert_array_equal(out_d[i, :counts[i]], ed)
+                np.testing.assert_array_equal(out_s[i, :counts[i]], es)
+                skipped += int(np.count_nonzero(keep == 0))
+                assert not acc.any() and not bmax.any() and not ub.any() and not hist.any()
+    if local:
+        assert skipped > 0   # the bounds did rule blocks out
+    # float scores are not taken
+    fimp = imp.astype(np.float32)
+    fro, frm, fco, fcodes, flow = encode(offs, docs, fimp, shift)
+    d1 = np.empty(10, np.int32); s1 = np.empty(10, np.float32)
+    assert filtered_one(offs, fro, frm, fco, fcodes, flow, fimp, shift, n_docs, _term_max(offs, fimp),
+                        queries[1], weights[1].astype(np.float32), 10, 0.5, np.zeros(n_docs, np.float32),
+                        np.zeros(n_blocks, np.float32), np.zeros(n_blocks, np.float32), keep, hist, pairs,
+                        d1, s1) == -1

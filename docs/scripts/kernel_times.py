@@ -3,9 +3,10 @@
     python docs/scripts/kernel_times.py INDEX QUERIES.jsonl [--queries 200] [--k 1000] [--cold]
 
 Rows: ``pairs`` / ``flat`` (scoring into the accumulator only: the per-pair loop and the flat loop of
-``lsr.index.kernels.exhaustive``), ``exhaustive_one`` and ``auto_one`` (scoring and top k, with the
-default SearchConfig). The order of the calls alternates per query; ``--cold`` writes 64 MB before
-each call. Every call's accumulator is checked against the per-pair loop's.
+``lsr.index.kernels.exhaustive``), ``exhaustive_one``, ``filtered_one`` and ``auto_one`` (scoring and
+top k, with the default SearchConfig). The order of the calls alternates per query; ``--cold`` writes
+64 MB before each call. Every call's accumulator is checked against the per-pair loop's, and the
+top k of ``filtered_one`` and ``auto_one`` against ``exhaustive_one``'s.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 import lsr
 from lsr.index.kernels.exhaustive import _score_terms_flat, _score_terms_pairs, exhaustive_one
+from lsr.index.kernels.filtered import filtered_one
 from lsr.index.kernels.planner import auto_one
 
 
@@ -39,22 +41,35 @@ def main(argv=None) -> None:
     cfg, k, dt = s.config, a.k, p.score_dtype
     acc, ref, fl = (np.zeros(ix.num_documents, dt) for _ in range(3))
     rb, ra, pa = s._range_buffers(dt, s._max_pairs(p)), s._range_arrays(), ix.postings_arrays
-    od, osc = np.empty(k, np.int32), np.empty(k, dt)
+    fb = s._filter_buffers(dt)
+    out = {name: (np.empty(k, np.int32), np.empty(k, dt))
+           for name in ("exhaustive_one", "filtered_one", "auto_one")}
     junk = np.zeros(64 << 20, np.uint8)
     times: dict[str, list[float]] = {}
+    counts: dict[str, int] = {}
     for qi in range(len(qs)):
         qt, qw = p.terms[p.offsets[qi]:p.offsets[qi + 1]], p.weights[p.offsets[qi]:p.offsets[qi + 1]]
         calls = [("pairs", lambda: _score_terms_pairs(*pa, qt, qw, ref)),
                  ("flat", lambda: _score_terms_flat(*pa, qt, qw, fl)),
-                 ("exhaustive_one", lambda: exhaustive_one(*pa, qt, qw, k, acc, od, osc)),
-                 ("auto_one", lambda: auto_one(*ra, qt, qw, k, cfg.max_k, cfg.locality_ratio, cfg.pair_ratio,
-                                               cfg.budget_ratio, cfg.sweep_after, acc, *rb, od, osc))]
+                 ("exhaustive_one", lambda: exhaustive_one(*pa, qt, qw, k, acc, *out["exhaustive_one"])),
+                 ("filtered_one", lambda: filtered_one(*ra, ix.term_max, qt, qw, k, cfg.full_ratio, acc, fb[0],
+                                                       rb[0], fb[1], fb[2], rb[6], *out["filtered_one"])),
+                 ("auto_one", lambda: auto_one(*ra, ix.term_max, qt, qw, k, cfg.max_k, cfg.locality_ratio,
+                                               cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio,
+                                               acc, *rb, *fb, *out["auto_one"]))]
         for name, call in (calls if qi % 2 == 0 else calls[::-1]):
             if a.cold:
                 junk += 1
             t = time.perf_counter()
-            call()
+            r = call()
             times.setdefault(name, []).append(time.perf_counter() - t)
+            if name in out:
+                counts[name] = r[0] if isinstance(r, tuple) else r
+        n = counts["exhaustive_one"]
+        for name in ("filtered_one", "auto_one"):
+            same = all(np.array_equal(x[:n], y[:n]) for x, y in zip(out[name], out["exhaustive_one"]))
+            if counts[name] != n or not same:
+                raise SystemExit(f"query {qs[qi][0]}: {name}'s top k differs from exhaustive_one's")
         if not np.array_equal(fl, ref):
             raise SystemExit(f"query {qs[qi][0]}: the flat loop's scores differ from the per-pair loop's")
         fl[:] = 0

@@ -1,4 +1,4 @@
-"""The planner (``auto``): exhaustive scoring or block-max traversal, per query.
+"""The planner (``auto``): exhaustive scoring, block-max traversal or filtered scoring, per query.
 
 Exhaustive term-at-a-time scoring costs about one accumulator update per
 posting of the query terms (``sum df``) plus one scan of the accumulator;
@@ -15,11 +15,18 @@ terms)) and
    maxima are about equal and bound nothing;
 2. scores exhaustively when ``sum pairs > pair_ratio * sum df``: the upper
    bounds alone would cost a good part of the exhaustive work;
-3. scores exhaustively when ``k > max_k`` (default 100): the k-th score of
-   a large k is low, so the bounds prune little; on the 300,000-passage
-   real-encoder collection the traversal's median crossed exhaustive
-   scoring's (flat loop) between k=200 and k=400, and its mean and p99 were
-   already higher at k=200 (docs/benchmarks.md, "Settings tried");
+3. runs the filtered term-at-a-time scorer (:mod:`.filtered`) when
+   ``k > max_k`` (default 100): the k-th score of a large k is low, so
+   the block-max traversal, which pays a bound for every (term, block) pair
+   before it scores, loses; on the 300,000-passage real-encoder collection
+   its median crossed exhaustive scoring's (flat loop) between k=200 and
+   k=400, and its mean and p99 were already higher at k=200
+   (docs/benchmarks.md, "Settings tried"). The filtered scorer scores the
+   query's high-impact terms in full and the others only in the range
+   blocks that can still reach the top k (``full_ratio`` of the postings in
+   full, default 0.5). Float-impact indexes are scored exhaustively here
+   (the filtered scorer adds the terms in another order, which changes
+   float sums);
 4. otherwise runs the block-max traversal with a budget of
    ``budget_ratio * sum df`` scored postings (default 2: a guard against
    pathological queries; on the real-encoder collection budgets of 0.8 and
@@ -38,6 +45,7 @@ from numba import njit, prange
 
 from .blockmax import blockmax_one
 from .exhaustive import exhaustive_one
+from .filtered import filtered_one
 
 
 @njit(cache=True)
@@ -56,29 +64,34 @@ def plan_one(term_offsets, range_offsets, n_blocks, q_terms, locality_ratio, pai
 
 
 @njit(cache=True)
-def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
-             q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after, acc, ub, local,
-             order,
-             bucket_counts, head, tail, ent_pos, ent_next, out_docs, out_scores):
-    """Top-k of one query with the planner; returns (hit count, 1 if block-max answered else 0)."""
+def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, term_max,
+             q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after, full_ratio, acc, ub,
+             local, order, bucket_counts, head, tail, ent_pos, ent_next, bmax, keep, hist, out_docs, out_scores):
+    """Top-k of one query with the planner; returns (hit count, path): path 1 when the block-max
+    traversal answered, 2 for the filtered scorer, 0 for exhaustive scoring."""
     use_bm, sdf = plan_one(term_offsets, range_offsets, ub.shape[0], q_terms, locality_ratio, pair_ratio)
     if use_bm and k <= max_k:
         budget = np.int64(budget_ratio * sdf)
         n = blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
                          q_terms, q_weights, k, budget, sweep_after, ub, local, order, bucket_counts, head, tail,
-                         ent_pos,
-                         ent_next, out_docs, out_scores)
+                         ent_pos, ent_next, out_docs, out_scores)
         if n >= 0:
             return n, 1
+    elif use_bm:
+        n = filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
+                         term_max, q_terms, q_weights, k, full_ratio, acc, bmax, ub, keep, hist, ent_pos, out_docs,
+                         out_scores)
+        if n >= 0:
+            return n, 2
     return exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, k, acc,
                           out_docs, out_scores), 0
 
 
 @njit(cache=True, parallel=True)
-def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
-               q_offsets, q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after, accs,
-               ubs, locals_,
-               orders, bucket_counts, heads, tails, ent_pos, ent_next, out_docs, out_scores, out_counts, out_used):
+def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, term_max,
+               q_offsets, q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after,
+               full_ratio, accs, ubs, locals_, orders, bucket_counts, heads, tails, ent_pos, ent_next, bmaxs, keeps,
+               hists, out_docs, out_scores, out_counts, out_used):
     """Planner top-k of every query; one parallel loop over the workers' share of the batch."""
     n_queries = q_offsets.shape[0] - 1
     n_workers = ubs.shape[0]
@@ -87,8 +100,9 @@ def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low,
             a = q_offsets[q]
             b = q_offsets[q + 1]
             n, used = auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift,
-                               n_docs, q_terms[a:b], q_weights[a:b], k, max_k, locality_ratio, pair_ratio,
-                               budget_ratio, sweep_after, accs[wk], ubs[wk], locals_[wk], orders[wk], bucket_counts[wk],
-                               heads[wk], tails[wk], ent_pos[wk], ent_next[wk], out_docs[q], out_scores[q])
+                               n_docs, term_max, q_terms[a:b], q_weights[a:b], k, max_k, locality_ratio, pair_ratio,
+                               budget_ratio, sweep_after, full_ratio, accs[wk], ubs[wk], locals_[wk], orders[wk],
+                               bucket_counts[wk], heads[wk], tails[wk], ent_pos[wk], ent_next[wk], bmaxs[wk],
+                               keeps[wk], hists[wk], out_docs[q], out_scores[q])
             out_counts[q] = n
             out_used[q] = used

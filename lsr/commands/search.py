@@ -28,10 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="integer indexes: float query weights become round(w * scale) (default 100); "
                         "integer weights are used as they are")
     p.add_argument("--algorithm", choices=list(ALGORITHMS),
-                   help="query processor (all return the same top k): auto (default; per query, the "
-                        "block-max traversal where the doc ids show locality and k <= 1000, else exhaustive), "
-                        "exhaustive (term-at-a-time, the reference), blockmax (doc-range block-max traversal), "
-                        "or document-at-a-time MaxScore, block-max MaxScore (bmm), WAND, Block-Max WAND (bmw)")
+                   help="query processor (all return the same top k): auto (default; per query, where the "
+                        "doc ids show locality, the block-max traversal for k <= max_k (100) and the filtered "
+                        "scorer above it, else exhaustive), exhaustive (term-at-a-time, the reference), "
+                        "blockmax (doc-range block-max traversal), filtered (high-impact terms in full, the "
+                        "others only in range blocks that can reach the top k; integer impacts), or "
+                        "document-at-a-time MaxScore, block-max MaxScore (bmm), WAND, Block-Max WAND (bmw)")
     p.add_argument("--config", help="YAML file with search settings (keys of SearchConfig)")
     p.add_argument("--tag", default="lsr", help="run tag, the 6th column (default lsr)")
     p.add_argument("--no-verify", action="store_true",

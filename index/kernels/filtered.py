@@ -1,0 +1,276 @@
+"""Two-phase term-at-a-time scoring with range-block filtering (exact; integer impacts).
+
+Dynamic pruning for large k on collections with doc id locality. A query is
+processed in five steps over a dense accumulator:
+
+1. **Full phase**: the query terms are ordered by their largest possible
+   contribution ``w_t * term_max[t]`` (largest first) and the shortest prefix
+   holding at least ``full_ratio`` of the query's postings is scored in full
+   (the flat loop of :mod:`.exhaustive`). These terms decide the ranking;
+   scoring them needs no bound.
+2. **Threshold**: ``bmax[b]``, the largest partial score in every range
+   block b of ``R = 1 << shift`` documents, in one pass over the
+   accumulator. The k-th largest block maximum ``theta`` is a lower bound of
+   the final k-th best score: k blocks each hold a document whose partial
+   score, a lower bound of its final score, reaches it.
+3. **Bounds of the rest**: ``ub[b] = sum_t w_t * range_max[t, b]`` over the
+   remaining terms, in one pass over their (term, block) pairs (which are
+   stored in a buffer as they are decoded).
+4. **Filtered phase**: a remaining term's pair is scored only if its block
+   can still hold a top-k document, ``bmax[b] + ub[b] >= theta``. The rest of
+   the query's postings are mostly those of long lists with small weights,
+   and most of their blocks cannot reach ``theta``.
+5. **Selection**: the documents of the blocks that pass the same test are
+   offered to the top-k heap in doc id order (ties by doc id).
+
+Exactness: a document d of block b has final score
+``acc[d] + (rest of d's terms) <= bmax[b] + ub[b]``. A top-k document scores
+at least the final k-th score, hence at least ``theta``, so its block passes
+every test and it is scored in full and offered to the heap; a document of a
+block that fails the test scores below ``theta`` and cannot be in the top k,
+not even by a tie. Scores are sums of integers, so no rounding is involved.
+Float impacts are not taken (the planner scores those exhaustively): their
+sums depend on the order in which the terms are added, and this processor
+adds them in a different order from the exhaustive scorer. The kernel
+returns -1 for them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .exhaustive import FLAT_CHUNK, score_terms
+from .postings import low_at, next_pair
+from .topk import heap_offer, heap_sort_desc
+
+
+@njit(cache=True)
+def full_prefix(term_offsets, term_max, q_terms, q_weights, full_ratio):
+    """(term order, n_full): query term positions by ``w * term_max`` (largest first, stable), and how
+    many of them make up the shortest prefix holding at least ``full_ratio`` of the query's postings."""
+    nq = q_terms.shape[0]
+    u = np.empty(nq, np.float64)
+    sdf = 0
+    for i in range(nq):
+        t = q_terms[i]
+        u[i] = -np.float64(q_weights[i]) * np.float64(term_max[t])
+        sdf += term_offsets[t + 1] - term_offsets[t]
+    order = np.argsort(u, kind="mergesort")
+    n_full = 0
+    done = 0
+    while n_full < nq and done < full_ratio * sdf:
+        t = q_terms[order[n_full]]
+        done += term_offsets[t + 1] - term_offsets[t]
+        n_full += 1
+    return order, n_full
+
+
+HIST_BITS = 12  # 2**12 bins in the histogram that bounds the k-th largest block maximum
+
+
+@njit(cache=True)
+def kth_lower_bound(vals, k, top, hist):
+    """A lower bound (>= 1) of the k-th largest of the non-negative integers ``vals`` whose maximum is
+    ``top``: the lower edge of the histogram bin where the count from the top reaches k (so at least
+    k values reach it); 1 when fewer than k values are positive. The bins are ``2**s`` wide, the
+    smallest power of two that puts ``top`` in one of ``hist.shape[0]`` (a power of two) bins.
+    ``hist`` must be all zeros and is left all zeros."""
+    nb = hist.shape[0]
+    s = 0
+    while (top >> s) >= nb:
+        s += 1
+    for i in range(vals.shape[0]):
+        hist[np.int64(vals[i]) >> s] += 1
+    theta = np.int64(1)
+    c = 0
+    for j in range(nb - 1, -1, -1):
+        c += hist[j]
+        if c >= k:
+            theta = max(theta, np.int64(j) << s)
+            break
+    hist[:] = 0
+    return theta
+
+
+@njit(cache=True)
+def _block_maxima(acc, shift, bmax):
+    """``bmax[b] = max(acc[b * R:(b + 1) * R])`` for every range block; returns the largest."""
+    n_docs = acc.shape[0]
+    R = 1 << shift
+    full = n_docs >> shift
+    top = acc.dtype.type(0)
+    if R == 16:   # a fixed-length inner loop, which the compiler vectorises
+        for b in range(full):
+            m = acc[b * 16]
+            for d in range(b * 16 + 1, b * 16 + 16):
+                m = max(m, acc[d])
+            bmax[b] = m
+            top = max(top, m)
+    else:
+        for b in range(full):
+            m = acc[b * R]
+            for d in range(b * R + 1, b * R + R):
+                m = max(m, acc[d])
+            bmax[b] = m
+            top = max(top, m)
+    if full < bmax.shape[0]:
+        m = acc.dtype.type(0)
+        for d in range(full * R, n_docs):
+            m = max(m, acc[d])
+        bmax[full] = m
+        top = max(top, m)
+    return top
+
+
+@njit(cache=True)
+def _score_passing_flat(term_offsets, range_offsets, low, impacts, shift, q_terms, q_weights, order, n_full,
+                        pairs, keep, acc):
+    """Step 4 for range blocks of up to 16 documents: the postings of the pairs whose block passes
+    (``keep[b] == 1``) are expanded into (block base, posting) buffers without a branch (every pair
+    writes 16 slots and advances by its count times its flag), then scored in one flat loop, as in
+    the exhaustive scorer."""
+    bases = np.empty(FLAT_CHUNK + 16, np.int32)
+    poss = np.empty(FLAT_CHUNK + 16, np.int32)
+    e = 0
+    for i in range(n_full, q_terms.shape[0]):
+        t = q_terms[order[i]]
+        w = q_weights[order[i]]
+        p = term_offsets[t]
+        eend = e + range_offsets[t + 1] - range_offsets[t]
+        while e < eend:
+            o = 0
+            while e < eend and o <= FLAT_CHUNK - 16:
+                v = pairs[e]
+                e += 1
+                n = v & 0xFFFF
+                blk = v >> 16
+                if keep[blk] != 0:
+                    base = np.int32(blk << shift)
+                    rel = np.int32(p - term_offsets[t])
+                    for y in range(16):
+                        bases[o + y] = base
+                        poss[o + y] = rel + y
+                    o += n
+                p += n
+            p0 = term_offsets[t]
+            for j in range(o):
+                q = p0 + poss[j]
+                acc[bases[j] + ((np.int32(low[q >> 1]) >> ((q & 1) << 2)) & 15)] += w * impacts[q]
+
+
+@njit(cache=True)
+def _score_passing_pairs(term_offsets, range_offsets, low, impacts, shift, q_terms, q_weights, order, n_full,
+                         pairs, keep, acc):
+    """Step 4 pair by pair (any range block size)."""
+    nib = shift <= 4
+    e = 0
+    for i in range(n_full, q_terms.shape[0]):
+        t = q_terms[order[i]]
+        w = q_weights[order[i]]
+        p = term_offsets[t]
+        for _ in range(range_offsets[t], range_offsets[t + 1]):
+            v = pairs[e]
+            e += 1
+            n = v & 0xFFFF
+            blk = v >> 16
+            if keep[blk] != 0:
+                base = blk << shift
+                for q in range(p, p + n):
+                    acc[base + low_at(low, q, nib)] += w * impacts[q]
+            p += n
+
+
+@njit(cache=True)
+def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
+                 term_max, q_terms, q_weights, k, full_ratio, acc, bmax, ub, keep, hist, pairs, out_docs,
+                 out_scores):
+    """Top-k of one query; returns the hit count, or -1 for float scores (not taken).
+
+    ``acc`` (n_docs, score dtype), ``bmax`` and ``ub`` (range blocks, score
+    dtype) and ``hist`` (int64[2**HIST_BITS]) must be all zeros and are left
+    all zeros; ``keep`` (uint8, range blocks) is scratch; ``pairs`` (int64)
+    holds at least the query terms' pair count.
+    """
+    zero = acc.dtype.type(0)
+    if acc.dtype.type(0.5) != zero:   # float scores
+        return -1
+    R = 1 << shift
+    mask = R - 1
+    nib = shift <= 4
+    n_blocks = bmax.shape[0]
+    order, n_full = full_prefix(term_offsets, term_max, q_terms, q_weights, full_ratio)
+    nq = q_terms.shape[0]
+    # 1. full phase
+    score_terms(term_offsets, code_offsets, codes, low, impacts, shift, q_terms[order[:n_full]],
+                q_weights[order[:n_full]], acc)
+    # 2. block maxima of the partial scores, and a lower bound of their k-th largest
+    top = _block_maxima(acc, shift, bmax)
+    theta = kth_lower_bound(bmax, k, np.int64(top), hist)
+    # 3. bounds of the remaining terms' blocks; their pairs decoded once into the buffer
+    e = 0
+    for i in range(n_full, nq):
+        t = q_terms[order[i]]
+        w = np.int64(q_weights[order[i]])
+        blk = 0
+        c = code_offsets[t]
+        for j in range(range_offsets[t], range_offsets[t + 1]):
+            c, blk, n = next_pair(codes, c, blk, shift, mask)
+            ub[blk] += w * range_max[j]
+            pairs[e] = (np.int64(blk) << 16) | n
+            e += 1
+    # which blocks can still hold a top-k document (ub becomes that flag)
+    for b in range(n_blocks):
+        keep[b] = 1 if np.int64(bmax[b]) + np.int64(ub[b]) >= theta else 0
+    # 4. filtered phase
+    if shift <= 4:
+        _score_passing_flat(term_offsets, range_offsets, low, impacts, shift, q_terms, q_weights, order, n_full,
+                            pairs, keep, acc)
+    else:
+        _score_passing_pairs(term_offsets, range_offsets, low, impacts, shift, q_terms, q_weights, order, n_full,
+                             pairs, keep, acc)
+    # 5. selection: the final maxima of the blocks that pass give a tighter bound (theta2), then
+    #    the documents of the blocks that reach it are offered to the heap in doc id order
+    top = zero
+    for b in range(n_blocks):
+        m = zero
+        if keep[b] != 0:
+            lo = b * R
+            if lo + R <= n_docs:
+                for d in range(lo, lo + R):
+                    m = max(m, acc[d])
+            else:
+                for d in range(lo, n_docs):
+                    m = max(m, acc[d])
+        bmax[b] = m
+        top = max(top, m)
+    theta = max(theta, kth_lower_bound(bmax, k, np.int64(top), hist))
+    size = 0
+    for b in range(n_blocks):
+        if bmax[b] >= theta:
+            for d in range(b * R, min(b * R + R, n_docs)):
+                s = acc[d]
+                if s >= theta and (size < k or s > out_scores[0]):
+                    size = heap_offer(out_scores, out_docs, size, k, s, d)
+    acc[:] = zero
+    bmax[:] = zero
+    ub[:] = zero
+    heap_sort_desc(out_scores, out_docs, size)
+    return size
+
+
+@njit(cache=True, parallel=True)
+def filtered_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
+                   term_max, q_offsets, q_terms, q_weights, k, full_ratio, accs, bmaxs, ubs, keeps, hists, pairs,
+                   out_docs, out_scores, out_counts):
+    """Top-k of every query; one parallel loop over the workers' share of the batch (rows of the buffers)."""
+    n_queries = q_offsets.shape[0] - 1
+    n_workers = accs.shape[0]
+    for w in prange(n_workers):
+        for q in range(w, n_queries, n_workers):
+            a = q_offsets[q]
+            b = q_offsets[q + 1]
+            out_counts[q] = filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, low,
+                                         impacts, shift, n_docs, term_max, q_terms[a:b], q_weights[a:b], k, full_ratio,
+                                         accs[w], bmaxs[w], ubs[w], keeps[w], hists[w], pairs[w], out_docs[q],
+                                         out_scores[q])
