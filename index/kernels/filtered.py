@@ -10,9 +10,10 @@ processed in five steps over a dense accumulator:
    scoring them needs no bound.
 2. **Threshold**: ``bmax[b]``, the largest partial score in every range
    block b of ``R = 1 << shift`` documents, in one pass over the
-   accumulator. The k-th largest block maximum ``theta`` is a lower bound of
-   the final k-th best score: k blocks each hold a document whose partial
-   score, a lower bound of its final score, reaches it.
+   accumulator. A lower bound ``theta`` of the k-th largest block maximum
+   (from a histogram, :func:`kth_lower_bound`) is a lower bound of the final
+   k-th best score: k blocks each hold a document whose partial score, a
+   lower bound of its final score, reaches it.
 3. **Bounds of the rest**: ``ub[b] = sum_t w_t * range_max[t, b]`` over the
    remaining terms, in one pass over their (term, block) pairs (which are
    stored in a buffer as they are decoded).
@@ -20,7 +21,9 @@ processed in five steps over a dense accumulator:
    can still hold a top-k document, ``bmax[b] + ub[b] >= theta``. The rest of
    the query's postings are mostly those of long lists with small weights,
    and most of their blocks cannot reach ``theta``.
-5. **Selection**: the documents of the blocks that pass the same test are
+5. **Selection**: the final maxima of the blocks that pass the same test
+   give a second lower bound of the k-th score (as in step 2, never below
+   ``theta``); the documents of the blocks whose maximum reaches it are
    offered to the top-k heap in doc id order (ties by doc id).
 
 Exactness: a document d of block b has final score
@@ -28,7 +31,7 @@ Exactness: a document d of block b has final score
 at least the final k-th score, hence at least ``theta``, so its block passes
 every test and it is scored in full and offered to the heap; a document of a
 block that fails the test scores below ``theta`` and cannot be in the top k,
-not even by a tie. Scores are sums of integers, so no rounding is involved.
+not even by a tie (nor can one below the second bound of step 5). Scores are sums of integers, so no rounding is involved.
 Float impacts are not taken (the planner scores those exhaustively): their
 sums depend on the order in which the terms are added, and this processor
 adds them in a different order from the exhaustive scorer. The kernel
