@@ -129,10 +129,11 @@ def _block_maxima(acc, shift, bmax):
 @njit(cache=True)
 def _score_passing_flat(term_offsets, range_offsets, low, impacts, shift, q_terms, q_weights, order, n_full,
                         pairs, keep, acc):
-    """Step 4 for range blocks of up to 16 documents: the postings of the pairs whose block passes
-    (``keep[b] == 1``) are expanded into (block base, posting) buffers without a branch (every pair
-    writes 16 slots and advances by its count times its flag), then scored in one flat loop, as in
-    the exhaustive scorer."""
+    """Step 4 for range blocks of up to 16 documents: each pair whose block passes (``keep[b] == 1``)
+    writes its block base and posting positions into 16 slots of small buffers (the next pair
+    overwrites the surplus), and the buffered postings are then scored in one flat loop, as in the
+    exhaustive scorer. (Writing every pair branch-free and advancing by count times flag measured
+    slower: docs/benchmarks.md.)"""
     bases = np.empty(FLAT_CHUNK + 16, np.int32)
     poss = np.empty(FLAT_CHUNK + 16, np.int32)
     e = 0
@@ -222,7 +223,7 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
             ub[blk] += w * range_max[j]
             pairs[e] = (np.int64(blk) << 16) | n
             e += 1
-    # which blocks can still hold a top-k document (ub becomes that flag)
+    # which blocks can still hold a top-k document
     for b in range(n_blocks):
         keep[b] = 1 if np.int64(bmax[b]) + np.int64(ub[b]) >= theta else 0
     # 4. filtered phase
