@@ -31,7 +31,8 @@ Exactness: a document d of block b has final score
 at least the final k-th score, hence at least ``theta``, so its block passes
 every test and it is scored in full and offered to the heap; a document of a
 block that fails the test scores below ``theta`` and cannot be in the top k,
-not even by a tie (nor can one below the second bound of step 5). Scores are sums of integers, so no rounding is involved.
+not even by a tie (nor can one below the second bound of step 5). Scores are
+sums of integers, so no rounding is involved.
 Float impacts are not taken (the planner scores those exhaustively): their
 sums depend on the order in which the terms are added, and this processor
 adds them in a different order from the exhaustive scorer. The kernel
