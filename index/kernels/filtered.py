@@ -98,30 +98,35 @@ def kth_lower_bound(vals, k, top, hist):
 
 
 @njit(cache=True)
-def _block_maxima(acc, shift, bmax):
-    """``bmax[b] = max(acc[b * R:(b + 1) * R])`` for every range block; returns the largest."""
+def _block_maxima(acc, shift, only, bmax):
+    """``bmax[b] = max(acc[b * R:(b + 1) * R])`` for every range block with ``only[b] != 0`` (0 for
+    the others); returns the largest."""
     n_docs = acc.shape[0]
     R = 1 << shift
     full = n_docs >> shift
-    top = acc.dtype.type(0)
+    zero = acc.dtype.type(0)
+    top = zero
     if R == 16:   # a fixed-length inner loop, which the compiler vectorises
         for b in range(full):
-            m = acc[b * 16]
-            for d in range(b * 16 + 1, b * 16 + 16):
-                m = max(m, acc[d])
+            m = zero
+            if only[b] != 0:
+                for d in range(b * 16, b * 16 + 16):
+                    m = max(m, acc[d])
             bmax[b] = m
             top = max(top, m)
     else:
         for b in range(full):
-            m = acc[b * R]
-            for d in range(b * R + 1, b * R + R):
-                m = max(m, acc[d])
+            m = zero
+            if only[b] != 0:
+                for d in range(b * R, b * R + R):
+                    m = max(m, acc[d])
             bmax[b] = m
             top = max(top, m)
     if full < bmax.shape[0]:
-        m = acc.dtype.type(0)
-        for d in range(full * R, n_docs):
-            m = max(m, acc[d])
+        m = zero
+        if only[full] != 0:
+            for d in range(full * R, n_docs):
+                m = max(m, acc[d])
         bmax[full] = m
         top = max(top, m)
     return top
@@ -210,7 +215,8 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
     score_terms(term_offsets, code_offsets, codes, low, impacts, shift, q_terms[order[:n_full]],
                 q_weights[order[:n_full]], acc)
     # 2. block maxima of the partial scores, and a lower bound of their k-th largest
-    top = _block_maxima(acc, shift, bmax)
+    keep[:] = 1
+    top = _block_maxima(acc, shift, keep, bmax)
     theta = kth_lower_bound(bmax, k, np.int64(top), hist)
     # 3. bounds of the remaining terms' blocks; their pairs decoded once into the buffer
     e = 0
@@ -236,19 +242,7 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
                              pairs, keep, acc)
     # 5. selection: the final maxima of the blocks that pass give a tighter bound (theta2), then
     #    the documents of the blocks that reach it are offered to the heap in doc id order
-    top = zero
-    for b in range(n_blocks):
-        m = zero
-        if keep[b] != 0:
-            lo = b * R
-            if lo + R <= n_docs:
-                for d in range(lo, lo + R):
-                    m = max(m, acc[d])
-            else:
-                for d in range(lo, n_docs):
-                    m = max(m, acc[d])
-        bmax[b] = m
-        top = max(top, m)
+    top = _block_maxima(acc, shift, keep, bmax)
     theta = max(theta, kth_lower_bound(bmax, k, np.int64(top), hist))
     size = 0
     for b in range(n_blocks):
