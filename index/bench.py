@@ -67,7 +67,10 @@ peer engines of :mod:`lsr.index.peers` side by side on the same postings:
 One table is printed (engine, setting, k, build s, index MB, mean / p50 / p99
 ms, QPS with the threads used, R@10, R@k, exact), followed by the build and
 size comparison with PISA, lsr's default algorithm against PISA's fastest
-exact one, and the skipped engines. ``--json`` saves everything, with the
+exact one and against lsr's exhaustive scorer (their medians, and paired per
+query: the median of the per-query time ratios, on how many queries the
+default was faster, and the sign test's p; :func:`paired_latency`), and the
+skipped engines. ``--json`` saves everything, with the
 machine's facts (CPU model, cores, Python / NumPy / Numba / SciPy and peer
 versions, git commit).
 """
@@ -76,6 +79,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -487,6 +491,28 @@ def _ms_stats(seconds: Sequence[float]) -> dict[str, float]:
             "qps_1thread": float(len(a) / (a.sum() / 1e3)) if a.sum() > 0 else None}
 
 
+def paired_latency(a_seconds: Sequence[float], b_seconds: Sequence[float]) -> dict[str, Any] | None:
+    """Per-query comparison of engine A against engine B timed on the same queries (paired samples).
+
+    ``median_ratio``: the median over the queries of A's time / B's time; ``a_faster``: the number
+    of queries where A took less time (``ties``: as long); ``sign_test_p``: the two-sided exact
+    binomial (sign test) probability of a split at least that uneven if neither engine were faster
+    (ties left out). Paired ratios cancel what the query itself costs, so they separate two engines
+    more sharply than their separate medians. None when the lists differ in length or are empty.
+    """
+    a = np.asarray(a_seconds, dtype=np.float64)
+    b = np.asarray(b_seconds, dtype=np.float64)
+    if len(a) == 0 or len(a) != len(b) or np.any(b <= 0):
+        return None
+    wins = int(np.sum(a < b))
+    ties = int(np.sum(a == b))
+    n = len(a) - ties
+    lo = min(wins, n - wins)
+    p = min(1.0, 2.0 * sum(math.comb(n, i) for i in range(lo + 1)) / 2.0 ** n) if n else 1.0
+    return {"queries": int(len(a)), "median_ratio": float(np.median(a / b)), "a_faster": wins, "ties": ties,
+            "sign_test_p": float(p)}
+
+
 class _Judge:
     """Recall and exactness of an engine's answers against lsr's exhaustive top k."""
 
@@ -756,11 +782,16 @@ def run_peer_bench(args, argv: Sequence[str], log) -> dict:
                 best = min(cands, key=lambda r: r["p50_ms"])
         mine = p50("lsr", default_algo, k)
         exh = p50("lsr", "exhaustive", k)
+        mine_lat = lat.get(("lsr", default_algo, k), [])
         lat_cmp[str(k)] = {"lsr_default_p50_ms": mine, "lsr_exhaustive_p50_ms": exh,
                            "ratio_default_over_exhaustive": None if not mine or not exh else mine / exh,
+                           "paired_default_vs_exhaustive": paired_latency(mine_lat, lat.get(("lsr", "exhaustive", k),
+                                                                                            [])),
                            "pisa_best_exact": None if best is None else best["setting"],
                            "pisa_best_exact_p50_ms": None if best is None else best["p50_ms"],
-                           "ratio_lsr_over_pisa": None if best is None or not mine else mine / best["p50_ms"]}
+                           "ratio_lsr_over_pisa": None if best is None or not mine else mine / best["p50_ms"],
+                           "paired_default_vs_pisa_best": None if best is None else
+                           paired_latency(mine_lat, lat.get(("pisa", best["setting"], k), []))}
     comparisons["latency_single_thread"] = lat_cmp
 
     tdf = data.df
@@ -854,6 +885,14 @@ def format_peer_table(result: dict) -> str:
                          + (f"; vs lsr exhaustive {v['lsr_exhaustive_p50_ms']:.2f} ms (default / exhaustive = "
                             f"{v['ratio_default_over_exhaustive']:.2f})" if v.get("ratio_default_over_exhaustive")
                             else "") + ", single thread")
+    for k, v in cmp_["latency_single_thread"].items():
+        for label, pv in (("lsr exhaustive", v.get("paired_default_vs_exhaustive")),
+                          (f"PISA {v.get('pisa_best_exact')}", v.get("paired_default_vs_pisa_best"))):
+            if pv:
+                lines.append(f"paired, k={k}: lsr {cmp_['lsr_default_algorithm']} vs {label}: median per-query "
+                             f"time ratio {pv['median_ratio']:.3f}, lsr {cmp_['lsr_default_algorithm']} faster on "
+                             f"{pv['a_faster']} of {pv['queries']} queries ({pv['ties']} ties), sign test p = "
+                             f"{pv['sign_test_p']:.2g}")
     po = result.get("pisa_overhead")
     if po and "error" not in po:
         lines.append(f"PISA call overhead: empty query {po['empty_query_us']:.1f} us, 1-term query "

@@ -181,6 +181,22 @@ def test_recall_and_topk_helpers_handle_ties():
         P.parse_peers("pisa,elastic")
 
 
+def test_paired_latency_counts_wins_and_gives_the_sign_test():
+    from lsr.index.bench import paired_latency
+
+    a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    b = [2.0, 4.0, 3.0, 8.0, 10.0, 3.0]   # A faster on 4, one tie, slower on 1
+    r = paired_latency(a, b)
+    assert (r["queries"], r["a_faster"], r["ties"]) == (6, 4, 1)
+    assert r["median_ratio"] == pytest.approx(0.5)
+    # two-sided exact binomial over the 5 untied queries: P(X <= 1) + P(X >= 4) = 12/32
+    assert r["sign_test_p"] == pytest.approx(12 / 32)
+    strong = paired_latency([1.0] * 20, [2.0] * 20)
+    assert strong["a_faster"] == 20 and strong["sign_test_p"] == pytest.approx(2 / 2 ** 20)
+    assert paired_latency([1.0, 1.0], [1.0, 1.0])["sign_test_p"] == 1.0
+    assert paired_latency([1.0], [1.0, 2.0]) is None and paired_latency([], []) is None
+
+
 def test_peer_benchmark_end_to_end(tmp_path):
     """``python -m lsr.index.bench --peers all`` on a tiny synthetic collection: one table, JSON rows for all."""
     out = tmp_path / "bench.json"
@@ -216,6 +232,10 @@ def test_peer_benchmark_end_to_end(tmp_path):
     assert cmp_["build"]["pisa"]["seconds"] > 0 and cmp_["index_bytes"]["pisa"] > 0
     assert [x["indexer"] for x in cmp_["build"]["pisa_other_indexers"]] == ["pyterrier"]
     assert set(cmp_["latency_single_thread"]) == {"10", "100"}
+    for v in cmp_["latency_single_thread"].values():
+        for key in ("paired_default_vs_exhaustive", "paired_default_vs_pisa_best"):
+            assert v[key]["queries"] == 10 and v[key]["median_ratio"] > 0 and 0 < v[key]["sign_test_p"] <= 1
+    assert "paired, k=100: lsr auto vs lsr exhaustive" in table
     env = res["environment"]
     assert env["cpus"] and env["numpy"] and env["numba"] and "git_commit" in env
     assert all(env["peers"][n] for n in P.PEER_NAMES), env["peers"]
