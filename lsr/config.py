@@ -150,6 +150,7 @@ class IndexConfig(_Config):
 
 
 ALGORITHMS = ("auto", "exhaustive", "blockmax", "filtered", "maxscore", "bmm", "wand", "bmw")
+LARGE_K = ("exhaustive", "filtered")  # what ``auto`` runs for k > max_k on queries with doc id locality
 
 
 @dataclass(frozen=True)
@@ -163,11 +164,14 @@ class SearchConfig(_Config):
     processor; every one returns the same top k:
 
     * ``auto`` (default): per query, where the query terms' postings show
-      doc id locality, the block-max traversal for ``k <= max_k`` and the
-      filtered term-at-a-time scorer for larger k (integer impacts), else
-      exhaustive scoring (:mod:`lsr.index.kernels.planner`; ``max_k``,
-      ``locality_ratio``, ``pair_ratio``, ``budget_ratio``, ``sweep_after``
-      and ``full_ratio`` are its settings; measured in docs/benchmarks.md);
+      doc id locality, the block-max traversal for ``k <= max_k``; for larger
+      k, ``large_k``: ``exhaustive`` (default; measured the faster at k=1000
+      on the real-encoder collection since the exhaustive scorer's histogram
+      selection) or ``filtered`` (the filtered scorer below, integer
+      impacts); else exhaustive scoring (:mod:`lsr.index.kernels.planner`;
+      ``max_k``, ``large_k``, ``locality_ratio``, ``pair_ratio``,
+      ``budget_ratio``, ``sweep_after`` and ``full_ratio`` are its
+      settings; measured in docs/benchmarks.md);
     * ``exhaustive``: term-at-a-time scoring of every posting (the reference);
     * ``blockmax``: doc-range block-max traversal (BMP-style, exact;
       ``sweep_after``: blocks scored in bound order before the rest are
@@ -193,6 +197,7 @@ class SearchConfig(_Config):
     budget_ratio: float = 2.0
     sweep_after: int = 1024
     full_ratio: float = 0.5
+    large_k: str = "exhaustive"
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -211,5 +216,7 @@ class SearchConfig(_Config):
                 raise InputError(f"{name} must be a finite number >= 0, got {v}")
         if not (0 <= self.full_ratio <= 1):
             raise InputError(f"full_ratio must be a number in [0, 1], got {self.full_ratio}")
+        if self.large_k not in LARGE_K:
+            raise InputError(f"large_k must be one of {', '.join(LARGE_K)}, got {self.large_k!r}")
         if self.algorithm not in ALGORITHMS:
             raise InputError(f"unknown algorithm {self.algorithm!r} (known: {', '.join(ALGORITHMS)})")

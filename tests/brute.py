@@ -79,7 +79,7 @@ SEARCHERS = [dict(algorithm=a) for a in ALGORITHMS] + [
     dict(algorithm="blockmax", sweep_after=0),
     dict(algorithm="blockmax", sweep_after=2),
     dict(algorithm="blockmax", sweep_after=-1),
-    dict(algorithm="auto", max_k=0, locality_ratio=1e9, pair_ratio=1e9),   # the filtered path
+    dict(algorithm="auto", max_k=0, locality_ratio=1e9, pair_ratio=1e9, large_k="filtered"),   # the filtered path
     dict(algorithm="filtered", full_ratio=0.0),
     dict(algorithm="filtered", full_ratio=1.0),
 ]

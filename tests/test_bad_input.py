@@ -237,3 +237,14 @@ def test_bad_k_and_config(tmp_path, capsys, small_index):
     cfg = write(tmp_path / "c2.yaml", "blocksize: 3\n")
     rc, _, err = run_cli(capsys, "index", q, "-o", tmp_path / "x", "--config", cfg)
     assert rc == 2 and "unknown setting(s) blocksize" in err
+
+
+def test_search_settings_are_validated(small_index):
+    from lsr.config import SearchConfig
+
+    for bad, message in (({"full_ratio": 1.5}, "full_ratio must be a number in"),
+                         ({"large_k": "wand"}, "large_k must be one of exhaustive, filtered"),
+                         ({"algorithm": "nope"}, "unknown algorithm 'nope'")):
+        with pytest.raises(InputError, match=message):
+            SearchConfig(**bad)
+    assert SearchConfig(large_k="filtered").large_k == "filtered" and SearchConfig().large_k == "exhaustive"

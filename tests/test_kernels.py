@@ -291,18 +291,19 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
             blockmax_batch(*arrays, q_offs, np.concatenate(queries), np.concatenate(weights), k, sweep_after,
                            *buffers(), out_d, out_s, counts)
             runs.append((out_d, out_s, counts))
-        for max_k, pair_ratio, budget_ratio in ((10**9, 1e9, 0.0), (10**9, 1e9, 1e9), (10**9, 0.0, 1e9),
-                                                (k - 1, 1e9, 1e9)):
+        for max_k, pair_ratio, budget_ratio, filter_large in (
+                (10**9, 1e9, 0.0, True), (10**9, 1e9, 1e9, True), (10**9, 0.0, 1e9, True), (k - 1, 1e9, 1e9, True),
+                (k - 1, 1e9, 1e9, False)):
             a_d = np.empty((nq, k), np.int32); a_s = np.empty((nq, k), score); a_c = np.zeros(nq, np.int64)
             used = np.zeros(nq, np.int8)
             auto_batch(*arrays, term_max, q_offs, np.concatenate(queries), np.concatenate(weights), k, max_k, 1e9,
-                       pair_ratio, budget_ratio, 3, 0.4, np.zeros((2, n_docs), score), *buffers(),
+                       pair_ratio, budget_ratio, 3, 0.4, filter_large, np.zeros((2, n_docs), score), *buffers(),
                        np.zeros((2, n_blocks), score), np.zeros((2, n_blocks), np.uint8),
                        np.zeros((2, 1 << HIST_BITS), np.int64), a_d, a_s, a_c, used)
             # budget 0 always falls back; an unbounded budget never does; pair ratio 0 never tries
             # (locality ratio 1e9: the random test postings have no doc id locality);
-            # max_k below k takes the filtered scorer
-            want = 0 if pair_ratio == 0 else 2 if max_k < k else int(budget_ratio > 0)
+            # max_k below k takes the filtered scorer, or exhaustive scoring without filter_large
+            want = 0 if pair_ratio == 0 else (2 if filter_large else 0) if max_k < k else int(budget_ratio > 0)
             assert used.tolist() == [want] * nq
             runs.append((a_d, a_s, a_c))
         for i, (qt, qw) in enumerate(zip(queries, weights)):

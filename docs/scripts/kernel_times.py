@@ -56,6 +56,7 @@ def main(argv=None) -> None:
                                                        rb[0], fb[1], fb[2], rb[6], *out["filtered_one"])),
                  ("auto_one", lambda: auto_one(*ra, ix.term_max, qt, qw, k, cfg.max_k, cfg.locality_ratio,
                                                cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio,
+                                               cfg.large_k == "filtered",
                                                acc, *rb, *fb, *out["auto_one"]))]
         for name, call in (calls if qi % 2 == 0 else calls[::-1]):
             if a.cold:

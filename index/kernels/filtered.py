@@ -46,7 +46,7 @@ from numba import njit, prange
 
 from .exhaustive import FLAT_CHUNK, score_terms
 from .postings import low_at, next_pair
-from .topk import heap_offer, heap_sort_desc
+from .topk import HIST_BITS, block_maxima, heap_offer, heap_sort_desc, kth_lower_bound  # noqa: F401
 
 
 @njit(cache=True)
@@ -68,68 +68,6 @@ def full_prefix(term_offsets, term_max, q_terms, q_weights, full_ratio):
         done += term_offsets[t + 1] - term_offsets[t]
         n_full += 1
     return order, n_full
-
-
-HIST_BITS = 12  # 2**12 bins in the histogram that bounds the k-th largest block maximum
-
-
-@njit(cache=True)
-def kth_lower_bound(vals, k, top, hist):
-    """A lower bound (>= 1) of the k-th largest of the non-negative integers ``vals`` whose maximum is
-    ``top``: the lower edge of the histogram bin where the count from the top reaches k (so at least
-    k values reach it); 1 when fewer than k values are positive. The bins are ``2**s`` wide, the
-    smallest power of two that puts ``top`` in one of ``hist.shape[0]`` (a power of two) bins.
-    ``hist`` must be all zeros and is left all zeros."""
-    nb = hist.shape[0]
-    s = 0
-    while (top >> s) >= nb:
-        s += 1
-    for i in range(vals.shape[0]):
-        hist[np.int64(vals[i]) >> s] += 1
-    theta = np.int64(1)
-    c = 0
-    for j in range(nb - 1, -1, -1):
-        c += hist[j]
-        if c >= k:
-            theta = max(theta, np.int64(j) << s)
-            break
-    hist[:] = 0
-    return theta
-
-
-@njit(cache=True)
-def _block_maxima(acc, shift, only, bmax):
-    """``bmax[b] = max(acc[b * R:(b + 1) * R])`` for every range block with ``only[b] != 0`` (0 for
-    the others); returns the largest."""
-    n_docs = acc.shape[0]
-    R = 1 << shift
-    full = n_docs >> shift
-    zero = acc.dtype.type(0)
-    top = zero
-    if R == 16:   # a fixed-length inner loop, which the compiler vectorises
-        for b in range(full):
-            m = zero
-            if only[b] != 0:
-                for d in range(b * 16, b * 16 + 16):
-                    m = max(m, acc[d])
-            bmax[b] = m
-            top = max(top, m)
-    else:
-        for b in range(full):
-            m = zero
-            if only[b] != 0:
-                for d in range(b * R, b * R + R):
-                    m = max(m, acc[d])
-            bmax[b] = m
-            top = max(top, m)
-    if full < bmax.shape[0]:
-        m = zero
-        if only[full] != 0:
-            for d in range(full * R, n_docs):
-                m = max(m, acc[d])
-        bmax[full] = m
-        top = max(top, m)
-    return top
 
 
 @njit(cache=True)
@@ -216,7 +154,7 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
                 q_weights[order[:n_full]], acc)
     # 2. block maxima of the partial scores, and a lower bound of their k-th largest
     keep[:] = 1
-    top = _block_maxima(acc, shift, keep, bmax)
+    top = block_maxima(acc, shift, keep, bmax)
     theta = kth_lower_bound(bmax, k, np.int64(top), hist)
     # 3. bounds of the remaining terms' blocks; their pairs decoded once into the buffer
     e = 0
@@ -242,7 +180,7 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
                              pairs, keep, acc)
     # 5. selection: the final maxima of the blocks that pass give a tighter bound (theta2), then
     #    the documents of the blocks that reach it are offered to the heap in doc id order
-    top = _block_maxima(acc, shift, keep, bmax)
+    top = block_maxima(acc, shift, keep, bmax)
     theta = max(theta, kth_lower_bound(bmax, k, np.int64(top), hist))
     size = 0
     for b in range(n_blocks):

@@ -15,8 +15,12 @@ terms)) and
    maxima are about equal and bound nothing;
 2. scores exhaustively when ``sum pairs > pair_ratio * sum df``: the upper
    bounds alone would cost a good part of the exhaustive work;
-3. runs the filtered term-at-a-time scorer (:mod:`.filtered`) when
-   ``k > max_k`` (default 100): the k-th score of a large k is low, so
+3. when ``k > max_k`` (default 100), scores exhaustively, or runs the
+   filtered term-at-a-time scorer (:mod:`.filtered`) if ``filter_large``
+   (``SearchConfig.large_k = "filtered"``; off by default: since the
+   exhaustive scorer's selection became a histogram bound, the filtered
+   scorer no longer measured faster than it at k=1000 on the real-encoder
+   collection, docs/benchmarks.md). The k-th score of a large k is low, so
    the block-max traversal, which pays a bound for every (term, block) pair
    before it scores, loses; on the 300,000-passage real-encoder collection
    its median crossed exhaustive scoring's (flat loop) between k=200 and
@@ -65,8 +69,8 @@ def plan_one(term_offsets, range_offsets, n_blocks, q_terms, locality_ratio, pai
 
 @njit(cache=True)
 def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, term_max,
-             q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after, full_ratio, acc, ub,
-             local, order, bucket_counts, head, tail, ent_pos, ent_next, bmax, keep, hist, out_docs, out_scores):
+             q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after, full_ratio,
+             filter_large, acc, ub, local, order, bucket_counts, head, tail, ent_pos, ent_next, bmax, keep, hist, out_docs, out_scores):
     """Top-k of one query with the planner; returns (hit count, path): path 1 when the block-max
     traversal answered, 2 for the filtered scorer, 0 for exhaustive scoring."""
     use_bm, sdf = plan_one(term_offsets, range_offsets, ub.shape[0], q_terms, locality_ratio, pair_ratio)
@@ -77,7 +81,7 @@ def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, i
                          ent_pos, ent_next, out_docs, out_scores)
         if n >= 0:
             return n, 1
-    elif use_bm:
+    elif use_bm and filter_large:
         n = filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
                          term_max, q_terms, q_weights, k, full_ratio, acc, bmax, ub, keep, hist, ent_pos, out_docs,
                          out_scores)
@@ -90,7 +94,7 @@ def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, i
 @njit(cache=True, parallel=True)
 def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, term_max,
                q_offsets, q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after,
-               full_ratio, accs, ubs, locals_, orders, bucket_counts, heads, tails, ent_pos, ent_next, bmaxs, keeps,
+               full_ratio, filter_large, accs, ubs, locals_, orders, bucket_counts, heads, tails, ent_pos, ent_next, bmaxs, keeps,
                hists, out_docs, out_scores, out_counts, out_used):
     """Planner top-k of every query; one parallel loop over the workers' share of the batch."""
     n_queries = q_offsets.shape[0] - 1
@@ -101,7 +105,7 @@ def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low,
             b = q_offsets[q + 1]
             n, used = auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift,
                                n_docs, term_max, q_terms[a:b], q_weights[a:b], k, max_k, locality_ratio, pair_ratio,
-                               budget_ratio, sweep_after, full_ratio, accs[wk], ubs[wk], locals_[wk], orders[wk],
+                               budget_ratio, sweep_after, full_ratio, filter_large, accs[wk], ubs[wk], locals_[wk], orders[wk],
                                bucket_counts[wk], heads[wk], tails[wk], ent_pos[wk], ent_next[wk], bmaxs[wk],
                                keeps[wk], hists[wk], out_docs[q], out_scores[q])
             out_counts[q] = n

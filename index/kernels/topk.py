@@ -1,13 +1,88 @@
-"""A bounded top-k heap over flat arrays, shared by the query processors.
+"""Top-k selection shared by the query processors: a bounded heap over flat arrays, and block bounds.
 
 Order: a hit is better when its score is higher, or equal and its doc id is
 lower. The heap keeps the worst retained hit at the root so that a candidate
 is admitted with one comparison against ``heap_scores[0]``.
+
+For a dense accumulator of integer scores, :func:`block_maxima` and
+:func:`kth_lower_bound` give a lower bound of the k-th best score (the k-th
+largest block maximum, to a histogram bin), so that only the blocks and
+documents that reach it are offered to the heap.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
+
+HIST_BITS = 12  # 2**12 bins in the histogram that bounds the k-th largest block maximum
+
+
+@njit(cache=True)
+def kth_lower_bound(vals, k, top, hist):
+    """A lower bound (>= 1) of the k-th largest of the non-negative integers ``vals`` whose maximum is
+    ``top``: the lower edge of the histogram bin where the count from the top reaches k (so at least
+    k values reach it); 1 when fewer than k values are positive. The bins are ``2**s`` wide, the
+    smallest power of two that puts ``top`` in one of ``hist.shape[0]`` (a power of two) bins.
+    ``hist`` must be all zeros and is left all zeros."""
+    nb = hist.shape[0]
+    s = 0
+    while (top >> s) >= nb:
+        s += 1
+    for i in range(vals.shape[0]):
+        hist[np.int64(vals[i]) >> s] += 1
+    theta = np.int64(1)
+    c = 0
+    for j in range(nb - 1, -1, -1):
+        c += hist[j]
+        if c >= k:
+            theta = max(theta, np.int64(j) << s)
+            break
+    hist[:] = 0
+    return theta
+
+
+@njit(cache=True)
+def block_maxima(acc, shift, only, bmax):
+    """``bmax[b] = max(acc[b * R:(b + 1) * R])`` (``R = 1 << shift``) for every block with
+    ``only[b] != 0``, 0 for the others; an empty ``only`` takes every block. Returns the largest."""
+    n_docs = acc.shape[0]
+    R = 1 << shift
+    full = n_docs >> shift
+    zero = acc.dtype.type(0)
+    top = zero
+    every = only.shape[0] == 0
+    if R == 16 and every:   # fixed-length inner loops, which the compiler vectorises
+        for b in range(full):
+            m = zero
+            for d in range(b * 16, b * 16 + 16):
+                m = max(m, acc[d])
+            bmax[b] = m
+            top = max(top, m)
+    elif R == 16:
+        for b in range(full):
+            m = zero
+            if only[b] != 0:
+                for d in range(b * 16, b * 16 + 16):
+                    m = max(m, acc[d])
+            bmax[b] = m
+            top = max(top, m)
+    else:
+        for b in range(full):
+            m = zero
+            if every or only[b] != 0:
+                for d in range(b * R, b * R + R):
+                    m = max(m, acc[d])
+            bmax[b] = m
+            top = max(top, m)
+    if full < bmax.shape[0]:
+        m = zero
+        if every or only[full] != 0:
+            for d in range(full * R, n_docs):
+                m = max(m, acc[d])
+        bmax[full] = m
+        top = max(top, m)
+    return top
 
 
 @njit(cache=True, inline="always")

@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "integer weights are used as they are")
     p.add_argument("--algorithm", choices=list(ALGORITHMS),
                    help="query processor (all return the same top k): auto (default; per query, where the "
-                        "doc ids show locality, the block-max traversal for k <= max_k (100) and the filtered "
-                        "scorer above it, else exhaustive), exhaustive (term-at-a-time, the reference), "
+                        "doc ids show locality, the block-max traversal for k <= max_k (100), else exhaustive; "
+                        "large_k: filtered in a --config file runs the filtered scorer above max_k), exhaustive (term-at-a-time, the reference), "
                         "blockmax (doc-range block-max traversal), filtered (high-impact terms in full, the "
                         "others only in range blocks that can reach the top k; integer impacts), or "
                         "document-at-a-time MaxScore, block-max MaxScore (bmm), WAND, Block-Max WAND (bmw)")
