@@ -1,7 +1,10 @@
 """Two-phase term-at-a-time scoring with range-block filtering (exact; integer impacts).
 
-Dynamic pruning for large k on collections with doc id locality. A query is
-processed in five steps over a dense accumulator:
+Dynamic pruning for large k on collections with doc id locality (the planner
+runs it above ``max_k`` only with ``SearchConfig.large_k = "filtered"``: since
+the exhaustive scorer got the same histogram selection, commit 8c4d7da, it has
+not measured faster than exhaustive scoring at k=1000; docs/benchmarks.md). A
+query is processed in five steps over a dense accumulator:
 
 1. **Full phase**: the query terms are ordered by their largest possible
    contribution ``w_t * term_max[t]`` (largest first) and the shortest prefix
