@@ -233,7 +233,8 @@ class Searcher:
             n, _ = auto_one(*self._range_arrays(), ix.term_max, p.terms, p.weights, k, cfg.max_k,
                             cfg.locality_ratio, cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio,
                             cfg.large_k == "filtered", self._acc(p.score_dtype),
-                            *self._range_buffers(p.score_dtype, self._max_pairs(p)), *self._filter_buffers(p.score_dtype), out_docs, out_scores)
+                            *self._range_buffers(p.score_dtype, self._max_pairs(p)),
+                            *self._filter_buffers(p.score_dtype), out_docs, out_scores)
         elif algo == "blockmax":
             n = blockmax_one(*self._range_arrays(), p.terms, p.weights, k, -1, cfg.sweep_after,
                              *self._range_buffers(p.score_dtype, self._max_pairs(p)), out_docs, out_scores)

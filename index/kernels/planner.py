@@ -70,7 +70,8 @@ def plan_one(term_offsets, range_offsets, n_blocks, q_terms, locality_ratio, pai
 @njit(cache=True)
 def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, term_max,
              q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after, full_ratio,
-             filter_large, acc, ub, local, order, bucket_counts, head, tail, ent_pos, ent_next, bmax, keep, hist, out_docs, out_scores):
+             filter_large, acc, ub, local, order, bucket_counts, head, tail, ent_pos, ent_next, bmax, keep, hist,
+             out_docs, out_scores):
     """Top-k of one query with the planner; returns (hit count, path): path 1 when the block-max
     traversal answered, 2 for the filtered scorer, 0 for exhaustive scoring."""
     use_bm, sdf = plan_one(term_offsets, range_offsets, ub.shape[0], q_terms, locality_ratio, pair_ratio)
@@ -94,8 +95,8 @@ def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, i
 @njit(cache=True, parallel=True)
 def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, term_max,
                q_offsets, q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after,
-               full_ratio, filter_large, accs, ubs, locals_, orders, bucket_counts, heads, tails, ent_pos, ent_next, bmaxs, keeps,
-               hists, out_docs, out_scores, out_counts, out_used):
+               full_ratio, filter_large, accs, ubs, locals_, orders, bucket_counts, heads, tails, ent_pos, ent_next,
+               bmaxs, keeps, hists, out_docs, out_scores, out_counts, out_used):
     """Planner top-k of every query; one parallel loop over the workers' share of the batch."""
     n_queries = q_offsets.shape[0] - 1
     n_workers = ubs.shape[0]
@@ -105,8 +106,8 @@ def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low,
             b = q_offsets[q + 1]
             n, used = auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift,
                                n_docs, term_max, q_terms[a:b], q_weights[a:b], k, max_k, locality_ratio, pair_ratio,
-                               budget_ratio, sweep_after, full_ratio, filter_large, accs[wk], ubs[wk], locals_[wk], orders[wk],
-                               bucket_counts[wk], heads[wk], tails[wk], ent_pos[wk], ent_next[wk], bmaxs[wk],
+                               budget_ratio, sweep_after, full_ratio, filter_large, accs[wk], ubs[wk], locals_[wk],
+                               orders[wk], bucket_counts[wk], heads[wk], tails[wk], ent_pos[wk], ent_next[wk], bmaxs[wk],
                                keeps[wk], hists[wk], out_docs[q], out_scores[q])
             out_counts[q] = n
             out_used[q] = used
