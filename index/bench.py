@@ -508,7 +508,7 @@ def paired_latency(a_seconds: Sequence[float], b_seconds: Sequence[float]) -> di
     ties = int(np.sum(a == b))
     n = len(a) - ties
     lo = min(wins, n - wins)
-    p = min(1.0, 2.0 * sum(math.comb(n, i) for i in range(lo + 1)) / 2.0 ** n) if n else 1.0
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(lo + 1)) / (1 << n)) if n else 1.0  # exact integers
     return {"queries": int(len(a)), "median_ratio": float(np.median(a / b)), "a_faster": wins, "ties": ties,
             "sign_test_p": float(p)}
 

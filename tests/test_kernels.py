@@ -60,6 +60,46 @@ def test_block_maxima_matches_reference(dtype, block):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("score", [np.int32, np.int64])
+@pytest.mark.parametrize("shift", [0, 3, 4, 6])
+def test_accumulator_selection_helpers_match_reference(score, shift):
+    """topk.acc_block_maxima, kth_lower_bound, block_bound and offer_blocks against NumPy."""
+    from lsr.index.kernels.topk import (HIST_BITS, acc_block_maxima, acc_block_maxima_ref, block_bound,
+                                        kth_lower_bound, kth_lower_bound_ref, offer_blocks)
+
+    rng = np.random.default_rng(11 + shift)
+    nb_hist = 1 << HIST_BITS
+    for n_docs, top_scale, k in ((1, 5, 1), (1000, 50, 10), (4099, 10**6, 100), (5003, 3, 1000), (777, 0, 5)):
+        acc = np.zeros(n_docs, score)
+        hit = rng.random(n_docs) < 0.3
+        acc[hit] = rng.integers(0, top_scale + 1, hit.sum())
+        R = 1 << shift
+        nb = (n_docs + R - 1) // R
+        for only in (np.zeros(0, np.uint8), (rng.random(nb) < 0.5).astype(np.uint8)):
+            bmax = np.full(nb, -7, score)
+            top = acc_block_maxima(acc, shift, only, bmax)
+            want_bmax, want_top = acc_block_maxima_ref(acc, shift, only)
+            np.testing.assert_array_equal(bmax, want_bmax)
+            assert top == want_top
+            hist = np.zeros(nb_hist, np.int64)
+            theta = kth_lower_bound(bmax, k, np.int64(top), hist)
+            assert theta == kth_lower_bound_ref(bmax, k, top, nb_hist) and not hist.any()
+            # a lower bound of the k-th largest block maximum, and never below 1
+            kth = np.sort(bmax)[::-1][k - 1] if nb >= k else 0
+            assert 1 <= theta and (theta <= kth or kth < 1)
+            assert block_bound(acc, shift, only, np.zeros(nb, score), hist, k) == theta
+        # the selection over every block: the exact top k of the positive scores (ties by doc id)
+        bmax = np.zeros(nb, score)
+        theta = block_bound(acc, shift, np.zeros(0, np.uint8), bmax, np.zeros(nb_hist, np.int64), k)
+        docs, scores = np.empty(k, np.int32), np.empty(k, score)
+        size = offer_blocks(acc, shift, bmax, theta, k, docs, scores)
+        cand = np.flatnonzero(acc > 0)
+        want = cand[np.lexsort((cand, -acc[cand]))][:k]
+        order = np.lexsort((docs[:size], -scores[:size]))
+        np.testing.assert_array_equal(docs[:size][order], want)
+        np.testing.assert_array_equal(scores[:size][order], acc[want])
+
+
 def test_quantisation_rounds_half_up_and_clips():
     w = np.array([0.0, 0.004, 0.005, 0.015, 1.0, 2.55, 9.0], np.float32)
     q = quantize_ref(w, 100.0, 255)

@@ -194,6 +194,9 @@ def test_paired_latency_counts_wins_and_gives_the_sign_test():
     strong = paired_latency([1.0] * 20, [2.0] * 20)
     assert strong["a_faster"] == 20 and strong["sign_test_p"] == pytest.approx(2 / 2 ** 20)
     assert paired_latency([1.0, 1.0], [1.0, 1.0])["sign_test_p"] == 1.0
+    # more queries than a float power of two holds (2.0 ** 1500 overflows)
+    big = paired_latency([1.0] * 900 + [3.0] * 600, [2.0] * 1500)
+    assert big["a_faster"] == 900 and 0 < big["sign_test_p"] < 1e-10
     assert paired_latency([1.0], [1.0, 2.0]) is None and paired_latency([], []) is None
 
 

@@ -14,7 +14,7 @@ query is processed in five steps over a dense accumulator:
 2. **Threshold**: ``bmax[b]``, the largest partial score in every range
    block b of ``R = 1 << shift`` documents, in one pass over the
    accumulator. A lower bound ``theta`` of the k-th largest block maximum
-   (from a histogram, :func:`kth_lower_bound`) is a lower bound of the final
+   (from a histogram, :func:`.topk.kth_lower_bound`) is a lower bound of the final
    k-th best score: k blocks each hold a document whose partial score, a
    lower bound of its final score, reaches it.
 3. **Bounds of the rest**: ``ub[b] = sum_t w_t * range_max[t, b]`` over the
@@ -49,7 +49,7 @@ from numba import njit, prange
 
 from .exhaustive import FLAT_CHUNK, score_terms
 from .postings import low_at, next_pair
-from .topk import HIST_BITS, block_maxima, heap_offer, heap_sort_desc, kth_lower_bound  # noqa: F401
+from .topk import HIST_BITS, block_bound, heap_sort_desc, offer_blocks  # noqa: F401
 
 
 @njit(cache=True)
@@ -146,9 +146,7 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
     zero = acc.dtype.type(0)
     if acc.dtype.type(0.5) != zero:   # float scores
         return -1
-    R = 1 << shift
-    mask = R - 1
-    nib = shift <= 4
+    mask = (1 << shift) - 1
     n_blocks = bmax.shape[0]
     order, n_full = full_prefix(term_offsets, term_max, q_terms, q_weights, full_ratio)
     nq = q_terms.shape[0]
@@ -156,9 +154,7 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
     score_terms(term_offsets, code_offsets, codes, low, impacts, shift, q_terms[order[:n_full]],
                 q_weights[order[:n_full]], acc)
     # 2. block maxima of the partial scores, and a lower bound of their k-th largest
-    keep[:] = 1
-    top = block_maxima(acc, shift, keep, bmax)
-    theta = kth_lower_bound(bmax, k, np.int64(top), hist)
+    theta = block_bound(acc, shift, keep[:0], bmax, hist, k)   # an empty mask: every block
     # 3. bounds of the remaining terms' blocks; their pairs decoded once into the buffer
     e = 0
     for i in range(n_full, nq):
@@ -183,15 +179,8 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
                              pairs, keep, acc)
     # 5. selection: the final maxima of the blocks that pass give a tighter bound (theta2), then
     #    the documents of the blocks that reach it are offered to the heap in doc id order
-    top = block_maxima(acc, shift, keep, bmax)
-    theta = max(theta, kth_lower_bound(bmax, k, np.int64(top), hist))
-    size = 0
-    for b in range(n_blocks):
-        if bmax[b] >= theta:
-            for d in range(b * R, min(b * R + R, n_docs)):
-                s = acc[d]
-                if s >= theta and (size < k or s > out_scores[0]):
-                    size = heap_offer(out_scores, out_docs, size, k, s, d)
+    theta = max(theta, block_bound(acc, shift, keep, bmax, hist, k))
+    size = offer_blocks(acc, shift, bmax, theta, k, out_docs, out_scores)
     acc[:] = zero
     bmax[:] = zero
     ub[:] = zero

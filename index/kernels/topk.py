@@ -43,9 +43,10 @@ def kth_lower_bound(vals, k, top, hist):
 
 
 @njit(cache=True)
-def block_maxima(acc, shift, only, bmax):
-    """``bmax[b] = max(acc[b * R:(b + 1) * R])`` (``R = 1 << shift``) for every block with
-    ``only[b] != 0``, 0 for the others; an empty ``only`` takes every block. Returns the largest."""
+def acc_block_maxima(acc, shift, only, bmax):
+    """``bmax[b] = max(acc[b * R:(b + 1) * R])`` (``R = 1 << shift``) for every block of a dense
+    accumulator with ``only[b] != 0``, 0 for the others; an empty ``only`` takes every block.
+    Returns the largest."""
     n_docs = acc.shape[0]
     R = 1 << shift
     full = n_docs >> shift
@@ -83,6 +84,55 @@ def block_maxima(acc, shift, only, bmax):
         bmax[full] = m
         top = max(top, m)
     return top
+
+
+@njit(cache=True)
+def block_bound(acc, shift, only, bmax, hist, k):
+    """Block maxima of the integer accumulator (:func:`acc_block_maxima`, into ``bmax``) and a lower
+    bound (>= 1) of its k-th largest value: k blocks each hold a document that reaches the k-th
+    largest block maximum (:func:`kth_lower_bound`; ``hist`` all zeros, left all zeros)."""
+    top = acc_block_maxima(acc, shift, only, bmax)
+    return kth_lower_bound(bmax, k, np.int64(top), hist)
+
+
+@njit(cache=True)
+def offer_blocks(acc, shift, bmax, theta, k, out_docs, out_scores):
+    """Offers to an empty heap of capacity k, in doc id order (so ties go to the lower doc id), every
+    document scoring at least ``theta`` in the blocks whose maximum ``bmax[b]`` reaches it; returns
+    the heap size (not sorted)."""
+    n_docs = acc.shape[0]
+    R = 1 << shift
+    size = 0
+    for b in range(bmax.shape[0]):
+        if bmax[b] >= theta:
+            for d in range(b * R, min(b * R + R, n_docs)):
+                s = acc[d]
+                if s >= theta and (size < k or s > out_scores[0]):
+                    size = heap_offer(out_scores, out_docs, size, k, s, d)
+    return size
+
+
+def acc_block_maxima_ref(acc, shift, only):
+    """Plain NumPy reference of :func:`acc_block_maxima`: (bmax, top)."""
+    R = 1 << shift
+    nb = (len(acc) + R - 1) // R
+    padded = np.zeros(nb * R, acc.dtype)
+    padded[:len(acc)] = acc
+    bmax = padded.reshape(nb, R).max(axis=1)
+    if len(only):
+        bmax = np.where(only[:nb] != 0, bmax, 0).astype(acc.dtype)
+    return bmax, (bmax.max() if nb else acc.dtype.type(0))
+
+
+def kth_lower_bound_ref(vals, k, top, n_bins):
+    """Plain NumPy reference of :func:`kth_lower_bound`."""
+    s = 0
+    while (int(top) >> s) >= n_bins:
+        s += 1
+    counts = np.bincount(np.asarray(vals, np.int64) >> s, minlength=n_bins)
+    from_top = np.cumsum(counts[::-1])
+    j = np.flatnonzero(from_top >= k)
+    return 1 if len(j) == 0 else max(1, (n_bins - 1 - int(j[0])) << s)
 
 
 @njit(cache=True, inline="always")
