@@ -30,9 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--algorithm", choices=list(ALGORITHMS),
                    help="query processor (all return the same top k): auto (default; per query, where the "
                         "doc ids show locality, the block-max traversal for k <= max_k (100), else exhaustive; "
-                        "large_k: filtered in a --config file runs the filtered scorer above max_k), exhaustive (term-at-a-time, the reference), "
-                        "blockmax (doc-range block-max traversal), filtered (high-impact terms in full, the "
-                        "others only in range blocks that can reach the top k; integer impacts), or "
+                        "large_k: filtered in a --config file runs the filtered scorer above max_k), exhaustive "
+                        "(term-at-a-time, the reference), blockmax (doc-range block-max traversal), filtered "
+                        "(high-impact terms in full, the others only in range blocks that can reach the top k; "
+                        "integer impacts), or "
                         "document-at-a-time MaxScore, block-max MaxScore (bmm), WAND, Block-Max WAND (bmw)")
     p.add_argument("--config", help="YAML file with search settings (keys of SearchConfig)")
     p.add_argument("--tag", default="lsr", help="run tag, the 6th column (default lsr)")
