@@ -199,13 +199,13 @@ class Searcher:
 
     def _filter_buffers(self, dtype, workers: int | None = None):
         """Work buffers of the filtered scorer, besides the block-max traversal's:
-        (bmax, keep, hist); one set, or ``workers`` rows."""
+        (bmax, keep, hist, blocks); one set, or ``workers`` rows."""
         n_blocks = (self.index.num_documents + (1 << self.index.range_shift) - 1) >> self.index.range_shift
         if workers is None:
             return (self._buffer("bmax", n_blocks, dtype), self._buffer("keep", n_blocks, np.uint8),
-                    self._buffer("hist", 1 << HIST_BITS, np.int64))
+                    self._buffer("hist", 1 << HIST_BITS, np.int64), self._buffer("blocks", n_blocks, np.int32))
         return (np.zeros((workers, n_blocks), dtype), np.zeros((workers, n_blocks), np.uint8),
-                np.zeros((workers, 1 << HIST_BITS), np.int64))
+                np.zeros((workers, 1 << HIST_BITS), np.int64), np.zeros((workers, n_blocks), np.int32))
 
     def _algorithm(self) -> str:
         return self.config.algorithm
@@ -245,9 +245,10 @@ class Searcher:
             n = -1
             if not ix.is_float:
                 ub, *_, ent_pos, _ = self._range_buffers(p.score_dtype, self._max_pairs(p))
-                bmax, keep, hist = self._filter_buffers(p.score_dtype)
+                bmax, keep, hist, blocks = self._filter_buffers(p.score_dtype)
                 n = filtered_one(*self._range_arrays(), ix.term_max, p.terms, p.weights, k, cfg.full_ratio,
-                                 self._acc(p.score_dtype), bmax, ub, keep, hist, ent_pos, out_docs, out_scores)
+                                 self._acc(p.score_dtype), bmax, ub, keep, hist, blocks, ent_pos, out_docs,
+                                 out_scores)
             if n < 0:   # float impacts: the same top k, exhaustively
                 n = exhaustive_one(*ix.postings_arrays, p.terms, p.weights, k, self._acc(p.score_dtype),
                                    out_docs, out_scores)
@@ -302,10 +303,10 @@ class Searcher:
                                            out_docs[q], out_scores[q])
         elif algo == "filtered" and not ix.is_float:
             ub, *_, ent_pos, _ = self._range_buffers(p.score_dtype, self._max_pairs(p), workers)
-            bmax, keep, hist = self._filter_buffers(p.score_dtype, workers)
+            bmax, keep, hist, blocks = self._filter_buffers(p.score_dtype, workers)
             filtered_batch(*self._range_arrays(), ix.term_max, p.offsets, p.terms, p.weights, k, cfg.full_ratio,
                            np.zeros((workers, ix.num_documents), dtype=p.score_dtype), bmax, ub, keep, hist,
-                           ent_pos, out_docs, out_scores, counts)
+                           blocks, ent_pos, out_docs, out_scores, counts)
         elif algo in ("wand", "bmw"):
             wand_batch(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, ix.block_offsets,
                        ix.block_max, ix.block_last_doc, ix.block_size, algo == "bmw", p.offsets, p.terms,

@@ -63,9 +63,11 @@ def test_block_maxima_matches_reference(dtype, block):
 @pytest.mark.parametrize("score", [np.int32, np.int64])
 @pytest.mark.parametrize("shift", [0, 3, 4, 6])
 def test_accumulator_selection_helpers_match_reference(score, shift):
-    """topk.acc_block_maxima, kth_lower_bound, block_bound and offer_blocks against NumPy."""
+    """topk.acc_block_maxima, listed_block_maxima, kth_lower_bound, doc_bound, block_bound,
+    offer_blocks and offer_listed against NumPy."""
     from lsr.index.kernels.topk import (HIST_BITS, acc_block_maxima, acc_block_maxima_ref, block_bound,
-                                        kth_lower_bound, kth_lower_bound_ref, offer_blocks)
+                                        doc_bound, doc_bound_ref, kth_lower_bound, kth_lower_bound_ref,
+                                        listed_block_maxima, offer_blocks, offer_listed)
 
     rng = np.random.default_rng(11 + shift)
     nb_hist = 1 << HIST_BITS
@@ -75,22 +77,26 @@ def test_accumulator_selection_helpers_match_reference(score, shift):
         acc[hit] = rng.integers(0, top_scale + 1, hit.sum())
         R = 1 << shift
         nb = (n_docs + R - 1) // R
-        for only in (np.zeros(0, np.uint8), (rng.random(nb) < 0.5).astype(np.uint8)):
-            bmax = np.full(nb, -7, score)
-            top = acc_block_maxima(acc, shift, only, bmax)
-            want_bmax, want_top = acc_block_maxima_ref(acc, shift, only)
-            np.testing.assert_array_equal(bmax, want_bmax)
-            assert top == want_top
-            hist = np.zeros(nb_hist, np.int64)
-            theta = kth_lower_bound(bmax, k, np.int64(top), hist)
-            assert theta == kth_lower_bound_ref(bmax, k, top, nb_hist) and not hist.any()
-            # a lower bound of the k-th largest block maximum, and never below 1
-            kth = np.sort(bmax)[::-1][k - 1] if nb >= k else 0
-            assert 1 <= theta and (theta <= kth or kth < 1)
-            assert block_bound(acc, shift, only, np.zeros(nb, score), hist, k) == theta
+        want_bmax, want_top = acc_block_maxima_ref(acc, shift)
+        bmax = np.full(nb, -7, score)
+        top = acc_block_maxima(acc, shift, bmax)
+        np.testing.assert_array_equal(bmax, want_bmax)
+        assert top == want_top
+        hist = np.zeros(nb_hist, np.int64)
+        theta = kth_lower_bound(bmax, k, np.int64(top), hist)
+        assert theta == kth_lower_bound_ref(bmax, k, top, nb_hist) and not hist.any()
+        # a lower bound of the k-th largest block maximum, and never below 1
+        kth = np.sort(bmax)[::-1][k - 1] if nb >= k else 0
+        assert 1 <= theta and (theta <= kth or kth < 1)
+        assert block_bound(acc, shift, np.zeros(nb, score), hist, k) == theta
+        # the document bound: between the block bound and the k-th largest score (when k are positive)
+        dtheta = doc_bound(acc, shift, bmax, theta, np.int64(top), k, hist)
+        assert dtheta == doc_bound_ref(acc, shift, theta, k, nb_hist) and not hist.any()
+        kth_doc = np.sort(acc)[::-1][k - 1] if n_docs >= k else 0
+        assert theta <= dtheta and (dtheta <= kth_doc or kth_doc < theta)
+        if 0 < n_docs >= k and kth_doc >= theta and top - theta < nb_hist:   # bins one wide: exact
+            assert dtheta == kth_doc
         # the selection over every block: the exact top k of the positive scores (ties by doc id)
-        bmax = np.zeros(nb, score)
-        theta = block_bound(acc, shift, np.zeros(0, np.uint8), bmax, np.zeros(nb_hist, np.int64), k)
         docs, scores = np.empty(k, np.int32), np.empty(k, score)
         size = offer_blocks(acc, shift, bmax, theta, k, docs, scores)
         cand = np.flatnonzero(acc > 0)
@@ -98,6 +104,26 @@ def test_accumulator_selection_helpers_match_reference(score, shift):
         order = np.lexsort((docs[:size], -scores[:size]))
         np.testing.assert_array_equal(docs[:size][order], want)
         np.testing.assert_array_equal(scores[:size][order], acc[want])
+        # a list of blocks (ascending, the tail block included when it is drawn): their maxima, and
+        # the top k of the documents in them
+        for frac in (0.0, 0.5, 1.0):
+            listed = np.flatnonzero(rng.random(nb) < frac).astype(np.int32)
+            n = len(listed)
+            blocks = np.concatenate([listed, np.full(3, -1, np.int32)])   # only the first n are read
+            vals = np.full(n + 3, -7, score)
+            top = listed_block_maxima(acc, shift, blocks, n, vals)
+            np.testing.assert_array_equal(vals[:n], want_bmax[listed])
+            assert (vals[n:] == -7).all() and top == (want_bmax[listed].max() if n else 0)
+            theta = kth_lower_bound(vals[:n], k, np.int64(top), hist)
+            assert theta == kth_lower_bound_ref(vals[:n], k, top, nb_hist)
+            size = offer_listed(acc, shift, blocks, vals, n, theta, k, docs, scores)
+            in_listed = np.zeros(nb, bool)
+            in_listed[listed] = True
+            cand = np.flatnonzero((acc > 0) & in_listed[np.arange(n_docs) >> shift])
+            want = cand[np.lexsort((cand, -acc[cand]))][:k]
+            order = np.lexsort((docs[:size], -scores[:size]))
+            np.testing.assert_array_equal(docs[:size][order], want)
+            np.testing.assert_array_equal(scores[:size][order], acc[want])
 
 
 def test_quantisation_rounds_half_up_and_clips():
@@ -339,7 +365,8 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
             auto_batch(*arrays, term_max, q_offs, np.concatenate(queries), np.concatenate(weights), k, max_k, 1e9,
                        pair_ratio, budget_ratio, 3, 0.4, filter_large, np.zeros((2, n_docs), score), *buffers(),
                        np.zeros((2, n_blocks), score), np.zeros((2, n_blocks), np.uint8),
-                       np.zeros((2, 1 << HIST_BITS), np.int64), a_d, a_s, a_c, used)
+                       np.zeros((2, 1 << HIST_BITS), np.int64), np.full((2, n_blocks), -5, np.int32), a_d, a_s,
+                       a_c, used)
             # budget 0 always falls back; an unbounded budget never does; pair ratio 0 never tries
             # (locality ratio 1e9: the random test postings have no doc id locality);
             # max_k below k takes the filtered scorer, or exhaustive scoring without filter_large
@@ -428,6 +455,7 @@ def test_filtered_matches_exhaustive_reference(dtype, score, shift, local):
     acc = np.zeros(n_docs, score); bmax = np.zeros(n_blocks, score); ub = np.zeros(n_blocks, score)
     hist = np.zeros(1 << HIST_BITS, np.int64); keep = np.zeros(n_blocks, np.uint8)
     pairs = rng.integers(0, 1 << 40, int(ro[-1]))          # garbage the kernel must overwrite
+    blocks = rng.integers(-9, 9, n_blocks).astype(np.int32)  # scratch, too
     skipped = 0
     for k in (1, 10, 100, 1000, n_docs):
         for full_ratio in (0.0, 0.3, 0.6, 1.0):
@@ -435,12 +463,12 @@ def test_filtered_matches_exhaustive_reference(dtype, score, shift, local):
             filtered_batch(*arrays, q_offs, np.concatenate(queries), np.concatenate(weights), k, full_ratio,
                            np.zeros((2, n_docs), score), np.zeros((2, n_blocks), score),
                            np.zeros((2, n_blocks), score), np.zeros((2, n_blocks), np.uint8),
-                           np.zeros((2, 1 << HIST_BITS), np.int64), np.zeros((2, int(ro[-1])), np.int64),
-                           out_d, out_s, counts)
+                           np.zeros((2, 1 << HIST_BITS), np.int64), np.full((2, n_blocks), -5, np.int32),
+                           np.zeros((2, int(ro[-1])), np.int64), out_d, out_s, counts)
             for i, (qt, qw) in enumerate(zip(queries, weights)):
                 ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, score)
                 d1 = np.empty(k, np.int32); s1 = np.empty(k, score)
-                n = filtered_one(*arrays, qt, qw, k, full_ratio, acc, bmax, ub, keep, hist, pairs, d1, s1)
+                n = filtered_one(*arrays, qt, qw, k, full_ratio, acc, bmax, ub, keep, hist, blocks, pairs, d1, s1)
                 np.testing.assert_array_equal(d1[:n], ed)
                 np.testing.assert_array_equal(s1[:n], es)
                 np.testing.assert_array_equal(out_d[i, :counts[i]], ed)
@@ -455,5 +483,5 @@ def test_filtered_matches_exhaustive_reference(dtype, score, shift, local):
     d1 = np.empty(10, np.int32); s1 = np.empty(10, np.float32)
     assert filtered_one(offs, fro, frm, fco, fcodes, flow, fimp, shift, n_docs, _term_max(offs, fimp),
                         queries[1], weights[1].astype(np.float32), 10, 0.5, np.zeros(n_docs, np.float32),
-                        np.zeros(n_blocks, np.float32), np.zeros(n_blocks, np.float32), keep, hist, pairs,
-                        d1, s1) == -1
+                        np.zeros(n_blocks, np.float32), np.zeros(n_blocks, np.float32), keep, hist, blocks,
+                        pairs, d1, s1) == -1

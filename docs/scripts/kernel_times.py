@@ -53,7 +53,7 @@ def main(argv=None) -> None:
                  ("flat", lambda: _score_terms_flat(*pa, qt, qw, fl)),
                  ("exhaustive_one", lambda: exhaustive_one(*pa, qt, qw, k, acc, *out["exhaustive_one"])),
                  ("filtered_one", lambda: filtered_one(*ra, ix.term_max, qt, qw, k, cfg.full_ratio, acc, fb[0],
-                                                       rb[0], fb[1], fb[2], rb[6], *out["filtered_one"])),
+                                                       rb[0], fb[1], fb[2], fb[3], rb[6], *out["filtered_one"])),
                  ("auto_one", lambda: auto_one(*ra, ix.term_max, qt, qw, k, cfg.max_k, cfg.locality_ratio,
                                                cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio,
                                                cfg.large_k == "filtered",

@@ -119,7 +119,7 @@ def exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, q_ter
     zero = acc.dtype.type(0)
     if acc.dtype.type(0.5) == zero:   # integer scores: 16-document block maxima, a histogram bound
         block_max = np.empty((n_docs + 15) >> 4, dtype=acc.dtype)
-        theta = block_bound(acc, 4, np.empty(0, np.uint8), block_max, np.zeros(1 << HIST_BITS, np.int64), k)
+        theta = block_bound(acc, 4, block_max, np.zeros(1 << HIST_BITS, np.int64), k)
         size = offer_blocks(acc, 4, block_max, theta, k, out_docs, out_scores)
         acc[:] = zero
         heap_sort_desc(out_scores, out_docs, size)

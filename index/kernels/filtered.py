@@ -3,7 +3,8 @@
 Dynamic pruning for large k on collections with doc id locality (the planner
 runs it above ``max_k`` only with ``SearchConfig.large_k = "filtered"``: since
 the exhaustive scorer got the same histogram selection, commit 8c4d7da, it has
-not measured faster than exhaustive scoring at k=1000; docs/benchmarks.md). A
+not measured faster than exhaustive scoring at k=1000 through the search API;
+the kernel alone, warm, is a few per cent faster; docs/benchmarks.md). A
 query is processed in five steps over a dense accumulator:
 
 1. **Full phase**: the query terms are ordered by their largest possible
@@ -13,10 +14,13 @@ query is processed in five steps over a dense accumulator:
    scoring them needs no bound.
 2. **Threshold**: ``bmax[b]``, the largest partial score in every range
    block b of ``R = 1 << shift`` documents, in one pass over the
-   accumulator. A lower bound ``theta`` of the k-th largest block maximum
-   (from a histogram, :func:`.topk.kth_lower_bound`) is a lower bound of the final
-   k-th best score: k blocks each hold a document whose partial score, a
-   lower bound of its final score, reaches it.
+   accumulator. A lower bound of the k-th largest block maximum (from a
+   histogram, :func:`.topk.kth_lower_bound`), then, from a histogram of the
+   partial scores of the documents in the blocks that reach it, a tighter
+   one, ``theta``: a lower bound of the k-th largest partial score
+   (:func:`.topk.doc_bound`). Either is a lower bound of the final k-th best
+   score: k documents have partial scores, lower bounds of their final
+   scores, that reach it.
 3. **Bounds of the rest**: ``ub[b] = sum_t w_t * range_max[t, b]`` over the
    remaining terms, in one pass over their (term, block) pairs (which are
    stored in a buffer as they are decoded).
@@ -25,6 +29,7 @@ query is processed in five steps over a dense accumulator:
    the query's postings are mostly those of long lists with small weights,
    and most of their blocks cannot reach ``theta``.
 5. **Selection**: the final maxima of the blocks that pass the same test
+   (kept in a list as step 4's test runs, so that only they are read)
    give a second lower bound of the k-th score (as in step 2, never below
    ``theta``); the documents of the blocks whose maximum reaches it are
    offered to the top-k heap in doc id order (ties by doc id).
@@ -49,7 +54,8 @@ from numba import njit, prange
 
 from .exhaustive import FLAT_CHUNK, score_terms
 from .postings import low_at, next_pair
-from .topk import HIST_BITS, block_bound, heap_sort_desc, offer_blocks  # noqa: F401
+from .topk import (HIST_BITS, acc_block_maxima, doc_bound, heap_sort_desc, kth_lower_bound,  # noqa: F401
+                   listed_block_maxima, offer_listed)
 
 
 @njit(cache=True)
@@ -134,14 +140,15 @@ def _score_passing_pairs(term_offsets, range_offsets, low, impacts, shift, q_ter
 
 @njit(cache=True)
 def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
-                 term_max, q_terms, q_weights, k, full_ratio, acc, bmax, ub, keep, hist, pairs, out_docs,
+                 term_max, q_terms, q_weights, k, full_ratio, acc, bmax, ub, keep, hist, blocks, pairs, out_docs,
                  out_scores):
     """Top-k of one query; returns the hit count, or -1 for float scores (not taken).
 
     ``acc`` (n_docs, score dtype), ``bmax`` and ``ub`` (range blocks, score
     dtype) and ``hist`` (int64[2**HIST_BITS]) must be all zeros and are left
-    all zeros; ``keep`` (uint8, range blocks) is scratch; ``pairs`` (int64)
-    holds at least the query terms' pair count.
+    all zeros; ``keep`` (uint8, range blocks) and ``blocks`` (int32, range
+    blocks) are scratch; ``pairs`` (int64) holds at least the query terms'
+    pair count.
     """
     zero = acc.dtype.type(0)
     if acc.dtype.type(0.5) != zero:   # float scores
@@ -153,8 +160,11 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
     # 1. full phase
     score_terms(term_offsets, code_offsets, codes, low, impacts, shift, q_terms[order[:n_full]],
                 q_weights[order[:n_full]], acc)
-    # 2. block maxima of the partial scores, and a lower bound of their k-th largest
-    theta = block_bound(acc, shift, keep[:0], bmax, hist, k)   # an empty mask: every block
+    # 2. block maxima of the partial scores; a lower bound of their k-th largest, then of the k-th
+    #    largest partial score
+    top = acc_block_maxima(acc, shift, bmax)
+    theta = kth_lower_bound(bmax, k, np.int64(top), hist)
+    theta = doc_bound(acc, shift, bmax, theta, np.int64(top), k, hist)
     # 3. bounds of the remaining terms' blocks; their pairs decoded once into the buffer
     e = 0
     for i in range(n_full, nq):
@@ -167,9 +177,15 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
             ub[blk] += w * range_max[j]
             pairs[e] = (np.int64(blk) << 16) | n
             e += 1
-    # which blocks can still hold a top-k document
+    # which blocks can still hold a top-k document: a flag per block, and their list (ascending)
+    n_kept = 0
     for b in range(n_blocks):
-        keep[b] = 1 if np.int64(bmax[b]) + np.int64(ub[b]) >= theta else 0
+        if np.int64(bmax[b]) + np.int64(ub[b]) >= theta:
+            keep[b] = 1
+            blocks[n_kept] = b
+            n_kept += 1
+        else:
+            keep[b] = 0
     # 4. filtered phase
     if shift <= 4:
         _score_passing_flat(term_offsets, range_offsets, low, impacts, shift, q_terms, q_weights, order, n_full,
@@ -177,10 +193,12 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
     else:
         _score_passing_pairs(term_offsets, range_offsets, low, impacts, shift, q_terms, q_weights, order, n_full,
                              pairs, keep, acc)
-    # 5. selection: the final maxima of the blocks that pass give a tighter bound (theta2), then
-    #    the documents of the blocks that reach it are offered to the heap in doc id order
-    theta = max(theta, block_bound(acc, shift, keep, bmax, hist, k))
-    size = offer_blocks(acc, shift, bmax, theta, k, out_docs, out_scores)
+    # 5. selection: the final maxima of the blocks that pass (into bmax[:n_kept]; the partial maxima
+    #    are not needed any more) give a tighter bound, then the documents of the blocks that reach
+    #    it are offered to the heap in doc id order
+    top = listed_block_maxima(acc, shift, blocks, n_kept, bmax)
+    theta = max(theta, kth_lower_bound(bmax[:n_kept], k, np.int64(top), hist))
+    size = offer_listed(acc, shift, blocks, bmax, n_kept, theta, k, out_docs, out_scores)
     acc[:] = zero
     bmax[:] = zero
     ub[:] = zero
@@ -190,8 +208,8 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
 
 @njit(cache=True, parallel=True)
 def filtered_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
-                   term_max, q_offsets, q_terms, q_weights, k, full_ratio, accs, bmaxs, ubs, keeps, hists, pairs,
-                   out_docs, out_scores, out_counts):
+                   term_max, q_offsets, q_terms, q_weights, k, full_ratio, accs, bmaxs, ubs, keeps, hists, blocks,
+                   pairs, out_docs, out_scores, out_counts):
     """Top-k of every query; one parallel loop over the workers' share of the batch (rows of the buffers)."""
     n_queries = q_offsets.shape[0] - 1
     n_workers = accs.shape[0]
@@ -201,5 +219,5 @@ def filtered_batch(term_offsets, range_offsets, range_max, code_offsets, codes, 
             b = q_offsets[q + 1]
             out_counts[q] = filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, low,
                                          impacts, shift, n_docs, term_max, q_terms[a:b], q_weights[a:b], k, full_ratio,
-                                         accs[w], bmaxs[w], ubs[w], keeps[w], hists[w], pairs[w], out_docs[q],
-                                         out_scores[q])
+                                         accs[w], bmaxs[w], ubs[w], keeps[w], hists[w], blocks[w], pairs[w],
+                                         out_docs[q], out_scores[q])

@@ -74,7 +74,7 @@ def plan_one(term_offsets, range_offsets, n_blocks, q_terms, locality_ratio, pai
 def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, term_max,
              q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after, full_ratio,
              filter_large, acc, ub, local, order, bucket_counts, head, tail, ent_pos, ent_next, bmax, keep, hist,
-             out_docs, out_scores):
+             blocks, out_docs, out_scores):
     """Top-k of one query with the planner; returns (hit count, path): path 1 when the block-max
     traversal answered, 2 for the filtered scorer, 0 for exhaustive scoring."""
     use_bm, sdf = plan_one(term_offsets, range_offsets, ub.shape[0], q_terms, locality_ratio, pair_ratio)
@@ -87,8 +87,8 @@ def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, i
             return n, 1
     elif use_bm and filter_large:
         n = filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
-                         term_max, q_terms, q_weights, k, full_ratio, acc, bmax, ub, keep, hist, ent_pos, out_docs,
-                         out_scores)
+                         term_max, q_terms, q_weights, k, full_ratio, acc, bmax, ub, keep, hist, blocks, ent_pos,
+                         out_docs, out_scores)
         if n >= 0:
             return n, 2
     return exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, k, acc,
@@ -99,7 +99,7 @@ def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, i
 def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, term_max,
                q_offsets, q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after,
                full_ratio, filter_large, accs, ubs, locals_, orders, bucket_counts, heads, tails, ent_pos, ent_next,
-               bmaxs, keeps, hists, out_docs, out_scores, out_counts, out_used):
+               bmaxs, keeps, hists, blockss, out_docs, out_scores, out_counts, out_used):
     """Planner top-k of every query; one parallel loop over the workers' share of the batch."""
     n_queries = q_offsets.shape[0] - 1
     n_workers = ubs.shape[0]
@@ -111,6 +111,6 @@ def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low,
                                n_docs, term_max, q_terms[a:b], q_weights[a:b], k, max_k, locality_ratio, pair_ratio,
                                budget_ratio, sweep_after, full_ratio, filter_large, accs[wk], ubs[wk], locals_[wk],
                                orders[wk], bucket_counts[wk], heads[wk], tails[wk], ent_pos[wk], ent_next[wk], bmaxs[wk],
-                               keeps[wk], hists[wk], out_docs[q], out_scores[q])
+                               keeps[wk], hists[wk], blockss[wk], out_docs[q], out_scores[q])
             out_counts[q] = n
             out_used[q] = used

@@ -4,8 +4,8 @@ Order: a hit is better when its score is higher, or equal and its doc id is
 lower. The heap keeps the worst retained hit at the root so that a candidate
 is admitted with one comparison against ``heap_scores[0]``.
 
-For a dense accumulator of integer scores, :func:`block_maxima` and
-:func:`kth_lower_bound` give a lower bound of the k-th best score (the k-th
+For a dense accumulator of integer scores, :func:`acc_block_maxima` (or
+:func:`listed_block_maxima` over a list of blocks) and :func:`kth_lower_bound` give a lower bound of the k-th best score (the k-th
 largest block maximum, to a histogram bin), so that only the blocks and
 documents that reach it are offered to the heap.
 """
@@ -43,56 +43,102 @@ def kth_lower_bound(vals, k, top, hist):
 
 
 @njit(cache=True)
-def acc_block_maxima(acc, shift, only, bmax):
+def acc_block_maxima(acc, shift, bmax):
     """``bmax[b] = max(acc[b * R:(b + 1) * R])`` (``R = 1 << shift``) for every block of a dense
-    accumulator with ``only[b] != 0``, 0 for the others; an empty ``only`` takes every block.
-    Returns the largest."""
+    accumulator; returns the largest."""
     n_docs = acc.shape[0]
     R = 1 << shift
     full = n_docs >> shift
     zero = acc.dtype.type(0)
     top = zero
-    every = only.shape[0] == 0
-    if R == 16 and every:   # fixed-length inner loops, which the compiler vectorises
+    if R == 16:   # fixed-length inner loops, which the compiler vectorises
         for b in range(full):
             m = zero
             for d in range(b * 16, b * 16 + 16):
                 m = max(m, acc[d])
             bmax[b] = m
             top = max(top, m)
-    elif R == 16:
-        for b in range(full):
-            m = zero
-            if only[b] != 0:
-                for d in range(b * 16, b * 16 + 16):
-                    m = max(m, acc[d])
-            bmax[b] = m
-            top = max(top, m)
     else:
         for b in range(full):
             m = zero
-            if every or only[b] != 0:
-                for d in range(b * R, b * R + R):
-                    m = max(m, acc[d])
+            for d in range(b * R, b * R + R):
+                m = max(m, acc[d])
             bmax[b] = m
             top = max(top, m)
     if full < bmax.shape[0]:
         m = zero
-        if every or only[full] != 0:
-            for d in range(full * R, n_docs):
-                m = max(m, acc[d])
+        for d in range(full * R, n_docs):
+            m = max(m, acc[d])
         bmax[full] = m
         top = max(top, m)
     return top
 
 
 @njit(cache=True)
-def block_bound(acc, shift, only, bmax, hist, k):
+def listed_block_maxima(acc, shift, blocks, n, vals):
+    """``vals[i] = max(acc[b * R:(b + 1) * R])`` for the blocks ``b = blocks[i]``, ``i < n``; returns
+    the largest (0 when n is 0). Reads only those blocks: a pass over every block with a mask measured
+    15 times slower at 6 % of the blocks (docs/benchmarks.md)."""
+    n_docs = acc.shape[0]
+    R = 1 << shift
+    top = acc.dtype.type(0)
+    for i in range(n):
+        b = np.int64(blocks[i])
+        m = acc.dtype.type(0)
+        for d in range(b * R, min(b * R + R, n_docs)):
+            m = max(m, acc[d])
+        vals[i] = m
+        top = max(top, m)
+    return top
+
+
+@njit(cache=True)
+def doc_bound(acc, shift, bmax, theta, top, k, hist):
+    """A lower bound (>= ``theta``) of the k-th largest value of the integer accumulator, from the
+    documents scoring at least ``theta`` in the blocks whose maximum ``bmax[b]`` reaches it (``top``:
+    the largest block maximum): the lower edge of the histogram bin, between ``theta`` and ``top``,
+    where the count from the top reaches k; ``theta`` when fewer than k documents reach it. Tighter
+    than the block bound, which counts one document a block. ``hist`` all zeros, left all zeros."""
+    nb = hist.shape[0]
+    R = 1 << shift
+    n_docs = acc.shape[0]
+    s = 0
+    while ((top - theta) >> s) >= nb:
+        s += 1
+    for b in range(bmax.shape[0]):
+        if bmax[b] >= theta:
+            for d in range(b * R, min(b * R + R, n_docs)):
+                v = np.int64(acc[d])
+                if v >= theta:
+                    hist[(v - theta) >> s] += 1
+    out = np.int64(theta)
+    c = 0
+    for j in range(nb - 1, -1, -1):
+        c += hist[j]
+        if c >= k:
+            out = theta + (np.int64(j) << s)
+            break
+    hist[:] = 0
+    return out
+
+
+@njit(cache=True)
+def block_bound(acc, shift, bmax, hist, k):
     """Block maxima of the integer accumulator (:func:`acc_block_maxima`, into ``bmax``) and a lower
     bound (>= 1) of its k-th largest value: k blocks each hold a document that reaches the k-th
     largest block maximum (:func:`kth_lower_bound`; ``hist`` all zeros, left all zeros)."""
-    top = acc_block_maxima(acc, shift, only, bmax)
+    top = acc_block_maxima(acc, shift, bmax)
     return kth_lower_bound(bmax, k, np.int64(top), hist)
+
+
+@njit(cache=True, inline="always")
+def _offer_block(acc, b, R, theta, k, out_docs, out_scores, size):
+    """Offers the documents of block b scoring at least ``theta``, in doc id order; returns the heap size."""
+    for d in range(b * R, min(b * R + R, acc.shape[0])):
+        s = acc[d]
+        if s >= theta and (size < k or s > out_scores[0]):
+            size = heap_offer(out_scores, out_docs, size, k, s, d)
+    return size
 
 
 @njit(cache=True)
@@ -100,28 +146,47 @@ def offer_blocks(acc, shift, bmax, theta, k, out_docs, out_scores):
     """Offers to an empty heap of capacity k, in doc id order (so ties go to the lower doc id), every
     document scoring at least ``theta`` in the blocks whose maximum ``bmax[b]`` reaches it; returns
     the heap size (not sorted)."""
-    n_docs = acc.shape[0]
     R = 1 << shift
     size = 0
     for b in range(bmax.shape[0]):
         if bmax[b] >= theta:
-            for d in range(b * R, min(b * R + R, n_docs)):
-                s = acc[d]
-                if s >= theta and (size < k or s > out_scores[0]):
-                    size = heap_offer(out_scores, out_docs, size, k, s, d)
+            size = _offer_block(acc, b, R, theta, k, out_docs, out_scores, size)
     return size
 
 
-def acc_block_maxima_ref(acc, shift, only):
-    """Plain NumPy reference of :func:`acc_block_maxima`: (bmax, top)."""
+@njit(cache=True)
+def offer_listed(acc, shift, blocks, vals, n, theta, k, out_docs, out_scores):
+    """:func:`offer_blocks` over the blocks ``blocks[:n]`` (ascending) with maxima ``vals[:n]``."""
+    R = 1 << shift
+    size = 0
+    for i in range(n):
+        if vals[i] >= theta:
+            size = _offer_block(acc, np.int64(blocks[i]), R, theta, k, out_docs, out_scores, size)
+    return size
+
+
+def acc_block_maxima_ref(acc, shift):
+    """Plain NumPy reference of :func:`acc_block_maxima` (and of :func:`listed_block_maxima`, indexed
+    by the listed blocks): (bmax, top)."""
     R = 1 << shift
     nb = (len(acc) + R - 1) // R
     padded = np.zeros(nb * R, acc.dtype)
     padded[:len(acc)] = acc
     bmax = padded.reshape(nb, R).max(axis=1)
-    if len(only):
-        bmax = np.where(only[:nb] != 0, bmax, 0).astype(acc.dtype)
     return bmax, (bmax.max() if nb else acc.dtype.type(0))
+
+
+def doc_bound_ref(acc, shift, theta, k, n_bins):
+    """Plain NumPy reference of :func:`doc_bound` (the block maxima and their largest from ``acc``)."""
+    bmax, top = acc_block_maxima_ref(acc, shift)
+    in_blocks = (bmax >= theta)[np.arange(len(acc)) >> shift]
+    v = np.asarray(acc, np.int64)[in_blocks & (acc >= theta)] - theta
+    s = 0
+    while ((int(top) - theta) >> s) >= n_bins:
+        s += 1
+    from_top = np.cumsum(np.bincount(v >> s, minlength=n_bins)[::-1])
+    j = np.flatnonzero(from_top >= k)
+    return theta if len(j) == 0 else theta + ((n_bins - 1 - int(j[0])) << s)
 
 
 def kth_lower_bound_ref(vals, k, top, n_bins):
