@@ -99,7 +99,7 @@ def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, i
 def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, term_max,
                q_offsets, q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after,
                full_ratio, filter_large, accs, ubs, locals_, orders, bucket_counts, heads, tails, ent_pos, ent_next,
-               bmaxs, keeps, hists, blockss, out_docs, out_scores, out_counts, out_used):
+               bmaxs, keeps, hists, block_lists, out_docs, out_scores, out_counts, out_used):
     """Planner top-k of every query; one parallel loop over the workers' share of the batch."""
     n_queries = q_offsets.shape[0] - 1
     n_workers = ubs.shape[0]
@@ -110,7 +110,7 @@ def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low,
             n, used = auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift,
                                n_docs, term_max, q_terms[a:b], q_weights[a:b], k, max_k, locality_ratio, pair_ratio,
                                budget_ratio, sweep_after, full_ratio, filter_large, accs[wk], ubs[wk], locals_[wk],
-                               orders[wk], bucket_counts[wk], heads[wk], tails[wk], ent_pos[wk], ent_next[wk], bmaxs[wk],
-                               keeps[wk], hists[wk], blockss[wk], out_docs[q], out_scores[q])
+                               orders[wk], bucket_counts[wk], heads[wk], tails[wk], ent_pos[wk], ent_next[wk],
+                               bmaxs[wk], keeps[wk], hists[wk], block_lists[wk], out_docs[q], out_scores[q])
             out_counts[q] = n
             out_used[q] = used

@@ -5,9 +5,11 @@ lower. The heap keeps the worst retained hit at the root so that a candidate
 is admitted with one comparison against ``heap_scores[0]``.
 
 For a dense accumulator of integer scores, :func:`acc_block_maxima` (or
-:func:`listed_block_maxima` over a list of blocks) and :func:`kth_lower_bound` give a lower bound of the k-th best score (the k-th
-largest block maximum, to a histogram bin), so that only the blocks and
-documents that reach it are offered to the heap.
+:func:`listed_block_maxima` over a list of blocks) and :func:`kth_lower_bound`
+give a lower bound of the k-th best score (the k-th largest block maximum, to
+a histogram bin), and :func:`doc_bound` a tighter one from the scores of the
+documents in the blocks that reach it, so that only the blocks and documents
+that reach it are offered to the heap.
 """
 
 from __future__ import annotations
