@@ -20,6 +20,30 @@ from numba import njit
 HIST_BITS = 12  # 2**12 bins in the histogram that bounds the k-th largest block maximum
 
 
+@njit(cache=True, inline="always")
+def _bin_shift(span, nb):
+    """The smallest s with ``span >> s < nb``: bins ``2**s`` wide put ``0..span`` into ``nb`` bins."""
+    s = 0
+    while (span >> s) >= nb:
+        s += 1
+    return s
+
+
+@njit(cache=True, inline="always")
+def _top_bin(hist, k):
+    """The highest bin where the count from the top of ``hist`` reaches k, or -1; leaves ``hist``
+    all zeros."""
+    c = 0
+    found = -1
+    for j in range(hist.shape[0] - 1, -1, -1):
+        c += hist[j]
+        if c >= k:
+            found = j
+            break
+    hist[:] = 0
+    return found
+
+
 @njit(cache=True)
 def kth_lower_bound(vals, k, top, hist):
     """A lower bound (>= 1) of the k-th largest of the non-negative integers ``vals`` whose maximum is
@@ -27,21 +51,11 @@ def kth_lower_bound(vals, k, top, hist):
     k values reach it); 1 when fewer than k values are positive. The bins are ``2**s`` wide, the
     smallest power of two that puts ``top`` in one of ``hist.shape[0]`` (a power of two) bins.
     ``hist`` must be all zeros and is left all zeros."""
-    nb = hist.shape[0]
-    s = 0
-    while (top >> s) >= nb:
-        s += 1
+    s = _bin_shift(top, hist.shape[0])
     for i in range(vals.shape[0]):
         hist[np.int64(vals[i]) >> s] += 1
-    theta = np.int64(1)
-    c = 0
-    for j in range(nb - 1, -1, -1):
-        c += hist[j]
-        if c >= k:
-            theta = max(theta, np.int64(j) << s)
-            break
-    hist[:] = 0
-    return theta
+    j = _top_bin(hist, k)
+    return max(np.int64(1), np.int64(j) << s) if j >= 0 else np.int64(1)
 
 
 @njit(cache=True)
@@ -101,27 +115,17 @@ def doc_bound(acc, shift, bmax, theta, top, k, hist):
     the largest block maximum): the lower edge of the histogram bin, between ``theta`` and ``top``,
     where the count from the top reaches k; ``theta`` when fewer than k documents reach it. Tighter
     than the block bound, which counts one document a block. ``hist`` all zeros, left all zeros."""
-    nb = hist.shape[0]
     R = 1 << shift
     n_docs = acc.shape[0]
-    s = 0
-    while ((top - theta) >> s) >= nb:
-        s += 1
+    s = _bin_shift(top - theta, hist.shape[0])
     for b in range(bmax.shape[0]):
         if bmax[b] >= theta:
             for d in range(b * R, min(b * R + R, n_docs)):
                 v = np.int64(acc[d])
                 if v >= theta:
                     hist[(v - theta) >> s] += 1
-    out = np.int64(theta)
-    c = 0
-    for j in range(nb - 1, -1, -1):
-        c += hist[j]
-        if c >= k:
-            out = theta + (np.int64(j) << s)
-            break
-    hist[:] = 0
-    return out
+    j = _top_bin(hist, k)
+    return theta + (np.int64(j) << s) if j >= 0 else np.int64(theta)
 
 
 @njit(cache=True)
@@ -178,28 +182,29 @@ def acc_block_maxima_ref(acc, shift):
     return bmax, (bmax.max() if nb else acc.dtype.type(0))
 
 
+def _top_bin_ref(v, span, k, n_bins):
+    """Plain NumPy reference of the histogram step: (the highest bin where the count from the top of
+    the values ``v`` in ``0..span`` reaches k, or -1; the bin shift)."""
+    s = 0
+    while (int(span) >> s) >= n_bins:
+        s += 1
+    from_top = np.cumsum(np.bincount(np.asarray(v, np.int64) >> s, minlength=n_bins)[::-1])
+    j = np.flatnonzero(from_top >= k)
+    return (n_bins - 1 - int(j[0]) if len(j) else -1), s
+
+
 def doc_bound_ref(acc, shift, theta, k, n_bins):
     """Plain NumPy reference of :func:`doc_bound` (the block maxima and their largest from ``acc``)."""
     bmax, top = acc_block_maxima_ref(acc, shift)
     in_blocks = (bmax >= theta)[np.arange(len(acc)) >> shift]
-    v = np.asarray(acc, np.int64)[in_blocks & (acc >= theta)] - theta
-    s = 0
-    while ((int(top) - theta) >> s) >= n_bins:
-        s += 1
-    from_top = np.cumsum(np.bincount(v >> s, minlength=n_bins)[::-1])
-    j = np.flatnonzero(from_top >= k)
-    return theta if len(j) == 0 else theta + ((n_bins - 1 - int(j[0])) << s)
+    j, s = _top_bin_ref(np.asarray(acc, np.int64)[in_blocks & (acc >= theta)] - theta, int(top) - theta, k, n_bins)
+    return theta if j < 0 else theta + (j << s)
 
 
 def kth_lower_bound_ref(vals, k, top, n_bins):
     """Plain NumPy reference of :func:`kth_lower_bound`."""
-    s = 0
-    while (int(top) >> s) >= n_bins:
-        s += 1
-    counts = np.bincount(np.asarray(vals, np.int64) >> s, minlength=n_bins)
-    from_top = np.cumsum(counts[::-1])
-    j = np.flatnonzero(from_top >= k)
-    return 1 if len(j) == 0 else max(1, (n_bins - 1 - int(j[0])) << s)
+    j, s = _top_bin_ref(vals, top, k, n_bins)
+    return 1 if j < 0 else max(1, j << s)
 
 
 @njit(cache=True, inline="always")
