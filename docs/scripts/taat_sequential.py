@@ -1,0 +1,312 @@
+"""An experiment that did not pay: term-at-a-time scoring with a threshold raised after every term.
+
+    python docs/scripts/taat_sequential.py INDEX QUERIES.jsonl simulate [--queries 30] [--k 1000]
+    python docs/scripts/taat_sequential.py INDEX QUERIES.jsonl time [--queries 200] [--k 1000]
+
+Not part of the package; kept so that the figures in docs/benchmarks.md ("Settings tried": a
+threshold after every term) can be repeated. Integer impacts only.
+
+The filtered scorer (``lsr.index.kernels.filtered``) scores the query's high-impact terms in full,
+fixes one threshold, and filters the remaining terms' range blocks against it. The variant here
+orders the terms the same way (``w * term_max``, largest first) but scores only the first in full,
+then takes the remaining terms one at a time, each in the blocks that can still reach the top k,
+``bmax[b] + ub[b] >= theta``, where ``bmax[b]`` is the block's largest partial score (kept exact),
+``ub[b]`` the sum of ``w * range_max`` of the terms not yet added (the current one included), and
+``theta`` a lower bound of the k-th best score raised after every term from a histogram of the
+partial scores kept up to date as they change (only counts at or above ``theta`` are kept, which
+is all the bound needs). A block that fails once stays out (its bound only falls and ``theta``
+only rises); the top k is taken from the blocks that never failed. Exact, like the filtered scorer.
+
+``simulate`` counts, in NumPy, the postings each scheme scores (as a fraction of the query terms'
+postings): a fixed threshold after a full phase of ``full_ratio`` of the postings (the filtered
+scorer's scheme), the threshold after every term, and the same with a scalar bound (the remaining
+terms' ``sum w * term_max``) instead of the per-block ``ub``. ``time`` runs a Numba kernel of the
+per-term scheme (``sequential_one``) against ``exhaustive_one`` and ``filtered_one``, warm, the calls
+alternating per query, checks that all three return the same top k, and breaks the kernel's time
+down by replaying the thresholds of a first run (no histogram), and with the scoring left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import numpy as np
+from numba import njit
+
+import lsr
+from lsr.index.kernels.exhaustive import FLAT_CHUNK, exhaustive_one, score_terms
+from lsr.index.kernels.filtered import filtered_one, full_prefix
+from lsr.index.kernels.postings import next_pair
+from lsr.index.kernels.topk import _bin_shift, _offer_block, heap_sort_desc
+
+
+# ----------------------------------------------------------------------------- NumPy simulation
+def simulate(ix, p, k: int) -> None:
+    docs = ix.postings_docs
+    imp = ix.postings_impacts.astype(np.int64)
+    to, tm = ix.term_offsets, ix.term_max.astype(np.int64)
+    n, shift = ix.num_documents, ix.range_shift
+    nb = (n + (1 << shift) - 1) >> shift
+
+    def kth(a):
+        return np.partition(a, len(a) - k)[len(a) - k] if np.count_nonzero(a) >= k else 1
+
+    def block_max(a):
+        pad = np.zeros(nb << shift, np.int64)
+        pad[:n] = a
+        return pad.reshape(nb, 1 << shift).max(1)
+
+    schemes = ("fixed", "per-term", "per-term, scalar bound")
+    ratios = (0.0, 0.1, 0.2, 0.3, 0.5)
+    tot = {(fr, s): np.zeros(2) for fr in ratios for s in schemes}
+    for qi in range(len(p.ids)):
+        qt = p.terms[p.offsets[qi]:p.offsets[qi + 1]]
+        qw = p.weights[p.offsets[qi]:p.offsets[qi + 1]].astype(np.int64)
+        order = np.argsort(-(qw * tm[qt]), kind="stable")
+        lens = to[qt + 1] - to[qt]
+        terms = []
+        for i in range(len(qt)):
+            d = docs[to[qt[i]]:to[qt[i] + 1]]
+            v = qw[i] * imp[to[qt[i]]:to[qt[i] + 1]]
+            bm = np.zeros(nb, np.int64)
+            np.maximum.at(bm, d >> shift, v)
+            terms.append((d, v, bm))
+        for fr in ratios:
+            n_full, done = 0, 0
+            while n_full < len(qt) and done < fr * lens.sum():
+                done += lens[order[n_full]]
+                n_full += 1
+            for scheme in schemes:
+                acc = np.zeros(n, np.int64)
+                for i in order[:n_full]:
+                    acc[terms[i][0]] += terms[i][1]
+                ub = sum((terms[i][2] for i in order[n_full:]), np.zeros(nb, np.int64))
+                rest = int(sum(qw[i] * tm[qt[i]] for i in order[n_full:]))
+                theta, bmax, alive, scored = kth(acc), block_max(acc), np.ones(nb, bool), 0
+                for i in order[n_full:]:
+                    d, v, bm = terms[i]
+                    alive &= bmax + (rest if scheme.endswith("scalar bound") else ub) >= theta
+                    sel = alive[d >> shift]
+                    scored += int(sel.sum())
+                    acc[d[sel]] += v[sel]
+                    ub -= bm
+                    rest -= int(qw[i] * tm[qt[i]])
+                    bmax = block_max(acc)
+                    if scheme != "fixed":
+                        theta = max(theta, kth(acc))
+                tot[(fr, scheme)] += (done + scored, lens.sum())
+    print(f"postings scored / postings of the query terms, k={k}, {len(p.ids)} queries")
+    print("full_ratio  " + "  ".join(f"{s:>22s}" for s in schemes))
+    for fr in ratios:
+        print(f"{fr:10.1f}  " + "  ".join(f"{tot[(fr, s)][0] / tot[(fr, s)][1]:22.3f}" for s in schemes))
+
+
+# ----------------------------------------------------------------------------- Numba prototype
+@njit(cache=True, inline="always")
+def _hist_theta(hist, k, s, theta):
+    """The lower edge of the highest bin (at or above ``theta``'s) where the count from the top
+    reaches k, or ``theta``; leaves ``hist`` as it is."""
+    c = 0
+    for j in range(hist.shape[0] - 1, (theta >> s) - 1, -1):
+        c += hist[j]
+        if c >= k:
+            return max(theta, np.int64(j) << s)
+    return theta
+
+
+@njit(cache=True)
+def sequential_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
+                   term_max, q_terms, q_weights, k, acc, bmax, ub, keep, hist, pairs, passing, passing_rel,
+                   thetas, mode):
+    """Top-k scores of one query (range blocks of 16 documents); returns (hit count, docs, scores).
+    mode 0: the histogram threshold (``thetas[i]`` records it after term i); 1: no histogram, the
+    thresholds replayed from ``thetas``; 2: as 1 with the scoring of the passing pairs left out."""
+    out_docs = np.empty(k, np.int32)
+    out_scores = np.empty(k, acc.dtype)
+    mask = (1 << shift) - 1
+    nq = q_terms.shape[0]
+    order, _ = full_prefix(term_offsets, term_max, q_terms, q_weights, 0.0)
+    total = np.int64(0)
+    for i in range(nq):
+        total += np.int64(q_weights[i]) * np.int64(term_max[q_terms[i]])
+    s = _bin_shift(total, hist.shape[0])
+    # the first term in full: its partial scores, histogram and block maxima come from its postings
+    t = q_terms[order[0]]
+    w = q_weights[order[0]]
+    score_terms(term_offsets, code_offsets, codes, low, impacts, shift, q_terms[order[:1]], q_weights[order[:1]], acc)
+    if mode == 0:
+        for q in range(term_offsets[t], term_offsets[t + 1]):
+            hist[np.int64(w * impacts[q]) >> s] += 1
+    blk = 0
+    c = code_offsets[t]
+    for j in range(range_offsets[t], range_offsets[t + 1]):
+        c, blk, n = next_pair(codes, c, blk, shift, mask)
+        bmax[blk] = w * range_max[j]
+    theta = _hist_theta(hist, k, s, np.int64(1)) if mode == 0 else thetas[0]
+    thetas[0] = theta
+    # the bounds of the other terms; their pairs decoded into a buffer
+    e = 0
+    for i in range(1, nq):
+        t = q_terms[order[i]]
+        w = q_weights[order[i]]
+        blk = 0
+        c = code_offsets[t]
+        for j in range(range_offsets[t], range_offsets[t + 1]):
+            c, blk, n = next_pair(codes, c, blk, shift, mask)
+            ub[blk] += w * range_max[j]
+            pairs[e] = (np.int64(blk) << 16) | n
+            e += 1
+    keep[:] = 1
+    bases = np.empty(FLAT_CHUNK + 16, np.int32)
+    poss = np.empty(FLAT_CHUNK + 16, np.int32)
+    touched = np.empty(FLAT_CHUNK, np.int64)
+    e0 = 0
+    for i in range(1, nq):
+        t = q_terms[order[i]]
+        w = q_weights[order[i]]
+        p0 = term_offsets[t]
+        r0 = range_offsets[t]
+        n_pairs = range_offsets[t + 1] - r0
+        # the pairs whose block can still reach the top k (branch-free)
+        nb = 0
+        rel = np.int32(0)
+        for e in range(e0, e0 + n_pairs):
+            v = pairs[e]
+            blk = v >> 16
+            ok = keep[blk] & np.uint8(np.int64(bmax[blk]) + np.int64(ub[blk]) >= theta)
+            keep[blk] = ok
+            passing[nb] = e
+            passing_rel[nb] = rel
+            nb += ok
+            rel += np.int32(v & 0xFFFF)
+        # their postings, a chunk at a time: expanded, scored in one flat loop, then the block maxima
+        x = 0 if mode < 2 else nb
+        while x < nb:
+            o = 0
+            m = 0
+            while x < nb and o <= FLAT_CHUNK - 16:
+                e = passing[x]
+                v = pairs[e]
+                blk = v >> 16
+                ub[blk] -= w * range_max[r0 + e - e0]
+                base = np.int32(blk << shift)
+                r = passing_rel[x]
+                for y in range(16):
+                    bases[o + y] = base
+                    poss[o + y] = r + y
+                o += np.int32(v & 0xFFFF)
+                touched[m] = blk
+                m += 1
+                x += 1
+            for j in range(o):
+                q = p0 + poss[j]
+                d = bases[j] + ((np.int32(low[q >> 1]) >> ((q & 1) << 2)) & 15)
+                old = acc[d]
+                nv = old + w * impacts[q]
+                acc[d] = nv
+                if mode == 0 and nv >= theta:
+                    hist[np.int64(nv) >> s] += 1
+                    if old >= theta:
+                        hist[np.int64(old) >> s] -= 1
+            for y in range(m):
+                b0 = touched[y] << shift
+                mx = acc.dtype.type(0)
+                if b0 + 16 <= n_docs:
+                    a16 = acc[b0:b0 + 16]
+                    for d in range(16):
+                        mx = max(mx, a16[d])
+                else:
+                    for d in range(b0, n_docs):
+                        mx = max(mx, acc[d])
+                bmax[touched[y]] = mx
+        e0 += n_pairs
+        if mode == 0:
+            theta = _hist_theta(hist, k, s, theta)
+            thetas[i] = theta
+        else:
+            theta = thetas[i]
+    size = 0
+    for b in range(bmax.shape[0]):
+        if keep[b] != 0 and bmax[b] >= theta:
+            size = _offer_block(acc, b, 16, theta, k, out_docs, out_scores, size)
+    acc[:] = 0
+    bmax[:] = 0
+    ub[:] = 0
+    hist[:] = 0
+    heap_sort_desc(out_scores, out_docs, size)
+    return size, out_docs, out_scores
+
+
+def time_kernels(ix, s, p, k: int) -> None:
+    if ix.range_shift != 4 or ix.is_float:
+        raise SystemExit("the prototype takes integer impacts and range blocks of 16 documents")
+    dt = p.score_dtype
+    n, nb = ix.num_documents, (ix.num_documents + 15) >> 4
+    acc = np.zeros(n, dt)
+    bmax, ub = np.zeros(nb, dt), np.zeros(nb, dt)
+    keep, hist = np.zeros(nb, np.uint8), np.zeros(4096, np.int64)
+    n_pairs = s._max_pairs(p)
+    pairs, passing, passing_rel = np.empty(n_pairs, np.int64), np.empty(nb, np.int64), np.empty(nb, np.int32)
+    rb, ra, fb = s._range_buffers(dt, n_pairs), s._range_arrays(), s._filter_buffers(dt)
+    thetas = [np.zeros(len(p.terms), np.int64) for _ in p.ids]
+    times: dict[str, list[float]] = {}
+    for rep in range(3):
+        for qi in range(len(p.ids)):
+            qt, qw = p.terms[p.offsets[qi]:p.offsets[qi + 1]], p.weights[p.offsets[qi]:p.offsets[qi + 1]]
+            d_e, s_e = np.empty(k, np.int32), np.empty(k, dt)
+            d_f, s_f = np.empty(k, np.int32), np.empty(k, dt)
+            calls = [("exhaustive_one", lambda: exhaustive_one(*ix.postings_arrays, qt, qw, k, acc, d_e, s_e)),
+                     ("filtered_one", lambda: filtered_one(*ra, ix.term_max, qt, qw, k, s.config.full_ratio, acc,
+                                                           fb[0], rb[0], fb[1], fb[2], fb[3], rb[6], d_f, s_f))]
+            calls += [(f"sequential_one mode {m}",
+                       lambda m=m: sequential_one(*ra, ix.term_max, qt, qw, k, acc, bmax, ub, keep, hist, pairs,
+                                                  passing, passing_rel, thetas[qi], m)) for m in (0, 1, 2)]
+            if qi % 2:
+                calls = calls[::-1]   # every other query in the reverse order
+            res = {}
+            for name, f in calls:
+                t0 = time.perf_counter()
+                res[name] = f()
+                if rep:
+                    times.setdefault(name, []).append(time.perf_counter() - t0)
+            n_e = res["exhaustive_one"]
+            assert res["filtered_one"] == n_e and np.array_equal(s_f[:n_e], s_e[:n_e])
+            c, d_s, s_s = res["sequential_one mode 0"]
+            assert c == n_e and np.array_equal(d_s[:c], d_e[:n_e]) and np.array_equal(s_s[:c], s_e[:n_e])
+            c1, _, s_1 = res["sequential_one mode 1"]
+            assert not rep or (c1 == n_e and np.array_equal(s_1[:c1], s_e[:n_e]))   # replays round 0's
+    base = np.array(times["exhaustive_one"])
+    print(f"k={k}, {len(p.ids)} queries, warm (a first round untimed), 2 rounds; the top k agreed on every query")
+    print(f"{'kernel':34s} {'p50 ms':>7s} {'mean ms':>8s} {'median ratio':>13s} {'faster':>8s}")
+    for name, t in times.items():
+        t = np.array(t)
+        print(f"{name:34s} {np.median(t) * 1e3:7.3f} {t.mean() * 1e3:8.3f} {np.median(t / base):13.3f} "
+              f"{int((t < base).sum()):4d}/{len(t)}")
+    print("mode 0: histogram threshold; 1: thresholds replayed, no histogram; 2: as 1, passing pairs not scored")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("index")
+    ap.add_argument("queries")
+    ap.add_argument("what", choices=("simulate", "time"))
+    ap.add_argument("--queries", dest="n", type=int, default=None)
+    ap.add_argument("--k", type=int, default=1000)
+    a = ap.parse_args(argv)
+    warnings.simplefilter("ignore")
+    ix = lsr.Index.open(a.index, verify=False)
+    s = lsr.Searcher(ix)
+    with open(a.queries, encoding="utf-8") as f:
+        qs = [(r["id"], r["vector"]) for r in map(json.loads, f)][:a.n or (30 if a.what == "simulate" else 200)]
+    p = s.prepare(qs)
+    if a.what == "simulate":
+        simulate(ix, p, a.k)
+    else:
+        time_kernels(ix, s, p, a.k)
+
+
+if __name__ == "__main__":
+    main()
