@@ -20,10 +20,12 @@ only rises); the top k is taken from the blocks that never failed. Exact, like t
 ``simulate`` counts, in NumPy, the postings each scheme scores (as a fraction of the query terms'
 postings): a fixed threshold after a full phase of ``full_ratio`` of the postings (the filtered
 scorer's scheme), the threshold after every term, and the same with a scalar bound (the remaining
-terms' ``sum w * term_max``) instead of the per-block ``ub``. ``time`` runs a Numba kernel of the
-per-term scheme (``sequential_one``) against ``exhaustive_one`` and ``filtered_one``, warm, the calls
-alternating per query, checks that all three return the same top k, and breaks the kernel's time
-down by replaying the thresholds of a first run (no histogram), and with the scoring left out.
+terms' ``sum w * term_max``) instead of the per-block ``ub``. ``time`` runs two Numba kernels of the
+per-term scheme (``sequential_pairs_one``, the first version, and ``sequential_one``, which scores
+the passing pairs in a flat loop as the exhaustive scorer does) against ``exhaustive_one`` and
+``filtered_one``, warm, the calls in one order on even queries and the reverse on odd ones, checks
+that they all return the same top k, and breaks ``sequential_one``'s time down by replaying the
+thresholds of a first run (no histogram), and with the scoring of the passing pairs left out.
 """
 
 from __future__ import annotations
@@ -240,6 +242,71 @@ def sequential_one(term_offsets, range_offsets, range_max, code_offsets, codes, 
     return size, out_docs, out_scores
 
 
+@njit(cache=True)
+def sequential_pairs_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
+                         term_max, q_terms, q_weights, k, acc, bmax, ub, keep, hist):
+    """The first version of :func:`sequential_one`: every term, the first included, pair by pair
+    from the codes (decoded twice, no buffer), each passing pair's postings in a loop of their count
+    with the block maximum and the histogram kept as they are scored."""
+    out_docs = np.empty(k, np.int32)
+    out_scores = np.empty(k, acc.dtype)
+    mask = (1 << shift) - 1
+    nq = q_terms.shape[0]
+    order, _ = full_prefix(term_offsets, term_max, q_terms, q_weights, 0.0)
+    total = np.int64(0)
+    for i in range(nq):
+        total += np.int64(q_weights[i]) * np.int64(term_max[q_terms[i]])
+    s = _bin_shift(total, hist.shape[0])
+    theta = np.int64(1)
+    for i in range(nq):
+        t = q_terms[order[i]]
+        w = q_weights[order[i]]
+        blk = 0
+        c = code_offsets[t]
+        for j in range(range_offsets[t], range_offsets[t + 1]):
+            c, blk, n = next_pair(codes, c, blk, shift, mask)
+            ub[blk] += w * range_max[j]
+    keep[:] = 1
+    for i in range(nq):
+        t = q_terms[order[i]]
+        w = q_weights[order[i]]
+        blk = 0
+        c = code_offsets[t]
+        p = term_offsets[t]
+        for j in range(range_offsets[t], range_offsets[t + 1]):
+            c, blk, n = next_pair(codes, c, blk, shift, mask)
+            if keep[blk] != 0:
+                if np.int64(bmax[blk]) + np.int64(ub[blk]) >= theta:
+                    base = blk << shift
+                    m = bmax[blk]
+                    for q in range(p, p + n):
+                        d = base + ((np.int64(low[q >> 1]) >> ((q & 1) << 2)) & 15)
+                        old = acc[d]
+                        nv = old + w * impacts[q]
+                        acc[d] = nv
+                        m = max(m, nv)
+                        if nv >= theta:
+                            hist[np.int64(nv) >> s] += 1
+                            if old >= theta:
+                                hist[np.int64(old) >> s] -= 1
+                    bmax[blk] = m
+                    ub[blk] -= w * range_max[j]
+                else:
+                    keep[blk] = 0
+            p += n
+        theta = _hist_theta(hist, k, s, theta)
+    size = 0
+    for b in range(bmax.shape[0]):
+        if keep[b] != 0 and bmax[b] >= theta:
+            size = _offer_block(acc, b, 16, theta, k, out_docs, out_scores, size)
+    acc[:] = 0
+    bmax[:] = 0
+    ub[:] = 0
+    hist[:] = 0
+    heap_sort_desc(out_scores, out_docs, size)
+    return size, out_docs, out_scores
+
+
 def time_kernels(ix, s, p, k: int) -> None:
     if ix.range_shift != 4 or ix.is_float:
         raise SystemExit("the prototype takes integer impacts and range blocks of 16 documents")
@@ -264,6 +331,8 @@ def time_kernels(ix, s, p, k: int) -> None:
             calls += [(f"sequential_one mode {m}",
                        lambda m=m: sequential_one(*ra, ix.term_max, qt, qw, k, acc, bmax, ub, keep, hist, pairs,
                                                   passing, passing_rel, thetas[qi], m)) for m in (0, 1, 2)]
+            calls.append(("sequential_pairs_one", lambda: sequential_pairs_one(*ra, ix.term_max, qt, qw, k, acc, bmax,
+                                                                                ub, keep, hist)))
             if qi % 2:
                 calls = calls[::-1]   # every other query in the reverse order
             res = {}
@@ -275,6 +344,8 @@ def time_kernels(ix, s, p, k: int) -> None:
             n_e = res["exhaustive_one"]
             assert res["filtered_one"] == n_e and np.array_equal(s_f[:n_e], s_e[:n_e])
             c, d_s, s_s = res["sequential_one mode 0"]
+            assert c == n_e and np.array_equal(d_s[:c], d_e[:n_e]) and np.array_equal(s_s[:c], s_e[:n_e])
+            c, d_s, s_s = res["sequential_pairs_one"]
             assert c == n_e and np.array_equal(d_s[:c], d_e[:n_e]) and np.array_equal(s_s[:c], s_e[:n_e])
             c1, _, s_1 = res["sequential_one mode 1"]
             assert not rep or (c1 == n_e and np.array_equal(s_1[:c1], s_e[:n_e]))   # replays round 0's
