@@ -25,7 +25,9 @@ per-term scheme (``sequential_pairs_one``, the first version, and ``sequential_o
 the passing pairs in a flat loop as the exhaustive scorer does) against ``exhaustive_one`` and
 ``filtered_one``, warm, the calls in one order on even queries and the reverse on odd ones, checks
 that they all return the same top k, and breaks ``sequential_one``'s time down by replaying the
-thresholds of a first run (no histogram), and with the scoring of the passing pairs left out.
+thresholds of a first run (no histogram), and with the scoring of the passing pairs left out. It
+also times exhaustive scoring cut into doc id segments (``segmented_scores``), another idea that
+did not pay.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import numpy as np
 from numba import njit
 
 import lsr
-from lsr.index.kernels.exhaustive import FLAT_CHUNK, exhaustive_one, score_terms
+from lsr.index.kernels.exhaustive import FLAT_CHUNK, _scatter_nibbles, exhaustive_one, score_terms
 from lsr.index.kernels.filtered import filtered_one, full_prefix
 from lsr.index.kernels.postings import next_pair
 from lsr.index.kernels.topk import _bin_shift, _offer_block, heap_sort_desc
@@ -106,7 +108,9 @@ def simulate(ix, p, k: int) -> None:
         print(f"{fr:10.1f}  " + "  ".join(f"{tot[(fr, s)][0] / tot[(fr, s)][1]:22.3f}" for s in schemes))
 
 
-# ----------------------------------------------------------------------------- Numba prototype
+# ----------------------------------------------------------------------------- Numba prototypes
+SEGMENTS = (12, 15, 17)   # doc id segment sizes (powers of two) of segmented_scores
+
 @njit(cache=True, inline="always")
 def _hist_theta(hist, k, s, theta):
     """The lower edge of the highest bin (at or above ``theta``'s) where the count from the top
@@ -119,22 +123,46 @@ def _hist_theta(hist, k, s, theta):
     return theta
 
 
+@njit(cache=True, inline="always")
+def _term_order(term_offsets, term_max, q_terms, q_weights, n_bins):
+    """(the filtered scorer's term order, the histogram's bin shift for scores up to the query's
+    ``sum w * term_max``)."""
+    order, _ = full_prefix(term_offsets, term_max, q_terms, q_weights, 0.0)
+    total = np.int64(0)
+    for i in range(q_terms.shape[0]):
+        total += np.int64(q_weights[i]) * np.int64(term_max[q_terms[i]])
+    return order, _bin_shift(total, n_bins)
+
+
+@njit(cache=True)
+def _select(acc, bmax, ub, keep, hist, theta, k):
+    """(hit count, docs, scores) of the top k from the blocks never ruled out whose maximum reaches
+    ``theta``; leaves the work buffers all zeros."""
+    out_docs = np.empty(k, np.int32)
+    out_scores = np.empty(k, acc.dtype)
+    size = 0
+    for b in range(bmax.shape[0]):
+        if keep[b] != 0 and bmax[b] >= theta:
+            size = _offer_block(acc, b, 16, theta, k, out_docs, out_scores, size)
+    acc[:] = 0
+    bmax[:] = 0
+    ub[:] = 0
+    hist[:] = 0
+    heap_sort_desc(out_scores, out_docs, size)
+    return size, out_docs, out_scores
+
+
 @njit(cache=True)
 def sequential_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
                    term_max, q_terms, q_weights, k, acc, bmax, ub, keep, hist, pairs, passing, passing_rel,
-                   thetas, mode):
+                   thetas, mode, counts):
     """Top-k scores of one query (range blocks of 16 documents); returns (hit count, docs, scores).
     mode 0: the histogram threshold (``thetas[i]`` records it after term i); 1: no histogram, the
-    thresholds replayed from ``thetas``; 2: as 1 with the scoring of the passing pairs left out."""
-    out_docs = np.empty(k, np.int32)
-    out_scores = np.empty(k, acc.dtype)
+    thresholds replayed from ``thetas``; 2: as 1 with the scoring of the passing pairs left out.
+    Adds the passing pairs and their postings to ``counts[0]`` and ``counts[1]``."""
     mask = (1 << shift) - 1
     nq = q_terms.shape[0]
-    order, _ = full_prefix(term_offsets, term_max, q_terms, q_weights, 0.0)
-    total = np.int64(0)
-    for i in range(nq):
-        total += np.int64(q_weights[i]) * np.int64(term_max[q_terms[i]])
-    s = _bin_shift(total, hist.shape[0])
+    order, s = _term_order(term_offsets, term_max, q_terms, q_weights, hist.shape[0])
     # the first term in full: its partial scores, histogram and block maxima come from its postings
     t = q_terms[order[0]]
     w = q_weights[order[0]]
@@ -184,6 +212,7 @@ def sequential_one(term_offsets, range_offsets, range_max, code_offsets, codes, 
             passing_rel[nb] = rel
             nb += ok
             rel += np.int32(v & 0xFFFF)
+        counts[0] += nb
         # their postings, a chunk at a time: expanded, scored in one flat loop, then the block maxima
         x = 0 if mode < 2 else nb
         while x < nb:
@@ -203,6 +232,7 @@ def sequential_one(term_offsets, range_offsets, range_max, code_offsets, codes, 
                 touched[m] = blk
                 m += 1
                 x += 1
+            counts[1] += o
             for j in range(o):
                 q = p0 + poss[j]
                 d = bases[j] + ((np.int32(low[q >> 1]) >> ((q & 1) << 2)) & 15)
@@ -230,16 +260,7 @@ def sequential_one(term_offsets, range_offsets, range_max, code_offsets, codes, 
             thetas[i] = theta
         else:
             theta = thetas[i]
-    size = 0
-    for b in range(bmax.shape[0]):
-        if keep[b] != 0 and bmax[b] >= theta:
-            size = _offer_block(acc, b, 16, theta, k, out_docs, out_scores, size)
-    acc[:] = 0
-    bmax[:] = 0
-    ub[:] = 0
-    hist[:] = 0
-    heap_sort_desc(out_scores, out_docs, size)
-    return size, out_docs, out_scores
+    return _select(acc, bmax, ub, keep, hist, theta, k)
 
 
 @njit(cache=True)
@@ -248,15 +269,9 @@ def sequential_pairs_one(term_offsets, range_offsets, range_max, code_offsets, c
     """The first version of :func:`sequential_one`: every term, the first included, pair by pair
     from the codes (decoded twice, no buffer), each passing pair's postings in a loop of their count
     with the block maximum and the histogram kept as they are scored."""
-    out_docs = np.empty(k, np.int32)
-    out_scores = np.empty(k, acc.dtype)
     mask = (1 << shift) - 1
     nq = q_terms.shape[0]
-    order, _ = full_prefix(term_offsets, term_max, q_terms, q_weights, 0.0)
-    total = np.int64(0)
-    for i in range(nq):
-        total += np.int64(q_weights[i]) * np.int64(term_max[q_terms[i]])
-    s = _bin_shift(total, hist.shape[0])
+    order, s = _term_order(term_offsets, term_max, q_terms, q_weights, hist.shape[0])
     theta = np.int64(1)
     for i in range(nq):
         t = q_terms[order[i]]
@@ -295,16 +310,57 @@ def sequential_pairs_one(term_offsets, range_offsets, range_max, code_offsets, c
                     keep[blk] = 0
             p += n
         theta = _hist_theta(hist, k, s, theta)
-    size = 0
-    for b in range(bmax.shape[0]):
-        if keep[b] != 0 and bmax[b] >= theta:
-            size = _offer_block(acc, b, 16, theta, k, out_docs, out_scores, size)
-    acc[:] = 0
-    bmax[:] = 0
-    ub[:] = 0
-    hist[:] = 0
-    heap_sort_desc(out_scores, out_docs, size)
-    return size, out_docs, out_scores
+    return _select(acc, bmax, ub, keep, hist, theta, k)
+
+
+@njit(cache=True)
+def segmented_scores(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, acc, seg_shift):
+    """Exhaustive scoring into ``acc`` cut into doc id segments of ``2**seg_shift`` documents: every
+    term's postings of one segment, then the next segment (one cursor per term, a pair that starts
+    the next segment held back), so that the part of the accumulator in use stays in cache. Range
+    blocks of up to 16 documents; the flat loop of the exhaustive scorer."""
+    nq = q_terms.shape[0]
+    mask = (1 << shift) - 1
+    cpos = np.empty(nq, np.int64)
+    cblk = np.zeros(nq, np.int64)
+    ppos = np.empty(nq, np.int64)
+    held_blk = np.full(nq, -1, np.int64)
+    held_n = np.zeros(nq, np.int64)
+    for i in range(nq):
+        cpos[i] = code_offsets[q_terms[i]]
+        ppos[i] = term_offsets[q_terms[i]]
+    bases = np.empty(FLAT_CHUNK + 16, np.int32)
+    seg_blocks = 1 << (seg_shift - shift)
+    n_blocks = (acc.shape[0] + mask) >> shift
+    for sb in range(0, n_blocks, seg_blocks):
+        se = sb + seg_blocks
+        for i in range(nq):
+            if held_blk[i] >= se:
+                continue
+            w = q_weights[i]
+            cend = code_offsets[q_terms[i] + 1]
+            c, blk, p = cpos[i], cblk[i], ppos[i]
+            o = 0
+            if held_blk[i] >= 0:
+                for y in range(16):
+                    bases[y] = np.int32(held_blk[i] << shift)
+                o = held_n[i]
+                held_blk[i] = -1
+            while c < cend:
+                c, blk, n = next_pair(codes, c, blk, shift, mask)
+                if blk >= se:
+                    held_blk[i] = blk
+                    held_n[i] = n
+                    break
+                for y in range(16):
+                    bases[o + y] = np.int32(blk << shift)
+                o += n
+                if o > FLAT_CHUNK - 16:
+                    _scatter_nibbles(acc, bases, o, p, w, low, impacts)
+                    p += o
+                    o = 0
+            _scatter_nibbles(acc, bases, o, p, w, low, impacts)
+            cpos[i], cblk[i], ppos[i] = c, blk, p + o
 
 
 def time_kernels(ix, s, p, k: int) -> None:
@@ -319,20 +375,28 @@ def time_kernels(ix, s, p, k: int) -> None:
     pairs, passing, passing_rel = np.empty(n_pairs, np.int64), np.empty(nb, np.int64), np.empty(nb, np.int32)
     rb, ra, fb = s._range_buffers(dt, n_pairs), s._range_arrays(), s._filter_buffers(dt)
     thetas = [np.zeros(len(p.terms), np.int64) for _ in p.ids]
+    counts, no_counts = np.zeros(2, np.int64), np.zeros(2, np.int64)
+    n_postings = int((ix.term_offsets[p.terms + 1] - ix.term_offsets[p.terms]).sum())
     times: dict[str, list[float]] = {}
     for rep in range(3):
         for qi in range(len(p.ids)):
             qt, qw = p.terms[p.offsets[qi]:p.offsets[qi + 1]], p.weights[p.offsets[qi]:p.offsets[qi + 1]]
             d_e, s_e = np.empty(k, np.int32), np.empty(k, dt)
             d_f, s_f = np.empty(k, np.int32), np.empty(k, dt)
+            d_g, s_g = np.empty(k, np.int32), np.empty(k, dt)
             calls = [("exhaustive_one", lambda: exhaustive_one(*ix.postings_arrays, qt, qw, k, acc, d_e, s_e)),
                      ("filtered_one", lambda: filtered_one(*ra, ix.term_max, qt, qw, k, s.config.full_ratio, acc,
                                                            fb[0], rb[0], fb[1], fb[2], fb[3], rb[6], d_f, s_f))]
             calls += [(f"sequential_one mode {m}",
                        lambda m=m: sequential_one(*ra, ix.term_max, qt, qw, k, acc, bmax, ub, keep, hist, pairs,
-                                                  passing, passing_rel, thetas[qi], m)) for m in (0, 1, 2)]
+                                                  passing, passing_rel, thetas[qi], m,
+                                                  counts if (m == 0 and rep == 0) else no_counts)) for m in (0, 1, 2)]
             calls.append(("sequential_pairs_one", lambda: sequential_pairs_one(*ra, ix.term_max, qt, qw, k, acc, bmax,
                                                                                 ub, keep, hist)))
+            for sh in SEGMENTS:   # then the exhaustive scorer's selection (no terms left to score)
+                calls.append((f"segmented 2^{sh}", lambda sh=sh: (
+                    segmented_scores(*ix.postings_arrays[:6], qt, qw, acc, sh),
+                    exhaustive_one(*ix.postings_arrays, qt[:0], qw[:0], k, acc, d_g, s_g))[1]))
             if qi % 2:
                 calls = calls[::-1]   # every other query in the reverse order
             res = {}
@@ -347,6 +411,9 @@ def time_kernels(ix, s, p, k: int) -> None:
             assert c == n_e and np.array_equal(d_s[:c], d_e[:n_e]) and np.array_equal(s_s[:c], s_e[:n_e])
             c, d_s, s_s = res["sequential_pairs_one"]
             assert c == n_e and np.array_equal(d_s[:c], d_e[:n_e]) and np.array_equal(s_s[:c], s_e[:n_e])
+            for sh in SEGMENTS:   # d_g, s_g hold the last call's
+                assert res[f"segmented 2^{sh}"] == n_e
+            assert np.array_equal(d_g[:n_e], d_e[:n_e]) and np.array_equal(s_g[:n_e], s_e[:n_e])
             c1, _, s_1 = res["sequential_one mode 1"]
             assert not rep or (c1 == n_e and np.array_equal(s_1[:c1], s_e[:n_e]))   # replays round 0's
     base = np.array(times["exhaustive_one"])
@@ -356,7 +423,10 @@ def time_kernels(ix, s, p, k: int) -> None:
         t = np.array(t)
         print(f"{name:34s} {np.median(t) * 1e3:7.3f} {t.mean() * 1e3:8.3f} {np.median(t / base):13.3f} "
               f"{int((t < base).sum()):4d}/{len(t)}")
-    print("mode 0: histogram threshold; 1: thresholds replayed, no histogram; 2: as 1, passing pairs not scored")
+    print(f"sequential_one, per query: {counts[0] / len(p.ids):,.0f} passing (term, block) pairs "
+          f"with {counts[1] / len(p.ids):,.0f} postings, of {n_postings / len(p.ids):,.0f} postings of the query terms")
+    print("mode 0: histogram threshold; 1: thresholds replayed, no histogram; 2: as 1, passing pairs not scored; "
+          "segmented 2^s: exhaustive scoring in doc id segments of 2^s documents")
 
 
 def main(argv=None) -> None:
