@@ -569,9 +569,10 @@ def run_peer_bench(args, argv: Sequence[str], log) -> dict:
     lsr.build(data)
     lsr.build_stats.seconds = float(lsr_build["build_seconds"])
     lsr.build_stats.parts = {"lsr build from float vectors (child process)": float(lsr_build["build_seconds"])}
+    dense_note = lsr.build_stats.notes.split("; ", 1)[1]   # the dense rows the searchers made in memory
     lsr.build_stats.notes = ("index reused; seconds from its manifest" if lsr_build.get("reused") else
                              "quantisation, inversion, block maxima, checksums; peak RSS "
-                             f"{_gib(lsr_build.get('peak_rss_bytes', 0))}")
+                             f"{_gib(lsr_build.get('peak_rss_bytes', 0))}") + "; " + dense_note
     engines: list = [lsr]
     skipped: dict[str, str] = {}
     extra_builds: list[dict] = []
@@ -773,6 +774,7 @@ def run_peer_bench(args, argv: Sequence[str], log) -> dict:
                             "pisa": pisa_build, "pisa_other_indexers": extra_builds}
     comparisons["index_bytes"] = {"lsr": lsr.build_stats.bytes,
                                   "pisa": pisa.build_stats.bytes if pisa is not None else None}
+    comparisons["lsr_in_memory"] = dense_note
     lat_cmp = {}
     for k in ks:
         best = None
@@ -874,7 +876,7 @@ def format_peer_table(result: dict) -> str:
         lines.append(line)
         ib = cmp_["index_bytes"]
         lines.append(f"index size: lsr {_fmt_mb(ib['lsr'])} MB vs PISA {_fmt_mb(ib['pisa'])} MB "
-                     f"(lsr / PISA = {ib['lsr'] / ib['pisa']:.2f})")
+                     f"(lsr / PISA = {ib['lsr'] / ib['pisa']:.2f}); lsr also holds {cmp_.get('lsr_in_memory', '')}")
         for k, v in cmp_["latency_single_thread"].items():
             if v["pisa_best_exact"] is None or v["lsr_default_p50_ms"] is None:
                 lines.append(f"k={k}: no exact PISA setting to compare with")

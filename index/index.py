@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from functools import cached_property
 from typing import Any, Sequence
 
@@ -11,6 +12,7 @@ import numpy as np
 from lsr.errors import IndexFormatError
 
 from . import format as fmt
+from .kernels.dense import choose_dense_terms, fill_dense_rows, no_dense
 from .kernels.docids import gather_ids
 from .kernels.postings import check_codes, decode_docs, decode_term_into
 
@@ -45,6 +47,8 @@ class Index:
         self.range_shift = int(manifest["range_block_docs"]).bit_length() - 1
         self._docid_offsets = arrays["docid_offsets"]
         self._docid_bytes = arrays["docid_bytes"]
+        self._dense: dict[tuple[float, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._dense_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = True) -> "Index":
@@ -125,6 +129,31 @@ class Index:
         decode_docs(self.term_offsets, self.range_code_offsets, self.range_codes, self.postings_low,
                     self.range_shift, out)
         return out
+
+    def dense_rows(self, min_df_ratio: float, max_bytes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(slot, rows, row_max): dense impact rows of the terms in at least ``min_df_ratio`` of the
+        documents, the most frequent first while they fit in ``max_bytes`` (:mod:`lsr.index.kernels.dense`).
+
+        Made in memory on first use for each setting and kept with the index; none for float impacts
+        (whose sums depend on the order of the terms) or when ``min_df_ratio`` is 0.
+        """
+        key = (float(min_df_ratio), int(max_bytes))
+        with self._dense_lock:
+            got = self._dense.get(key)
+            if got is None:
+                n_blocks = (self.num_documents + (1 << self.range_shift) - 1) >> self.range_shift
+                dtype = self.postings_impacts.dtype
+                slot, rows, row_max = no_dense(self.num_terms, self.num_documents, n_blocks, dtype)
+                if not self.is_float:
+                    terms = choose_dense_terms(self.term_offsets, self.num_documents, min_df_ratio, max_bytes,
+                                               dtype.itemsize)
+                    if len(terms):
+                        rows = np.zeros((len(terms), self.num_documents), dtype)
+                        row_max = np.zeros((len(terms), n_blocks), dtype)
+                        fill_dense_rows(*self.postings_arrays, terms, rows, row_max)
+                        slot[terms] = np.arange(len(terms), dtype=np.int32)
+                got = self._dense[key] = (slot, rows, row_max)
+            return got
 
     # -- terms and documents ------------------------------------------------------
     @cached_property

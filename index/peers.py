@@ -488,9 +488,11 @@ class LsrEngine(Peer):
             s.warmup()
             self._searchers[algo] = s
         load = time.perf_counter() - t
+        _, rows, row_max = s._dense()
         self.build_stats = BuildStats(seconds=float(ix.manifest.get("build_seconds", 0.0)), bytes=ix.size_bytes(),
                                       load_seconds=load, threads="1",
-                                      notes="seconds from the index manifest")
+                                      notes=f"seconds from the index manifest; dense rows in memory: {len(rows)} "
+                                            f"terms, {(rows.nbytes + row_max.nbytes) / 2**20:.1f} MiB")
         return self.build_stats
 
     def prepare(self, queries: QuerySet) -> list[Any]:

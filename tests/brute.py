@@ -82,4 +82,10 @@ SEARCHERS = [dict(algorithm=a) for a in ALGORITHMS] + [
     dict(algorithm="auto", max_k=0, locality_ratio=1e9, pair_ratio=1e9, large_k="filtered"),   # the filtered path
     dict(algorithm="filtered", full_ratio=0.0),
     dict(algorithm="filtered", full_ratio=1.0),
+    # no dense rows: every term from its postings (the default makes rows of the terms in 1/16 of the documents)
+    dict(algorithm="exhaustive", dense_df=0.0),
+    dict(algorithm="blockmax", dense_df=0.0),
+    dict(algorithm="filtered", dense_df=0.0),
+    dict(algorithm="auto", dense_df=0.0),
+    dict(algorithm="blockmax", dense_df=0.5, sweep_after=0),   # rows for the commonest terms only
 ]

@@ -244,7 +244,11 @@ def test_search_settings_are_validated(small_index):
 
     for bad, message in (({"full_ratio": 1.5}, "full_ratio must be a number in"),
                          ({"large_k": "wand"}, "large_k must be one of exhaustive, filtered"),
-                         ({"algorithm": "nope"}, "unknown algorithm 'nope'")):
+                         ({"algorithm": "nope"}, "unknown algorithm 'nope'"),
+                         ({"dense_df": -0.1}, "dense_df must be a number in"),
+                         ({"dense_df": 2}, "dense_df must be a number in"),
+                         ({"dense_mb": -1}, "dense_mb must be an integer >= 0"),
+                         ({"dense_mb": 1.5}, "dense_mb must be an integer >= 0")):
         with pytest.raises(InputError, match=message):
             SearchConfig(**bad)
     assert SearchConfig(large_k="filtered").large_k == "filtered" and SearchConfig().large_k == "exhaustive"

@@ -229,3 +229,37 @@ def test_huge_queries_take_the_exhaustive_path_with_the_same_answer(tmp_path):
         assert list(s.search(q, k=50, query_id="a")) == want
         batch = s.search_batch([("a", q), ("b", {"t1": 1.0})], k=50).by_query()
         assert batch["a"] == want
+
+
+def test_dense_rows_hold_the_postings_of_the_frequent_terms(tmp_path):
+    """Index.dense_rows: the terms in at least the given share of the documents, each row its postings
+    by doc id and row_max their range-block maxima; made once per setting; none for float impacts."""
+    rng = np.random.default_rng(7)
+    docs = [{f"t{j}": float(rng.integers(1, 40)) / 10 for j in range(40) if rng.random() < 0.6 ** (j / 3 + 1)}
+            or {"t0": 1.0} for _ in range(500)]
+    ix = _build(tmp_path, docs, "max", 8, range_block_docs=16)
+    df = np.diff(ix.term_offsets)
+    slot, rows, row_max = ix.dense_rows(0.1, 1 << 30)
+    want = np.flatnonzero(df >= 0.1 * ix.num_documents)
+    assert 0 < len(want) < ix.num_terms
+    np.testing.assert_array_equal(np.flatnonzero(slot >= 0), want)
+    for t in want:
+        d, imp = ix.postings(ix.terms[t])
+        row = np.zeros(ix.num_documents, imp.dtype)
+        row[d] = imp
+        np.testing.assert_array_equal(rows[slot[t]], row)
+        pad = np.zeros(-(-ix.num_documents // 16) * 16, imp.dtype)
+        pad[:ix.num_documents] = row
+        np.testing.assert_array_equal(row_max[slot[t]], pad.reshape(-1, 16).max(1))
+    assert ix.dense_rows(0.1, 1 << 30)[1] is rows                              # kept with the index
+    assert len(ix.dense_rows(0.0, 1 << 30)[1]) == 0 and len(ix.dense_rows(0.1, 0)[1]) == 0
+    assert (ix.dense_rows(0.0, 1 << 30)[0] == -1).all()
+    fx = _build(tmp_path, docs, "float", 8, name="fx")
+    assert len(fx.dense_rows(0.1, 1 << 30)[1]) == 0 and (fx.dense_rows(0.1, 1 << 30)[0] == -1).all()
+    # the same hits with and without the rows, through every term-at-a-time processor
+    queries = [{ix.terms[j]: 1.0 + j % 3 for j in rng.choice(ix.num_terms, 6, replace=False)} for _ in range(20)]
+    for algo in ("exhaustive", "blockmax", "filtered", "auto"):
+        on, off = lsr.Searcher(ix, algorithm=algo, dense_df=0.1), lsr.Searcher(ix, algorithm=algo, dense_df=0.0)
+        for k in (1, 10, 100):
+            for q in queries:
+                assert list(on.search(q, k=k)) == list(off.search(q, k=k))

@@ -38,6 +38,50 @@ def _coded(offs, docs, imp, shift):
     return offs, code_offs, codes, low, imp, shift
 
 
+def _dense(offs, docs, imp, shift, n_docs, every=3):
+    """(slot, rows, row_max) with a dense row for every ``every``-th term that has postings (integer
+    impacts; float ones get none), checked against the NumPy reference; ``every=0``: none."""
+    from lsr.index.kernels.dense import dense_rows_ref, fill_dense_rows, no_dense
+
+    n_terms = len(offs) - 1
+    n_blocks = (n_docs + (1 << shift) - 1) >> shift
+    slot, rows, row_max = no_dense(n_terms, n_docs, n_blocks, imp.dtype)
+    if every == 0 or imp.dtype.kind == "f":
+        return slot, rows, row_max
+    terms = np.flatnonzero(np.diff(offs) > 0)[::every].astype(np.int32)
+    rows = np.zeros((len(terms), n_docs), imp.dtype)
+    row_max = np.zeros((len(terms), n_blocks), imp.dtype)
+    _, _, code_offs, codes, low = encode(offs, docs, imp, shift)
+    fill_dense_rows(offs, code_offs, codes, low, imp, shift, terms, rows, row_max)
+    want_rows, want_max = dense_rows_ref(offs, docs, imp, terms, n_docs, shift)
+    np.testing.assert_array_equal(rows, want_rows)
+    np.testing.assert_array_equal(row_max, want_max)
+    slot[terms] = np.arange(len(terms), dtype=np.int32)
+    return slot, rows, row_max
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("shift", [0, 3, 4, 6, 8])
+def test_dense_rows_match_reference(dtype, shift):
+    """fill_dense_rows against NumPy (inside _dense), including a last block cut short; every term's
+    row holds its postings, and row_max their block maxima."""
+    from lsr.index.kernels.dense import choose_dense_terms
+
+    rng = np.random.default_rng(21 + shift)
+    offs, docs, imp, n_docs = _postings(rng, n_terms=30, n_docs=1003, per_doc=20, dtype=dtype)
+    slot, rows, row_max = _dense(offs, docs, imp, shift, n_docs, every=1)
+    assert rows.shape == (len(np.flatnonzero(np.diff(offs))), n_docs)
+    assert int(np.count_nonzero(rows)) == len(docs)
+    # the terms chosen: in at least the share of documents, the most frequent first within the budget
+    df = np.diff(offs)
+    got = choose_dense_terms(offs, n_docs, 0.1, 10**9, 1)
+    np.testing.assert_array_equal(got, np.flatnonzero(df >= 0.1 * n_docs))
+    two = choose_dense_terms(offs, n_docs, 0.1, 2 * n_docs + n_docs - 1, 1)
+    np.testing.assert_array_equal(two, np.sort(np.argsort(-df, kind="stable")[:2]))
+    assert len(choose_dense_terms(offs, n_docs, 0.0, 10**9, 1)) == 0
+    assert len(choose_dense_terms(offs, n_docs, 1.0, 10**9, 1)) == 0 or df.max() == n_docs
+
+
 def test_sort_run_matches_reference():
     rng = np.random.default_rng(0)
     terms = rng.integers(0, 97, 5000).astype(np.int32)
@@ -136,10 +180,11 @@ def test_quantisation_rounds_half_up_and_clips():
 
 @pytest.mark.parametrize("dtype,score", [(np.uint8, np.int32), (np.uint16, np.int64), (np.float32, np.float32)])
 @pytest.mark.parametrize("shift", [0, 4, 8])
-def test_exhaustive_kernels_match_reference(dtype, score, shift):
+@pytest.mark.parametrize("every", [0, 3])
+def test_exhaustive_kernels_match_reference(dtype, score, shift, every):
     rng = np.random.default_rng(2)
     offs, docs, imp, n_docs = _postings(rng, dtype=dtype)
-    coded = _coded(offs, docs, imp, shift)
+    coded = _coded(offs, docs, imp, shift) + _dense(offs, docs, imp, shift, n_docs, every)[:2]
     queries = [rng.choice(50, size=rng.integers(1, 8), replace=False).astype(np.int32) for _ in range(20)]
     weights = [(rng.random(len(q)).astype(np.float32) if score == np.float32
                 else rng.integers(1, 300, len(q)).astype(score)) for q in queries]
@@ -164,7 +209,8 @@ def test_exhaustive_kernels_match_reference(dtype, score, shift):
 
 @pytest.mark.parametrize("dtype,score", [(np.uint8, np.int32), (np.float32, np.float32)])
 @pytest.mark.parametrize("shift", [0, 2, 3, 4, 5])
-def test_exhaustive_long_lists_span_many_flat_chunks(dtype, score, shift):
+@pytest.mark.parametrize("every", [0, 2])
+def test_exhaustive_long_lists_span_many_flat_chunks(dtype, score, shift, every):
     """Lists several times longer than FLAT_CHUNK, dense and sparse, through the flat scoring loop."""
     from lsr.index.kernels.exhaustive import FLAT_CHUNK
 
@@ -179,7 +225,7 @@ def test_exhaustive_long_lists_span_many_flat_chunks(dtype, score, shift):
     assert np.diff(offs).max() > 4 * FLAT_CHUNK
     imp = (rng.random(len(docs)).astype(np.float32) + 0.01 if dtype == np.float32
            else rng.integers(1, 256, len(docs)).astype(dtype))
-    coded = _coded(offs, docs, imp, shift)
+    coded = _coded(offs, docs, imp, shift) + _dense(offs, docs, imp, shift, n_docs, every)[:2]
     acc = np.zeros(n_docs, score)
     for qt in (np.array([0], np.int32), np.array([3, 1], np.int32), np.array([0, 1, 2, 3], np.int32)):
         qw = (rng.random(len(qt)).astype(np.float32) if score == np.float32
@@ -318,7 +364,8 @@ def test_pair_coding_matches_reference_and_round_trips(dtype, shift, n_docs):
 
 @pytest.mark.parametrize("dtype,score", [(np.uint8, np.int32), (np.uint16, np.int64)])
 @pytest.mark.parametrize("shift", [3, 6])
-def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
+@pytest.mark.parametrize("every", [0, 4])
+def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift, every):
     from lsr.index.kernels.blockmax import N_BUCKETS, blockmax_batch, blockmax_one, query_pairs
     from lsr.index.kernels.filtered import HIST_BITS
     from lsr.index.kernels.planner import auto_batch
@@ -327,7 +374,7 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift):
     offs, docs, imp, n_docs = _postings(rng, n_terms=40, n_docs=3000, per_doc=10, dtype=dtype)
     ro, rm, co, codes, low = encode(offs, docs, imp, shift)
     term_max = _term_max(offs, imp)
-    arrays = (offs, ro, rm, co, codes, low, imp, shift, n_docs)
+    arrays = (offs, ro, rm, co, codes, low, imp, shift, n_docs) + _dense(offs, docs, imp, shift, n_docs, every)
     n_blocks = (n_docs + (1 << shift) - 1) >> shift
     queries = [rng.choice(40, size=rng.integers(1, 12), replace=False).astype(np.int32) for _ in range(30)]
     queries.append(np.array([5, 5, 5], np.int32))   # repeated terms add up
@@ -431,7 +478,8 @@ def _local_postings(rng, n_terms, n_docs, dtype):
 @pytest.mark.parametrize("dtype,score", [(np.uint8, np.int32), (np.uint16, np.int64)])
 @pytest.mark.parametrize("shift", [0, 3, 4, 5, 8])
 @pytest.mark.parametrize("local", [False, True])
-def test_filtered_matches_exhaustive_reference(dtype, score, shift, local):
+@pytest.mark.parametrize("every", [0, 5])
+def test_filtered_matches_exhaustive_reference(dtype, score, shift, local, every):
     from lsr.index.kernels.filtered import HIST_BITS, filtered_batch, filtered_one
 
     rng = np.random.default_rng(11 + shift)
@@ -441,7 +489,8 @@ def test_filtered_matches_exhaustive_reference(dtype, score, shift, local):
     else:
         offs, docs, imp, n_docs = _postings(rng, n_terms=n_terms, n_docs=3000, per_doc=10, dtype=dtype)
     ro, rm, co, codes, low = encode(offs, docs, imp, shift)
-    arrays = (offs, ro, rm, co, codes, low, imp, shift, n_docs, _term_max(offs, imp))
+    arrays = ((offs, ro, rm, co, codes, low, imp, shift, n_docs) + _dense(offs, docs, imp, shift, n_docs, every)[:2]
+              + (_term_max(offs, imp),))
     n_blocks = (n_docs + (1 << shift) - 1) >> shift
     queries = [rng.choice(n_terms, size=rng.integers(1, 15), replace=False).astype(np.int32) for _ in range(25)]
     queries.append(np.array([5, 5, 5], np.int32))         # repeated terms add up
@@ -481,7 +530,8 @@ def test_filtered_matches_exhaustive_reference(dtype, score, shift, local):
     fimp = imp.astype(np.float32)
     fro, frm, fco, fcodes, flow = encode(offs, docs, fimp, shift)
     d1 = np.empty(10, np.int32); s1 = np.empty(10, np.float32)
-    assert filtered_one(offs, fro, frm, fco, fcodes, flow, fimp, shift, n_docs, _term_max(offs, fimp),
+    assert filtered_one(offs, fro, frm, fco, fcodes, flow, fimp, shift, n_docs,
+                        *_dense(offs, docs, fimp, shift, n_docs, 0)[:2], _term_max(offs, fimp),
                         queries[1], weights[1].astype(np.float32), 10, 0.5, np.zeros(n_docs, np.float32),
                         np.zeros(n_blocks, np.float32), np.zeros(n_blocks, np.float32), keep, hist, blocks,
                         pairs, d1, s1) == -1

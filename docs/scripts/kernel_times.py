@@ -4,7 +4,8 @@
 
 Rows: ``pairs`` / ``flat`` (scoring into the accumulator only: the per-pair loop and the flat loop of
 ``lsr.index.kernels.exhaustive``), ``exhaustive_one``, ``filtered_one`` and ``auto_one`` (scoring and
-top k, with the default SearchConfig). The order of the calls alternates per query; ``--cold`` writes
+top k, with the default SearchConfig, its dense rows included; the two loops read every term from its
+postings). The order of the calls alternates per query; ``--cold`` writes
 64 MB before each call. Every call's accumulator is checked against the per-pair loop's, and the
 top k of ``filtered_one`` and ``auto_one`` against ``exhaustive_one``'s.
 """
@@ -19,6 +20,7 @@ import warnings
 import numpy as np
 
 import lsr
+from lsr.index.kernels.dense import no_dense
 from lsr.index.kernels.exhaustive import _score_terms_flat, _score_terms_pairs, exhaustive_one
 from lsr.index.kernels.filtered import filtered_one
 from lsr.index.kernels.planner import auto_one
@@ -42,6 +44,8 @@ def main(argv=None) -> None:
     acc, ref, fl = (np.zeros(ix.num_documents, dt) for _ in range(3))
     rb, ra, pa = s._range_buffers(dt, s._max_pairs(p)), s._range_arrays(), ix.postings_arrays
     fb = s._filter_buffers(dt)
+    dn = s._dense()
+    none = no_dense(ix.num_terms, ix.num_documents, 1, ix.postings_impacts.dtype)[0]
     out = {name: (np.empty(k, np.int32), np.empty(k, dt))
            for name in ("exhaustive_one", "filtered_one", "auto_one")}
     junk = np.zeros(64 << 20, np.uint8)
@@ -49,12 +53,13 @@ def main(argv=None) -> None:
     counts: dict[str, int] = {}
     for qi in range(len(qs)):
         qt, qw = p.terms[p.offsets[qi]:p.offsets[qi + 1]], p.weights[p.offsets[qi]:p.offsets[qi + 1]]
-        calls = [("pairs", lambda: _score_terms_pairs(*pa, qt, qw, ref)),
-                 ("flat", lambda: _score_terms_flat(*pa, qt, qw, fl)),
-                 ("exhaustive_one", lambda: exhaustive_one(*pa, qt, qw, k, acc, *out["exhaustive_one"])),
-                 ("filtered_one", lambda: filtered_one(*ra, ix.term_max, qt, qw, k, cfg.full_ratio, acc, fb[0],
-                                                       rb[0], fb[1], fb[2], fb[3], rb[6], *out["filtered_one"])),
-                 ("auto_one", lambda: auto_one(*ra, ix.term_max, qt, qw, k, cfg.max_k, cfg.locality_ratio,
+        calls = [("pairs", lambda: _score_terms_pairs(*pa, none, qt, qw, ref)),
+                 ("flat", lambda: _score_terms_flat(*pa, none, qt, qw, fl)),
+                 ("exhaustive_one", lambda: exhaustive_one(*pa, *dn[:2], qt, qw, k, acc, *out["exhaustive_one"])),
+                 ("filtered_one", lambda: filtered_one(*ra, *dn[:2], ix.term_max, qt, qw, k, cfg.full_ratio, acc,
+                                                       fb[0], rb[0], fb[1], fb[2], fb[3], rb[6],
+                                                       *out["filtered_one"])),
+                 ("auto_one", lambda: auto_one(*ra, *dn, ix.term_max, qt, qw, k, cfg.max_k, cfg.locality_ratio,
                                                cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio,
                                                cfg.large_k == "filtered",
                                                acc, *rb, *fb, *out["auto_one"]))]

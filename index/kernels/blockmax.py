@@ -11,7 +11,9 @@ A query is processed in three steps:
    in one pass over the query terms' pairs (the cost is the number of pairs,
    not postings). The same pass links each block's pairs into a list (in
    query term order), so that scoring a block later visits exactly the query
-   terms present in it.
+   terms present in it. A query term with a dense row (:mod:`.dense`)
+   adds its row's block maxima instead (one pass over the blocks), and its
+   row's slice when a block is scored.
 2. **Order**: the blocks with ``ub > 0`` are bucket-sorted by ``ub`` into
    ``N_BUCKETS`` buckets, highest first.
 3. **Scoring**: blocks are scored exactly (a block-local accumulator of R
@@ -77,8 +79,8 @@ def _cannot_enter(u, b, shift, out_scores, out_docs):
 
 
 @njit(cache=True, inline="always")
-def _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, ent_next, local, k, size,
-                 out_docs, out_scores):
+def _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, ent_next, dense, dq_rows, dq_w, n_dq,
+                 local, k, size, out_docs, out_scores):
     """Score block b exactly and offer its documents to the heap; returns (heap size, postings scored)."""
     zero = out_scores.dtype.type(0)
     base = b << shift
@@ -94,6 +96,12 @@ def _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, 
         scored += n
         x = ent_next[x]
     lim = min(1 << shift, n_docs - base)
+    for r in range(n_dq):   # the query terms with a dense row
+        row = dense[dq_rows[r]]
+        w = dq_w[r]
+        for y in range(lim):
+            local[y] += w * local.dtype.type(row[base + y])
+    scored += n_dq * lim
     for y in range(lim):
         s = local[y]
         if s > zero:
@@ -105,9 +113,14 @@ def _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, 
 
 @njit(cache=True)
 def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
-                 q_terms, q_weights, k, budget, sweep_after, ub, local, order, bucket_counts, head, tail, ent_pos,
-                 ent_next, out_docs, out_scores):
+                 dense_slot, dense, dense_max, q_terms, q_weights, k, budget, sweep_after, ub, local, order,
+                 bucket_counts, head, tail, ent_pos, ent_next, out_docs, out_scores):
     """Top-k of one query by doc-range block-max traversal; returns the hit count.
+
+    The query terms with a dense row (``dense_slot[t] >= 0``, :mod:`.dense`;
+    integer impacts) add their row's block maxima ``dense_max`` to the bounds
+    in one pass over the blocks, and their row's slice to a block when it is
+    scored, instead of their pairs.
 
     Work buffers (left as they were given): ``ub`` (n_blocks, score dtype, all
     zeros), ``local`` (R = 1 << shift, score dtype, all zeros), ``order``
@@ -139,13 +152,26 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
     R = 1 << shift
     mask = R - 1
     nib = shift <= 4
-    # 1. upper bounds per block, and each block's pairs linked in query term order
+    # 1. upper bounds per block, and each block's pairs linked in query term order (the dense
+    #    rows' terms: their block maxima, and the rows kept for scoring)
     sdf = 0
     e = 0
+    dq_rows = np.empty(m, np.int64)
+    dq_w = np.empty(m, q_weights.dtype)
+    n_dq = 0
     for i in range(m):
         t = q_terms[i]
         w = q_weights[i]
         sdf += term_offsets[t + 1] - term_offsets[t]
+        r = dense_slot[t]
+        if r >= 0:
+            rmax = dense_max[r]
+            for b in range(n_blocks):
+                ub[b] += w * ub.dtype.type(rmax[b])
+            dq_rows[n_dq] = r
+            dq_w[n_dq] = w
+            n_dq += 1
+            continue
         p = term_offsets[t]
         j = range_offsets[t]
         blk = 0
@@ -213,8 +239,8 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
                     if _cannot_enter(ub[b], b, shift, out_scores, out_docs):
                         continue
                 size, n = _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, ent_next,
-                                       local, k, size, out_docs, out_scores)
-                head[b] = -1   # scored
+                                       dense, dq_rows, dq_w, n_dq, local, k, size, out_docs, out_scores)
+                ub[b] = zero   # scored
                 scored += n
                 n_scored += 1
                 if budget >= 0 and scored > budget:
@@ -236,12 +262,12 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
             start = end
         if sweep and result == 0:
             for b in range(n_blocks):
-                if head[b] < 0:
-                    continue   # no pairs, or scored already
+                if ub[b] == zero:
+                    continue   # nothing to score (no pairs, no dense row) or scored already
                 if _cannot_enter(ub[b], b, shift, out_scores, out_docs):
                     continue
                 size, n = _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, ent_next,
-                                       local, k, size, out_docs, out_scores)
+                                       dense, dq_rows, dq_w, n_dq, local, k, size, out_docs, out_scores)
                 scored += n
                 if budget >= 0 and scored > budget:
                     result = -1
@@ -258,9 +284,9 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
 
 
 @njit(cache=True, parallel=True)
-def blockmax_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
-                   q_offsets, q_terms, q_weights, k, sweep_after, ubs, locals_, orders, bucket_counts, heads, tails,
-                   ent_pos, ent_next, out_docs, out_scores, out_counts):
+def blockmax_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, dense_slot,
+                   dense, dense_max, q_offsets, q_terms, q_weights, k, sweep_after, ubs, locals_, orders, bucket_counts,
+                   heads, tails, ent_pos, ent_next, out_docs, out_scores, out_counts):
     """Block-max top-k of every query; one parallel loop over the workers' share of the batch.
 
     Worker w uses row w of every work buffer and handles queries w, w + n_workers, ...
@@ -272,7 +298,6 @@ def blockmax_batch(term_offsets, range_offsets, range_max, code_offsets, codes, 
             a = q_offsets[q]
             b = q_offsets[q + 1]
             out_counts[q] = blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts,
-                                         shift, n_docs, q_terms[a:b], q_weights[a:b], k, -1, sweep_after,
-                                         ubs[wk], locals_[wk],
-                                         orders[wk], bucket_counts[wk], heads[wk], tails[wk], ent_pos[wk],
-                                         ent_next[wk], out_docs[q], out_scores[q])
+                                         shift, n_docs, dense_slot, dense, dense_max, q_terms[a:b], q_weights[a:b], k,
+                                         -1, sweep_after, ubs[wk], locals_[wk], orders[wk], bucket_counts[wk],
+                                         heads[wk], tails[wk], ent_pos[wk], ent_next[wk], out_docs[q], out_scores[q])

@@ -3,7 +3,9 @@
 Scores every document that shares a term with the query into a dense
 accumulator, then selects the top k (score desc, doc id asc). Only documents
 with a positive score are returned, so fewer than k hits come back when fewer
-documents match.
+documents match. The query terms that have a dense row (:mod:`.dense`: the
+most frequent terms, integer impacts) are added first, one vectorised pass
+over the accumulator each; the others posting by posting.
 
 The selection for integer scores (the quantised indexes) takes every
 16-document block's maximum in one vectorisable pass; a 4,096-bin histogram
@@ -24,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .dense import add_dense_row
 from .postings import low_at, next_pair
 from .topk import HIST_BITS, block_bound, heap_offer, heap_sort_desc, offer_blocks
 
@@ -42,12 +45,15 @@ def _scatter_nibbles(acc, bases, n, p0, w, low, impacts):
 
 
 @njit(cache=True)
-def _score_terms_flat(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, acc):
-    """:func:`score_terms` for range blocks of up to 16 documents (4-bit low doc id bits)."""
+def _score_terms_flat(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, q_terms, q_weights, acc):
+    """:func:`score_terms` for range blocks of up to 16 documents (4-bit low doc id bits); the terms
+    with a dense row are left out."""
     mask = (1 << shift) - 1
     bases = np.empty(FLAT_CHUNK + 16, np.int32)
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
+        if dense_slot[t] >= 0:
+            continue
         w = q_weights[i]
         p = term_offsets[t]
         blk = 0
@@ -68,12 +74,15 @@ def _score_terms_flat(term_offsets, code_offsets, codes, low, impacts, shift, q_
 
 
 @njit(cache=True)
-def _score_terms_pairs(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, acc):
-    """:func:`score_terms` pair by pair (any range block size)."""
+def _score_terms_pairs(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, q_terms, q_weights,
+                       acc):
+    """:func:`score_terms` pair by pair (any range block size); the terms with a dense row are left out."""
     nib = shift <= 4
     mask = (1 << shift) - 1
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
+        if dense_slot[t] >= 0:
+            continue
         w = q_weights[i]
         p = term_offsets[t]
         blk = 0
@@ -88,8 +97,13 @@ def _score_terms_pairs(term_offsets, code_offsets, codes, low, impacts, shift, q
 
 
 @njit(cache=True)
-def score_terms(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, acc):
+def score_terms(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, dense, q_terms, q_weights, acc):
     """Add every query term's postings into the dense accumulator (pair-coded doc ids).
+
+    The terms with a dense row (``dense_slot[t] >= 0``, :mod:`.dense`) are
+    added first, each in one vectorised pass over the accumulator
+    (integer impacts only, where the order of the terms changes no sum); the
+    others from their postings.
 
     For range blocks of up to 16 documents (``shift <= 4``, the default) the
     pairs are first expanded into a small buffer of per-posting block bases
@@ -99,22 +113,30 @@ def score_terms(term_offsets, code_offsets, codes, low, impacts, shift, q_terms,
     predictor misses: the scoring got about 20% faster (docs/benchmarks.md).
     Larger range blocks are scored pair by pair.
     """
+    for i in range(q_terms.shape[0]):
+        r = dense_slot[q_terms[i]]
+        if r >= 0:
+            add_dense_row(dense[r], q_weights[i], acc)
     if shift <= 4:
-        _score_terms_flat(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, acc)
+        _score_terms_flat(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, q_terms, q_weights,
+                          acc)
     else:
-        _score_terms_pairs(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, acc)
+        _score_terms_pairs(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, q_terms, q_weights,
+                           acc)
 
 
 @njit(cache=True)
-def exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, k, acc,
-                   out_docs, out_scores):
+def exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, dense, q_terms, q_weights, k,
+                   acc, out_docs, out_scores):
     """Top-k of one query. ``acc`` must be all zeros and is left all zeros.
 
-    The postings are pair-coded (:mod:`.postings`). ``acc`` has one slot per
+    The postings are pair-coded (:mod:`.postings`); ``dense_slot`` and
+    ``dense`` are the dense rows (:mod:`.dense`; a slot of -1 for every term
+    reads none). ``acc`` has one slot per
     document and the score dtype (int32/int64 for integer impacts, float32
     for float impacts). Returns the hit count.
     """
-    score_terms(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, acc)
+    score_terms(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, dense, q_terms, q_weights, acc)
     n_docs = acc.shape[0]
     zero = acc.dtype.type(0)
     if acc.dtype.type(0.5) == zero:   # integer scores: 16-document block maxima, a histogram bound
@@ -155,8 +177,8 @@ def exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, q_ter
 
 
 @njit(cache=True, parallel=True)
-def exhaustive_batch(term_offsets, code_offsets, codes, low, impacts, shift, q_offsets, q_terms, q_weights, k,
-                     accs, out_docs, out_scores, out_counts):
+def exhaustive_batch(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, dense, q_offsets, q_terms,
+                     q_weights, k, accs, out_docs, out_scores, out_counts):
     """Top-k of every query; one parallel loop over the query batch.
 
     ``accs`` is (n_workers, n_docs) of zeros: worker w handles queries
@@ -168,8 +190,8 @@ def exhaustive_batch(term_offsets, code_offsets, codes, low, impacts, shift, q_o
         for q in range(w, n_queries, n_workers):
             a = q_offsets[q]
             b = q_offsets[q + 1]
-            out_counts[q] = exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, q_terms[a:b],
-                                           q_weights[a:b], k, accs[w], out_docs[q], out_scores[q])
+            out_counts[q] = exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, dense,
+                                           q_terms[a:b], q_weights[a:b], k, accs[w], out_docs[q], out_scores[q])
 
 
 def exhaustive_ref(term_offsets, docs, impacts, q_terms, q_weights, n_docs, k, score_dtype):

@@ -7,11 +7,12 @@ not measured faster than exhaustive scoring at k=1000 through the search API;
 the kernel alone, warm, is a few per cent faster; docs/benchmarks.md). A
 query is processed in five steps over a dense accumulator:
 
-1. **Full phase**: the query terms are ordered by their largest possible
-   contribution ``w_t * term_max[t]`` (largest first) and the shortest prefix
-   holding at least ``full_ratio`` of the query's postings is scored in full
-   (the flat loop of :mod:`.exhaustive`). These terms decide the ranking;
-   scoring them needs no bound.
+1. **Full phase**: the query terms with a dense row (:mod:`.dense`) are
+   scored in full (one vectorised pass each); the others are ordered by
+   their largest possible contribution ``w_t * term_max[t]`` (largest
+   first) and the shortest prefix holding at least ``full_ratio`` of their
+   postings is scored in full too (the flat loop of :mod:`.exhaustive`).
+   These terms decide the ranking; scoring them needs no bound.
 2. **Threshold**: ``bmax[b]``, the largest partial score in every range
    block b of ``R = 1 << shift`` documents, in one pass over the
    accumulator. A lower bound of the k-th largest block maximum (from a
@@ -59,18 +60,25 @@ from .topk import (HIST_BITS, acc_block_maxima, doc_bound, heap_sort_desc, kth_l
 
 
 @njit(cache=True)
-def full_prefix(term_offsets, term_max, q_terms, q_weights, full_ratio):
-    """(term order, n_full): query term positions by ``w * term_max`` (largest first, stable), and how
-    many of them make up the shortest prefix holding at least ``full_ratio`` of the query's postings."""
+def full_prefix(term_offsets, term_max, dense_slot, q_terms, q_weights, full_ratio):
+    """(term order, n_full): the query term positions in the order of the phases, and how many are
+    scored in full. The terms with a dense row come first (cheap in full: one vectorised pass each);
+    then the others by ``w * term_max`` (largest first, stable), of which the shortest prefix holding
+    at least ``full_ratio`` of their postings is scored in full too."""
     nq = q_terms.shape[0]
     u = np.empty(nq, np.float64)
     sdf = 0
+    n_dense = 0
     for i in range(nq):
         t = q_terms[i]
-        u[i] = -np.float64(q_weights[i]) * np.float64(term_max[t])
-        sdf += term_offsets[t + 1] - term_offsets[t]
+        if dense_slot[t] >= 0:
+            u[i] = -np.inf
+            n_dense += 1
+        else:
+            u[i] = -np.float64(q_weights[i]) * np.float64(term_max[t])
+            sdf += term_offsets[t + 1] - term_offsets[t]
     order = np.argsort(u, kind="mergesort")
-    n_full = 0
+    n_full = n_dense
     done = 0
     while n_full < nq and done < full_ratio * sdf:
         t = q_terms[order[n_full]]
@@ -140,9 +148,12 @@ def _score_passing_pairs(term_offsets, range_offsets, low, impacts, shift, q_ter
 
 @njit(cache=True)
 def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
-                 term_max, q_terms, q_weights, k, full_ratio, acc, bmax, ub, keep, hist, blocks, pairs, out_docs,
-                 out_scores):
+                 dense_slot, dense, term_max, q_terms, q_weights, k, full_ratio, acc, bmax, ub, keep, hist, blocks,
+                 pairs, out_docs, out_scores):
     """Top-k of one query; returns the hit count, or -1 for float scores (not taken).
+
+    ``dense_slot`` and ``dense``: the dense rows (:mod:`.dense`), read by the
+    full phase; the filtered phase reads every term from its postings.
 
     ``acc`` (n_docs, score dtype), ``bmax`` and ``ub`` (range blocks, score
     dtype) and ``hist`` (int64[2**HIST_BITS]) must be all zeros and are left
@@ -155,10 +166,10 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
         return -1
     mask = (1 << shift) - 1
     n_blocks = bmax.shape[0]
-    order, n_full = full_prefix(term_offsets, term_max, q_terms, q_weights, full_ratio)
+    order, n_full = full_prefix(term_offsets, term_max, dense_slot, q_terms, q_weights, full_ratio)
     nq = q_terms.shape[0]
     # 1. full phase
-    score_terms(term_offsets, code_offsets, codes, low, impacts, shift, q_terms[order[:n_full]],
+    score_terms(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, dense, q_terms[order[:n_full]],
                 q_weights[order[:n_full]], acc)
     # 2. block maxima of the partial scores; a lower bound of their k-th largest, then of the k-th
     #    largest partial score
@@ -207,9 +218,9 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
 
 
 @njit(cache=True, parallel=True)
-def filtered_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
-                   term_max, q_offsets, q_terms, q_weights, k, full_ratio, accs, bmaxs, ubs, keeps, hists, blocks,
-                   pairs, out_docs, out_scores, out_counts):
+def filtered_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, dense_slot,
+                   dense, term_max, q_offsets, q_terms, q_weights, k, full_ratio, accs, bmaxs, ubs, keeps, hists,
+                   blocks, pairs, out_docs, out_scores, out_counts):
     """Top-k of every query; one parallel loop over the workers' share of the batch (rows of the buffers)."""
     n_queries = q_offsets.shape[0] - 1
     n_workers = accs.shape[0]
@@ -217,7 +228,7 @@ def filtered_batch(term_offsets, range_offsets, range_max, code_offsets, codes, 
         for q in range(w, n_queries, n_workers):
             a = q_offsets[q]
             b = q_offsets[q + 1]
-            out_counts[q] = filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, low,
-                                         impacts, shift, n_docs, term_max, q_terms[a:b], q_weights[a:b], k, full_ratio,
-                                         accs[w], bmaxs[w], ubs[w], keeps[w], hists[w], blocks[w], pairs[w],
+            out_counts[q] = filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts,
+                                         shift, n_docs, dense_slot, dense, term_max, q_terms[a:b], q_weights[a:b], k,
+                                         full_ratio, accs[w], bmaxs[w], ubs[w], keeps[w], hists[w], blocks[w], pairs[w],
                                          out_docs[q], out_scores[q])

@@ -1,7 +1,9 @@
 """The planner (``auto``): exhaustive scoring, block-max traversal or filtered scoring, per query.
 
 Exhaustive term-at-a-time scoring costs about one accumulator update per
-posting of the query terms (``sum df``) plus one scan of the accumulator;
+posting of the query terms (``sum df``) plus one scan of the accumulator
+(less for the terms with a dense row, :mod:`.dense`, which every path adds
+in vectorised passes; the tests below still count their postings and pairs);
 the block-max traversal (:mod:`.blockmax`) costs one update per (term, range
 block) pair of the query terms (``sum pairs``) plus the postings of the
 blocks it has to score. The planner reads both sums from the index (O(query
@@ -71,35 +73,35 @@ def plan_one(term_offsets, range_offsets, n_blocks, q_terms, locality_ratio, pai
 
 
 @njit(cache=True)
-def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, term_max,
-             q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after, full_ratio,
-             filter_large, acc, ub, local, order, bucket_counts, head, tail, ent_pos, ent_next, bmax, keep, hist,
-             blocks, out_docs, out_scores):
+def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, dense_slot,
+             dense, dense_max, term_max, q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio,
+             sweep_after, full_ratio, filter_large, acc, ub, local, order, bucket_counts, head, tail, ent_pos, ent_next,
+             bmax, keep, hist, blocks, out_docs, out_scores):
     """Top-k of one query with the planner; returns (hit count, path): path 1 when the block-max
     traversal answered, 2 for the filtered scorer, 0 for exhaustive scoring."""
     use_bm, sdf = plan_one(term_offsets, range_offsets, ub.shape[0], q_terms, locality_ratio, pair_ratio)
     if use_bm and k <= max_k:
         budget = np.int64(budget_ratio * sdf)
         n = blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
-                         q_terms, q_weights, k, budget, sweep_after, ub, local, order, bucket_counts, head, tail,
-                         ent_pos, ent_next, out_docs, out_scores)
+                         dense_slot, dense, dense_max, q_terms, q_weights, k, budget, sweep_after, ub, local, order,
+                         bucket_counts, head, tail, ent_pos, ent_next, out_docs, out_scores)
         if n >= 0:
             return n, 1
     elif use_bm and filter_large:
         n = filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
-                         term_max, q_terms, q_weights, k, full_ratio, acc, bmax, ub, keep, hist, blocks, ent_pos,
-                         out_docs, out_scores)
+                         dense_slot, dense, term_max, q_terms, q_weights, k, full_ratio, acc, bmax, ub, keep, hist,
+                         blocks, ent_pos, out_docs, out_scores)
         if n >= 0:
             return n, 2
-    return exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, q_terms, q_weights, k, acc,
-                          out_docs, out_scores), 0
+    return exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, dense, q_terms,
+                          q_weights, k, acc, out_docs, out_scores), 0
 
 
 @njit(cache=True, parallel=True)
-def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, term_max,
-               q_offsets, q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio, sweep_after,
-               full_ratio, filter_large, accs, ubs, locals_, orders, bucket_counts, heads, tails, ent_pos, ent_next,
-               bmaxs, keeps, hists, block_lists, out_docs, out_scores, out_counts, out_used):
+def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, dense_slot,
+               dense, dense_max, term_max, q_offsets, q_terms, q_weights, k, max_k, locality_ratio, pair_ratio,
+               budget_ratio, sweep_after, full_ratio, filter_large, accs, ubs, locals_, orders, bucket_counts, heads,
+               tails, ent_pos, ent_next, bmaxs, keeps, hists, block_lists, out_docs, out_scores, out_counts, out_used):
     """Planner top-k of every query; one parallel loop over the workers' share of the batch."""
     n_queries = q_offsets.shape[0] - 1
     n_workers = ubs.shape[0]
@@ -107,10 +109,11 @@ def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low,
         for q in range(wk, n_queries, n_workers):
             a = q_offsets[q]
             b = q_offsets[q + 1]
-            n, used = auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift,
-                               n_docs, term_max, q_terms[a:b], q_weights[a:b], k, max_k, locality_ratio, pair_ratio,
-                               budget_ratio, sweep_after, full_ratio, filter_large, accs[wk], ubs[wk], locals_[wk],
-                               orders[wk], bucket_counts[wk], heads[wk], tails[wk], ent_pos[wk], ent_next[wk],
-                               bmaxs[wk], keeps[wk], hists[wk], block_lists[wk], out_docs[q], out_scores[q])
+            n, used = auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
+                               dense_slot, dense, dense_max, term_max, q_terms[a:b], q_weights[a:b], k, max_k,
+                               locality_ratio, pair_ratio, budget_ratio, sweep_after, full_ratio, filter_large,
+                               accs[wk], ubs[wk], locals_[wk], orders[wk], bucket_counts[wk], heads[wk], tails[wk],
+                               ent_pos[wk], ent_next[wk], bmaxs[wk], keeps[wk], hists[wk], block_lists[wk], out_docs[q],
+                               out_scores[q])
             out_counts[q] = n
             out_used[q] = used
