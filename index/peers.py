@@ -488,7 +488,7 @@ class LsrEngine(Peer):
             s.warmup()
             self._searchers[algo] = s
         load = time.perf_counter() - t
-        _, rows, row_max = s._dense()
+        _, rows, row_max = Searcher(ix)._dense()   # the rows the searchers share (the default settings)
         self.build_stats = BuildStats(seconds=float(ix.manifest.get("build_seconds", 0.0)), bytes=ix.size_bytes(),
                                       load_seconds=load, threads="1",
                                       notes=f"seconds from the index manifest; dense rows in memory: {len(rows)} "
