@@ -569,10 +569,9 @@ def run_peer_bench(args, argv: Sequence[str], log) -> dict:
     lsr.build(data)
     lsr.build_stats.seconds = float(lsr_build["build_seconds"])
     lsr.build_stats.parts = {"lsr build from float vectors (child process)": float(lsr_build["build_seconds"])}
-    dense_note = lsr.build_stats.notes.split("; ", 1)[1]   # the dense rows the searchers made in memory
     lsr.build_stats.notes = ("index reused; seconds from its manifest" if lsr_build.get("reused") else
                              "quantisation, inversion, block maxima, checksums; peak RSS "
-                             f"{_gib(lsr_build.get('peak_rss_bytes', 0))}") + "; " + dense_note
+                             f"{_gib(lsr_build.get('peak_rss_bytes', 0))}") + "; " + lsr.memory_note
     engines: list = [lsr]
     skipped: dict[str, str] = {}
     extra_builds: list[dict] = []
@@ -774,7 +773,7 @@ def run_peer_bench(args, argv: Sequence[str], log) -> dict:
                             "pisa": pisa_build, "pisa_other_indexers": extra_builds}
     comparisons["index_bytes"] = {"lsr": lsr.build_stats.bytes,
                                   "pisa": pisa.build_stats.bytes if pisa is not None else None}
-    comparisons["lsr_in_memory"] = dense_note
+    comparisons["lsr_in_memory"] = lsr.memory_note
     lat_cmp = {}
     for k in ks:
         best = None

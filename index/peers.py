@@ -472,6 +472,7 @@ class LsrEngine(Peer):
         super().__init__()
         self._algorithms = tuple(algorithms) if algorithms else _lsr_algorithms()
         self._searchers: dict[str, Any] = {}
+        self.memory_note = ""   # what the searchers hold in memory besides the index (set by build)
 
     def settings(self) -> list[str]:
         return list(self._algorithms)
@@ -488,11 +489,12 @@ class LsrEngine(Peer):
             s.warmup()
             self._searchers[algo] = s
         load = time.perf_counter() - t
-        _, rows, row_max = Searcher(ix)._dense()   # the rows the searchers share (the default settings)
+        _, rows, row_max = Searcher(ix).dense_rows()   # the rows the searchers share (the default settings)
+        self.memory_note = (f"dense rows in memory: {len(rows)} terms, "
+                            f"{(rows.nbytes + row_max.nbytes) / 2**20:.1f} MiB")
         self.build_stats = BuildStats(seconds=float(ix.manifest.get("build_seconds", 0.0)), bytes=ix.size_bytes(),
                                       load_seconds=load, threads="1",
-                                      notes=f"seconds from the index manifest; dense rows in memory: {len(rows)} "
-                                            f"terms, {(rows.nbytes + row_max.nbytes) / 2**20:.1f} MiB")
+                                      notes=f"seconds from the index manifest; {self.memory_note}")
         return self.build_stats
 
     def prepare(self, queries: QuerySet) -> list[Any]:

@@ -210,8 +210,9 @@ class Searcher:
     def _algorithm(self) -> str:
         return self.config.algorithm
 
-    def _dense(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(slot, rows, row_max): the index's dense rows for this searcher's ``dense_df`` and ``dense_mb``."""
+    def dense_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(slot, rows, row_max): the index's dense rows (:meth:`Index.dense_rows`) for this searcher's
+        ``dense_df`` and ``dense_mb``, made on first use and shared by every searcher of the index."""
         return self.index.dense_rows(self.config.dense_df, self.config.dense_mb << 20)
 
     def _range_arrays(self):
@@ -234,27 +235,27 @@ class Searcher:
         algo = self._algorithm()
         cfg = self.config
         if algo == "auto":
-            n, _ = auto_one(*self._range_arrays(), *self._dense(), ix.term_max, p.terms, p.weights, k, cfg.max_k,
+            n, _ = auto_one(*self._range_arrays(), *self.dense_rows(), ix.term_max, p.terms, p.weights, k, cfg.max_k,
                             cfg.locality_ratio, cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio,
                             cfg.large_k == "filtered", self._acc(p.score_dtype),
                             *self._range_buffers(p.score_dtype, self._max_pairs(p)),
                             *self._filter_buffers(p.score_dtype), out_docs, out_scores)
         elif algo == "blockmax":
-            n = blockmax_one(*self._range_arrays(), *self._dense(), p.terms, p.weights, k, -1, cfg.sweep_after,
+            n = blockmax_one(*self._range_arrays(), *self.dense_rows(), p.terms, p.weights, k, -1, cfg.sweep_after,
                              *self._range_buffers(p.score_dtype, self._max_pairs(p)), out_docs, out_scores)
             if n < 0:   # more query terms than the traversal takes: the same top k, exhaustively
-                n = exhaustive_one(*ix.postings_arrays, *self._dense()[:2], p.terms, p.weights, k,
+                n = exhaustive_one(*ix.postings_arrays, *self.dense_rows()[:2], p.terms, p.weights, k,
                                    self._acc(p.score_dtype), out_docs, out_scores)
         elif algo == "filtered":
             n = -1
             if not ix.is_float:
                 ub, *_, ent_pos, _ = self._range_buffers(p.score_dtype, self._max_pairs(p))
                 bmax, keep, hist, blocks = self._filter_buffers(p.score_dtype)
-                n = filtered_one(*self._range_arrays(), *self._dense()[:2], ix.term_max, p.terms, p.weights, k,
+                n = filtered_one(*self._range_arrays(), *self.dense_rows()[:2], ix.term_max, p.terms, p.weights, k,
                                  cfg.full_ratio, self._acc(p.score_dtype), bmax, ub, keep, hist, blocks, ent_pos,
                                  out_docs, out_scores)
             if n < 0:   # float impacts: the same top k, exhaustively
-                n = exhaustive_one(*ix.postings_arrays, *self._dense()[:2], p.terms, p.weights, k,
+                n = exhaustive_one(*ix.postings_arrays, *self.dense_rows()[:2], p.terms, p.weights, k,
                                    self._acc(p.score_dtype), out_docs, out_scores)
         elif algo in ("wand", "bmw"):
             n = wand_one(ix.term_offsets, ix.postings_docs, ix.postings_impacts, ix.term_max, ix.block_offsets,
@@ -265,7 +266,7 @@ class Searcher:
                              ix.block_max, ix.block_last_doc, ix.block_size, algo == "bmm", p.terms, p.weights, k,
                              out_docs, out_scores)
         else:
-            n = exhaustive_one(*ix.postings_arrays, *self._dense()[:2], p.terms, p.weights, k, self._acc(p.score_dtype),
+            n = exhaustive_one(*ix.postings_arrays, *self.dense_rows()[:2], p.terms, p.weights, k, self._acc(p.score_dtype),
                                out_docs, out_scores)
         return self._results(p.ids, out_docs[None, :], out_scores[None, :], np.array([n]))
 
@@ -290,25 +291,25 @@ class Searcher:
         if algo == "auto":
             accs = np.zeros((workers, ix.num_documents), dtype=p.score_dtype)
             used = np.zeros(nq, dtype=np.int8)
-            auto_batch(*self._range_arrays(), *self._dense(), ix.term_max, p.offsets, p.terms, p.weights, k, cfg.max_k,
+            auto_batch(*self._range_arrays(), *self.dense_rows(), ix.term_max, p.offsets, p.terms, p.weights, k, cfg.max_k,
                        cfg.locality_ratio, cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio,
                        cfg.large_k == "filtered", accs,
                        *self._range_buffers(p.score_dtype, self._max_pairs(p), workers),
                        *self._filter_buffers(p.score_dtype, workers), out_docs, out_scores, counts, used)
         elif algo == "blockmax":
-            blockmax_batch(*self._range_arrays(), *self._dense(), p.offsets, p.terms, p.weights, k, cfg.sweep_after,
+            blockmax_batch(*self._range_arrays(), *self.dense_rows(), p.offsets, p.terms, p.weights, k, cfg.sweep_after,
                            *self._range_buffers(p.score_dtype, self._max_pairs(p), workers),
                            out_docs, out_scores, counts)
             acc = None
             for q in np.flatnonzero(counts < 0):   # more query terms than the traversal takes
                 acc = self._acc(p.score_dtype) if acc is None else acc
                 a, b = p.offsets[q], p.offsets[q + 1]
-                counts[q] = exhaustive_one(*ix.postings_arrays, *self._dense()[:2], p.terms[a:b], p.weights[a:b], k,
+                counts[q] = exhaustive_one(*ix.postings_arrays, *self.dense_rows()[:2], p.terms[a:b], p.weights[a:b], k,
                                            acc, out_docs[q], out_scores[q])
         elif algo == "filtered" and not ix.is_float:
             ub, *_, ent_pos, _ = self._range_buffers(p.score_dtype, self._max_pairs(p), workers)
             bmax, keep, hist, blocks = self._filter_buffers(p.score_dtype, workers)
-            filtered_batch(*self._range_arrays(), *self._dense()[:2], ix.term_max, p.offsets, p.terms, p.weights, k,
+            filtered_batch(*self._range_arrays(), *self.dense_rows()[:2], ix.term_max, p.offsets, p.terms, p.weights, k,
                            cfg.full_ratio, np.zeros((workers, ix.num_documents), dtype=p.score_dtype), bmax, ub, keep,
                            hist, blocks, ent_pos, out_docs, out_scores, counts)
         elif algo in ("wand", "bmw"):
@@ -321,7 +322,7 @@ class Searcher:
                            p.weights, k, out_docs, out_scores, counts)
         else:
             accs = np.zeros((workers, ix.num_documents), dtype=p.score_dtype)
-            exhaustive_batch(*ix.postings_arrays, *self._dense()[:2], p.offsets, p.terms, p.weights, k, accs, out_docs,
+            exhaustive_batch(*ix.postings_arrays, *self.dense_rows()[:2], p.offsets, p.terms, p.weights, k, accs, out_docs,
                              out_scores, counts)
         return self._results(p.ids, out_docs, out_scores, counts)
 

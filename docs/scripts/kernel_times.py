@@ -44,7 +44,7 @@ def main(argv=None) -> None:
     acc, ref, fl = (np.zeros(ix.num_documents, dt) for _ in range(3))
     rb, ra, pa = s._range_buffers(dt, s._max_pairs(p)), s._range_arrays(), ix.postings_arrays
     fb = s._filter_buffers(dt)
-    dn = s._dense()
+    dn = s.dense_rows()
     none = no_dense(ix.num_terms, ix.num_documents, 1, ix.postings_impacts.dtype)[0]
     out = {name: (np.empty(k, np.int32), np.empty(k, dt))
            for name in ("exhaustive_one", "filtered_one", "auto_one")}

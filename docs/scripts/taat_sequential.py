@@ -44,7 +44,7 @@ from numba import njit
 import lsr
 from lsr.index.kernels.dense import no_dense
 from lsr.index.kernels.exhaustive import FLAT_CHUNK, _scatter_nibbles, exhaustive_one, score_terms
-from lsr.index.kernels.filtered import filtered_one, full_prefix
+from lsr.index.kernels.filtered import filtered_one, full_prefix, rest_bounds
 from lsr.index.kernels.postings import next_pair
 from lsr.index.kernels.topk import _bin_shift, _offer_block, heap_sort_desc
 
@@ -180,18 +180,8 @@ def sequential_one(term_offsets, range_offsets, range_max, code_offsets, codes, 
         bmax[blk] = w * range_max[j]
     theta = _hist_theta(hist, k, s, np.int64(1)) if mode == 0 else thetas[0]
     thetas[0] = theta
-    # the bounds of the other terms; their pairs decoded into a buffer
-    e = 0
-    for i in range(1, nq):
-        t = q_terms[order[i]]
-        w = q_weights[order[i]]
-        blk = 0
-        c = code_offsets[t]
-        for j in range(range_offsets[t], range_offsets[t + 1]):
-            c, blk, n = next_pair(codes, c, blk, shift, mask)
-            ub[blk] += w * range_max[j]
-            pairs[e] = (np.int64(blk) << 16) | n
-            e += 1
+    # the bounds of the other terms; their pairs decoded into a buffer (the filtered scorer's step 3)
+    rest_bounds(range_offsets, range_max, code_offsets, codes, shift, q_terms, q_weights, order, 1, ub, pairs)
     keep[:] = 1
     bases = np.empty(FLAT_CHUNK + 16, np.int32)
     poss = np.empty(FLAT_CHUNK + 16, np.int32)

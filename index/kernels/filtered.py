@@ -88,6 +88,26 @@ def full_prefix(term_offsets, term_max, dense_slot, q_terms, q_weights, full_rat
 
 
 @njit(cache=True)
+def rest_bounds(range_offsets, range_max, code_offsets, codes, shift, q_terms, q_weights, order, start, ub, pairs):
+    """``ub[b] += w_t * range_max[t, b]`` over the pairs of the query terms ``order[start:]``, each
+    pair also written to ``pairs`` as ``(block << 16) | count`` in that order; returns the pairs
+    written."""
+    mask = (1 << shift) - 1
+    e = 0
+    for i in range(start, q_terms.shape[0]):
+        t = q_terms[order[i]]
+        w = np.int64(q_weights[order[i]])
+        blk = 0
+        c = code_offsets[t]
+        for j in range(range_offsets[t], range_offsets[t + 1]):
+            c, blk, n = next_pair(codes, c, blk, shift, mask)
+            ub[blk] += w * range_max[j]
+            pairs[e] = (np.int64(blk) << 16) | n
+            e += 1
+    return e
+
+
+@njit(cache=True)
 def _score_passing_flat(term_offsets, range_offsets, low, impacts, shift, q_terms, q_weights, order, n_full,
                         pairs, keep, acc):
     """Step 4 for range blocks of up to 16 documents: each pair whose block passes (``keep[b] == 1``)
@@ -164,10 +184,8 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
     zero = acc.dtype.type(0)
     if acc.dtype.type(0.5) != zero:   # float scores
         return -1
-    mask = (1 << shift) - 1
     n_blocks = bmax.shape[0]
     order, n_full = full_prefix(term_offsets, term_max, dense_slot, q_terms, q_weights, full_ratio)
-    nq = q_terms.shape[0]
     # 1. full phase
     score_terms(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, dense, q_terms[order[:n_full]],
                 q_weights[order[:n_full]], acc)
@@ -177,17 +195,7 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
     theta = kth_lower_bound(bmax, k, np.int64(top), hist)
     theta = doc_bound(acc, shift, bmax, theta, np.int64(top), k, hist)
     # 3. bounds of the remaining terms' blocks; their pairs decoded once into the buffer
-    e = 0
-    for i in range(n_full, nq):
-        t = q_terms[order[i]]
-        w = np.int64(q_weights[order[i]])
-        blk = 0
-        c = code_offsets[t]
-        for j in range(range_offsets[t], range_offsets[t + 1]):
-            c, blk, n = next_pair(codes, c, blk, shift, mask)
-            ub[blk] += w * range_max[j]
-            pairs[e] = (np.int64(blk) << 16) | n
-            e += 1
+    rest_bounds(range_offsets, range_max, code_offsets, codes, shift, q_terms, q_weights, order, n_full, ub, pairs)
     # which blocks can still hold a top-k document: a flag per block, and their list (ascending)
     n_kept = 0
     for b in range(n_blocks):
