@@ -266,8 +266,8 @@ class Searcher:
                              ix.block_max, ix.block_last_doc, ix.block_size, algo == "bmm", p.terms, p.weights, k,
                              out_docs, out_scores)
         else:
-            n = exhaustive_one(*ix.postings_arrays, *self.dense_rows()[:2], p.terms, p.weights, k, self._acc(p.score_dtype),
-                               out_docs, out_scores)
+            n = exhaustive_one(*ix.postings_arrays, *self.dense_rows()[:2], p.terms, p.weights, k,
+                               self._acc(p.score_dtype), out_docs, out_scores)
         return self._results(p.ids, out_docs[None, :], out_scores[None, :], np.array([n]))
 
     def search_batch(self, queries: Mapping[str, QueryLike] | Iterable[tuple[str, QueryLike]] | Iterable[Query],
@@ -291,8 +291,8 @@ class Searcher:
         if algo == "auto":
             accs = np.zeros((workers, ix.num_documents), dtype=p.score_dtype)
             used = np.zeros(nq, dtype=np.int8)
-            auto_batch(*self._range_arrays(), *self.dense_rows(), ix.term_max, p.offsets, p.terms, p.weights, k, cfg.max_k,
-                       cfg.locality_ratio, cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio,
+            auto_batch(*self._range_arrays(), *self.dense_rows(), ix.term_max, p.offsets, p.terms, p.weights, k,
+                       cfg.max_k, cfg.locality_ratio, cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio,
                        cfg.large_k == "filtered", accs,
                        *self._range_buffers(p.score_dtype, self._max_pairs(p), workers),
                        *self._filter_buffers(p.score_dtype, workers), out_docs, out_scores, counts, used)
@@ -322,8 +322,8 @@ class Searcher:
                            p.weights, k, out_docs, out_scores, counts)
         else:
             accs = np.zeros((workers, ix.num_documents), dtype=p.score_dtype)
-            exhaustive_batch(*ix.postings_arrays, *self.dense_rows()[:2], p.offsets, p.terms, p.weights, k, accs, out_docs,
-                             out_scores, counts)
+            exhaustive_batch(*ix.postings_arrays, *self.dense_rows()[:2], p.offsets, p.terms, p.weights, k, accs,
+                             out_docs, out_scores, counts)
         return self._results(p.ids, out_docs, out_scores, counts)
 
     def _results(self, qids: list[str], docs: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> Results:
