@@ -263,3 +263,20 @@ def test_dense_rows_hold_the_postings_of_the_frequent_terms(tmp_path):
         for k in (1, 10, 100):
             for q in queries:
                 assert list(on.search(q, k=k)) == list(off.search(q, k=k))
+
+
+def test_planner_above_max_k_runs_the_exhaustive_scorer(tmp_path):
+    """``auto`` above ``max_k`` is exhaustive scoring, decided by k before the planner runs (unless
+    ``large_k`` is "filtered"); the hits are the same at every k."""
+    rng = np.random.default_rng(5)
+    docs = [{f"t{j}": float(rng.integers(1, 30)) / 10 for j in rng.choice(20, 6, replace=False)} for _ in range(400)]
+    ix = _build(tmp_path, docs, "max", 8)
+    auto = lsr.Searcher(ix, max_k=20)
+    assert [auto._algorithm(k) for k in (1, 20, 21, 1000)] == ["auto", "auto", "exhaustive", "exhaustive"]
+    assert lsr.Searcher(ix, max_k=20, large_k="filtered")._algorithm(1000) == "auto"
+    assert lsr.Searcher(ix, algorithm="blockmax", max_k=20)._algorithm(1000) == "blockmax"
+    exh = lsr.Searcher(ix, algorithm="exhaustive")
+    q = {"t1": 2.0, "t3": 1.0, "t7": 0.5}
+    for k in (5, 21, 300):
+        assert list(auto.search(q, k=k)) == list(exh.search(q, k=k))
+        assert auto.search_batch([("a", q)], k=k).by_query() == exh.search_batch([("a", q)], k=k).by_query()

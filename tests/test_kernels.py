@@ -107,18 +107,27 @@ def test_block_maxima_matches_reference(dtype, block):
 @pytest.mark.parametrize("score", [np.int32, np.int64])
 @pytest.mark.parametrize("shift", [0, 3, 4, 6])
 def test_accumulator_selection_helpers_match_reference(score, shift):
-    """topk.acc_block_maxima, listed_block_maxima, kth_lower_bound, doc_bound, block_bound,
-    offer_blocks and offer_listed against NumPy."""
-    from lsr.index.kernels.topk import (HIST_BITS, acc_block_maxima, acc_block_maxima_ref, block_bound,
+    """topk.acc_block_maxima, listed_block_maxima, kth_lower_bound, doc_bound, offer_blocks,
+    offer_listed, select_blocks and select_listed against NumPy (select_* by heap below HIST_SELECT_K,
+    by histogram bins from it on: bins one score wide, bins of several scores, and crowded bins)."""
+    from lsr.index.kernels.topk import (HIST_BITS, HIST_SELECT_K, acc_block_maxima, acc_block_maxima_ref,
                                         doc_bound, doc_bound_ref, kth_lower_bound, kth_lower_bound_ref,
-                                        listed_block_maxima, offer_blocks, offer_listed)
+                                        listed_block_maxima, offer_blocks, offer_listed, select_blocks,
+                                        select_listed)
 
     rng = np.random.default_rng(11 + shift)
     nb_hist = 1 << HIST_BITS
-    for n_docs, top_scale, k in ((1, 5, 1), (1000, 50, 10), (4099, 10**6, 100), (5003, 3, 1000), (777, 0, 5)):
+    assert HIST_SELECT_K <= 1000
+    for n_docs, top_scale, k in ((1, 5, 1), (1000, 50, 10), (4099, 10**6, 100), (5003, 3, 1000), (777, 0, 5),
+                                 (20011, 10**6, HIST_SELECT_K), (20011, 10**6, 1000), (3000, 10**6, 5000),
+                                 (30000, -1, 1000), (1000, 40, 999)):
         acc = np.zeros(n_docs, score)
         hit = rng.random(n_docs) < 0.3
-        acc[hit] = rng.integers(0, top_scale + 1, hit.sum())
+        if top_scale >= 0:
+            acc[hit] = rng.integers(0, top_scale + 1, hit.sum())
+        else:   # crowded bins: most scores within a few hundred of each other, one far above them
+            acc[hit] = rng.integers(500_000, 500_300, hit.sum())
+            acc[n_docs // 2] = 10**7
         R = 1 << shift
         nb = (n_docs + R - 1) // R
         want_bmax, want_top = acc_block_maxima_ref(acc, shift)
@@ -132,7 +141,6 @@ def test_accumulator_selection_helpers_match_reference(score, shift):
         # a lower bound of the k-th largest block maximum, and never below 1
         kth = np.sort(bmax)[::-1][k - 1] if nb >= k else 0
         assert 1 <= theta and (theta <= kth or kth < 1)
-        assert block_bound(acc, shift, np.zeros(nb, score), hist, k) == theta
         # the document bound: between the block bound and the k-th largest score (when k are positive)
         dtheta = doc_bound(acc, shift, bmax, theta, np.int64(top), k, hist)
         assert dtheta == doc_bound_ref(acc, shift, theta, k, nb_hist) and not hist.any()
@@ -148,6 +156,13 @@ def test_accumulator_selection_helpers_match_reference(score, shift):
         order = np.lexsort((docs[:size], -scores[:size]))
         np.testing.assert_array_equal(docs[:size][order], want)
         np.testing.assert_array_equal(scores[:size][order], acc[want])
+        # the same, sorted, from select_blocks (from the block bound, and from the tighter doc bound)
+        for bound in (theta, dtheta):
+            docs[:], scores[:] = -1, -1
+            size = select_blocks(acc, shift, bmax, bound, np.int64(top), k, hist, docs, scores)
+            assert not hist.any()
+            np.testing.assert_array_equal(docs[:size], want)
+            np.testing.assert_array_equal(scores[:size], acc[want])
         # a list of blocks (ascending, the tail block included when it is drawn): their maxima, and
         # the top k of the documents in them
         for frac in (0.0, 0.5, 1.0):
@@ -168,6 +183,10 @@ def test_accumulator_selection_helpers_match_reference(score, shift):
             order = np.lexsort((docs[:size], -scores[:size]))
             np.testing.assert_array_equal(docs[:size][order], want)
             np.testing.assert_array_equal(scores[:size][order], acc[want])
+            size = select_listed(acc, shift, blocks, vals, n, theta, np.int64(top), k, hist, docs, scores)
+            assert not hist.any()
+            np.testing.assert_array_equal(docs[:size], want)
+            np.testing.assert_array_equal(scores[:size], acc[want])
 
 
 def test_quantisation_rounds_half_up_and_clips():

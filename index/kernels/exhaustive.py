@@ -11,11 +11,13 @@ The selection for integer scores (the quantised indexes) takes every
 16-document block's maximum in one vectorisable pass; a 4,096-bin histogram
 of them gives ``theta``, a lower bound of the k-th largest block maximum and
 hence of the k-th best score (k blocks each hold a document that scores at
-least that much; :func:`.topk.block_bound`); then only the documents of
+least that much; :func:`.topk.kth_lower_bound`); then only the documents of
 the blocks that reach ``theta``, and only those that reach it themselves,
-are offered to the top-k heap, in doc id order, which keeps the tie rule.
-At k=1000 on 300,000 real documents this took the selection from about 0.7
-to about 0.3 ms (docs/benchmarks.md). Float scores keep the earlier
+are selected (:func:`.topk.select_blocks`: offered to the top-k heap in doc
+id order, which keeps the tie rule, or from ``HIST_SELECT_K`` on sorted by
+histogram bins). At k=1000 on 300,000 real documents the block bound took
+the selection from about 0.7 to about 0.3 ms, and the histogram bins took
+the offers and the sort from 0.146 to 0.080 ms (docs/benchmarks.md). Float scores keep the earlier
 selection: blocks of ``SCAN_BLOCK`` documents (halved down to 8 until there
 are at least 8k of them), the k largest block maxima kept in the output heap
 as the bound, then a second pass over the blocks that reach it.
@@ -28,7 +30,7 @@ from numba import njit, prange
 
 from .dense import add_dense_row
 from .postings import low_at, next_pair
-from .topk import HIST_BITS, block_bound, heap_offer, heap_sort_desc, offer_blocks
+from .topk import HIST_BITS, acc_block_maxima, heap_offer, heap_sort_desc, kth_lower_bound, select_blocks
 
 SCAN_BLOCK = 128  # documents per block of the float top-k scan (64-256 measured within 8% of each other)
 
@@ -141,10 +143,11 @@ def exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, dense
     zero = acc.dtype.type(0)
     if acc.dtype.type(0.5) == zero:   # integer scores: 16-document block maxima, a histogram bound
         block_max = np.empty((n_docs + 15) >> 4, dtype=acc.dtype)
-        theta = block_bound(acc, 4, block_max, np.zeros(1 << HIST_BITS, np.int64), k)
-        size = offer_blocks(acc, 4, block_max, theta, k, out_docs, out_scores)
+        hist = np.zeros(1 << HIST_BITS, np.int64)
+        top = np.int64(acc_block_maxima(acc, 4, block_max))
+        theta = kth_lower_bound(block_max, k, top, hist)
+        size = select_blocks(acc, 4, block_max, theta, top, k, hist, out_docs, out_scores)
         acc[:] = zero
-        heap_sort_desc(out_scores, out_docs, size)
         return size
     # float scores: smaller scan blocks for large k, so that the k-th largest block maximum
     # stays a useful bound (at least 8k blocks, down to 8 documents a block)

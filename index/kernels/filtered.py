@@ -33,12 +33,12 @@ query is processed in five steps over a dense accumulator:
    (kept in a list as step 4's test runs, so that only they are read)
    give a second lower bound of the k-th score (as in step 2, never below
    ``theta``); the documents of the blocks whose maximum reaches it are
-   offered to the top-k heap in doc id order (ties by doc id).
+   selected in doc id order (ties by doc id; :func:`.topk.select_listed`).
 
 Exactness: a document d of block b has final score
 ``acc[d] + (rest of d's terms) <= bmax[b] + ub[b]``. A top-k document scores
 at least the final k-th score, hence at least ``theta``, so its block passes
-every test and it is scored in full and offered to the heap; a document of a
+every test and it is scored in full and selected; a document of a
 block that fails the test scores below ``theta`` and cannot be in the top k,
 not even by a tie (nor can one below the second bound of step 5). Scores are
 sums of integers, so no rounding is involved.
@@ -55,8 +55,8 @@ from numba import njit, prange
 
 from .exhaustive import FLAT_CHUNK, score_terms
 from .postings import low_at, next_pair
-from .topk import (HIST_BITS, acc_block_maxima, doc_bound, heap_sort_desc, kth_lower_bound,  # noqa: F401
-                   listed_block_maxima, offer_listed)
+from .topk import (HIST_BITS, acc_block_maxima, doc_bound, kth_lower_bound, listed_block_maxima,  # noqa: F401
+                   select_listed)
 
 
 @njit(cache=True)
@@ -214,14 +214,13 @@ def filtered_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
                              pairs, keep, acc)
     # 5. selection: the final maxima of the blocks that pass (into bmax[:n_kept]; the partial maxima
     #    are not needed any more) give a tighter bound, then the documents of the blocks that reach
-    #    it are offered to the heap in doc id order
+    #    it are selected in doc id order
     top = listed_block_maxima(acc, shift, blocks, n_kept, bmax)
     theta = max(theta, kth_lower_bound(bmax[:n_kept], k, np.int64(top), hist))
-    size = offer_listed(acc, shift, blocks, bmax, n_kept, theta, k, out_docs, out_scores)
+    size = select_listed(acc, shift, blocks, bmax, n_kept, theta, np.int64(top), k, hist, out_docs, out_scores)
     acc[:] = zero
     bmax[:] = zero
     ub[:] = zero
-    heap_sort_desc(out_scores, out_docs, size)
     return size
 
 

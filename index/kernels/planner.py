@@ -17,7 +17,9 @@ terms)) and
    maxima are about equal and bound nothing;
 2. scores exhaustively when ``sum pairs > pair_ratio * sum df``: the upper
    bounds alone would cost a good part of the exhaustive work;
-3. when ``k > max_k`` (default 100), scores exhaustively, or runs the
+3. when ``k > max_k`` (default 100), scores exhaustively (a rule of k
+   alone, which ``Searcher`` takes before it calls the planner: it then runs
+   the exhaustive scorer directly), or runs the
    filtered term-at-a-time scorer (:mod:`.filtered`) if ``filter_large``
    (``SearchConfig.large_k = "filtered"``; off by default: since the
    exhaustive scorer's selection became a histogram bound, the filtered
