@@ -26,7 +26,7 @@ from .index import Index
 from .kernels.blockmax import N_BUCKETS, blockmax_batch, blockmax_one, query_pairs
 from .kernels.exhaustive import exhaustive_batch, exhaustive_one
 from .kernels.filtered import HIST_BITS, filtered_batch, filtered_one
-from .kernels.planner import auto_batch, auto_one
+from .kernels.planner import auto_batch, auto_one, plan_one
 from .kernels.maxscore import maxscore_batch, maxscore_one
 from .kernels.wand import wand_batch, wand_one
 
@@ -174,6 +174,9 @@ class Searcher:
             a = bufs[key] = np.zeros(n, dtype=dtype)
         return a
 
+    def _n_range_blocks(self) -> int:
+        return (self.index.num_documents + (1 << self.index.range_shift) - 1) >> self.index.range_shift
+
     def _range_buffers(self, dtype, n_pairs: int, workers: int | None = None):
         """Work buffers of the block-max traversal for queries of up to ``n_pairs`` (term, block) pairs:
         (ub, local, order, bucket_counts, head, tail, ent_pos, ent_next); one set, or ``workers`` rows."""
@@ -242,6 +245,9 @@ class Searcher:
         out_scores = np.empty(k, dtype=p.score_dtype)
         algo = self._algorithm(k)
         cfg = self.config
+        if algo == "auto" and not plan_one(ix.term_offsets, ix.range_offsets, self._n_range_blocks(), p.terms,
+                                           cfg.locality_ratio, cfg.pair_ratio)[0]:
+            algo = "exhaustive"   # the planner's own first test, taken before its buffers are made
         if algo == "auto":
             n, _ = auto_one(*self._range_arrays(), *self.dense_rows(), ix.term_max, p.terms, p.weights, k, cfg.max_k,
                             cfg.locality_ratio, cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio,

@@ -80,6 +80,7 @@ SEARCHERS = [dict(algorithm=a) for a in ALGORITHMS] + [
     dict(algorithm="blockmax", sweep_after=2),
     dict(algorithm="blockmax", sweep_after=-1),
     dict(algorithm="auto", max_k=0, locality_ratio=1e9, pair_ratio=1e9, large_k="filtered"),   # the filtered path
+    dict(algorithm="auto", pair_ratio=0.0),   # the planner's tests send every query to exhaustive scoring
     dict(algorithm="filtered", full_ratio=0.0),
     dict(algorithm="filtered", full_ratio=1.0),
     # no dense rows: every term from its postings (the default makes rows of the terms in 1/16 of the documents)

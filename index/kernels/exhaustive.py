@@ -17,10 +17,11 @@ are selected (:func:`.topk.select_blocks`: offered to the top-k heap in doc
 id order, which keeps the tie rule, or from ``HIST_SELECT_K`` on sorted by
 histogram bins). At k=1000 on 300,000 real documents the block bound took
 the selection from about 0.7 to about 0.3 ms, and the histogram bins took
-the offers and the sort from 0.146 to 0.080 ms (docs/benchmarks.md). Float scores keep the earlier
-selection: blocks of ``SCAN_BLOCK`` documents (halved down to 8 until there
-are at least 8k of them), the k largest block maxima kept in the output heap
-as the bound, then a second pass over the blocks that reach it.
+the offers and the sort from 0.148 to 0.080 ms (docs/benchmarks.md). Float
+scores keep the earlier selection: blocks of ``SCAN_BLOCK`` documents
+(halved down to 8 until there are at least 8k of them), the k largest block
+maxima kept in the output heap as the bound, then a second pass over the
+blocks that reach it.
 """
 
 from __future__ import annotations

@@ -250,8 +250,8 @@ def select_blocks(acc, shift, bmax, theta, top, k, hist, out_docs, out_scores):
     ``lo``, is a lower bound of the k-th score); a second pass puts the documents that reach ``lo`` into
     their bins' runs in doc id order, and each run is sorted by score, stably (a bin of one score, as
     when ``s`` is 0, needs no sort). No comparison with a heap root per document. At k=1000 on the
-    300,000-passage real-encoder collection that took the offers and the sort from 0.146 to 0.080 ms
-    (p50; docs/benchmarks.md); at k=100 the heap was faster (0.015 against 0.027 ms), about equal at
+    300,000-passage real-encoder collection that took the offers and the sort from 0.148 to 0.080 ms
+    (p50; docs/benchmarks.md); at k=100 the heap was faster (0.018 against 0.028 ms), about equal at
     k=300.
     """
     if k < HIST_SELECT_K:
