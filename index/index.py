@@ -49,6 +49,9 @@ class Index:
         self._docid_bytes = arrays["docid_bytes"]
         self._dense: dict[tuple[float, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._dense_lock = threading.Lock()
+        # per-thread work buffers (accumulator, block bounds, ...) of every Searcher over this index:
+        # one set a thread however many searchers there are (lsr.index.search.Searcher._buffer)
+        self._scratch = threading.local()
 
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = True) -> "Index":

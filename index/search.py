@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Sequence
@@ -60,7 +59,10 @@ class Searcher:
         self.index = index if isinstance(index, Index) else Index.open(index)
         cfg = config or SearchConfig()
         self.config = replace(cfg, **overrides) if overrides else cfg
-        self._local = threading.local()
+        # the single-query path's work buffers: the index's, per thread, so that searchers of one index
+        # (e.g. one per algorithm) share one accumulator instead of each holding its own; a call on
+        # one thread runs to its end before the next, and every kernel leaves its buffers clean
+        self._local = self.index._scratch
         self._query_encoder = None
 
     # ------------------------------------------------------------------ queries

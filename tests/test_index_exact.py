@@ -276,6 +276,8 @@ def test_planner_above_max_k_runs_the_exhaustive_scorer(tmp_path):
     assert lsr.Searcher(ix, max_k=20, large_k="filtered")._algorithm(1000) == "auto"
     assert lsr.Searcher(ix, algorithm="blockmax", max_k=20)._algorithm(1000) == "blockmax"
     exh = lsr.Searcher(ix, algorithm="exhaustive")
+    # the searchers of one index share their single-query work buffers, one set a thread
+    assert auto._acc(np.int32) is exh._acc(np.int32) and auto._acc(np.int64) is not exh._acc(np.int32)
     q = {"t1": 2.0, "t3": 1.0, "t7": 0.5}
     for k in (5, 21, 300):
         assert list(auto.search(q, k=k)) == list(exh.search(q, k=k))
