@@ -183,7 +183,7 @@ class Searcher:
         """Work buffers of the block-max traversal for queries of up to ``n_pairs`` (term, block) pairs:
         (ub, local, order, bucket_counts, head, tail, ent_pos, ent_next); one set, or ``workers`` rows."""
         ix = self.index
-        n_blocks = (ix.num_documents + (1 << ix.range_shift) - 1) >> ix.range_shift
+        n_blocks = self._n_range_blocks()
         R = 1 << ix.range_shift
         n_pairs = max(int(n_pairs), 1)
         if workers is None:
@@ -205,7 +205,7 @@ class Searcher:
     def _filter_buffers(self, dtype, workers: int | None = None):
         """Work buffers of the filtered scorer, besides the block-max traversal's:
         (bmax, keep, hist, blocks); one set, or ``workers`` rows."""
-        n_blocks = (self.index.num_documents + (1 << self.index.range_shift) - 1) >> self.index.range_shift
+        n_blocks = self._n_range_blocks()
         if workers is None:
             return (self._buffer("bmax", n_blocks, dtype), self._buffer("keep", n_blocks, np.uint8),
                     self._buffer("hist", 1 << HIST_BITS, np.int64), self._buffer("blocks", n_blocks, np.int32))
@@ -215,9 +215,8 @@ class Searcher:
     def _algorithm(self, k: int) -> str:
         """The processor for top-k: the configured one, except that ``auto`` above ``max_k`` is exhaustive
         scoring (unless ``large_k`` is "filtered"). That rule of the planner depends on k alone, so it
-        is taken here, before any of the planner's buffers are made (at k=1000 on the real-encoder
-        collection the planner's kernel, which took the same decision inside, measured about 3 % slower
-        than exhaustive scoring through this API: docs/benchmarks.md)."""
+        is taken here, before any of the planner's buffers are made, and the exhaustive scorer runs
+        directly."""
         cfg = self.config
         if cfg.algorithm == "auto" and k > cfg.max_k and cfg.large_k != "filtered":
             return "exhaustive"

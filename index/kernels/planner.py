@@ -48,9 +48,10 @@ terms)) and
 ``Searcher.search`` (one query) takes tests 1 and 2 (:func:`plan_one`) and
 test 3's k rule before it calls :func:`auto_one`, and calls the exhaustive
 scorer directly when they send the query there, so that such a query does
-not pay for the planner's buffers and arguments (on the 1M synthetic
-collection, where every query goes there, the planner measured 2 % slower
-than exhaustive scoring at k=10 before: docs/benchmarks.md).
+not pay for the planner's buffers and arguments. (A 2 % difference measured
+on the 1M synthetic collection, where every query goes there, turned out to
+be mostly the searchers' separate accumulators, since shared:
+docs/benchmarks.md.)
 
 Every processor is exact, so the choice changes only the time taken, never
 the hits.
