@@ -15,9 +15,7 @@ one pass (2-D indexing inside a 16-document loop; chunks of 4,096 documents). Ra
 from __future__ import annotations
 
 import argparse
-import json
 import time
-import warnings
 
 import numpy as np
 from numba import njit
@@ -25,6 +23,7 @@ from numba import njit
 import lsr
 from lsr.index.kernels.dense import add_dense_row, choose_dense_terms
 from lsr.index.kernels.topk import acc_block_maxima
+from _common import open_index, read_queries
 
 
 def share(ix, s, qs) -> None:
@@ -127,12 +126,9 @@ def main(argv=None) -> None:
     ap.add_argument("mode", choices=["share", "passes"])
     ap.add_argument("--calls", type=int, default=200)
     a = ap.parse_args(argv)
-    warnings.simplefilter("ignore")
-    ix = lsr.Index.open(a.index, verify=False)
+    ix = open_index(a.index)
     if a.mode == "share":
-        with open(a.queries, encoding="utf-8") as f:
-            qs = [(r["id"], r["vector"]) for r in map(json.loads, f)]
-        share(ix, lsr.Searcher(ix), qs)
+        share(ix, lsr.Searcher(ix), read_queries(a.queries))
     else:
         passes(ix.num_documents, a.calls)
 

@@ -13,17 +13,15 @@ top k of ``filtered_one`` and ``auto_one`` against ``exhaustive_one``'s.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-import warnings
 
 import numpy as np
 
-import lsr
 from lsr.index.kernels.dense import no_dense
 from lsr.index.kernels.exhaustive import _score_terms_flat, _score_terms_pairs, exhaustive_one
 from lsr.index.kernels.filtered import filtered_one
 from lsr.index.kernels.planner import auto_one
+from _common import open_prepared
 
 
 def main(argv=None) -> None:
@@ -34,12 +32,7 @@ def main(argv=None) -> None:
     ap.add_argument("--k", type=int, default=1000)
     ap.add_argument("--cold", action="store_true")
     a = ap.parse_args(argv)
-    warnings.simplefilter("ignore")
-    ix = lsr.Index.open(a.index, verify=False)
-    s = lsr.Searcher(ix)
-    with open(a.queries, encoding="utf-8") as f:
-        qs = [(r["id"], r["vector"]) for r in map(json.loads, f)][:a.n]
-    p = s.prepare(qs)
+    ix, s, p = open_prepared(a.index, a.queries, a.n)
     cfg, k, dt = s.config, a.k, p.score_dtype
     acc, ref, fl = (np.zeros(ix.num_documents, dt) for _ in range(3))
     rb, ra, pa = s._range_buffers(dt, s._max_pairs(p)), s._range_arrays(), ix.postings_arrays
@@ -51,7 +44,7 @@ def main(argv=None) -> None:
     junk = np.zeros(64 << 20, np.uint8)
     times: dict[str, list[float]] = {}
     counts: dict[str, int] = {}
-    for qi in range(len(qs)):
+    for qi in range(len(p.ids)):
         qt, qw = p.terms[p.offsets[qi]:p.offsets[qi + 1]], p.weights[p.offsets[qi]:p.offsets[qi + 1]]
         calls = [("pairs", lambda: _score_terms_pairs(*pa, none, qt, qw, ref)),
                  ("flat", lambda: _score_terms_flat(*pa, none, qt, qw, fl)),
@@ -75,9 +68,9 @@ def main(argv=None) -> None:
         for name in ("filtered_one", "auto_one"):
             same = all(np.array_equal(x[:n], y[:n]) for x, y in zip(out[name], out["exhaustive_one"]))
             if counts[name] != n or not same:
-                raise SystemExit(f"query {qs[qi][0]}: {name}'s top k differs from exhaustive_one's")
+                raise SystemExit(f"query {p.ids[qi]}: {name}'s top k differs from exhaustive_one's")
         if not np.array_equal(fl, ref):
-            raise SystemExit(f"query {qs[qi][0]}: the flat loop's scores differ from the per-pair loop's")
+            raise SystemExit(f"query {p.ids[qi]}: the flat loop's scores differ from the per-pair loop's")
         fl[:] = 0
         ref[:] = 0
     for name, ts in times.items():

@@ -25,20 +25,18 @@ All timings warm, one thread, p50 over the queries (the first 5 left out).
 from __future__ import annotations
 
 import argparse
-import json
 import time
-import warnings
 
 import numpy as np
 from numba import njit
 
-import lsr
 from lsr.index.kernels.blockmax import blockmax_one
 from lsr.index.kernels.dense import add_dense_row
 from lsr.index.kernels.exhaustive import _score_terms_flat, exhaustive_one, score_terms
 from lsr.index.kernels.filtered import filtered_one
 from lsr.index.kernels.topk import (HIST_BITS, acc_block_maxima, bins_select_blocks, heap_sort_desc, kth_lower_bound,
                                     offer_blocks)
+from _common import open_prepared
 
 
 @njit(cache=True)
@@ -240,13 +238,8 @@ def main(argv=None) -> None:
     ap.add_argument("--k", type=int, default=1000)
     ap.add_argument("--ks", default="10,100,300,500,1000")
     a = ap.parse_args(argv)
-    warnings.simplefilter("ignore")
-    ix = lsr.Index.open(a.index, verify=False)
-    s = lsr.Searcher(ix)
     n = a.n or {"parts": 300, "select": 300, "ab": 400, "oracle": 400, "rows-bound": 200}[a.what]
-    with open(a.queries, encoding="utf-8") as f:
-        qs = [(r["id"], r["vector"]) for r in map(json.loads, f)][:n]
-    p = s.prepare(qs)
+    ix, s, p = open_prepared(a.index, a.queries, n)
     if np.dtype(p.score_dtype).kind != "i":
         raise SystemExit("these measurements are for integer impacts")
     if a.what == "select":

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import time
-import warnings
 
 import numpy as np
 
 import lsr
+from _common import open_index, read_queries
 
 
 def _value(v: str):
@@ -42,17 +41,8 @@ def main(argv=None) -> None:
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--variant", action="append", required=True)
     a = ap.parse_args(argv)
-    warnings.simplefilter("ignore")
-    ix = lsr.Index.open(a.index, verify=False)
-    qs = []
-    with open(a.queries, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if i < a.skip:
-                continue
-            r = json.loads(line)
-            qs.append((r["id"], r["vector"]))
-            if len(qs) >= a.n:
-                break
+    ix = open_index(a.index)
+    qs = read_queries(a.queries, a.n, a.skip)
     searchers = {}
     for v in a.variant:
         name, _, spec = v.partition(":")

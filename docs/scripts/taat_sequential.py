@@ -34,19 +34,17 @@ figures were taken), reading every term from its postings.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-import warnings
 
 import numpy as np
 from numba import njit
 
-import lsr
 from lsr.index.kernels.dense import no_dense
 from lsr.index.kernels.exhaustive import FLAT_CHUNK, _scatter_nibbles, exhaustive_one, score_terms
 from lsr.index.kernels.filtered import filtered_one, full_prefix, rest_bounds
 from lsr.index.kernels.postings import next_pair
 from lsr.index.kernels.topk import _bin_shift, _offer_block, heap_sort_desc
+from _common import open_prepared
 
 
 # ----------------------------------------------------------------------------- NumPy simulation
@@ -431,12 +429,7 @@ def main(argv=None) -> None:
     ap.add_argument("--queries", dest="n", type=int, default=None)
     ap.add_argument("--k", type=int, default=1000)
     a = ap.parse_args(argv)
-    warnings.simplefilter("ignore")
-    ix = lsr.Index.open(a.index, verify=False)
-    s = lsr.Searcher(ix)
-    with open(a.queries, encoding="utf-8") as f:
-        qs = [(r["id"], r["vector"]) for r in map(json.loads, f)][:a.n or (30 if a.what == "simulate" else 200)]
-    p = s.prepare(qs)
+    ix, s, p = open_prepared(a.index, a.queries, a.n or (30 if a.what == "simulate" else 200))
     if a.what == "simulate":
         simulate(ix, p, a.k)
     else:
