@@ -256,8 +256,9 @@ class Searcher:
                             *self._range_buffers(p.score_dtype, self._max_pairs(p)),
                             *self._filter_buffers(p.score_dtype), out_docs, out_scores)
         elif algo == "blockmax":
-            n = blockmax_one(*self._range_arrays(), *self.dense_rows(), p.terms, p.weights, k, -1, cfg.sweep_after,
-                             *self._range_buffers(p.score_dtype, self._max_pairs(p)), out_docs, out_scores)
+            n = blockmax_one(*self._range_arrays(), *self.dense_rows(), p.terms, p.weights, k, -1.0, cfg.sweep_after,
+                             *self._range_buffers(p.score_dtype, self._max_pairs(p)), out_docs, out_scores,
+                             np.empty(3, np.int64))
             if n < 0:   # more query terms than the traversal takes: the same top k, exhaustively
                 n = exhaustive_one(*ix.postings_arrays, *self.dense_rows()[:2], p.terms, p.weights, k,
                                    self._acc(p.score_dtype), out_docs, out_scores)

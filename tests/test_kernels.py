@@ -387,6 +387,8 @@ def test_pair_coding_matches_reference_and_round_trips(dtype, shift, n_docs):
 def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift, every):
     from lsr.index.kernels.blockmax import N_BUCKETS, blockmax_batch, blockmax_one, query_pairs
     from lsr.index.kernels.filtered import HIST_BITS
+    from lsr.index.kernels.cost import (COST_DENSE_BOUND, COST_DENSE_ELEMENT, COST_PAIR, COST_SELECT_DOC, bounds_cost,
+                                        exhaustive_cost)
     from lsr.index.kernels.planner import auto_batch
 
     rng = np.random.default_rng(5)
@@ -394,6 +396,7 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift, ev
     ro, rm, co, codes, low = encode(offs, docs, imp, shift)
     term_max = _term_max(offs, imp)
     arrays = (offs, ro, rm, co, codes, low, imp, shift, n_docs) + _dense(offs, docs, imp, shift, n_docs, every)
+    slot = arrays[9]
     n_blocks = (n_docs + (1 << shift) - 1) >> shift
     queries = [rng.choice(40, size=rng.integers(1, 12), replace=False).astype(np.int32) for _ in range(30)]
     queries.append(np.array([5, 5, 5], np.int32))   # repeated terms add up
@@ -442,10 +445,31 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift, ev
         for i, (qt, qw) in enumerate(zip(queries, weights)):
             ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, score)
             d1 = np.empty(k, np.int32); s1 = np.empty(k, score)
-            n = blockmax_one(*arrays, qt, qw, k, -1, i % 4 - 1, ub, local, order, buckets, head, tail, ent_pos,
-                             ent_next, d1, s1)
+            stats = np.full(3, -7, np.int64)
+            n = blockmax_one(*arrays, qt, qw, k, -1.0, i % 4 - 1, ub, local, order, buckets, head, tail, ent_pos,
+                             ent_next, d1, s1, stats)
             np.testing.assert_array_equal(d1[:n], ed)
             np.testing.assert_array_equal(s1[:n], es)
+            # the counters: the pairs of the terms without a dense row (repeats read again); with k past
+            # every document, every block with a bound is scored, so all those terms' postings
+            sparse = qt[slot[qt] < 0]
+            assert stats[2] == (ro[sparse + 1] - ro[sparse]).sum()
+            if k == n_docs:
+                assert stats[1] == (offs[sparse + 1] - offs[sparse]).sum()
+                touched = np.unique(np.concatenate([docs[offs[t]:offs[t + 1]] for t in qt]) >> shift)
+                assert stats[0] == len(touched)
+            else:
+                assert 0 < stats[0] <= n_blocks and 0 <= stats[1] <= (offs[sparse + 1] - offs[sparse]).sum()
+            # a budget below the bounds pass: -1 at once, the buffers untouched
+            cost = bounds_cost(ro, slot, n_blocks, qt)
+            want = sum(COST_DENSE_BOUND * n_blocks if slot[t] >= 0 else COST_PAIR * (ro[t + 1] - ro[t]) for t in qt)
+            assert cost == pytest.approx(want, rel=1e-12)
+            want = COST_SELECT_DOC * n_docs + sum(
+                COST_DENSE_ELEMENT * n_docs if slot[t] >= 0 else offs[t + 1] - offs[t] for t in qt)
+            assert exhaustive_cost(offs, slot, n_docs, qt) == pytest.approx(want, rel=1e-12)
+            assert blockmax_one(*arrays, qt, qw, k, cost * 0.999, 0, ub, local, order, buckets, head, tail, ent_pos,
+                                ent_next, d1, s1, stats) == -1
+            assert stats.tolist() == [0, 0, 0] and not ub.any() and (head == -1).all()
             for rd, rsc, rc in runs:
                 np.testing.assert_array_equal(rd[i, :rc[i]], ed)
                 np.testing.assert_array_equal(rsc[i, :rc[i]], es)

@@ -181,7 +181,8 @@ def oracle(ix, s, p, k) -> None:
         calls = {"exhaustive": lambda: exhaustive_one(*pa, *dn[:2], qt, qw, k, acc, od, osc),
                  "filtered": lambda: filtered_one(*ra, *dn[:2], ix.term_max, qt, qw, k, cfg.full_ratio, acc, fb[0],
                                                   rb[0], fb[1], fb[2], fb[3], rb[6], od, osc),
-                 "blockmax": lambda: blockmax_one(*ra, *dn, qt, qw, k, -1, cfg.sweep_after, *rb, od, osc)}
+                 "blockmax": lambda: blockmax_one(*ra, *dn, qt, qw, k, -1.0, cfg.sweep_after, *rb, od, osc,
+                                                  np.empty(3, np.int64))}
         best = dict.fromkeys(calls, np.inf)
         for _ in range(3):   # the best of three calls each
             for name, call in calls.items():

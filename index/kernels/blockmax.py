@@ -38,11 +38,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .cost import COST_BLOCK, COST_BLOCK_ROW, COST_POSTING, bounds_cost
 from .postings import low_at, next_pair
 from .topk import heap_offer, heap_sort_desc
 
 N_BUCKETS = 1024
 MAX_TERMS = 2048   # query terms the pair entries can name (longer queries: -1, the caller scores exhaustively)
+GIVE_UP_FIRST = 256   # blocks scored before the first early give-up test (the threshold rises fast at first)
+GIVE_UP_EVERY = 32   # blocks scored between two early give-up tests
 
 
 LOCALITY_THRESHOLD = 0.95
@@ -81,7 +84,8 @@ def _cannot_enter(u, b, shift, out_scores, out_docs):
 @njit(cache=True, inline="always")
 def _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, ent_next, dense, dq_rows, dq_w, n_dq,
                  local, k, size, out_docs, out_scores):
-    """Score block b exactly and offer its documents to the heap; returns (heap size, postings scored)."""
+    """Score block b exactly and offer its documents to the heap; returns (heap size, postings scored,
+    dense rows' slices not counted)."""
     zero = out_scores.dtype.type(0)
     base = b << shift
     scored = 0
@@ -101,7 +105,6 @@ def _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, 
         w = dq_w[r]
         for y in range(lim):
             local[y] += w * local.dtype.type(row[base + y])
-    scored += n_dq * lim
     for y in range(lim):
         s = local[y]
         if s > zero:
@@ -114,7 +117,7 @@ def _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, 
 @njit(cache=True)
 def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
                  dense_slot, dense, dense_max, q_terms, q_weights, k, budget, sweep_after, ub, local, order,
-                 bucket_counts, head, tail, ent_pos, ent_next, out_docs, out_scores):
+                 bucket_counts, head, tail, ent_pos, ent_next, out_docs, out_scores, stats):
     """Top-k of one query by doc-range block-max traversal; returns the hit count.
 
     The query terms with a dense row (``dense_slot[t] >= 0``, :mod:`.dense`;
@@ -134,9 +137,18 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
     and linked from ``head[b]`` through ``ent_next``: so blocks have at most
     512 documents, and a query with more than ``MAX_TERMS`` terms returns -1.
 
-    ``budget`` bounds the postings scored in step 3 (``-1``: no bound); when a
-    block would exceed it the traversal stops and -1 is returned (the outputs
-    are then meaningless; the planner falls back to exhaustive scoring).
+    ``budget`` bounds the traversal's estimated cost (:mod:`.cost`: its bounds
+    pass, then every scored block; a negative budget: no bound). The traversal
+    stops and returns -1 (the outputs are then meaningless; the planner falls
+    back to exhaustive scoring) before its bounds pass if that alone would
+    pass the budget, as soon as it has spent the budget, or when the blocks
+    whose bucket still reaches the threshold, at the mean cost of the blocks
+    scored so far, would take it past the budget (checked once the heap
+    holds k hits, from the ``GIVE_UP_FIRST``-th scored block on, every
+    ``GIVE_UP_EVERY`` blocks).
+
+    ``stats`` (int64[3], written): blocks scored, their postings (the dense
+    rows' slices not counted), and the (term, block) pairs read.
 
     ``sweep_after``: once that many blocks were scored in bound order and the
     heap holds k hits, the remaining blocks are visited in doc id order
@@ -145,16 +157,21 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
     never.
     """
     m = q_terms.shape[0]
+    stats[:3] = 0
     if m > MAX_TERMS:
         return -1
     zero = out_scores.dtype.type(0)
     n_blocks = ub.shape[0]
+    spent = 0.0
+    if budget >= 0:
+        spent = bounds_cost(range_offsets, dense_slot, n_blocks, q_terms)
+        if spent > budget:
+            return -1
     R = 1 << shift
     mask = R - 1
     nib = shift <= 4
     # 1. upper bounds per block, and each block's pairs linked in query term order (the dense
     #    rows' terms: their block maxima, and the rows kept for scoring)
-    sdf = 0
     e = 0
     dq_rows = np.empty(m, np.int64)
     dq_w = np.empty(m, q_weights.dtype)
@@ -162,7 +179,6 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
     for i in range(m):
         t = q_terms[i]
         w = q_weights[i]
-        sdf += term_offsets[t + 1] - term_offsets[t]
         r = dense_slot[t]
         if r >= 0:
             rmax = dense_max[r]
@@ -190,12 +206,14 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
             e += 1
             j += 1
             p += n
+    stats[2] = e
     max_ub = zero
     for b in range(n_blocks):
         if ub[b] > max_ub:
             max_ub = ub[b]
     size = 0
     result = 0
+    n_scored = 0
     if max_ub > zero:
         # 2. bucket sort of the blocks with ub > 0, highest bucket first
         nb = N_BUCKETS
@@ -214,12 +232,10 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
                 key = nb - 1 - np.int64(np.floor(np.float64(u) * np.float64(nb - 1) / np.float64(max_ub)))
                 order[bucket_counts[key]] = b
                 bucket_counts[key] += 1
-        n_pos = bucket_counts[nb - 1]
         # 3. score blocks in order of their bounds; after ``sweep_after`` blocks (and a full
         #    heap), sweep the rest in doc id order (sequential reads of every term's postings)
-        scored = 0
-        n_scored = 0
-        next_check = 0
+        bounds_spent = spent
+        next_check = GIVE_UP_FIRST
         start = 0
         sweep = False
         for c in range(nb):
@@ -241,20 +257,21 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
                 size, n = _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, ent_next,
                                        dense, dq_rows, dq_w, n_dq, local, k, size, out_docs, out_scores)
                 ub[b] = zero   # scored
-                scored += n
                 n_scored += 1
-                if budget >= 0 and scored > budget:
+                stats[1] += n
+                spent += COST_BLOCK + COST_BLOCK_ROW * n_dq + COST_POSTING * n
+                if budget >= 0 and spent > budget:
                     result = -1
                     break
                 if budget >= 0 and size >= k and n_scored >= next_check:
-                    # early give-up: the blocks whose bucket still reaches theta, times the mean
-                    # postings per block, would exceed the budget
-                    next_check = n_scored + 32
+                    # early give-up: the blocks whose bucket still reaches theta, at the mean
+                    # cost of the blocks scored so far, would take the traversal past the budget
+                    next_check = n_scored + GIVE_UP_EVERY
                     c_stop = np.int64(np.ceil(nb - np.float64(out_scores[0]) * np.float64(nb - 1)
                                               / np.float64(max_ub)))
                     c_stop = min(max(c_stop, c + 1), nb)
                     remaining = bucket_counts[c_stop - 1] - pos - 1
-                    if scored + remaining * (sdf / n_pos) > budget:
+                    if spent + remaining * ((spent - bounds_spent) / n_scored) > budget:
                         result = -1
                         break
             if result < 0 or sweep:
@@ -268,8 +285,10 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
                     continue
                 size, n = _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, ent_next,
                                        dense, dq_rows, dq_w, n_dq, local, k, size, out_docs, out_scores)
-                scored += n
-                if budget >= 0 and scored > budget:
+                n_scored += 1
+                stats[1] += n
+                spent += COST_BLOCK + COST_BLOCK_ROW * n_dq + COST_POSTING * n
+                if budget >= 0 and spent > budget:
                     result = -1
                     break
     # leave the buffers as they were given
@@ -277,6 +296,7 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
         ub[b] = zero
         if head[b] >= 0:
             head[b] = -1
+    stats[0] = n_scored
     if result < 0:
         return -1
     heap_sort_desc(out_scores, out_docs, size)
@@ -294,10 +314,12 @@ def blockmax_batch(term_offsets, range_offsets, range_max, code_offsets, codes, 
     n_queries = q_offsets.shape[0] - 1
     n_workers = ubs.shape[0]
     for wk in prange(n_workers):
+        stats = np.zeros(3, np.int64)
         for q in range(wk, n_queries, n_workers):
             a = q_offsets[q]
             b = q_offsets[q + 1]
             out_counts[q] = blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts,
                                          shift, n_docs, dense_slot, dense, dense_max, q_terms[a:b], q_weights[a:b], k,
                                          -1, sweep_after, ubs[wk], locals_[wk], orders[wk], bucket_counts[wk],
-                                         heads[wk], tails[wk], ent_pos[wk], ent_next[wk], out_docs[q], out_scores[q])
+                                         heads[wk], tails[wk], ent_pos[wk], ent_next[wk], out_docs[q], out_scores[q],
+                                         stats)

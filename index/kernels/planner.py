@@ -38,12 +38,17 @@ terms)) and
    full, default 0.5). Float-impact indexes are scored exhaustively here
    (the filtered scorer adds the terms in another order, which changes
    float sums);
-4. otherwise runs the block-max traversal with a budget of
-   ``budget_ratio * sum df`` scored postings (default 2: a guard against
-   pathological queries; on the real-encoder collection budgets of 0.8 and
-   1.0 only threw work away, e.g. k=1000 medians 2.90 ms against 1.83 with
-   no budget: docs/benchmarks.md, "Settings tried"), and falls back to
-   exhaustive scoring if the budget runs out.
+4. otherwise runs the block-max traversal with a budget of ``budget_ratio``
+   times the exhaustive scorer's estimated cost of the query (:mod:`.cost`:
+   a cost model in units of one scattered posting, fitted to kernel times;
+   default 2), and falls back to exhaustive scoring when the traversal gives
+   up: before its bounds pass if that alone would pass the budget, once it
+   has spent the budget, or when the blocks still above its threshold, at
+   the mean cost of its blocks so far, would take it past the budget. (The
+   budget was ``budget_ratio * sum df`` scored postings before; that counted
+   the postings of the terms with a dense row as if they were scattered, so
+   queries with many such terms ran the traversal to several times the
+   exhaustive scorer's time: docs/benchmarks.md, "The planner's budget".)
 
 ``Searcher.search`` (one query) takes tests 1 and 2 (:func:`plan_one`) and
 test 3's k rule before it calls :func:`auto_one`, and calls the exhaustive
@@ -63,6 +68,7 @@ import numpy as np
 from numba import njit, prange
 
 from .blockmax import blockmax_one
+from .cost import exhaustive_cost
 from .exhaustive import exhaustive_one
 from .filtered import filtered_one
 
@@ -89,12 +95,12 @@ def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, i
              bmax, keep, hist, blocks, out_docs, out_scores):
     """Top-k of one query with the planner; returns (hit count, path): path 1 when the block-max
     traversal answered, 2 for the filtered scorer, 0 for exhaustive scoring."""
-    use_bm, sdf = plan_one(term_offsets, range_offsets, ub.shape[0], q_terms, locality_ratio, pair_ratio)
+    use_bm, _ = plan_one(term_offsets, range_offsets, ub.shape[0], q_terms, locality_ratio, pair_ratio)
     if use_bm and k <= max_k:
-        budget = np.int64(budget_ratio * sdf)
+        budget = budget_ratio * exhaustive_cost(term_offsets, dense_slot, n_docs, q_terms)
         n = blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
                          dense_slot, dense, dense_max, q_terms, q_weights, k, budget, sweep_after, ub, local, order,
-                         bucket_counts, head, tail, ent_pos, ent_next, out_docs, out_scores)
+                         bucket_counts, head, tail, ent_pos, ent_next, out_docs, out_scores, np.empty(3, np.int64))
         if n >= 0:
             return n, 1
     elif use_bm and filter_large:

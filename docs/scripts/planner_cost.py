@@ -1,0 +1,137 @@
+"""Fit the planner's cost model (lsr.index.kernels.cost) to per-query kernel times, and test the budget.
+
+    python docs/scripts/planner_cost.py INDEX QUERIES.jsonl fit [--queries 1000] [--k 10]
+    python docs/scripts/planner_cost.py INDEX QUERIES.jsonl budget [--ratios 1,1.5,2] [--queries 1000] [--k 10]
+
+``fit``: every query is run by the exhaustive scorer and by the block-max traversal (no budget), in
+alternating order, 64 MB written before each call (a cold cache). The exhaustive times are fitted by
+least squares to the other terms' postings, the dense rows' elements and a constant; the traversal's
+to its (term, block) pairs, its dense rows' block maxima, the blocks it scored, their dense row slices
+and their postings (the counters ``blockmax_one`` leaves in ``stats``). The coefficients are printed
+in ms and in units of the exhaustive scorer's posting, the unit of ``lsr.index.kernels.cost``.
+
+``budget``: the planner (``auto_one``, the default SearchConfig except ``budget_ratio``) at each ratio
+beside the exhaustive scorer, the calls of a query in rotating order, cold as above: latency
+percentiles, the queries the traversal answered, and the paired median ratio against exhaustive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from lsr.index.kernels.blockmax import blockmax_one
+from lsr.index.kernels.exhaustive import exhaustive_one
+from lsr.index.kernels.planner import auto_one
+from _common import open_prepared
+
+
+def _setup(ix, s, p, k):
+    dt = p.score_dtype
+    return dict(acc=np.zeros(ix.num_documents, dt), rb=s._range_buffers(dt, s._max_pairs(p)),
+                ra=s._range_arrays(), pa=ix.postings_arrays, fb=s._filter_buffers(dt), dn=s.dense_rows(),
+                out=(np.empty(k, np.int32), np.empty(k, dt)))
+
+
+def _query(p, qi):
+    return p.terms[p.offsets[qi]:p.offsets[qi + 1]], p.weights[p.offsets[qi]:p.offsets[qi + 1]]
+
+
+def fit(ix, s, p, k) -> None:
+    b = _setup(ix, s, p, k)
+    slot, rows, rmax = b["dn"]
+    n, N = len(p.ids), ix.num_documents
+    NB = b["rb"][0].shape[0]
+    junk = np.zeros(64 << 20, np.uint8)
+    T = np.zeros((n, 2))
+    X = np.zeros((n, 7))
+    df = np.diff(ix.term_offsets)
+    for qi in range(n):
+        qt, qw = _query(p, qi)
+        st = np.zeros(3, np.int64)
+        calls = [lambda: exhaustive_one(*b["pa"], slot, rows, qt, qw, k, b["acc"], *b["out"]),
+                 lambda: blockmax_one(*b["ra"], slot, rows, rmax, qt, qw, k, -1.0, s.config.sweep_after, *b["rb"],
+                                      *b["out"], st)]
+        for j in ((0, 1) if qi % 2 == 0 else (1, 0)):
+            junk += 1
+            t = time.perf_counter()
+            calls[j]()
+            T[qi, j] = time.perf_counter() - t
+        dense = slot[qt] >= 0
+        X[qi] = [df[qt][~dense].sum(), dense.sum(), st[2], st[0], st[1], 0, 0]
+    T, X = T[5:] * 1e3, X[5:]   # the first calls compile
+    other, nd, pairs, blocks, posts = X[:, 0], X[:, 1], X[:, 2], X[:, 3], X[:, 4]
+    one = np.ones(len(T))
+    Xe = np.c_[other, nd * N, one]
+    Xb = np.c_[pairs, nd * NB, blocks, blocks * nd, posts, one]
+    ce = np.linalg.lstsq(Xe, T[:, 0], rcond=None)[0]
+    cb = np.linalg.lstsq(Xb, T[:, 1], rcond=None)[0]
+    r2 = lambda X, c, y: 1 - np.var(y - X @ c) / np.var(y)   # noqa: E731
+    unit = ce[0]
+    print(f"k={k}, {len(T)} queries, cold; p50 ms: exhaustive {np.median(T[:, 0]):.3f}, "
+          f"block-max traversal {np.median(T[:, 1]):.3f}")
+    print(f"exhaustive (R^2 {r2(Xe, ce, T[:, 0]):.2f}): posting {ce[0] * 1e6:.2f} ns; dense row element "
+          f"{ce[1] * 1e6:.3f} ns = {ce[1] / unit:.3f} units; constant {ce[2]:.3f} ms = {ce[2] / unit / N:.3f} "
+          f"units a document")
+    names = ("pair", "dense row block maximum", "scored block", "dense row slice of a scored block",
+             "scored posting")
+    print(f"block-max traversal (R^2 {r2(Xb, cb, T[:, 1]):.2f}), constant {cb[5]:.3f} ms:")
+    for name, c in zip(names, cb):
+        print(f"  {name:34s} {c * 1e6:8.2f} ns = {c / unit:7.2f} units")
+    print(f"medians a query: other-term postings {np.median(other):,.0f}, dense rows {np.median(nd):.0f}, "
+          f"pairs {np.median(pairs):,.0f}, blocks scored {np.median(blocks):,.0f} of {NB:,}, "
+          f"their postings {np.median(posts):,.0f}")
+
+
+def budget(ix, s, p, k, ratios) -> None:
+    b = _setup(ix, s, p, k)
+    cfg = s.config
+    n = len(p.ids)
+    junk = np.zeros(64 << 20, np.uint8)
+    names = ["exhaustive"] + [f"budget {r:g}" for r in ratios]
+    T = np.zeros((n, len(names)))
+    used = np.zeros((n, len(names)), np.int64)
+    for qi in range(n):
+        qt, qw = _query(p, qi)
+        calls = [lambda: (exhaustive_one(*b["pa"], *b["dn"][:2], qt, qw, k, b["acc"], *b["out"]), 0)]
+        for r in ratios:
+            calls.append(lambda r=r: auto_one(
+                *b["ra"], *b["dn"], ix.term_max, qt, qw, k, cfg.max_k, cfg.locality_ratio, cfg.pair_ratio, r,
+                cfg.sweep_after, cfg.full_ratio, cfg.large_k == "filtered", b["acc"], *b["rb"], *b["fb"], *b["out"]))
+        for j in np.roll(np.arange(len(calls)), qi):
+            junk += 1
+            t = time.perf_counter()
+            used[qi, j] = calls[j]()[1]
+            T[qi, j] = time.perf_counter() - t
+    T, used = T[5:] * 1e3, used[5:]
+    print(f"k={k}, {len(T)} queries, cold, ms")
+    print(f"{'setting':12s} {'p50':>6s} {'mean':>6s} {'p95':>6s} {'p99':>6s} {'worst 5%':>8s} "
+          f"{'traversal':>9s} {'vs exh.':>7s}")
+    for j, name in enumerate(names):
+        x = T[:, j]
+        worst = np.sort(x)[-max(1, len(x) // 20):].mean()
+        ratio = float(np.exp(np.median(np.log(x / T[:, 0]))))
+        print(f"{name:12s} {np.median(x):6.3f} {x.mean():6.3f} {np.percentile(x, 95):6.3f} "
+              f"{np.percentile(x, 99):6.3f} {worst:8.3f} {int((used[:, j] == 1).sum()):9d} {ratio:7.3f}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("index")
+    ap.add_argument("queries")
+    ap.add_argument("what", choices=("fit", "budget"))
+    ap.add_argument("--queries", dest="n", type=int, default=1000)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--ratios", default="1,1.5,2")
+    a = ap.parse_args(argv)
+    ix, s, p = open_prepared(a.index, a.queries, a.n)
+    if a.what == "fit":
+        fit(ix, s, p, a.k)
+    else:
+        budget(ix, s, p, a.k, [float(x) for x in a.ratios.split(",")])
+
+
+if __name__ == "__main__":
+    main()
