@@ -222,6 +222,19 @@ class Searcher:
             return "exhaustive"
         return cfg.algorithm
 
+    def _common_df(self) -> int:
+        """The document frequency from which the planner counts a query term as common
+        (``SearchConfig.common_df`` of the documents, at least 1)."""
+        return max(1, math.ceil(self.config.common_df * self.index.num_documents))
+
+    def planner_settings(self) -> tuple:
+        """The planner's settings, in the order :func:`~lsr.index.kernels.planner.auto_one` takes them
+        after k: (max_k, locality_ratio, pair_ratio, common_df, max_common, budget_ratio, sweep_after,
+        full_ratio, filter_large)."""
+        cfg = self.config
+        return (cfg.max_k, cfg.locality_ratio, cfg.pair_ratio, self._common_df(), cfg.max_common, cfg.budget_ratio,
+                cfg.sweep_after, cfg.full_ratio, cfg.large_k == "filtered")
+
     def dense_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(slot, rows, row_max): the index's dense rows (:meth:`Index.dense_rows`) for this searcher's
         ``dense_df`` and ``dense_mb``, made on first use and shared by every searcher of the index."""
@@ -247,12 +260,11 @@ class Searcher:
         algo = self._algorithm(k)
         cfg = self.config
         if algo == "auto" and not plan_one(ix.term_offsets, ix.range_offsets, self._n_range_blocks(), p.terms,
-                                           cfg.locality_ratio, cfg.pair_ratio)[0]:
+                                           cfg.locality_ratio, cfg.pair_ratio, self._common_df(), cfg.max_common)[0]:
             algo = "exhaustive"   # the planner's own first test, taken before its buffers are made
         if algo == "auto":
-            n, _ = auto_one(*self._range_arrays(), *self.dense_rows(), ix.term_max, p.terms, p.weights, k, cfg.max_k,
-                            cfg.locality_ratio, cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio,
-                            cfg.large_k == "filtered", self._acc(p.score_dtype),
+            n, _ = auto_one(*self._range_arrays(), *self.dense_rows(), ix.term_max, p.terms, p.weights, k,
+                            *self.planner_settings(), self._acc(p.score_dtype),
                             *self._range_buffers(p.score_dtype, self._max_pairs(p)),
                             *self._filter_buffers(p.score_dtype), out_docs, out_scores)
         elif algo == "blockmax":
@@ -308,8 +320,7 @@ class Searcher:
             accs = np.zeros((workers, ix.num_documents), dtype=p.score_dtype)
             used = np.zeros(nq, dtype=np.int8)
             auto_batch(*self._range_arrays(), *self.dense_rows(), ix.term_max, p.offsets, p.terms, p.weights, k,
-                       cfg.max_k, cfg.locality_ratio, cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio,
-                       cfg.large_k == "filtered", accs,
+                       *self.planner_settings(), accs,
                        *self._range_buffers(p.score_dtype, self._max_pairs(p), workers),
                        *self._filter_buffers(p.score_dtype, workers), out_docs, out_scores, counts, used)
         elif algo == "blockmax":

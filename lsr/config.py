@@ -170,8 +170,10 @@ class SearchConfig(_Config):
       selection) or ``filtered`` (the filtered scorer below, integer
       impacts); else exhaustive scoring (:mod:`lsr.index.kernels.planner`;
       ``max_k``, ``large_k``, ``locality_ratio``, ``pair_ratio``,
-      ``budget_ratio``, ``sweep_after`` and ``full_ratio`` are its
-      settings; measured in docs/benchmarks.md);
+      ``common_df``, ``max_common``, ``budget_ratio``, ``sweep_after`` and
+      ``full_ratio`` are its settings; measured in docs/benchmarks.md; a
+      query with more than ``max_common`` terms in at least ``common_df`` of
+      the documents is scored exhaustively);
     * ``exhaustive``: term-at-a-time scoring of every posting (the reference);
     * ``blockmax``: doc-range block-max traversal (BMP-style, exact;
       ``sweep_after``: blocks scored in bound order before the rest are
@@ -199,9 +201,11 @@ class SearchConfig(_Config):
     threads: int = 0
     query_scale: float = 100.0
     algorithm: str = "auto"
-    max_k: int = 100
+    max_k: int = 20
     locality_ratio: float = 0.95
     pair_ratio: float = 0.5
+    common_df: float = 0.0625
+    max_common: int = 9
     budget_ratio: float = 2.0
     sweep_after: int = 1024
     full_ratio: float = 0.5
@@ -218,6 +222,10 @@ class SearchConfig(_Config):
             raise InputError(f"query_scale must be positive and finite, got {self.query_scale}")
         if isinstance(self.max_k, bool) or not isinstance(self.max_k, int) or self.max_k < 0:
             raise InputError(f"max_k must be an integer >= 0, got {self.max_k!r}")
+        if isinstance(self.max_common, bool) or not isinstance(self.max_common, int) or self.max_common < 0:
+            raise InputError(f"max_common must be an integer >= 0, got {self.max_common!r}")
+        if not (0 < self.common_df <= 1):
+            raise InputError(f"common_df must be a number in (0, 1], got {self.common_df}")
         if isinstance(self.sweep_after, bool) or not isinstance(self.sweep_after, int) or self.sweep_after < -1:
             raise InputError(f"sweep_after must be an integer >= -1, got {self.sweep_after!r}")
         for name in ("locality_ratio", "pair_ratio", "budget_ratio"):

@@ -74,8 +74,8 @@ def topk(matrix, q, k: int):
 # order from the start, after 2 blocks, or never; the planner down the filtered
 # scorer's path, and that scorer with nothing and everything scored in full
 SEARCHERS = [dict(algorithm=a) for a in ALGORITHMS] + [
-    dict(algorithm="auto", max_k=10**9, locality_ratio=1e9, pair_ratio=1e9, budget_ratio=0.0),
-    dict(algorithm="auto", max_k=10**9, locality_ratio=1e9, pair_ratio=1e9, budget_ratio=1e9),
+    dict(algorithm="auto", max_k=10**9, locality_ratio=1e9, pair_ratio=1e9, max_common=10**6, budget_ratio=0.0),
+    dict(algorithm="auto", max_k=10**9, locality_ratio=1e9, pair_ratio=1e9, max_common=10**6, budget_ratio=1e9),
     dict(algorithm="blockmax", sweep_after=0),
     dict(algorithm="blockmax", sweep_after=2),
     dict(algorithm="blockmax", sweep_after=-1),

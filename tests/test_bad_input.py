@@ -248,7 +248,11 @@ def test_search_settings_are_validated(small_index):
                          ({"dense_df": -0.1}, "dense_df must be a number in"),
                          ({"dense_df": 2}, "dense_df must be a number in"),
                          ({"dense_mb": -1}, "dense_mb must be an integer >= 0"),
-                         ({"dense_mb": 1.5}, "dense_mb must be an integer >= 0")):
+                         ({"dense_mb": 1.5}, "dense_mb must be an integer >= 0"),
+                         ({"common_df": 0}, r"common_df must be a number in \(0, 1\]"),
+                         ({"common_df": 1.5}, r"common_df must be a number in \(0, 1\]"),
+                         ({"max_common": -1}, "max_common must be an integer >= 0"),
+                         ({"max_common": True}, "max_common must be an integer >= 0")):
         with pytest.raises(InputError, match=message):
             SearchConfig(**bad)
     assert SearchConfig(large_k="filtered").large_k == "filtered" and SearchConfig().large_k == "exhaustive"

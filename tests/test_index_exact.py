@@ -225,7 +225,7 @@ def test_huge_queries_take_the_exhaustive_path_with_the_same_answer(tmp_path):
     want = list(lsr.Searcher(ix, algorithm="exhaustive").search(q, k=50, query_id="a"))
     assert len(want) == 50
     for algo in ("blockmax", "auto"):
-        s = lsr.Searcher(ix, algorithm=algo, max_k=10**6, locality_ratio=1e9, pair_ratio=1e9)
+        s = lsr.Searcher(ix, algorithm=algo, max_k=10**6, locality_ratio=1e9, pair_ratio=1e9, max_common=10**6)
         assert list(s.search(q, k=50, query_id="a")) == want
         batch = s.search_batch([("a", q), ("b", {"t1": 1.0})], k=50).by_query()
         assert batch["a"] == want

@@ -426,21 +426,27 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift, ev
             blockmax_batch(*arrays, q_offs, np.concatenate(queries), np.concatenate(weights), k, sweep_after,
                            *buffers(), out_d, out_s, counts)
             runs.append((out_d, out_s, counts))
-        for max_k, pair_ratio, budget_ratio, filter_large in (
-                (10**9, 1e9, 0.0, True), (10**9, 1e9, 1e9, True), (10**9, 0.0, 1e9, True), (k - 1, 1e9, 1e9, True),
-                (k - 1, 1e9, 1e9, False)):
+        dfs = np.diff(offs)
+        for max_k, pair_ratio, budget_ratio, filter_large, common_df, max_common in (
+                (10**9, 1e9, 0.0, True, 1, 10**6), (10**9, 1e9, 1e9, True, 1, 10**6), (10**9, 0.0, 1e9, True, 1, 10**6),
+                (k - 1, 1e9, 1e9, True, 1, 10**6), (k - 1, 1e9, 1e9, False, 1, 10**6),
+                (10**9, 1e9, 1e9, True, int(np.median(dfs)), 2)):
             a_d = np.empty((nq, k), np.int32); a_s = np.empty((nq, k), score); a_c = np.zeros(nq, np.int64)
             used = np.zeros(nq, np.int8)
             auto_batch(*arrays, term_max, q_offs, np.concatenate(queries), np.concatenate(weights), k, max_k, 1e9,
-                       pair_ratio, budget_ratio, 3, 0.4, filter_large, np.zeros((2, n_docs), score), *buffers(),
-                       np.zeros((2, n_blocks), score), np.zeros((2, n_blocks), np.uint8),
-                       np.zeros((2, 1 << HIST_BITS), np.int64), np.full((2, n_blocks), -5, np.int32), a_d, a_s,
-                       a_c, used)
+                       pair_ratio, common_df, max_common, budget_ratio, 3, 0.4, filter_large,
+                       np.zeros((2, n_docs), score), *buffers(), np.zeros((2, n_blocks), score),
+                       np.zeros((2, n_blocks), np.uint8), np.zeros((2, 1 << HIST_BITS), np.int64),
+                       np.full((2, n_blocks), -5, np.int32), a_d, a_s, a_c, used)
             # budget 0 always falls back; an unbounded budget never does; pair ratio 0 never tries
             # (locality ratio 1e9: the random test postings have no doc id locality);
-            # max_k below k takes the filtered scorer, or exhaustive scoring without filter_large
+            # max_k below k takes the filtered scorer, or exhaustive scoring without filter_large;
+            # more than max_common query terms in common_df documents or more: exhaustive scoring
             want = 0 if pair_ratio == 0 else (2 if filter_large else 0) if max_k < k else int(budget_ratio > 0)
-            assert used.tolist() == [want] * nq
+            common = [int((dfs[q] >= common_df).sum()) for q in queries]
+            assert used.tolist() == [0 if c > max_common else want for c in common]
+            if max_common == 2:
+                assert 0 < sum(c > 2 for c in common) < nq   # both outcomes occur
             runs.append((a_d, a_s, a_c))
         for i, (qt, qw) in enumerate(zip(queries, weights)):
             ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, score)
@@ -492,8 +498,11 @@ def test_planner_reads_doc_id_locality():
         offs = np.zeros(21, np.int64); np.cumsum([len(x) for x in lists], out=offs[1:])
         docs = np.concatenate(lists).astype(np.int32)
         ro = encode(offs, docs, np.ones(len(docs), np.uint8), shift)[0]
-        use, sdf = plan_one(offs, ro, n_blocks, q, 0.95, 0.5)
+        use, sdf = plan_one(offs, ro, n_blocks, q, 0.95, 0.5, 2000, 20)
         assert sdf == 40000 and use == want
+        # 20 terms in at least 2,000 documents: more than 19 common terms is scored exhaustively
+        assert plan_one(offs, ro, n_blocks, q, 0.95, 0.5, 2000, 19)[0] is False
+        assert plan_one(offs, ro, n_blocks, q, 0.95, 0.5, 2001, 0)[0] == want
 
 
 def _local_postings(rng, n_terms, n_docs, dtype):

@@ -36,8 +36,8 @@ def open_index(path: str) -> "lsr.Index":
     return lsr.Index.open(path, verify=False)
 
 
-def open_prepared(index: str, queries: str, n: int | None):
-    """(index, default Searcher, prepared queries) for the first ``n`` queries of ``queries``."""
+def open_prepared(index: str, queries: str, n: int | None, skip: int = 0):
+    """(index, default Searcher, prepared queries) for ``n`` queries of ``queries`` after the first ``skip``."""
     ix = open_index(index)
     s = lsr.Searcher(ix)
-    return ix, s, s.prepare(read_queries(queries, n))
+    return ix, s, s.prepare(read_queries(queries, n, skip))

@@ -52,10 +52,8 @@ def main(argv=None) -> None:
                  ("filtered_one", lambda: filtered_one(*ra, *dn[:2], ix.term_max, qt, qw, k, cfg.full_ratio, acc,
                                                        fb[0], rb[0], fb[1], fb[2], fb[3], rb[6],
                                                        *out["filtered_one"])),
-                 ("auto_one", lambda: auto_one(*ra, *dn, ix.term_max, qt, qw, k, cfg.max_k, cfg.locality_ratio,
-                                               cfg.pair_ratio, cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio,
-                                               cfg.large_k == "filtered",
-                                               acc, *rb, *fb, *out["auto_one"]))]
+                 ("auto_one", lambda: auto_one(*ra, *dn, ix.term_max, qt, qw, k, *s.planner_settings(), acc, *rb,
+                                               *fb, *out["auto_one"]))]
         for name, call in (calls if qi % 2 == 0 else calls[::-1]):
             if a.cold:
                 junk += 1

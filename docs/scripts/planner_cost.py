@@ -1,7 +1,8 @@
 """Fit the planner's cost model (lsr.index.kernels.cost) to per-query kernel times, and test the budget.
 
-    python docs/scripts/planner_cost.py INDEX QUERIES.jsonl fit [--queries 1000] [--k 10]
-    python docs/scripts/planner_cost.py INDEX QUERIES.jsonl budget [--ratios 1,1.5,2] [--queries 1000] [--k 10]
+    python docs/scripts/planner_cost.py INDEX QUERIES.jsonl fit [--queries 1000] [--skip 0] [--k 10]
+    python docs/scripts/planner_cost.py INDEX QUERIES.jsonl budget [--ratios 1,1.5,2] [--max-common 9] [--queries 1000]
+        [--skip 0] [--k 10]
 
 ``fit``: every query is run by the exhaustive scorer and by the block-max traversal (no budget), in
 alternating order, 64 MB written before each call (a cold cache). The exhaustive times are fitted by
@@ -10,8 +11,8 @@ to its (term, block) pairs, its dense rows' block maxima, the blocks it scored, 
 and their postings (the counters ``blockmax_one`` leaves in ``stats``). The coefficients are printed
 in ms and in units of the exhaustive scorer's posting, the unit of ``lsr.index.kernels.cost``.
 
-``budget``: the planner (``auto_one``, the default SearchConfig except ``budget_ratio``) at each ratio
-beside the exhaustive scorer, the calls of a query in rotating order, cold as above: latency
+``budget``: the planner (``auto_one``, the default SearchConfig except ``budget_ratio``, ``max_common``
+and ``max_k``) at each setting ("b RATIO c MAX_COMMON") beside the exhaustive scorer, the calls of a query in rotating order, cold as above: latency
 percentiles, the queries the traversal answered, and the paired median ratio against exhaustive.
 """
 
@@ -85,21 +86,22 @@ def fit(ix, s, p, k) -> None:
           f"their postings {np.median(posts):,.0f}")
 
 
-def budget(ix, s, p, k, ratios) -> None:
+def budget(ix, s, p, k, ratios, max_commons, max_k) -> None:
     b = _setup(ix, s, p, k)
-    cfg = s.config
+    base = s.planner_settings()   # (max_k, locality, pairs, common_df, max_common, budget_ratio, ...)
+    mk = base[0] if max_k is None else max_k
+    settings = [(mk,) + base[1:4] + (c, r) + base[6:] for r in ratios for c in max_commons]
     n = len(p.ids)
     junk = np.zeros(64 << 20, np.uint8)
-    names = ["exhaustive"] + [f"budget {r:g}" for r in ratios]
+    names = ["exhaustive"] + [f"b {r:g} c {c}" for r in ratios for c in max_commons]
     T = np.zeros((n, len(names)))
     used = np.zeros((n, len(names)), np.int64)
     for qi in range(n):
         qt, qw = _query(p, qi)
         calls = [lambda: (exhaustive_one(*b["pa"], *b["dn"][:2], qt, qw, k, b["acc"], *b["out"]), 0)]
-        for r in ratios:
-            calls.append(lambda r=r: auto_one(
-                *b["ra"], *b["dn"], ix.term_max, qt, qw, k, cfg.max_k, cfg.locality_ratio, cfg.pair_ratio, r,
-                cfg.sweep_after, cfg.full_ratio, cfg.large_k == "filtered", b["acc"], *b["rb"], *b["fb"], *b["out"]))
+        for st in settings:
+            calls.append(lambda st=st: auto_one(*b["ra"], *b["dn"], ix.term_max, qt, qw, k, *st, b["acc"], *b["rb"],
+                                                *b["fb"], *b["out"]))
         for j in np.roll(np.arange(len(calls)), qi):
             junk += 1
             t = time.perf_counter()
@@ -107,13 +109,13 @@ def budget(ix, s, p, k, ratios) -> None:
             T[qi, j] = time.perf_counter() - t
     T, used = T[5:] * 1e3, used[5:]
     print(f"k={k}, {len(T)} queries, cold, ms")
-    print(f"{'setting':12s} {'p50':>6s} {'mean':>6s} {'p95':>6s} {'p99':>6s} {'worst 5%':>8s} "
+    print(f"{'setting':14s} {'p50':>6s} {'mean':>6s} {'p95':>6s} {'p99':>6s} {'worst 5%':>8s} "
           f"{'traversal':>9s} {'vs exh.':>7s}")
     for j, name in enumerate(names):
         x = T[:, j]
         worst = np.sort(x)[-max(1, len(x) // 20):].mean()
         ratio = float(np.exp(np.median(np.log(x / T[:, 0]))))
-        print(f"{name:12s} {np.median(x):6.3f} {x.mean():6.3f} {np.percentile(x, 95):6.3f} "
+        print(f"{name:14s} {np.median(x):6.3f} {x.mean():6.3f} {np.percentile(x, 95):6.3f} "
               f"{np.percentile(x, 99):6.3f} {worst:8.3f} {int((used[:, j] == 1).sum()):9d} {ratio:7.3f}")
 
 
@@ -123,14 +125,18 @@ def main(argv=None) -> None:
     ap.add_argument("queries")
     ap.add_argument("what", choices=("fit", "budget"))
     ap.add_argument("--queries", dest="n", type=int, default=1000)
+    ap.add_argument("--skip", type=int, default=0, help="queries passed over first (held-out queries)")
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--ratios", default="1,1.5,2")
+    ap.add_argument("--ratios", default="1,1.5,2", help="budget_ratio settings")
+    ap.add_argument("--max-common", default="9", help="max_common settings (each with each ratio)")
+    ap.add_argument("--max-k", type=int, default=None, help="the planner's max_k (default: SearchConfig's)")
     a = ap.parse_args(argv)
-    ix, s, p = open_prepared(a.index, a.queries, a.n)
+    ix, s, p = open_prepared(a.index, a.queries, a.n, a.skip)
     if a.what == "fit":
         fit(ix, s, p, a.k)
     else:
-        budget(ix, s, p, a.k, [float(x) for x in a.ratios.split(",")])
+        budget(ix, s, p, a.k, [float(x) for x in a.ratios.split(",")], [int(x) for x in a.max_common.split(",")],
+               a.max_k)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,17 @@ terms)) and
    maxima are about equal and bound nothing;
 2. scores exhaustively when ``sum pairs > pair_ratio * sum df``: the upper
    bounds alone would cost a good part of the exhaustive work;
-3. when ``k > max_k`` (default 100), scores exhaustively (a rule of k
+3. scores exhaustively when more than ``max_common`` (default 9) query terms
+   are common, in at least ``common_df`` (default 1/16) of the documents:
+   such terms add about their full weight to every block's bound, so the
+   bounds stay far above the k-th score and the traversal scores many blocks
+   (on the 300,000-passage real-encoder collection at k=10, the traversal
+   was slower than exhaustive scoring on 27 % of the queries with 7 or 8
+   such terms, 40 % with 9 to 11 and 68 % with 12 to 15; sending the queries
+   with more than 9 to exhaustive scoring cut the planner's p99 from 2.41 to
+   1.76 ms on 1,000 held-out dev/small queries: docs/benchmarks.md, "The
+   planner's budget");
+4. when ``k > max_k`` (default 20), scores exhaustively (a rule of k
    alone, which ``Searcher`` takes before it calls the planner: it then runs
    the exhaustive scorer directly), or runs the
    filtered term-at-a-time scorer (:mod:`.filtered`) if ``filter_large``
@@ -27,18 +37,17 @@ terms)) and
    collection, docs/benchmarks.md). The k-th score of a large k is low, so
    the block-max traversal, which pays a bound for every (term, block) pair
    before it scores, loses; on the 300,000-passage real-encoder collection
-   its median crossed exhaustive scoring's (flat loop, before the histogram
-   selection) between k=200 and k=400, and its mean and p99 were already
-   higher at k=200 (docs/benchmarks.md, "Settings tried"); with the
-   histogram selection, k=100 still measured 1.14 ms for the traversal
-   against 1.54 for exhaustive scoring (p50, ``Searcher.search``, warm;
-   "Since commit 8c4d7da"). The filtered scorer scores the
+   its median crossed exhaustive scoring's between k=200 and k=400 while
+   that scorer was a flat loop, and near k=30 since its dense rows
+   (``Searcher.search``, warm: the planner's p50 0.68 against 0.70 ms at
+   k=30, 0.99 against 0.76 at k=100; docs/benchmarks.md, "The planner's
+   budget"), hence ``max_k`` = 20 (it was 100). The filtered scorer scores the
    query's high-impact terms in full and the others only in the range
    blocks that can still reach the top k (``full_ratio`` of the postings in
    full, default 0.5). Float-impact indexes are scored exhaustively here
    (the filtered scorer adds the terms in another order, which changes
    float sums);
-4. otherwise runs the block-max traversal with a budget of ``budget_ratio``
+5. otherwise runs the block-max traversal with a budget of ``budget_ratio``
    times the exhaustive scorer's estimated cost of the query (:mod:`.cost`:
    a cost model in units of one scattered posting, fitted to kernel times;
    default 2), and falls back to exhaustive scoring when the traversal gives
@@ -50,8 +59,8 @@ terms)) and
    queries with many such terms ran the traversal to several times the
    exhaustive scorer's time: docs/benchmarks.md, "The planner's budget".)
 
-``Searcher.search`` (one query) takes tests 1 and 2 (:func:`plan_one`) and
-test 3's k rule before it calls :func:`auto_one`, and calls the exhaustive
+``Searcher.search`` (one query) takes tests 1 to 3 (:func:`plan_one`) and
+test 4's k rule before it calls :func:`auto_one`, and calls the exhaustive
 scorer directly when they send the query there, so that such a query does
 not pay for the planner's buffers and arguments. (A 2 % difference measured
 on the 1M synthetic collection, where every query goes there, turned out to
@@ -74,28 +83,36 @@ from .filtered import filtered_one
 
 
 @njit(cache=True)
-def plan_one(term_offsets, range_offsets, n_blocks, q_terms, locality_ratio, pair_ratio):
-    """(True when the block-max traversal should be tried for this query, sum df)."""
+def plan_one(term_offsets, range_offsets, n_blocks, q_terms, locality_ratio, pair_ratio, common_df, max_common):
+    """(True when the block-max traversal should be tried for this query, sum df).
+
+    ``common_df``: the document frequency from which a term is common (tests 1 to 3 of the module's
+    docstring; ``max_common``: the most common terms a query may have for the traversal)."""
     sdf = 0
     spairs = 0
     expected = 0.0
+    n_common = 0
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
         df = term_offsets[t + 1] - term_offsets[t]
         sdf += df
         spairs += range_offsets[t + 1] - range_offsets[t]
         expected += -n_blocks * np.expm1(-df / n_blocks)
-    return sdf > 0 and spairs <= locality_ratio * expected and spairs <= pair_ratio * sdf, sdf
+        if df >= common_df:
+            n_common += 1
+    return (sdf > 0 and n_common <= max_common and spairs <= locality_ratio * expected
+            and spairs <= pair_ratio * sdf), sdf
 
 
 @njit(cache=True)
 def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, dense_slot,
-             dense, dense_max, term_max, q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, budget_ratio,
-             sweep_after, full_ratio, filter_large, acc, ub, local, order, bucket_counts, head, tail, ent_pos, ent_next,
-             bmax, keep, hist, blocks, out_docs, out_scores):
+             dense, dense_max, term_max, q_terms, q_weights, k, max_k, locality_ratio, pair_ratio, common_df,
+             max_common, budget_ratio, sweep_after, full_ratio, filter_large, acc, ub, local, order, bucket_counts,
+             head, tail, ent_pos, ent_next, bmax, keep, hist, blocks, out_docs, out_scores):
     """Top-k of one query with the planner; returns (hit count, path): path 1 when the block-max
     traversal answered, 2 for the filtered scorer, 0 for exhaustive scoring."""
-    use_bm, _ = plan_one(term_offsets, range_offsets, ub.shape[0], q_terms, locality_ratio, pair_ratio)
+    use_bm, _ = plan_one(term_offsets, range_offsets, ub.shape[0], q_terms, locality_ratio, pair_ratio, common_df,
+                         max_common)
     if use_bm and k <= max_k:
         budget = budget_ratio * exhaustive_cost(term_offsets, dense_slot, n_docs, q_terms)
         n = blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
@@ -116,8 +133,9 @@ def auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, i
 @njit(cache=True, parallel=True)
 def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, dense_slot,
                dense, dense_max, term_max, q_offsets, q_terms, q_weights, k, max_k, locality_ratio, pair_ratio,
-               budget_ratio, sweep_after, full_ratio, filter_large, accs, ubs, locals_, orders, bucket_counts, heads,
-               tails, ent_pos, ent_next, bmaxs, keeps, hists, block_lists, out_docs, out_scores, out_counts, out_used):
+               common_df, max_common, budget_ratio, sweep_after, full_ratio, filter_large, accs, ubs, locals_, orders,
+               bucket_counts, heads, tails, ent_pos, ent_next, bmaxs, keeps, hists, block_lists, out_docs, out_scores,
+               out_counts, out_used):
     """Planner top-k of every query; one parallel loop over the workers' share of the batch."""
     n_queries = q_offsets.shape[0] - 1
     n_workers = ubs.shape[0]
@@ -127,9 +145,9 @@ def auto_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low,
             b = q_offsets[q + 1]
             n, used = auto_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
                                dense_slot, dense, dense_max, term_max, q_terms[a:b], q_weights[a:b], k, max_k,
-                               locality_ratio, pair_ratio, budget_ratio, sweep_after, full_ratio, filter_large,
-                               accs[wk], ubs[wk], locals_[wk], orders[wk], bucket_counts[wk], heads[wk], tails[wk],
-                               ent_pos[wk], ent_next[wk], bmaxs[wk], keeps[wk], hists[wk], block_lists[wk], out_docs[q],
-                               out_scores[q])
+                               locality_ratio, pair_ratio, common_df, max_common, budget_ratio, sweep_after,
+                               full_ratio, filter_large, accs[wk], ubs[wk], locals_[wk], orders[wk],
+                               bucket_counts[wk], heads[wk], tails[wk], ent_pos[wk], ent_next[wk], bmaxs[wk], keeps[wk],
+                               hists[wk], block_lists[wk], out_docs[q], out_scores[q])
             out_counts[q] = n
             out_used[q] = used
