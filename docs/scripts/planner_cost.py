@@ -1,8 +1,8 @@
 """Fit the planner's cost model (lsr.index.kernels.cost) to per-query kernel times, and test the budget.
 
-    python docs/scripts/planner_cost.py INDEX QUERIES.jsonl fit [--queries 1000] [--skip 0] [--k 10]
-    python docs/scripts/planner_cost.py INDEX QUERIES.jsonl budget [--ratios 1,1.5,2] [--max-common 9] [--queries 1000]
-        [--skip 0] [--k 10]
+    python docs/scripts/planner_cost.py INDEX QUERIES.jsonl fit|common [--queries 1000] [--skip 0] [--k 10]
+    python docs/scripts/planner_cost.py INDEX QUERIES.jsonl budget [--ratios 1,1.5,2] [--max-common 9]
+        [--max-k K] [--queries 1000] [--skip 0] [--k 10]
 
 ``fit``: every query is run by the exhaustive scorer and by the block-max traversal (no budget), in
 alternating order, 64 MB written before each call (a cold cache). The exhaustive times are fitted by
@@ -11,9 +11,13 @@ to its (term, block) pairs, its dense rows' block maxima, the blocks it scored, 
 and their postings (the counters ``blockmax_one`` leaves in ``stats``). The coefficients are printed
 in ms and in units of the exhaustive scorer's posting, the unit of ``lsr.index.kernels.cost``.
 
+``common``: the block-max traversal (no budget) over exhaustive scoring per query, cold as above, by
+the query's number of common terms (in at least ``SearchConfig.common_df`` of the documents).
+
 ``budget``: the planner (``auto_one``, the default SearchConfig except ``budget_ratio``, ``max_common``
-and ``max_k``) at each setting ("b RATIO c MAX_COMMON") beside the exhaustive scorer, the calls of a query in rotating order, cold as above: latency
-percentiles, the queries the traversal answered, and the paired median ratio against exhaustive.
+and ``max_k``) at each setting ("b RATIO c MAX_COMMON") beside the exhaustive scorer, the calls of a
+query in rotating order, cold as above: latency percentiles, the queries the traversal answered, and
+the paired median ratio against exhaustive.
 """
 
 from __future__ import annotations
@@ -119,11 +123,42 @@ def budget(ix, s, p, k, ratios, max_commons, max_k) -> None:
               f"{np.percentile(x, 99):6.3f} {worst:8.3f} {int((used[:, j] == 1).sum()):9d} {ratio:7.3f}")
 
 
+def common(ix, s, p, k) -> None:
+    b = _setup(ix, s, p, k)
+    common_df = s.planner_settings()[3]
+    df = np.diff(ix.term_offsets)
+    n = len(p.ids)
+    junk = np.zeros(64 << 20, np.uint8)
+    T = np.zeros((n, 2))
+    nc = np.zeros(n, np.int64)
+    for qi in range(n):
+        qt, qw = _query(p, qi)
+        nc[qi] = int((df[qt] >= common_df).sum())
+        calls = [lambda: exhaustive_one(*b["pa"], *b["dn"][:2], qt, qw, k, b["acc"], *b["out"]),
+                 lambda: blockmax_one(*b["ra"], *b["dn"], qt, qw, k, -1.0, s.config.sweep_after, *b["rb"], *b["out"],
+                                      np.zeros(3, np.int64))]
+        for j in ((0, 1) if qi % 2 == 0 else (1, 0)):
+            junk += 1
+            t = time.perf_counter()
+            calls[j]()
+            T[qi, j] = time.perf_counter() - t
+    T, nc = T[5:], nc[5:]
+    r = T[:, 1] / T[:, 0]
+    print(f"k={k}, {len(T)} queries, cold: the block-max traversal (no budget) over exhaustive scoring, by the "
+          f"query's terms in at least {common_df:,} documents")
+    print(f"{'common terms':>12s} {'queries':>7s} {'median ratio':>12s} {'slower on':>9s}")
+    for lo, hi in ((0, 2), (3, 4), (5, 6), (7, 8), (9, 11), (12, 15), (16, 10**9)):
+        m = (nc >= lo) & (nc <= hi)
+        if m.any():
+            name = f"{lo}-{hi}" if hi < 10**9 else f"{lo}+"
+            print(f"{name:>12s} {int(m.sum()):7d} {np.median(r[m]):12.2f} {100 * (r[m] > 1).mean():8.0f}%")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("index")
     ap.add_argument("queries")
-    ap.add_argument("what", choices=("fit", "budget"))
+    ap.add_argument("what", choices=("fit", "budget", "common"))
     ap.add_argument("--queries", dest="n", type=int, default=1000)
     ap.add_argument("--skip", type=int, default=0, help="queries passed over first (held-out queries)")
     ap.add_argument("--k", type=int, default=10)
@@ -134,6 +169,8 @@ def main(argv=None) -> None:
     ix, s, p = open_prepared(a.index, a.queries, a.n, a.skip)
     if a.what == "fit":
         fit(ix, s, p, a.k)
+    elif a.what == "common":
+        common(ix, s, p, a.k)
     else:
         budget(ix, s, p, a.k, [float(x) for x in a.ratios.split(",")], [int(x) for x in a.max_common.split(",")],
                a.max_k)
