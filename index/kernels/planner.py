@@ -22,11 +22,11 @@ terms)) and
    such terms add about their full weight to every block's bound, so the
    bounds stay far above the k-th score and the traversal scores many blocks
    (on the 300,000-passage real-encoder collection at k=10, the traversal
-   was slower than exhaustive scoring on 27 % of the queries with 7 or 8
-   such terms, 40 % with 9 to 11 and 68 % with 12 to 15; sending the queries
-   with more than 9 to exhaustive scoring cut the planner's p99 from 2.41 to
-   1.76 ms on 1,000 held-out dev/small queries: docs/benchmarks.md, "The
-   planner's budget");
+   was slower than exhaustive scoring on 28 % of the queries with 7 or 8
+   such terms, 41 % with 9 to 11 and 74 % with 12 to 15; sending the queries
+   with more than 9 to exhaustive scoring cut the planner's p99 from 2.14 to
+   1.41 ms on 1,000 held-out dev/small queries, kernel calls with cold
+   caches: docs/benchmarks.md, "The planner's budget");
 4. when ``k > max_k`` (default 20), scores exhaustively (a rule of k
    alone, which ``Searcher`` takes before it calls the planner: it then runs
    the exhaustive scorer directly), or runs the
