@@ -13,9 +13,10 @@ flushed before every call) on the 300,000-passage real-encoder collection,
 1,000 MS MARCO dev/small queries, k=10: the exhaustive scorer's time against
 the other terms' postings, the dense rows' elements and a constant; the
 traversal's against its pairs, its dense rows' block maxima, the blocks it
-scored, their dense row slices and their postings (R^2 0.90 and 0.97;
-``docs/scripts/planner_cost.py``, docs/benchmarks.md). The fitted exhaustive
-posting took 4.0 ns. A scored block costs as much as some 80 postings of
+scored, their dense row slices and their postings (R^2 0.77 to 0.90 and
+0.96 to 0.97 in two fits; ``docs/scripts/planner_cost.py ... fit``,
+docs/benchmarks.md, "The planner's budget"). The fitted exhaustive posting
+took 4.0 to 4.3 ns. A scored block costs as much as some 70 to 80 postings of
 exhaustive scoring: its postings and its dense rows' slices are read from
 memory that the traversal's previous block did not touch.
 """
@@ -26,7 +27,7 @@ from numba import njit
 
 # exhaustive scoring
 COST_DENSE_ELEMENT = 0.02   # one element of a dense row's vectorised pass
-COST_SELECT_DOC = 0.2       # the selection and the reset of the accumulator, per document (k <= 100)
+COST_SELECT_DOC = 0.2       # the selection and the reset of the accumulator, per document (fitted at k=10)
 # block-max traversal
 COST_PAIR = 2.0             # bounds pass: one (term, block) pair
 COST_DENSE_BOUND = 0.15     # bounds pass: one dense row's maximum in one block
