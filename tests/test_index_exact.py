@@ -282,3 +282,12 @@ def test_planner_above_max_k_runs_the_exhaustive_scorer(tmp_path):
     for k in (5, 21, 300):
         assert list(auto.search(q, k=k)) == list(exh.search(q, k=k))
         assert auto.search_batch([("a", q)], k=k).by_query() == exh.search_batch([("a", q)], k=k).by_query()
+    # the common-term rule's document frequency: common_df of the 400 documents, rounded up, at least 1
+    assert auto.planner_settings()[3:5] == (25, 9)   # 0.0625 * 400
+    assert lsr.Searcher(ix, common_df=0.3, max_common=2).planner_settings()[3:5] == (120, 2)
+    assert lsr.Searcher(ix, common_df=0.3001).planner_settings()[3] == 121
+    assert lsr.Searcher(ix, common_df=1e-9).planner_settings()[3] == 1
+    for mc in (0, 1, 10):
+        s = lsr.Searcher(ix, common_df=0.1, max_common=mc)
+        for k in (5, 20):
+            assert list(s.search(q, k=k)) == list(exh.search(q, k=k))
