@@ -967,6 +967,8 @@ def parser() -> argparse.ArgumentParser:
                    help="Seismic build parameters (e.g. n_postings=3500,centroid_fraction=0.1); default: "
                         "the library's, with n_postings = 10%% of the mean document frequency (at most 3500)")
     g.add_argument("--bmp-bsize", type=int, default=32, help="BMP block size (default 32)")
+    g.add_argument("--plot", metavar="DIR", default=None,
+                   help="also draw the latency plots (peers-latency.png, peers-tradeoff.png) into DIR")
     g.add_argument("--no-overhead", action="store_true",
                    help="skip measuring PISA's call overhead and pyterrier's transformer overhead")
     g.add_argument("--keep-peer-indexes", action="store_true",
@@ -1002,6 +1004,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=1)
                 f.write("\n")
+        if args.plot:
+            from lsr.eval.plots import draw_peer_plots
+
+            for path in draw_peer_plots(result, args.plot):
+                log(f"plot: {path}")
         return result
     from lsr.config import IndexConfig, QuantizationConfig
     from lsr.index import Index

@@ -205,7 +205,7 @@ def test_peer_benchmark_end_to_end(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "lsr.index.bench", "--collection", "synthetic", "--docs", "2000", "--queries",
            "10", "--peers", "all", "--ks", "10,100", "--batch-repeats", "1", "--pisa-indexer", "native,pyterrier",
-           "--work-dir", str(tmp_path / "work"), "--json", str(out)]
+           "--work-dir", str(tmp_path / "work"), "--json", str(out), "--plot", str(tmp_path / "plots")]
     p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-4000:]
     table = p.stdout
@@ -243,3 +243,41 @@ def test_peer_benchmark_end_to_end(tmp_path):
     assert env["cpus"] and env["numpy"] and env["numba"] and "git_commit" in env
     assert all(env["peers"][n] for n in P.PEER_NAMES), env["peers"]
     assert "lsr / PISA" in table and "PISA call overhead" in table
+    # the plots, drawn by the run and redrawn from its JSON
+    from lsr.eval import plots
+
+    redraw = tmp_path / "redraw"
+    assert plots.main([str(out), str(redraw)]) == 0
+    for d in (tmp_path / "plots", redraw):
+        for name in ("peers-latency.png", "peers-tradeoff.png"):
+            data = (d / name).read_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and 10_000 < len(data) < 500_000, (d, name)
+    assert f"plot: {tmp_path / 'plots' / 'peers-latency.png'}" in p.stderr
+
+
+def test_peer_plot_labels_and_panels(tmp_path):
+    """One panel per k; the default starred, approximate settings labelled with their recall@k."""
+    from lsr.eval import plots
+
+    def row(engine, setting, k, exact, recall=1.0, default=False):
+        return {"engine": engine, "setting": setting, "k": k, "default": default, "claims_exact": exact,
+                "exact": exact, "recall_at_k": recall, "p50_ms": 1.0 + len(setting) / 10,
+                "latencies_ms": [0.5, 1.0, 1.5, 4.0]}
+
+    rows = [row("lsr", "auto", 10, True, default=True), row("seismic", "query_cut=3", 10, False, 0.684),
+            row("lsr", "auto", 1000, True, default=True), row("pisa", "maxscore", 1000, True)]
+    assert [plots._peer_label(r) for r in rows] == ["lsr auto *", "seismic query_cut=3 (R@10 0.68)", "lsr auto *",
+                                                    "pisa maxscore"]
+    result = {"rows": rows, "queries": 4, "collection": {"kind": "synthetic", "documents": 1234},
+              "environment": {"git_commit": "0123456789abcdef"}}
+    assert plots._peer_title(result) == "synthetic collection, 1,234 docs, 4 queries, 1 thread, commit 0123456"
+    import matplotlib.image
+
+    for name in ("peers-latency.png", "peers-tradeoff.png"):
+        assert not (tmp_path / name).exists()
+    paths = plots.draw_peer_plots(result, tmp_path)
+    assert [os.path.basename(x) for x in paths] == ["peers-latency.png", "peers-tradeoff.png"]
+    one = plots.draw_peer_plots({**result, "rows": rows[:2]}, tmp_path, prefix="k10-")
+    for two_panels, single in zip(paths, one):
+        # two panels side by side make a wider figure than one
+        assert matplotlib.image.imread(two_panels).shape[1] > matplotlib.image.imread(single).shape[1]
