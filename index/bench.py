@@ -78,6 +78,7 @@ versions, git commit).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -995,7 +996,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
             parse_peers(args.peers)
         except ValueError as e:
             parser().error(str(e))
-    if args.peers is not None or args.collection is not None or args.passages is not None:
+    peer_mode = args.peers is not None or args.collection is not None or args.passages is not None
+    if args.plot and not peer_mode:
+        parser().error("--plot draws the peer benchmark's results: give --peers or --collection too")
+    if args.plot and importlib.util.find_spec("matplotlib") is None:  # checked before the run, not after it
+        parser().error("--plot needs matplotlib: pip install 'lsr[eval]'")
+    if peer_mode:
         args.collection = args.collection or "synthetic"
         args.passages = args.passages or 300_000
         result = run_peer_bench(args, argv, log)

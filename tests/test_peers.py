@@ -255,6 +255,15 @@ def test_peer_benchmark_end_to_end(tmp_path):
     assert f"plot: {tmp_path / 'plots' / 'peers-latency.png'}" in p.stderr
 
 
+def test_plot_needs_the_peer_benchmark(capsys):
+    """``--plot`` without ``--peers``/``--collection`` is refused before anything runs."""
+    from lsr.index import bench
+
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--docs", "100", "--plot", "plots"])
+    assert e.value.code == 2 and "--plot draws the peer benchmark's results" in capsys.readouterr().err
+
+
 def test_peer_plot_labels_and_panels(tmp_path):
     """One panel per k; the default starred, approximate settings labelled with their recall@k."""
     from lsr.eval import plots
