@@ -152,9 +152,14 @@ def _peer_title(result: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _peer_exact(row: Mapping[str, Any]) -> bool:
+    """Whether a row's answers were exact (measured; what the engine claims where not measured)."""
+    return bool(row.get("exact", row.get("claims_exact")))
+
+
 def _peer_label(row: Mapping[str, Any]) -> str:
     label = f"{row['engine']} {row['setting']}" + (" *" if row.get("default") else "")
-    if not row.get("exact", row.get("claims_exact")):
+    if not _peer_exact(row):
         label += f" (R@{row['k']} {row.get('recall_at_k', float('nan')):.2f})"
     return label
 
@@ -179,7 +184,7 @@ def plot_peer_latency(result: Mapping[str, Any], path: str | os.PathLike) -> str
         ax.set_yticks(range(1, len(rows) + 1), [_peer_label(r) for r in rows], fontsize=7)
         for patch, r in zip(bp["boxes"], rows):
             patch.set_facecolor(_PEER_COLORS.get(r["engine"], "tab:gray"))
-            patch.set_alpha(0.3 if not r.get("exact", r.get("claims_exact")) else 0.6)
+            patch.set_alpha(0.6 if _peer_exact(r) else 0.3)
         ax.set_xscale("log")
         ax.invert_yaxis()
         ax.set_xlabel(f"ms per query, k={k} (box: quartiles; whiskers: p1, p99)", fontsize=8)

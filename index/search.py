@@ -12,7 +12,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -46,6 +46,21 @@ class PreparedQueries:
     unknown_terms: int    # query terms not in the index (ignored)
     dropped_terms: int    # known terms whose weight rounded to 0
 
+
+
+class PlannerSettings(NamedTuple):
+    """The planner's settings, in the order :func:`~lsr.index.kernels.planner.auto_one` and
+    ``auto_batch`` take them after k (so a value unpacks into their arguments)."""
+
+    max_k: int
+    locality_ratio: float
+    pair_ratio: float
+    common_df: int          # a document frequency: SearchConfig.common_df of the documents, at least 1
+    max_common: int
+    budget_ratio: float
+    sweep_after: int
+    full_ratio: float
+    filter_large: bool      # SearchConfig.large_k == "filtered"
 
 class Searcher:
     """Exact top-k search over an :class:`Index`.
@@ -222,18 +237,13 @@ class Searcher:
             return "exhaustive"
         return cfg.algorithm
 
-    def _common_df(self) -> int:
-        """The document frequency from which the planner counts a query term as common
-        (``SearchConfig.common_df`` of the documents, at least 1)."""
-        return max(1, math.ceil(self.config.common_df * self.index.num_documents))
-
-    def planner_settings(self) -> tuple:
-        """The planner's settings, in the order :func:`~lsr.index.kernels.planner.auto_one` takes them
-        after k: (max_k, locality_ratio, pair_ratio, common_df, max_common, budget_ratio, sweep_after,
-        full_ratio, filter_large)."""
+    def planner_settings(self) -> PlannerSettings:
+        """The planner's settings from this searcher's config; ``common_df`` becomes a document
+        frequency (``SearchConfig.common_df`` of the documents, rounded up, at least 1)."""
         cfg = self.config
-        return (cfg.max_k, cfg.locality_ratio, cfg.pair_ratio, self._common_df(), cfg.max_common, cfg.budget_ratio,
-                cfg.sweep_after, cfg.full_ratio, cfg.large_k == "filtered")
+        common_df = max(1, math.ceil(cfg.common_df * self.index.num_documents))
+        return PlannerSettings(cfg.max_k, cfg.locality_ratio, cfg.pair_ratio, common_df, cfg.max_common,
+                               cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio, cfg.large_k == "filtered")
 
     def dense_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(slot, rows, row_max): the index's dense rows (:meth:`Index.dense_rows`) for this searcher's
@@ -259,12 +269,13 @@ class Searcher:
         out_scores = np.empty(k, dtype=p.score_dtype)
         algo = self._algorithm(k)
         cfg = self.config
+        st = self.planner_settings() if algo == "auto" else None
         if algo == "auto" and not plan_one(ix.term_offsets, ix.range_offsets, self._n_range_blocks(), p.terms,
-                                           cfg.locality_ratio, cfg.pair_ratio, self._common_df(), cfg.max_common)[0]:
+                                           st.locality_ratio, st.pair_ratio, st.common_df, st.max_common)[0]:
             algo = "exhaustive"   # the planner's own first test, taken before its buffers are made
         if algo == "auto":
             n, _ = auto_one(*self._range_arrays(), *self.dense_rows(), ix.term_max, p.terms, p.weights, k,
-                            *self.planner_settings(), self._acc(p.score_dtype),
+                            *st, self._acc(p.score_dtype),
                             *self._range_buffers(p.score_dtype, self._max_pairs(p)),
                             *self._filter_buffers(p.score_dtype), out_docs, out_scores)
         elif algo == "blockmax":

@@ -92,9 +92,10 @@ def fit(ix, s, p, k) -> None:
 
 def budget(ix, s, p, k, ratios, max_commons, max_k) -> None:
     b = _setup(ix, s, p, k)
-    base = s.planner_settings()   # (max_k, locality, pairs, common_df, max_common, budget_ratio, ...)
-    mk = base[0] if max_k is None else max_k
-    settings = [(mk,) + base[1:4] + (c, r) + base[6:] for r in ratios for c in max_commons]
+    base = s.planner_settings()
+    if max_k is not None:
+        base = base._replace(max_k=max_k)
+    settings = [base._replace(max_common=c, budget_ratio=r) for r in ratios for c in max_commons]
     n = len(p.ids)
     junk = np.zeros(64 << 20, np.uint8)
     names = ["exhaustive"] + [f"b {r:g} c {c}" for r in ratios for c in max_commons]
@@ -125,7 +126,7 @@ def budget(ix, s, p, k, ratios, max_commons, max_k) -> None:
 
 def common(ix, s, p, k) -> None:
     b = _setup(ix, s, p, k)
-    common_df = s.planner_settings()[3]
+    common_df = s.planner_settings().common_df
     df = np.diff(ix.term_offsets)
     n = len(p.ids)
     junk = np.zeros(64 << 20, np.uint8)

@@ -8,17 +8,18 @@ and gives up (the planner then scores exhaustively) as soon as it has spent
 the budget, or when the blocks still above its threshold, at the mean cost
 of the blocks scored so far, would take it past the budget.
 
-The constants are least-squares fits of per-query kernel times (cache
-flushed before every call) on the 300,000-passage real-encoder collection,
-1,000 MS MARCO dev/small queries, k=10: the exhaustive scorer's time against
-the other terms' postings, the dense rows' elements and a constant; the
-traversal's against its pairs, its dense rows' block maxima, the blocks it
-scored, their dense row slices and their postings (R^2 0.77 to 0.90 and
-0.96 to 0.97 in two fits; ``docs/scripts/planner_cost.py ... fit``,
-docs/benchmarks.md, "The planner's budget"). The fitted exhaustive posting
-took 4.0 to 4.3 ns. A scored block costs as much as some 70 to 80 postings of
-exhaustive scoring: its postings and its dense rows' slices are read from
-memory that the traversal's previous block did not touch.
+The constants are round values near a least-squares fit of per-query
+kernel times (cache flushed before every call) on the 300,000-passage
+real-encoder collection, 1,000 MS MARCO dev/small queries, k=10, commit
+7a97857: the exhaustive scorer's time against the other terms' postings, the
+dense rows' elements and a constant; the traversal's against its pairs, its
+dense rows' block maxima, the blocks it scored, their dense row slices and
+their postings (R^2 0.77 and 0.96; ``docs/scripts/planner_cost.py ... fit``;
+each fitted value beside its constant in docs/benchmarks.md, "The planner's
+budget"). The fitted exhaustive posting took 4.31 ns. A scored block cost as
+much as 68 such postings (the constant is 80): its postings and its dense
+rows' slices are read from memory that the traversal's previous block did
+not touch.
 """
 
 from __future__ import annotations

@@ -86,8 +86,8 @@ from .filtered import filtered_one
 def plan_one(term_offsets, range_offsets, n_blocks, q_terms, locality_ratio, pair_ratio, common_df, max_common):
     """(True when the block-max traversal should be tried for this query, sum df).
 
-    ``common_df``: the document frequency from which a term is common (tests 1 to 3 of the module's
-    docstring; ``max_common``: the most common terms a query may have for the traversal)."""
+    Tests 1 to 3 of the module's docstring. ``common_df`` is the document frequency from which a
+    term is common, ``max_common`` the most common terms a query may have for the traversal."""
     sdf = 0
     spairs = 0
     expected = 0.0
