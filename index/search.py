@@ -52,7 +52,7 @@ class PlannerSettings(NamedTuple):
     """The planner's settings, in the order :func:`~lsr.index.kernels.planner.auto_one` and
     ``auto_batch`` take them after k (so a value unpacks into their arguments)."""
 
-    max_k: int
+    max_k: int              # SearchConfig.max_k scaled to the collection's size (scaled_max_k)
     locality_ratio: float
     pair_ratio: float
     common_df: int          # a document frequency: SearchConfig.common_df of the documents, at least 1
@@ -61,6 +61,16 @@ class PlannerSettings(NamedTuple):
     sweep_after: int
     full_ratio: float
     filter_large: bool      # SearchConfig.large_k == "filtered"
+
+def scaled_max_k(max_k: int, n_docs: int, max_k_docs: int, max_k_power: float) -> int:
+    """The largest k at which the planner tries the block-max traversal on a collection of ``n_docs``
+    documents: ``max_k`` from ``max_k_docs`` documents on, ``floor(max_k * (n_docs / max_k_docs) **
+    max_k_power)`` below (:class:`~lsr.config.SearchConfig`). Never scaled up: above ``max_k_docs``
+    nothing was measured."""
+    if n_docs >= max_k_docs or max_k_power == 0:
+        return max_k
+    return int(math.floor(max_k * (n_docs / max_k_docs) ** max_k_power))
+
 
 class Searcher:
     """Exact top-k search over an :class:`Index`.
@@ -79,6 +89,9 @@ class Searcher:
         # one thread runs to its end before the next, and every kernel leaves its buffers clean
         self._local = self.index._scratch
         self._query_encoder = None
+        # the planner's k limit for this collection's size (SearchConfig.max_k, max_k_docs, max_k_power)
+        self.max_k = scaled_max_k(self.config.max_k, self.index.num_documents, self.config.max_k_docs,
+                                  self.config.max_k_power)
 
     # ------------------------------------------------------------------ queries
     def _encode_texts(self, texts: list[str]) -> list[dict]:
@@ -228,21 +241,23 @@ class Searcher:
                 np.zeros((workers, 1 << HIST_BITS), np.int64), np.zeros((workers, n_blocks), np.int32))
 
     def _algorithm(self, k: int) -> str:
-        """The processor for top-k: the configured one, except that ``auto`` above ``max_k`` is exhaustive
+        """The processor for top-k: the configured one, except that ``auto`` above :attr:`max_k` (the
+        configured ``max_k`` scaled to the collection's size, :func:`scaled_max_k`) is exhaustive
         scoring (unless ``large_k`` is "filtered"). That rule of the planner depends on k alone, so it
         is taken here, before any of the planner's buffers are made, and the exhaustive scorer runs
         directly."""
         cfg = self.config
-        if cfg.algorithm == "auto" and k > cfg.max_k and cfg.large_k != "filtered":
+        if cfg.algorithm == "auto" and k > self.max_k and cfg.large_k != "filtered":
             return "exhaustive"
         return cfg.algorithm
 
     def planner_settings(self) -> PlannerSettings:
-        """The planner's settings from this searcher's config; ``common_df`` becomes a document
-        frequency (``SearchConfig.common_df`` of the documents, rounded up, at least 1)."""
+        """The planner's settings from this searcher's config; ``max_k`` is scaled to the collection's
+        size (:attr:`max_k`), ``common_df`` becomes a document frequency (``SearchConfig.common_df`` of
+        the documents, rounded up, at least 1)."""
         cfg = self.config
         common_df = max(1, math.ceil(cfg.common_df * self.index.num_documents))
-        return PlannerSettings(cfg.max_k, cfg.locality_ratio, cfg.pair_ratio, common_df, cfg.max_common,
+        return PlannerSettings(self.max_k, cfg.locality_ratio, cfg.pair_ratio, common_df, cfg.max_common,
                                cfg.budget_ratio, cfg.sweep_after, cfg.full_ratio, cfg.large_k == "filtered")
 
     def dense_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

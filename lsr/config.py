@@ -164,12 +164,22 @@ class SearchConfig(_Config):
     processor; every one returns the same top k:
 
     * ``auto`` (default): per query, where the query terms' postings show
-      doc id locality, the block-max traversal for ``k <= max_k``; for larger
+      doc id locality, the block-max traversal for ``k`` up to ``max_k`` on a
+      collection of ``max_k_docs`` documents or more, and up to
+      ``floor(max_k * (N / max_k_docs) ** max_k_power)`` on a smaller one of
+      N documents (by default in proportion to N, none below 15,000
+      documents: the traversal's fixed costs weigh more on a small
+      collection; on nested random subsets of the 300,000-passage
+      real-encoder collection the k up to which it paid was 45, 31, 15 and
+      3 at 300,000, 150,000, 75,000 and 37,500 documents, and at 37,500 the
+      planner lost to exhaustive scoring at every k measured;
+      docs/benchmarks.md, "How far pruning pays, by collection size";
+      ``max_k_power = 0`` keeps ``max_k`` at every size); for larger
       k, ``large_k``: ``exhaustive`` (default; measured the faster at k=1000
       on the real-encoder collection since the exhaustive scorer's histogram
       selection) or ``filtered`` (the filtered scorer below, integer
       impacts); else exhaustive scoring (:mod:`lsr.index.kernels.planner`;
-      ``max_k``, ``large_k``, ``locality_ratio``, ``pair_ratio``,
+      ``max_k``, ``max_k_docs``, ``max_k_power``, ``large_k``, ``locality_ratio``, ``pair_ratio``,
       ``common_df``, ``max_common``, ``budget_ratio``, ``sweep_after`` and
       ``full_ratio`` are its settings; measured in docs/benchmarks.md; a
       query with more than ``max_common`` terms in at least ``common_df`` of
@@ -202,6 +212,8 @@ class SearchConfig(_Config):
     query_scale: float = 100.0
     algorithm: str = "auto"
     max_k: int = 20
+    max_k_docs: int = 300_000
+    max_k_power: float = 1.0
     locality_ratio: float = 0.95
     pair_ratio: float = 0.5
     common_df: float = 0.0625
@@ -222,6 +234,10 @@ class SearchConfig(_Config):
             raise InputError(f"query_scale must be positive and finite, got {self.query_scale}")
         if isinstance(self.max_k, bool) or not isinstance(self.max_k, int) or self.max_k < 0:
             raise InputError(f"max_k must be an integer >= 0, got {self.max_k!r}")
+        if isinstance(self.max_k_docs, bool) or not isinstance(self.max_k_docs, int) or self.max_k_docs < 1:
+            raise InputError(f"max_k_docs must be an integer >= 1, got {self.max_k_docs!r}")
+        if not (0 <= self.max_k_power < float("inf")):
+            raise InputError(f"max_k_power must be a finite number >= 0, got {self.max_k_power}")
         if isinstance(self.max_common, bool) or not isinstance(self.max_common, int) or self.max_common < 0:
             raise InputError(f"max_common must be an integer >= 0, got {self.max_common!r}")
         if not (0 < self.common_df <= 1):

@@ -74,12 +74,15 @@ def topk(matrix, q, k: int):
 # order from the start, after 2 blocks, or never; the planner down the filtered
 # scorer's path, and that scorer with nothing and everything scored in full
 SEARCHERS = [dict(algorithm=a) for a in ALGORITHMS] + [
-    dict(algorithm="auto", max_k=10**9, locality_ratio=1e9, pair_ratio=1e9, max_common=10**6, budget_ratio=0.0),
-    dict(algorithm="auto", max_k=10**9, locality_ratio=1e9, pair_ratio=1e9, max_common=10**6, budget_ratio=1e9),
+    dict(algorithm="auto", max_k=10**9, max_k_power=0.0, locality_ratio=1e9, pair_ratio=1e9, max_common=10**6,
+         budget_ratio=0.0),
+    dict(algorithm="auto", max_k=10**9, max_k_power=0.0, locality_ratio=1e9, pair_ratio=1e9, max_common=10**6,
+         budget_ratio=1e9),
     dict(algorithm="blockmax", sweep_after=0),
     dict(algorithm="blockmax", sweep_after=2),
     dict(algorithm="blockmax", sweep_after=-1),
-    dict(algorithm="auto", max_k=0, locality_ratio=1e9, pair_ratio=1e9, large_k="filtered"),   # the filtered path
+    dict(algorithm="auto", max_k=0, max_k_power=0.0, locality_ratio=1e9, pair_ratio=1e9,
+         large_k="filtered"),   # the filtered path
     dict(algorithm="auto", pair_ratio=0.0),   # the planner's tests send every query to exhaustive scoring
     dict(algorithm="filtered", full_ratio=0.0),
     dict(algorithm="filtered", full_ratio=1.0),

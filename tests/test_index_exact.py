@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import lsr
 from lsr.config import IndexConfig, QuantizationConfig
+from lsr.errors import InputError
 
 from brute import SEARCHERS, doc_matrix, query_vector, topk
 
@@ -225,10 +226,45 @@ def test_huge_queries_take_the_exhaustive_path_with_the_same_answer(tmp_path):
     want = list(lsr.Searcher(ix, algorithm="exhaustive").search(q, k=50, query_id="a"))
     assert len(want) == 50
     for algo in ("blockmax", "auto"):
-        s = lsr.Searcher(ix, algorithm=algo, max_k=10**6, locality_ratio=1e9, pair_ratio=1e9, max_common=10**6)
+        s = lsr.Searcher(ix, algorithm=algo, max_k=10**6, max_k_power=0.0, locality_ratio=1e9, pair_ratio=1e9,
+                         max_common=10**6)
         assert list(s.search(q, k=50, query_id="a")) == want
         batch = s.search_batch([("a", q), ("b", {"t1": 1.0})], k=50).by_query()
         assert batch["a"] == want
+
+
+def test_planner_max_k_shrinks_on_small_collections(tmp_path):
+    """``max_k`` holds from ``max_k_docs`` documents on and shrinks as ``(N / max_k_docs) ** max_k_power``
+    below (never grows above); on a small collection the default planner scores every k exhaustively,
+    with the same hits."""
+    from lsr.index.search import scaled_max_k
+
+    assert scaled_max_k(20, 300_000, 300_000, 1.5) == 20
+    assert scaled_max_k(20, 8_800_000, 300_000, 1.5) == 20          # not extrapolated upwards
+    assert scaled_max_k(20, 150_000, 300_000, 1.5) == 7             # 20 * 0.5 ** 1.5 = 7.07
+    assert scaled_max_k(20, 150_000, 300_000, 1.0) == 10
+    assert scaled_max_k(20, 37_500, 300_000, 1.5) == 0              # 0.88
+    assert scaled_max_k(20, 1_000, 300_000, 0.0) == 20
+    rng = np.random.default_rng(6)
+    docs = [{f"t{j}": float(rng.integers(1, 30)) / 10 for j in rng.choice(20, 6, replace=False)} for _ in range(400)]
+    ix = _build(tmp_path, docs, "max", 8)
+    auto = lsr.Searcher(ix)
+    assert auto.max_k == 0 and auto.planner_settings().max_k == 0
+    assert [auto._algorithm(k) for k in (1, 10)] == ["exhaustive", "exhaustive"]
+    assert lsr.Searcher(ix, max_k_docs=400).max_k == 20
+    assert lsr.Searcher(ix, max_k_docs=800, max_k_power=1.0).max_k == 10
+    assert lsr.Searcher(ix, max_k_docs=800, max_k_power=1.0).planner_settings().max_k == 10
+    assert lsr.Searcher(ix, max_k_docs=800, max_k_power=1.0)._algorithm(11) == "exhaustive"
+    assert lsr.Searcher(ix, max_k_docs=800, max_k_power=1.0)._algorithm(10) == "auto"
+    exh = lsr.Searcher(ix, algorithm="exhaustive")
+    forced = lsr.Searcher(ix, max_k_power=0.0, locality_ratio=1e9, pair_ratio=1e9)
+    for q in ({"t1": 2.0, "t3": 1.0}, {"t0": 1.0, "t5": 3.0, "t9": 0.5}):
+        for k in (1, 10):
+            assert list(auto.search(q, k=k)) == list(exh.search(q, k=k)) == list(forced.search(q, k=k))
+    for bad in (dict(max_k_docs=0), dict(max_k_docs=1.5), dict(max_k_docs=True), dict(max_k_power=-1.0),
+                dict(max_k_power=float("nan")), dict(max_k_power=float("inf"))):
+        with pytest.raises(InputError, match="max_k_"):
+            lsr.SearchConfig(**bad)
 
 
 def test_dense_rows_hold_the_postings_of_the_frequent_terms(tmp_path):
@@ -271,9 +307,9 @@ def test_planner_above_max_k_runs_the_exhaustive_scorer(tmp_path):
     rng = np.random.default_rng(5)
     docs = [{f"t{j}": float(rng.integers(1, 30)) / 10 for j in rng.choice(20, 6, replace=False)} for _ in range(400)]
     ix = _build(tmp_path, docs, "max", 8)
-    auto = lsr.Searcher(ix, max_k=20)
+    auto = lsr.Searcher(ix, max_k=20, max_k_power=0.0)   # max_k at every collection size
     assert [auto._algorithm(k) for k in (1, 20, 21, 1000)] == ["auto", "auto", "exhaustive", "exhaustive"]
-    assert lsr.Searcher(ix, max_k=20, large_k="filtered")._algorithm(1000) == "auto"
+    assert lsr.Searcher(ix, max_k=20, max_k_power=0.0, large_k="filtered")._algorithm(1000) == "auto"
     assert lsr.Searcher(ix, algorithm="blockmax", max_k=20)._algorithm(1000) == "blockmax"
     exh = lsr.Searcher(ix, algorithm="exhaustive")
     # the searchers of one index share their single-query work buffers, one set a thread

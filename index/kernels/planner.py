@@ -41,7 +41,10 @@ terms)) and
    that scorer was a flat loop, and near k=30 since its dense rows
    (``Searcher.search``, warm: the planner's p50 0.68 against 0.70 ms at
    k=30, 0.99 against 0.76 at k=100; docs/benchmarks.md, "The planner's
-   budget"), hence ``max_k`` = 20 (it was 100). The filtered scorer scores the
+   budget"), hence ``max_k`` = 20 (it was 100). ``Searcher`` scales it
+   down on collections under ``SearchConfig.max_k_docs`` documents
+   (``Searcher.max_k``: the traversal's fixed costs weigh more there, and
+   on small collections it loses at every k). The filtered scorer scores the
    query's high-impact terms in full and the others only in the range
    blocks that can still reach the top k (``full_ratio`` of the postings in
    full, default 0.5). Float-impact indexes are scored exhaustively here

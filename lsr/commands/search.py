@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "integer weights are used as they are")
     p.add_argument("--algorithm", choices=list(ALGORITHMS),
                    help="query processor (all return the same top k): auto (default; per query, where the "
-                        "doc ids show locality, the block-max traversal for k <= max_k (100), else exhaustive; "
+                        "doc ids show locality, the block-max traversal for k <= max_k (20 from 300,000 documents on, "
+                        "less on smaller collections: SearchConfig.max_k_docs, max_k_power), else exhaustive; "
                         "large_k: filtered in a --config file runs the filtered scorer above max_k), exhaustive "
                         "(term-at-a-time, the reference), blockmax (doc-range block-max traversal), filtered "
                         "(high-impact terms in full, the others only in range blocks that can reach the top k; "
