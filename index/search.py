@@ -62,6 +62,7 @@ class PlannerSettings(NamedTuple):
     full_ratio: float
     filter_large: bool      # SearchConfig.large_k == "filtered"
 
+
 def scaled_max_k(max_k: int, n_docs: int, max_k_docs: int, max_k_power: float) -> int:
     """The largest k at which the planner tries the block-max traversal on a collection of ``n_docs``
     documents: ``max_k`` from ``max_k_docs`` documents on, ``floor(max_k * (n_docs / max_k_docs) **
@@ -77,7 +78,9 @@ class Searcher:
 
     ``index`` is an Index or a path. Settings come from ``config`` (a
     :class:`~lsr.config.SearchConfig`) with keyword overrides, e.g.
-    ``Searcher("idx", k=100, threads=2)``.
+    ``Searcher("idx", k=100, threads=2)``. ``max_k`` is the largest k at
+    which the ``auto`` planner tries the block-max traversal on this index:
+    ``SearchConfig.max_k`` scaled to the collection's size (:func:`scaled_max_k`).
     """
 
     def __init__(self, index: Index | str | os.PathLike, config: SearchConfig | None = None, **overrides: Any):

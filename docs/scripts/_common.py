@@ -12,6 +12,16 @@ import warnings
 import lsr
 
 
+def setting_value(v: str):
+    """A setting's value from the command line: an int, else a float, else the string."""
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return v
+
+
 def read_queries(path: str, n: int | None = None, skip: int = 0) -> list[tuple[str, dict]]:
     """(query id, term -> weight) pairs from a JSONL file of ``{"id", "vector"}`` records.
 

@@ -19,16 +19,7 @@ import time
 import numpy as np
 
 import lsr
-from _common import open_index, read_queries
-
-
-def _value(v: str):
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return v
+from _common import open_index, read_queries, setting_value
 
 
 def main(argv=None) -> None:
@@ -47,7 +38,7 @@ def main(argv=None) -> None:
     for v in a.variant:
         name, _, spec = v.partition(":")
         kw = dict(kv.split("=", 1) for kv in spec.split(",") if kv)
-        searchers[name] = lsr.Searcher(ix, **{k: _value(x) for k, x in kw.items()})
+        searchers[name] = lsr.Searcher(ix, **{k: setting_value(x) for k, x in kw.items()})
     junk = np.zeros(64 << 20, np.uint8)
     for k in (int(x) for x in a.ks.split(",")):
         for s in searchers.values():

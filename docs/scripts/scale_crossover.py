@@ -35,7 +35,7 @@ from lsr.config import IndexConfig, QuantizationConfig
 from lsr.index import build_index
 from lsr.index.bench import paired_latency
 from lsr.io import iter_vectors
-from _common import open_index, read_queries
+from _common import open_index, read_queries, setting_value
 
 
 def subset_order(n_total: int, seed: int) -> np.ndarray:
@@ -79,22 +79,13 @@ def crossover(ks: list[int], ratios: list[float]) -> tuple[str, float | None]:
     return ">", float(ks[-1])
 
 
-def _value(v: str):
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return v
-
-
 def variant(spec: str) -> tuple[str, dict]:
     """``blockmax`` -> ("blockmax", {"algorithm": "blockmax"}); ``NAME:key=value,...`` -> (NAME, those
     SearchConfig settings)."""
     if ":" not in spec:
         return spec, {"algorithm": spec}
     name, kv = spec.split(":", 1)
-    return name, {k: _value(v) for k, v in (x.split("=", 1) for x in kv.split(",") if x)}
+    return name, {k: setting_value(v) for k, v in (x.split("=", 1) for x in kv.split(",") if x)}
 
 
 def time_subset(path: str, queries, ks: list[int], algorithms: list[str], cold: bool) -> dict:
