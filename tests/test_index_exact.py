@@ -324,6 +324,6 @@ def test_planner_above_max_k_runs_the_exhaustive_scorer(tmp_path):
     assert lsr.Searcher(ix, common_df=0.3001).planner_settings()[3] == 121
     assert lsr.Searcher(ix, common_df=1e-9).planner_settings()[3] == 1
     for mc in (0, 1, 10):
-        s = lsr.Searcher(ix, common_df=0.1, max_common=mc)
+        s = lsr.Searcher(ix, common_df=0.1, max_common=mc, max_k_power=0.0)   # the traversal tried at k <= 20
         for k in (5, 20):
             assert list(s.search(q, k=k)) == list(exh.search(q, k=k))
