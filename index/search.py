@@ -68,7 +68,7 @@ def scaled_max_k(max_k: int, n_docs: int, max_k_docs: int, max_k_power: float) -
     documents: ``max_k`` from ``max_k_docs`` documents on, ``floor(max_k * (n_docs / max_k_docs) **
     max_k_power)`` below (:class:`~lsr.config.SearchConfig`). Never scaled up: above ``max_k_docs``
     nothing was measured."""
-    if n_docs >= max_k_docs or max_k_power == 0:
+    if n_docs >= max_k_docs:
         return max_k
     return int(math.floor(max_k * (n_docs / max_k_docs) ** max_k_power))
 

@@ -172,7 +172,7 @@ class SearchConfig(_Config):
       collection; on nested random subsets of the 300,000-passage
       real-encoder collection the k up to which it paid was 45, 31, 15 and
       3 at 300,000, 150,000, 75,000 and 37,500 documents, and at 37,500 the
-      planner lost to exhaustive scoring at every k measured;
+      planner lost to exhaustive scoring at every k from 1 to 20;
       docs/benchmarks.md, "How far pruning pays, by collection size";
       ``max_k_power = 0`` keeps ``max_k`` at every size); for larger
       k, ``large_k``: ``exhaustive`` (default; measured the faster at k=1000

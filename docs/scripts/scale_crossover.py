@@ -32,6 +32,8 @@ import numpy as np
 
 import lsr
 from lsr.config import IndexConfig, QuantizationConfig
+from lsr.eval.plots import _pyplot
+from lsr.eval.report import _table
 from lsr.index import build_index
 from lsr.index.bench import paired_latency
 from lsr.io import iter_vectors
@@ -186,9 +188,7 @@ def format_result(result: dict) -> str:
                 p = r["paired"]
                 cells.append(f"{r['p50_ms']:.3f} {p['median_ratio']:.3f} ({p['a_faster']})")
             rows.append([f"{int(n):,}", a] + cells)
-    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
-    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
-    lines += [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+    lines.append(_table(head, rows))
     lines.append("")
     lines.append("crossover k (paired median ratio reaches 1), and k_cross / N")
     for a in algorithms:
@@ -207,11 +207,7 @@ def format_result(result: dict) -> str:
 
 
 def plot_result(result: dict, path: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     ks, algorithms = result["ks"], result["algorithms"]
     fig, axes = plt.subplots(2, len(algorithms), figsize=(4.5 * len(algorithms), 7.5), squeeze=False)
     for j, a in enumerate(algorithms):

@@ -43,8 +43,9 @@ terms)) and
    k=30, 0.99 against 0.76 at k=100; docs/benchmarks.md, "The planner's
    budget"), hence ``max_k`` = 20 (it was 100). ``Searcher`` scales it
    down on collections under ``SearchConfig.max_k_docs`` documents
-   (``Searcher.max_k``: the traversal's fixed costs weigh more there, and
-   on small collections it loses at every k). The filtered scorer scores the
+   (``Searcher.max_k``: the traversal's fixed costs weigh more there; at
+   37,500 documents the planner with ``max_k`` = 20 lost to exhaustive
+   scoring at every k from 1 to 20, docs/benchmarks.md). The filtered scorer scores the
    query's high-impact terms in full and the others only in the range
    blocks that can still reach the top k (``full_ratio`` of the postings in
    full, default 0.5). Float-impact indexes are scored exhaustively here
