@@ -32,7 +32,7 @@ One call runs the whole pipeline through the project's own code paths:
    ``repeats``).
 5. **Metrics** (:func:`lsr.eval.evaluate`, ir-measures, lsr's tie rule).
 6. **Baselines**: ``bm25`` - pyserini's Lucene BM25 (``k1=0.9, b=0.4``) over
-   the same texts (:mod:`lsr.eval.bm25`); ``pisa`` - PISA through
+   the same texts (:mod:`benchmarks.bm25`); ``pisa`` - PISA through
    pyterrier-pisa over the lsr index's own integer impacts (queries: lsr's
    integer query weights), when ``pyterrier_pisa`` is installed. A baseline
    whose package is missing is skipped with a note.
@@ -717,7 +717,7 @@ class PisaOverImpacts:
         """Index the impacts of ``index`` (an :class:`lsr.index.Index`); returns seconds."""
         from pyterrier_pisa import PisaIndex
 
-        from lsr.index.peers import redirect_fds
+        from benchmarks.peers import redirect_fds
 
         if index.is_float:
             raise LsrError("PISA needs integer impacts; this index stores float impacts")
@@ -752,7 +752,7 @@ class PisaOverImpacts:
         return self._retr
 
     def prepare(self, k: int, log_path: str | None = None) -> None:
-        from lsr.index.peers import redirect_fds
+        from benchmarks.peers import redirect_fds
 
         with redirect_fds(log_path):
             self._retriever().reset_retrieval_context()

@@ -13,7 +13,7 @@ plot can be redrawn from a saved run::
   system as a box plot (whiskers at the 1st and 99th percentiles).
 
 The query-processing benchmark against the peer engines (``python -m
-lsr.index.bench --peers ...``, :mod:`lsr.index.peers`) writes a different
+benchmarks.peer_bench --peers ...``, :mod:`benchmarks.peers`) writes a different
 JSON (``rows``: one per engine, setting and k); ``main`` tells them apart:
 
 * :func:`plot_peer_latency`: per-query single-thread latency of every
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - thin wrapp
     argv = sys.argv[1:] if argv is None else argv
     if not argv or len(argv) > 2:
         print("usage: python -m lsr.eval.plots results.json [OUT_DIR]  (lsr benchmark's results.json or the "
-              "JSON of python -m lsr.index.bench --peers)", file=sys.stderr)
+              "JSON of python -m benchmarks.peer_bench --peers)", file=sys.stderr)
         return 2
     with open(argv[0], encoding="utf-8") as f:
         result = json.load(f)

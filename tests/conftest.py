@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:   # benchmarks/ (not installed) is imported from the checkout
+    sys.path.append(str(ROOT))
 SHARED = Path(os.environ.get("LSR_SHARED_DIR", ROOT.parent / "shared"))
 
 

@@ -1,4 +1,4 @@
-"""The BM25 baseline (lsr.eval.bm25) is pyserini's own BM25 run, on the real SciFact corpus.
+"""The BM25 baseline (benchmarks.bm25) is pyserini's own BM25 run, on the real SciFact corpus.
 
 Everything that starts a JVM runs in a subprocess (one JVM per process, and
 pyserini must be set up before jnius is imported). lsr's baseline indexes the
@@ -65,7 +65,7 @@ def read_run(path: Path) -> dict:
 SCRIPT = r"""
 import json, os, sys
 from lsr.errors import LsrError
-from lsr.eval import bm25, evaluate
+from benchmarks import bm25, evaluate
 from lsr.eval.datasets import LocalDataset
 
 scifact, work = sys.argv[1], sys.argv[2]
@@ -145,7 +145,7 @@ def test_jvm_setup_and_errors(baseline):
 
 
 def test_clean_text_and_topics(tmp_path):
-    from lsr.eval import bm25
+    from benchmarks import bm25
 
     assert bm25.clean_text(" a\tb\nc  d ") == "a b c d"
     bm25.write_topics([("1", "x\ty"), ("q2", "z")], tmp_path / "t.tsv")

@@ -1,4 +1,4 @@
-"""The brute-force reference (lsr.eval.bruteforce) on hand-computed cases, and against the engine."""
+"""The brute-force reference (benchmarks.bruteforce) on hand-computed cases, and against the engine."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 import lsr
 from lsr.config import IndexConfig, QuantizationConfig
-from lsr.eval.bruteforce import brute_force_run, main
+from benchmarks.bruteforce import brute_force_run, main
 
 
 def test_hand_computed_scores_and_tie_order(tmp_path):

@@ -282,7 +282,7 @@ def test_padded_pool_path_matches_fused_kernels():
 
 def test_separate_query_and_document_checkpoints(splade_tiny, tmp_path):
     """As naver's efficient-splade -doc/-query pairs: two MLM checkpoints over one vocabulary."""
-    from lsr.encoders.bench import make_minilm_mlm
+    from benchmarks.encoder_speed import make_minilm_mlm
 
     query_ckpt = make_minilm_mlm(tmp_path / "query-mlm", seed=1)
     cfg = EncoderConfig(name="pair", type="splade", doc=SideConfig(kind="splade", model=str(splade_tiny)),

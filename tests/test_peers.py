@@ -1,4 +1,4 @@
-"""Peer engines (lsr.index.peers) against lsr's exhaustive scorer, and the peer benchmark end to end.
+"""Peer engines (benchmarks.peers) against lsr's exhaustive scorer, and the peer benchmark end to end.
 
 The peers are optional extras (``pip install 'lsr[peers]'``) that the project's
 CI installs: an engine that is missing or unusable here fails its test with
@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from lsr.index import Index, IndexBuilder
-from lsr.index import peers as P
-from lsr.index.synthetic import SpladeLike
+from benchmarks import peers as P
+from benchmarks.synthetic import SpladeLike
 
 N_DOCS = 2000
 N_QUERIES = 15
@@ -182,7 +182,7 @@ def test_recall_and_topk_helpers_handle_ties():
 
 
 def test_paired_latency_counts_wins_and_gives_the_sign_test():
-    from lsr.index.bench import paired_latency
+    from benchmarks.peer_bench import paired_latency
 
     a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     b = [2.0, 4.0, 3.0, 8.0, 10.0, 3.0]   # A faster on 4, one tie, slower on 1
@@ -201,9 +201,9 @@ def test_paired_latency_counts_wins_and_gives_the_sign_test():
 
 
 def test_peer_benchmark_end_to_end(tmp_path):
-    """``python -m lsr.index.bench --peers all`` on a tiny synthetic collection: one table, JSON rows for all."""
+    """``python -m benchmarks.peer_bench --peers all`` on a tiny synthetic collection: one table, JSON rows for all."""
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, "-m", "lsr.index.bench", "--collection", "synthetic", "--docs", "2000", "--queries",
+    cmd = [sys.executable, "-m", "benchmarks.peer_bench", "--collection", "synthetic", "--docs", "2000", "--queries",
            "10", "--peers", "all", "--ks", "10,100", "--batch-repeats", "1", "--pisa-indexer", "native,pyterrier",
            "--work-dir", str(tmp_path / "work"), "--json", str(out), "--plot", str(tmp_path / "plots")]
     p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)

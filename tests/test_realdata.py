@@ -1,4 +1,4 @@
-"""The real-encoder benchmark collection (lsr.index.realdata): text extraction, passage cutting, encoding.
+"""The real-encoder benchmark collection (benchmarks.realdata): text extraction, passage cutting, encoding.
 
 The extractors and the cutter run on small inline samples written like the
 real package files; the encoding test runs real MS MARCO passages and
@@ -15,7 +15,7 @@ import warnings
 import pytest
 
 import lsr
-from lsr.index import realdata as R
+from benchmarks import realdata as R
 from lsr.io import iter_vectors, read_encoder_info, read_queries
 
 SPHINX_PAGE = """<!DOCTYPE html>

@@ -11,7 +11,7 @@ import pytest
 from lsr.config import IndexConfig, QuantizationConfig
 from lsr.index import IndexBuilder, Searcher, build_index
 from lsr.index.kernels.exhaustive import SCAN_BLOCK, exhaustive_one, exhaustive_ref
-from lsr.index.synthetic import SpladeLike, term_name
+from benchmarks.synthetic import SpladeLike, term_name
 
 
 def _build(spec: SpladeLike, out, config: IndexConfig | None = None):
@@ -119,7 +119,7 @@ def test_exhaustive_kernel_on_synthetic_ties(tmp_path, method, bits):
 
 
 def test_bench_main_small(tmp_path):
-    from lsr.index.bench import main
+    from benchmarks.peer_bench import main
 
     out = tmp_path / "r.json"
     result = main(["--docs", "2000", "--queries", "20", "--work-dir", str(tmp_path / "w"), "--json", str(out),

@@ -47,7 +47,7 @@ def test_scifact_subset_end_to_end_equals_brute_force(tmp_path, splade_tiny, sci
     import warnings
 
     from lsr.eval import evaluate
-    from lsr.eval.bruteforce import brute_force_run
+    from benchmarks.bruteforce import brute_force_run
 
     qrels: dict[str, dict[str, int]] = {}
     for line in (scifact_dir / "qrels" / "test.tsv").read_text().splitlines()[1:]:

@@ -14,7 +14,7 @@ real-encoder collection, 1,000 MS MARCO dev/small queries, k=10, commit
 7a97857: the exhaustive scorer's time against the other terms' postings, the
 dense rows' elements and a constant; the traversal's against its pairs, its
 dense rows' block maxima, the blocks it scored, their dense row slices and
-their postings (R^2 0.77 and 0.96; ``docs/scripts/planner_cost.py ... fit``;
+their postings (R^2 0.77 and 0.96; ``benchmarks/scripts/planner_cost.py ... fit``;
 each fitted value beside its constant in docs/benchmarks.md, "The planner's
 budget"). The fitted exhaustive posting took 4.31 ns. A scored block cost as
 much as 68 such postings (the constant is 80): its postings and its dense

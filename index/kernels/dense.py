@@ -3,12 +3,12 @@
 A few terms occur in a large share of the documents (on the 300,000-passage
 real-encoder collection, the 532 terms in at least 1/16 of the documents hold
 37 % of the postings, but 86 % of the postings of the 1,000 MS MARCO dev/small
-queries' terms: ``docs/scripts/dense_rows.py ... share``). Scattering such a
+queries' terms: ``benchmarks/scripts/dense_rows.py ... share``). Scattering such a
 list into the accumulator posting by posting costs a decode and a random write
 each; held as a dense row (``row[d]`` = the term's impact in document d, 0
 where absent), the same term is added with one vectorised pass over the
 accumulator, ``acc[d] += w * row[d]`` (0.021 ms a row for 300,000 documents:
-``docs/scripts/dense_rows.py ... passes``; docs/benchmarks.md).
+``benchmarks/scripts/dense_rows.py ... passes``; docs/benchmarks.md).
 
 The rows are derived from the index when a searcher first needs them (nothing
 is stored on disk; the pair-coded postings stay complete, so every processor

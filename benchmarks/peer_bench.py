@@ -1,9 +1,9 @@
 """Benchmark: build an index of a synthetic SPLADE-shaped collection and time exhaustive search.
 
-Run ``python -m lsr.index.bench --docs 1000000 --queries 200`` (``--help`` for
+Run ``python -m benchmarks.peer_bench --docs 1000000 --queries 200`` (``--help`` for
 the options). Steps:
 
-1. Generate the collection with :class:`lsr.index.synthetic.SpladeLike`, or reuse
+1. Generate the collection with :class:`benchmarks.synthetic.SpladeLike`, or reuse
    the copy cached under ``--work-dir`` (flat binary CSR files, keyed by size,
    seed and generator version).
 2. Build the index in a fresh child process that reads the cached collection
@@ -29,13 +29,13 @@ Figures are printed as a table and, with ``--json``, saved.
 Peer benchmark (``--peers``, ``--collection``)
 ----------------------------------------------
 
-``python -m lsr.index.bench --collection synthetic --docs 1000000 --queries 200
+``python -m benchmarks.peer_bench --collection synthetic --docs 1000000 --queries 200
 --peers all --ks 10,1000 --json peers.json`` runs lsr's query processors and the
-peer engines of :mod:`lsr.index.peers` side by side on the same postings:
+peer engines of :mod:`benchmarks.peers` side by side on the same postings:
 
 1. The collection: the synthetic one above (deterministic), or ``--collection
    real``: ``--passages`` documents encoded by a real SPLADE model
-   (:func:`lsr.index.realdata.ensure_collection`, cached under ``--work-dir``)
+   (:func:`benchmarks.realdata.ensure_collection`, cached under ``--work-dir``)
    with its encoded queries. The lsr index is built in a child process as
    above (from the float vectors: quantisation, inversion, files).
 2. Every peer named by ``--peers`` (``pisa,bmp,seismic,lucene,scipy``, ``all``
@@ -92,6 +92,8 @@ import time
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # benchmarks/ runs from a checkout
 
 from .peers import topk_exact  # noqa: F401  (the tie-exact dense top k, shared with the SciPy peer)
 from .synthetic import GENERATOR_VERSION, SpladeLike, doc_name
@@ -216,9 +218,9 @@ def _build_child(argv: Sequence[str]) -> None:
 
 
 def build_in_child(coll: str, out: str, spec: SpladeLike, config_dict: dict, batch_docs: int) -> dict:
-    cmd = [sys.executable, "-m", "lsr.index.bench", _CHILD_FLAG, coll, out, json.dumps(_spec_dict(spec)),
+    cmd = [sys.executable, "-m", "benchmarks.peer_bench", _CHILD_FLAG, coll, out, json.dumps(_spec_dict(spec)),
            json.dumps(config_dict), str(batch_docs)]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True, cwd=REPO_ROOT)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -241,8 +243,8 @@ def _build_child_vectors(argv: Sequence[str]) -> None:
 
 
 def build_vectors_in_child(src: str, out: str, config_dict: dict) -> dict:
-    cmd = [sys.executable, "-m", "lsr.index.bench", _CHILD_VECTORS_FLAG, src, out, json.dumps(config_dict)]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+    cmd = [sys.executable, "-m", "benchmarks.peer_bench", _CHILD_VECTORS_FLAG, src, out, json.dumps(config_dict)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True, cwd=REPO_ROOT)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -452,7 +454,7 @@ def _prepare_collection(args, work: str, log) -> tuple[str, list, dict, dict]:
         try:
             from .realdata import ensure_collection as ensure_real
         except ImportError as e:
-            raise SystemExit(f"lsr.index.bench: --collection real needs lsr.index.realdata ({e})")
+            raise SystemExit(f"benchmarks.peer_bench: --collection real needs benchmarks.realdata ({e})")
         rc = ensure_real(work, n_passages=args.passages, n_queries=args.queries, log=log)
         from lsr.io import read_queries
 
@@ -553,7 +555,7 @@ def run_peer_bench(args, argv: Sequence[str], log) -> dict:
     qs = P.QuerySet.from_queries(index, queries)
     nq = len(qs)
     if nq == 0:
-        raise SystemExit("lsr.index.bench: no queries")
+        raise SystemExit("benchmarks.peer_bench: no queries")
     ks = sorted(set(args.k))
     kmax = max(ks)
     tag = os.path.basename(out)
@@ -798,7 +800,7 @@ def run_peer_bench(args, argv: Sequence[str], log) -> dict:
 
     tdf = data.df
     result = {
-        "command": "python -m lsr.index.bench " + " ".join(argv),
+        "command": "python -m benchmarks.peer_bench " + " ".join(argv),
         "benchmark": "peers",
         "collection": {**coll_facts, "documents": data.n_docs, "postings": data.n_postings, "terms": data.n_terms,
                        "impact_dtype": data.impact_dtype, "index_path": out},
@@ -920,8 +922,8 @@ def _ints(s: str) -> list[int]:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m lsr.index.bench",
-        description="Build an index of a synthetic SPLADE-shaped collection (lsr.index.synthetic) and time "
+        prog="python -m benchmarks.peer_bench",
+        description="Build an index of a synthetic SPLADE-shaped collection (benchmarks.synthetic) and time "
                     "exhaustive search against SciPy's sparse matrix-vector product; with --peers (or "
                     "--collection), run lsr's query processors side by side with peer engines (PISA, BMP, "
                     "Seismic, Lucene, SciPy) on the same postings.")
@@ -945,13 +947,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-scipy", action="store_true", help="skip the SciPy comparison (not used with --peers)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--quiet", action="store_true", help="print only the table")
-    g = ap.add_argument_group("peer benchmark (lsr.index.peers)")
+    g = ap.add_argument_group("peer benchmark (benchmarks.peers)")
     g.add_argument("--peers", metavar="LIST", default=None,
                    help="peer engines to run beside lsr: a comma-separated subset of pisa,bmp,seismic,lucene,scipy, "
                         "or all, or none; giving it (or --collection) selects the peer benchmark")
     g.add_argument("--collection", choices=("synthetic", "real"), default=None,
-                   help="synthetic (lsr.index.synthetic, --docs) or real (--passages passages encoded by "
-                        "splade-tiny, lsr.index.realdata); default synthetic")
+                   help="synthetic (benchmarks.synthetic, --docs) or real (--passages passages encoded by "
+                        "splade-tiny, benchmarks.realdata); default synthetic")
     g.add_argument("--passages", type=int, default=None,
                    help="documents of the real collection (default 300000)")
     g.add_argument("--algorithms", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=None,
@@ -1047,7 +1049,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     import numba
 
     result = {
-        "command": "python -m lsr.index.bench " + " ".join(argv),
+        "command": "python -m benchmarks.peer_bench " + " ".join(argv),
         "documents": index.num_documents, "postings": index.num_postings, "terms": index.num_terms,
         "impact_dtype": index.manifest["impact_dtype"], "index_bytes": index.size_bytes(),
         "queries": len(queries), "query_terms_mean": float(np.mean([len(q) for _, q in queries])),

@@ -47,7 +47,7 @@ and reused by later calls (keyed by the passage count, the model and
 
 Command line::
 
-    python -m lsr.index.realdata --work-dir .bench-cache --passages 300000 [--queries N] [--threads T]
+    python -m benchmarks.realdata --work-dir .bench-cache --passages 300000 [--queries N] [--threads T]
 """
 
 from __future__ import annotations
@@ -1194,7 +1194,7 @@ def _strip_volatile(desc: dict) -> dict:
 
 # --------------------------------------------------------------------------- command line
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lsr.index.realdata",
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.realdata",
                                  description="Build (or reuse) the real-encoder benchmark collection: Debian "
                                              "documentation passages and MS MARCO dev/small queries encoded "
                                              "with splade-tiny.")

@@ -2,11 +2,11 @@
 the exhaustive scorer's time goes at k=1000, the histogram selection against the heap, and two pruning
 ideas measured before building them.
 
-    python docs/scripts/large_k.py INDEX QUERIES.jsonl parts  [--queries 300] [--k 1000]
-    python docs/scripts/large_k.py INDEX QUERIES.jsonl select [--queries 300] [--ks 10,100,300,500,1000]
-    python docs/scripts/large_k.py INDEX QUERIES.jsonl ab     [--queries 400] [--k 1000]
-    python docs/scripts/large_k.py INDEX QUERIES.jsonl oracle [--queries 400] [--k 1000]
-    python docs/scripts/large_k.py INDEX QUERIES.jsonl rows-bound [--queries 200] [--k 1000]
+    python benchmarks/scripts/large_k.py INDEX QUERIES.jsonl parts  [--queries 300] [--k 1000]
+    python benchmarks/scripts/large_k.py INDEX QUERIES.jsonl select [--queries 300] [--ks 10,100,300,500,1000]
+    python benchmarks/scripts/large_k.py INDEX QUERIES.jsonl ab     [--queries 400] [--k 1000]
+    python benchmarks/scripts/large_k.py INDEX QUERIES.jsonl oracle [--queries 400] [--k 1000]
+    python benchmarks/scripts/large_k.py INDEX QUERIES.jsonl rows-bound [--queries 200] [--k 1000]
 
 ``parts``: ``exhaustive_one``'s steps timed one by one per query (the dense rows' passes, the other
 terms' postings, the selection, the accumulator's reset) and the whole call. ``select``: the selection

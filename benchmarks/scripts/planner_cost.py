@@ -1,7 +1,7 @@
 """Fit the planner's cost model (lsr.index.kernels.cost) to per-query kernel times, and test the budget.
 
-    python docs/scripts/planner_cost.py INDEX QUERIES.jsonl fit|common [--queries 1000] [--skip 0] [--k 10]
-    python docs/scripts/planner_cost.py INDEX QUERIES.jsonl budget [--ratios 1,1.5,2] [--max-common 9]
+    python benchmarks/scripts/planner_cost.py INDEX QUERIES.jsonl fit|common [--queries 1000] [--skip 0] [--k 10]
+    python benchmarks/scripts/planner_cost.py INDEX QUERIES.jsonl budget [--ratios 1,1.5,2] [--max-common 9]
         [--max-k K] [--queries 1000] [--skip 0] [--k 10]
 
 ``fit``: every query is run by the exhaustive scorer and by the block-max traversal (no budget), in

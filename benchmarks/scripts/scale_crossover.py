@@ -1,6 +1,6 @@
 """Where pruning starts to pay as the collection grows: nested random subsets of one encoded collection.
 
-    python docs/scripts/scale_crossover.py VECTORS QUERIES.jsonl --work-dir DIR \\
+    python benchmarks/scripts/scale_crossover.py VECTORS QUERIES.jsonl --work-dir DIR \\
         [--sizes 37500,75000,150000,300000] [--ks 10,20,50,100,200,500,1000] [--queries 1000] \\
         [--algorithms blockmax,filtered,auto,"auto-fixed:algorithm=auto;max_k_power=0"] [--seed 0] [--cold] [--json OUT.json] [--plot OUT.png]
 
@@ -35,7 +35,7 @@ from lsr.config import IndexConfig, QuantizationConfig
 from lsr.eval.plots import _pyplot
 from lsr.eval.report import _table
 from lsr.index import build_index
-from lsr.index.bench import paired_latency
+from benchmarks.peer_bench import paired_latency
 from lsr.io import iter_vectors
 from _common import open_index, read_queries, setting_value
 

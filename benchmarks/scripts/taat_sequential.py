@@ -1,7 +1,7 @@
 """An experiment that did not pay: term-at-a-time scoring with a threshold raised after every term.
 
-    python docs/scripts/taat_sequential.py INDEX QUERIES.jsonl simulate [--queries 30] [--k 1000]
-    python docs/scripts/taat_sequential.py INDEX QUERIES.jsonl time [--queries 200] [--k 1000]
+    python benchmarks/scripts/taat_sequential.py INDEX QUERIES.jsonl simulate [--queries 30] [--k 1000]
+    python benchmarks/scripts/taat_sequential.py INDEX QUERIES.jsonl time [--queries 200] [--k 1000]
 
 Not part of the package; kept so that the figures in docs/benchmarks.md ("Settings tried": a
 threshold after every term) can be repeated. Integer impacts only.

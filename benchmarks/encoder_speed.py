@@ -1,6 +1,6 @@
 """Encoding throughput benchmark: lsr's SPLADE encoder vs the straightforward Hugging Face code.
 
-Run ``python -m lsr.encoders.bench`` (``--help`` for options). For each model
+Run ``python -m benchmarks.encoder_speed`` (``--help`` for options). For each model
 it encodes the same documents and queries two ways and prints a table:
 
 * ``hf-reference``: ``AutoModelForMaskedLM`` on padded batches in input
@@ -115,7 +115,7 @@ def max_abs_diff(a: list[dict], b: list[dict]) -> float:
 
 
 def load_texts(corpus: str, queries: str, n_docs: int, n_queries: int) -> tuple[list[str], list[str]]:
-    from .corpus import iter_records
+    from lsr.encoders.corpus import iter_records
 
     docs = []
     for rec in iter_records(corpus):
@@ -132,7 +132,7 @@ def load_texts(corpus: str, queries: str, n_docs: int, n_queries: int) -> tuple[
 
 def bench_model(name: str, path: str, docs: list[str], queries: list[str], batch_size: int,
                 query_batch_size: int, repeat: int, max_length: int) -> list[dict]:
-    from . import EncoderConfig, SideConfig, load_encoder
+    from lsr.encoders import EncoderConfig, SideConfig, load_encoder
 
     ref = HFReference(path, max_length)
     side = SideConfig(kind="splade", model=path, max_length=max_length)
@@ -204,7 +204,7 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     shared = _default_shared()
-    p = argparse.ArgumentParser(prog="python -m lsr.encoders.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.encoder_speed", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="splade-tiny,minilm", help="comma-separated: splade-tiny, minilm")
     p.add_argument("--splade-tiny", default=str(shared / "models" / "splade-tiny"), help="splade-tiny directory")
     p.add_argument("--corpus", default=str(shared / "data" / "beir" / "scifact" / "corpus.jsonl"),

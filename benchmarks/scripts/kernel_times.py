@@ -1,6 +1,6 @@
 """Time the scoring kernels directly (no Searcher), query by query: the figures behind the flat loop.
 
-    python docs/scripts/kernel_times.py INDEX QUERIES.jsonl [--queries 200] [--k 1000] [--cold]
+    python benchmarks/scripts/kernel_times.py INDEX QUERIES.jsonl [--queries 200] [--k 1000] [--cold]
 
 Rows: ``pairs`` / ``flat`` (scoring into the accumulator only: the per-pair loop and the flat loop of
 ``lsr.index.kernels.exhaustive``), ``exhaustive_one``, ``filtered_one`` and ``auto_one`` (scoring and

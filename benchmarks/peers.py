@@ -1,6 +1,6 @@
 """Peer engines behind one interface, fed exactly the postings of an lsr index.
 
-The side-by-side benchmark (:mod:`lsr.index.bench`, ``--peers``) and the tests
+The side-by-side benchmark (:mod:`benchmarks.peer_bench`, ``--peers``) and the tests
 compare lsr's query processors with other sparse retrieval engines. Every
 engine here indexes the *same* integer postings: the quantised impacts of an
 opened :class:`lsr.index.Index` (``term_offsets``, ``postings_docs``,
@@ -77,7 +77,7 @@ returns the engine's raw answer), ``to_hits(raw) -> Hits`` (internal doc
 numbers and scores, untimed), ``search(queries, k, setting) -> list[Hits]``,
 ``search_batch(native_queries, k, setting, threads)``, ``describe()`` and
 ``close()``. :func:`build_in_subprocess` builds one in a fresh process
-(``python -m lsr.index.peers build NAME INDEX DIR '{...}'``).
+(``python -m benchmarks.peers build NAME INDEX DIR '{...}'``).
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ class QuerySet:
     @classmethod
     def from_queries(cls, index, queries, query_scale: float | None = None) -> "QuerySet":
         """Prepare ``[(query id, {term: weight}), ...]`` exactly as lsr's Searcher does."""
-        from .search import Searcher
+        from lsr.index.search import Searcher
 
         kw = {} if query_scale is None else {"query_scale": query_scale}
         return cls.from_prepared(Searcher(index, **kw).prepare(list(queries)))
@@ -189,7 +189,7 @@ class PeerData:
     """
 
     def __init__(self, index):
-        from .index import Index
+        from lsr.index.index import Index
 
         self.index: Index = index if isinstance(index, Index) else Index.open(index, verify=False)
         self.n_docs = self.index.num_documents
@@ -440,7 +440,7 @@ class Peer(ABC):
 def _lsr_algorithms() -> tuple[str, ...]:
     """The query processors lsr knows, read at run time (new ones are included automatically)."""
     try:
-        from . import search as _search
+        from lsr.index import search as _search
 
         algos = getattr(_search, "ALGORITHMS", None)
         if algos:
@@ -479,7 +479,7 @@ class LsrEngine(Peer):
 
     def build(self, data, work_dir: str | None = None) -> BuildStats:
         """Opens the index the data came from (lsr's build is timed by the benchmark itself)."""
-        from .search import Searcher
+        from lsr.index.search import Searcher
 
         self.data = _as_data(data)
         ix = self.data.index
@@ -1188,7 +1188,7 @@ def quiet_anserini_logging(level: str = "WARN") -> None:
 
 _LUCENE_INDEX_CHILD = """
 import json, sys
-from lsr.index.peers import setup_pyserini_jvm
+from benchmarks.peers import setup_pyserini_jvm
 setup_pyserini_jvm()
 from jnius import autoclass
 autoclass("io.anserini.index.IndexCollection").main(json.loads(sys.argv[1]))
@@ -1413,8 +1413,9 @@ def build_in_subprocess(name: str, index_path: str, work_dir: str, log_path: str
     Python-side indexer, say) is returned when it ends. The build figures are
     the child's own (its start-up and the doc-major copy are not in them).
     """
-    proc = subprocess.run([sys.executable, "-m", "lsr.index.peers", "build", name, index_path, work_dir,
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.peers", "build", name, index_path, work_dir,
                            json.dumps({"log_path": log_path, **kw})], stdout=subprocess.PIPE,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           stderr=None if log_path is None else subprocess.STDOUT, text=True)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:

@@ -7,7 +7,7 @@ top k per query as :class:`lsr.Results`, equal scores ranked by collection
 order like the engine. It is how the end-to-end figures in docs/encoders.md
 are checked::
 
-    python -m lsr.eval.bruteforce VECTORS QUERIES.jsonl -k 1000 -o brute.trec
+    python -m benchmarks.bruteforce VECTORS QUERIES.jsonl -k 1000 -o brute.trec
 
 ``QUERIES`` holds vector queries (``{"id", "vector"}``) or text queries
 (``{"id", "text"}``); text queries are encoded with the query side recorded
@@ -107,7 +107,7 @@ def _load_queries(path: str, vectors) -> list[tuple[str, dict]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lsr.eval.bruteforce",
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bruteforce",
                                 description="Exact float64 brute-force top-k over unquantised vectors (SciPy), "
                                             "written as a TREC run: the reference an index is checked against.")
     p.add_argument("vectors", help="vector collection: JSONL file or `lsr encode` output directory")

@@ -1,6 +1,6 @@
-"""What the measurement scripts in docs/scripts share: opening an index and reading encoded queries.
+"""What the measurement scripts in benchmarks/scripts share: opening an index and reading encoded queries.
 
-The scripts are run as ``python docs/scripts/NAME.py``, so this module is imported from the
+The scripts are run as ``python benchmarks/scripts/NAME.py``, so this module is imported from the
 script's own folder; it is not part of the installed package.
 """
 

@@ -1,13 +1,13 @@
 """Compare Searcher settings on one index, query by query (the "Settings tried" tables of docs/benchmarks.md).
 
-    python docs/scripts/query_settings.py INDEX QUERIES.jsonl [--queries N] [--skip N] [--ks 10,1000] [--cold] \\
+    python benchmarks/scripts/query_settings.py INDEX QUERIES.jsonl [--queries N] [--skip N] [--ks 10,1000] [--cold] \\
         --variant exhaustive:algorithm=exhaustive --variant "bm1024:algorithm=blockmax,sweep_after=1024" ...
 
 Each variant is ``name:key=value,...`` (keys of lsr.SearchConfig; numbers are parsed). For every query
 every variant runs in turn (``Searcher.search``, one thread, the order fixed), after 10 untimed
 warm-up queries; ``--cold`` writes 64 MB before each call so that each finds the caches holding other
 data (as in the interleaved peer benchmark). Prints mean / p50 / p99 ms per variant and k.
-QUERIES is a JSONL file of ``{"id", "vector"}`` lines (what ``lsr.index.realdata`` writes).
+QUERIES is a JSONL file of ``{"id", "vector"}`` lines (what ``benchmarks.realdata`` writes).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The figures behind the dense rows (``lsr.index.kernels.dense``; docs/benchmarks.md, "Since commit bb70579").
 
-    python docs/scripts/dense_rows.py INDEX QUERIES.jsonl share
-    python docs/scripts/dense_rows.py INDEX QUERIES.jsonl passes [--calls 200]
+    python benchmarks/scripts/dense_rows.py INDEX QUERIES.jsonl share
+    python benchmarks/scripts/dense_rows.py INDEX QUERIES.jsonl passes [--calls 200]
 
 ``share``: for ``dense_df`` 1/2 ... 1/32, how many terms get a row, the memory of their rows and
 row maxima, their share of the index's postings and of the postings of the queries' terms, and the

@@ -1,6 +1,6 @@
 """A deterministic synthetic collection shaped like SPLADE vectors of MS MARCO.
 
-Used by the benchmark (:mod:`lsr.index.bench`) and by tests; nothing here
+Used by the benchmark (:mod:`benchmarks.peer_bench`) and by tests; nothing here
 claims to reproduce real retrieval quality, only the *shape* that decides the
 cost of building and searching an index:
 
