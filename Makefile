@@ -1,6 +1,8 @@
-# Two entry points on a fresh machine (each creates its own virtual environment):
-#   make demo   build an index from the embedded SciFact demo vectors, search, evaluate
-#   make test   run the test suite (needs ../shared beside the repository)
+# Entry points on a fresh machine (each creates its own virtual environment):
+#   make demo        text -> index -> search -> nDCG@10 on the embedded SciFact sample
+#   make test        the test suite without the peer engines (the README's test command; needs ../shared)
+#   make test-fast   neither `slow` nor `peers` tests (minutes)
+#   make test-peers  the `peers` tier: installs the peer engines (JVM, PISA, BMP, Seismic) into the venv
 PY      ?= python3.11
 TORCH   ?= torch==2.13.0
 VENV    ?= .venv
@@ -8,7 +10,7 @@ DEMOENV ?= .venv-demo
 DEMO    ?= demo-out
 PIP_Q   ?= -q
 
-.PHONY: demo test check-install clean
+.PHONY: demo test test-fast test-peers check-install clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,7 +36,19 @@ demo: $(DEMOENV)/.installed
 	$(DEMOENV)/bin/lsr eval $(DEMO)/run.trec --qrels lsr/data/scifact-1k.qrels.tsv -m nDCG@10,RR@10,R@10
 
 test: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -m "not peers" --durations=15
+
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q -m "not slow and not peers" --durations=10
+
+$(VENV)/.peers: $(VENV)/.installed
+	# torch is already the pinned wheel, so pyserini's torch requirement is met as it is
+	$(VENV)/bin/pip install $(PIP_Q) -e '.[encoders,eval,test,peers]'
+	touch $@
+
+# pytest exits 5 when no test is selected; that is a failure here (the tier must exist)
+test-peers: $(VENV)/.peers
+	$(VENV)/bin/python -m pytest -q -m peers --durations=10
 
 # `pip install .` and `pip install -e .` in fresh virtual environments, used outside the checkout.
 check-install:
