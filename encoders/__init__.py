@@ -42,6 +42,8 @@ from .registry import (
     register_encoder,
     register_presets,
     resolve_config,
+    shipped_presets,
+    with_model_path,
 )
 from .sides import EncodeStats
 
@@ -75,6 +77,8 @@ __all__ = [
     "register_encoder",
     "register_presets",
     "resolve_config",
+    "shipped_presets",
+    "with_model_path",
 ]
 
 

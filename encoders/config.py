@@ -280,39 +280,57 @@ class EncoderConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> EncoderConfig:
-        """Load a YAML preset; relative paths that exist next to the file are made absolute.
+        """Load a YAML preset file; relative paths that exist next to the file are made absolute.
 
         A preset may give ``both:`` (settings shared by the two sides) and
-        then only what differs under ``doc:`` / ``query:``.
+        then only what differs under ``doc:`` / ``query:``. The name defaults
+        to the file name without ``.yaml``.
         """
-        import yaml
-
         path = os.fspath(path)
         try:
             with open(path, encoding="utf-8") as f:
-                data = yaml.safe_load(f)
+                text = f.read()
         except OSError as e:
             raise EncoderConfigError(f"{path}: cannot read preset ({e.strerror or e})") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
+        except UnicodeDecodeError as e:
+            raise EncoderConfigError(f"{path}: not a valid YAML preset ({e})") from None
+        return cls.from_yaml_text(text, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
+
+    @classmethod
+    def from_yaml_text(cls, text: str, source: str = "preset", base_dir: str | None = None,
+                       default_name: str | None = None) -> EncoderConfig:
+        """Parse a YAML preset given as text (e.g. a shipped preset read through importlib.resources).
+
+        ``source`` names it in error messages and gives the default name (its
+        base name without ``.yaml``) unless ``default_name`` is given;
+        relative paths that exist under ``base_dir`` are made absolute (with
+        no ``base_dir``, values are kept as written).
+        """
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise EncoderConfigError(f"{path}: not a valid YAML preset ({first})") from None
+            raise EncoderConfigError(f"{source}: not a valid YAML preset ({first})") from None
         if not isinstance(data, dict):
-            raise EncoderConfigError(f"{path}: a preset must be a YAML mapping")
+            raise EncoderConfigError(f"{source}: a preset must be a YAML mapping")
         data = dict(data)
         both = data.pop("both", None) or {}
         if not isinstance(both, dict):
-            raise EncoderConfigError(f"{path}: 'both' must be a mapping")
-        base = os.path.dirname(os.path.abspath(path))
+            raise EncoderConfigError(f"{source}: 'both' must be a mapping")
         for side in ("doc", "query"):
             sd = data.get(side)
             if sd is not None and not isinstance(sd, dict):
-                raise EncoderConfigError(f"{path}: '{side}' must be a mapping")
+                raise EncoderConfigError(f"{source}: '{side}' must be a mapping")
             merged = {**both, **(sd or {})}
             if not merged:
-                raise EncoderConfigError(f"{path}: missing '{side}' settings")
-            data[side] = _resolve_paths(merged, base)
-        data.setdefault("name", os.path.splitext(os.path.basename(path))[0])
-        return cls.from_dict(data, where=path)
+                raise EncoderConfigError(f"{source}: missing '{side}' settings")
+            data[side] = _resolve_paths(merged, base_dir) if base_dir is not None else merged
+        if default_name is None:
+            default_name = os.path.splitext(os.path.basename(source))[0]
+        data.setdefault("name", default_name)
+        return cls.from_dict(data, where=source)
 
 
 _PATH_KEYS = ("model", "tokenizer", "gate_model", "head_file", "weights")

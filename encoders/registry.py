@@ -3,9 +3,12 @@
 An encoder *spec* is, in the order tried:
 
 1. an :class:`~lsr.encoders.config.EncoderConfig` (or its dict form);
-2. a registered name (:func:`available_encoders`; the public models of
-   :data:`~lsr.encoders.checkpoints.PUBLIC_MODELS` are registered under short
-   names such as ``splade-v3``);
+2. a registered name (:func:`available_encoders`): the public models of
+   :data:`~lsr.encoders.checkpoints.PUBLIC_MODELS` under short names such as
+   ``splade-v3``, then the presets shipped with the package (package data
+   ``lsr.configs``, folder ``encoders/``, read through importlib.resources;
+   they name hub ids), then names given to :func:`register_encoder` /
+   :func:`register_presets`;
 3. a YAML preset file (``*.yaml`` / ``*.yml``);
 4. a local checkpoint directory: ``lsr-encoder.yaml`` inside it, else a
    ``*ForMaskedLM`` checkpoint is a SPLADE encoder (max pooling, 256 tokens);
@@ -13,9 +16,15 @@ An encoder *spec* is, in the order tried:
 6. any other hub id: its ``config.json`` is fetched and an MLM checkpoint is
    taken as SPLADE.
 
-Anything else is an :class:`~lsr.encoders.errors.UnknownEncoderError`; a
+A path that does not exist is an
+:class:`~lsr.encoders.errors.UnknownEncoderError` "no such directory: PATH",
+anything else one naming the registered names; a
 checkpoint that fits no encoder is an
 :class:`~lsr.encoders.errors.IncompatibleModelError`.
+
+A ``model_path`` (:func:`resolve_config`, :func:`load_encoder`; the CLI's
+``--model-path DIR``) replaces the checkpoint of whatever the spec resolved
+to with a local directory, so that a preset runs on a machine without network.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from .checkpoints import (
 )
 from .config import EncoderConfig, RuntimeConfig, SideConfig
 from .encoder import DESCRIBE_FORMAT, Encoder, QueryEncoder
-from .errors import EncoderConfigError, IncompatibleModelError, UnknownEncoderError
+from .errors import EncoderConfigError, IncompatibleModelError, ModelLoadError, UnknownEncoderError
 
 Spec = str | os.PathLike | EncoderConfig | Mapping[str, Any]
 
@@ -89,22 +98,54 @@ def register_presets(directory: str | os.PathLike, *, overwrite: bool = False) -
     return names
 
 
-# The presets of a source checkout (configs/encoders next to the package directory), if there is one.
-BUNDLED_PRESETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "encoders")
-_bundled_done = False
+SHIPPED_PRESETS = "encoders"   # the folder of lsr.configs (package data) that holds the shipped presets
+_shipped_done = False
+
+
+def shipped_presets() -> list[str]:
+    """The names of the presets shipped with the package (``lsr.configs``, folder ``encoders/``), sorted.
+
+    They are read through :mod:`importlib.resources`, so a wheel and a
+    source checkout give the same list.
+    """
+    from lsr import configs
+
+    return sorted(entry.name.rsplit(".", 1)[0] for entry in configs.path(SHIPPED_PRESETS).iterdir()
+                  if entry.name.endswith((".yaml", ".yml")) and entry.is_file())
+
+
+def _shipped_factory(file_name: str) -> Callable[[], EncoderConfig]:
+    def factory() -> EncoderConfig:
+        from lsr import configs
+
+        text = configs.path(SHIPPED_PRESETS, file_name).read_text(encoding="utf-8")
+        return EncoderConfig.from_yaml_text(text, source=f"lsr.configs/{SHIPPED_PRESETS}/{file_name}")
+
+    return factory
 
 
 def _ensure_bundled() -> None:
-    global _bundled_done
-    if _bundled_done:
+    """Register the shipped presets once (names registered in code, the public models, win)."""
+    global _shipped_done
+    if _shipped_done:
         return
-    _bundled_done = True
-    if os.path.isdir(BUNDLED_PRESETS):
-        register_presets(BUNDLED_PRESETS)
+    from lsr import configs
+
+    with _LOCK:
+        if _shipped_done:
+            return
+        for entry in sorted(configs.path(SHIPPED_PRESETS).iterdir(), key=lambda e: e.name):
+            name = entry.name
+            if not name.endswith((".yaml", ".yml")) or not entry.is_file():
+                continue
+            stem = name.rsplit(".", 1)[0]
+            if stem not in _REGISTRY:
+                _REGISTRY[stem] = _shipped_factory(name)
+        _shipped_done = True
 
 
 def available_encoders() -> list[str]:
-    """Registered encoder names, sorted (public models, then presets of a source checkout's configs/encoders)."""
+    """Registered encoder names, sorted: the public models, the shipped presets, and what was registered."""
     _ensure_bundled()
     with _LOCK:
         return sorted(_REGISTRY)
@@ -161,8 +202,63 @@ def _from_checkpoint(spec: str, revision: str | None) -> EncoderConfig:
         "table of public models; for a uniCOIL/DeepImpact head write a preset (kind, model, head_file)")
 
 
-def resolve_config(spec: Spec, revision: str | None = None) -> EncoderConfig:
-    """The :class:`EncoderConfig` for an encoder spec (see the module docstring)."""
+def with_model_path(cfg: EncoderConfig, model_path: str | os.PathLike) -> EncoderConfig:
+    """``cfg`` with its checkpoint replaced by the local directory ``model_path`` (absolute).
+
+    Every side that names the encoder's checkpoint (``model``, and
+    ``tokenizer`` / ``gate_model`` where they name the same one) gets the
+    directory, with no hub revision. An encoder whose document and query
+    sides use different checkpoints cannot take one directory: write a
+    preset file naming both. A doc2query model (``expansion``) is left as it is.
+    """
+    path = os.fspath(model_path)
+    if not path:
+        raise EncoderConfigError("the model path is empty")
+    if not os.path.exists(path):
+        raise ModelLoadError(f"no such directory: {path}")
+    if not os.path.isdir(path):
+        raise ModelLoadError(f"not a directory: {path} (a model path is a checkpoint directory)")
+    path = os.path.abspath(path)
+    models = {cfg.doc.model, cfg.query.model}
+    if len(models) > 1:
+        raise EncoderConfigError(
+            f"encoder {cfg.name!r} uses one checkpoint for documents ({cfg.doc.model}) and another for "
+            f"queries ({cfg.query.model}); a single model path cannot replace both: write a preset file "
+            "that names the two directories")
+    (old,) = models
+
+    def side(s: SideConfig) -> SideConfig:
+        changes: dict[str, Any] = {"model": path, "revision": None}
+        for key in ("tokenizer", "gate_model"):
+            if getattr(s, key) == old:
+                changes[key] = path
+        return s.replace(**changes)
+
+    return cfg.replace(doc=side(cfg.doc), query=side(cfg.query))
+
+
+def _looks_like_path(s: str) -> bool:
+    """Whether a spec that is nothing else was meant as a local path (not a name or a hub id)."""
+    if s.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in s):
+        return True
+    return "/" in s and not looks_like_hub_id(s)
+
+
+def resolve_config(spec: Spec, revision: str | None = None,
+                   model_path: str | os.PathLike | None = None) -> EncoderConfig:
+    """The :class:`EncoderConfig` for an encoder spec (see the module docstring).
+
+    ``model_path``: a local checkpoint directory that replaces the spec's
+    checkpoint (:func:`with_model_path`), e.g. a downloaded copy of a
+    preset's hub model, for machines without network.
+    """
+    cfg = _resolve(spec, None if model_path is not None else revision)
+    if model_path is not None:
+        cfg = with_model_path(cfg, model_path)
+    return cfg
+
+
+def _resolve(spec: Spec, revision: str | None) -> EncoderConfig:
     if isinstance(spec, EncoderConfig):
         return _with_revision(spec, revision)
     if isinstance(spec, Mapping):
@@ -183,10 +279,15 @@ def resolve_config(spec: Spec, revision: str | None = None) -> EncoderConfig:
         return _with_revision(EncoderConfig.from_yaml(s), revision)
     if os.path.isdir(s):
         return _from_checkpoint(s, None)
+    if os.path.exists(s):
+        raise UnknownEncoderError(f"encoder {s}: a file that is not a YAML preset (give a preset file, "
+                                  "a checkpoint directory, a registered name or a hub id)")
     if s in PUBLIC_MODELS:
         return public_config(s, revision=revision)
-    if looks_like_hub_id(s) and "/" in s:
+    if looks_like_hub_id(s) and "/" in s and not s.startswith("."):
         return _from_checkpoint(s, revision)
+    if _looks_like_path(s):
+        raise UnknownEncoderError(f"no such directory: {s}")
     names = ", ".join(available_encoders())
     raise UnknownEncoderError(f"unknown encoder {s!r}: not a registered name ({names}), a preset file, "
                               "a checkpoint directory or a hub id (owner/name)")
@@ -218,20 +319,22 @@ def _apply_threads(threads: int | None) -> None:
 
 
 def load_encoder(spec: Spec, device: str = "cpu", dtype: str = "float32", threads: int | None = None,
-                 revision: str | None = None) -> Encoder:
+                 revision: str | None = None, model_path: str | os.PathLike | None = None) -> Encoder:
     """Load an encoder (models load lazily, on first use of each side).
 
     ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; ``dtype``:
     ``float32`` (exact), ``bfloat16`` (CPU or GPU) or ``float16`` (GPU only);
     ``threads``: torch's intra-op CPU threads (process-wide); ``revision``: a
-    hub revision for hub checkpoints.
+    hub revision for hub checkpoints; ``model_path``: a local checkpoint
+    directory that replaces the spec's checkpoint (e.g.
+    ``load_encoder("splade-tiny", model_path="models/splade-tiny")``).
     """
     runtime = RuntimeConfig(device=device, dtype=dtype, threads=threads)
     from .sides import resolve_device
 
     resolve_device(runtime)
     _apply_threads(threads)
-    cfg = _absolute_paths(resolve_config(spec, revision))
+    cfg = _absolute_paths(resolve_config(spec, revision, model_path=model_path))
     return Encoder(cfg, runtime)
 
 
@@ -284,7 +387,7 @@ def load_query_encoder(info: Mapping[str, Any], device: str = "cpu", dtype: str 
 
 
 __all__ = [
-    "BUNDLED_PRESETS",
+    "SHIPPED_PRESETS",
     "PRESET_IN_CHECKPOINT",
     "available_encoders",
     "get_config",
@@ -293,4 +396,6 @@ __all__ = [
     "register_encoder",
     "register_presets",
     "resolve_config",
+    "shipped_presets",
+    "with_model_path",
 ]

@@ -17,6 +17,7 @@ from encoders_helpers import (  # noqa: F401  (fixtures: heads_dir, minilm, spla
     REPO,
     SCIFACT,
     SHARED,
+    SPLADE_TINY,
     assert_vectors_close,
     heads_dir,
     minilm,
@@ -29,12 +30,13 @@ from lsr.encoders import ModelLoadError, encode_corpus, load_encoder
 from lsr.cli import build_parser, main
 from lsr.io import iter_vectors, read_encoder_info, read_queries
 
-PRESET = str(REPO / "configs" / "encoders" / "splade-tiny.yaml")
+PRESET = "splade-tiny"   # the shipped preset (hub id rasyosef/splade-tiny), on the local copy in ../shared
+MODEL_ARGS = ["--model-path", str(SPLADE_TINY)]
 
 
 @pytest.fixture(scope="module")
 def enc():
-    return load_encoder(PRESET)
+    return load_encoder(PRESET, model_path=SPLADE_TINY)
 
 
 @pytest.fixture()
@@ -49,7 +51,7 @@ def corpus(tmp_path) -> Path:
 
 
 def encode_args(*extra: str) -> list[str]:
-    return ["encode", PRESET, "--no-progress", *extra]
+    return ["encode", PRESET, *MODEL_ARGS, "--no-progress", *extra]
 
 
 def one_error_line(capsys) -> str:
@@ -178,7 +180,7 @@ def test_resume_after_interrupt_loses_nothing_and_duplicates_nothing(tmp_path, c
 def test_resume_after_sigkill(tmp_path, enc):
     """A real encode process killed with SIGKILL mid-way, then resumed."""
     out = tmp_path / "killed"
-    args = ["encode", PRESET, "--corpus", str(SCIFACT / "corpus.jsonl"), "-o", str(out), "--limit", "240",
+    args = ["encode", PRESET, *MODEL_ARGS, "--corpus", str(SCIFACT / "corpus.jsonl"), "-o", str(out), "--limit", "240",
             "--part-size", "12", "--batch-size", "4", "--no-progress"]
     proc = subprocess.Popen([sys.executable, "-m", "lsr", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 240
@@ -225,7 +227,7 @@ def test_bad_corpus_lines_are_one_line_errors(tmp_path, capsys, content, needle)
     (encode_args(), "nothing to encode"),
     (encode_args("--corpus", "/nonexistent/c.jsonl", "-o", "x"), "no such file"),
     (encode_args("--corpus", "irds:", "-o", "x"), "irds: needs a dataset id"),
-    (["encode", PRESET, "--queries", "q.tsv", "--queries-output", "o.jsonl", "--dtype", "float16"],
+    (["encode", PRESET, *MODEL_ARGS, "--queries", "q.tsv", "--queries-output", "o.jsonl", "--dtype", "float16"],
      "float16 needs a GPU"),
 ])
 def test_usage_errors(tmp_path, capsys, argv, needle, monkeypatch):

@@ -27,6 +27,7 @@ interrupted encode continues where it stopped when the same command is run again
 
 examples:
   lsr encode splade-v3 --corpus corpus.jsonl --output vectors/
+  lsr encode splade-tiny --model-path models/splade-tiny --corpus corpus.jsonl --output vectors/
   lsr encode configs/encoders/splade-tiny.yaml --corpus irds:beir/scifact --output sf/ \\
       --queries irds:beir/scifact/test --queries-output sf-queries.jsonl
 """
@@ -67,6 +68,9 @@ def register(subparsers) -> None:
 
     model = p.add_argument_group("model")
     model.add_argument("--revision", metavar="REV", help="hub revision (branch, tag or commit) for hub checkpoints")
+    model.add_argument("--model-path", metavar="DIR",
+                       help="local checkpoint directory that replaces the encoder's model (e.g. a downloaded copy "
+                            "of a preset's hub model, to run without network)")
     model.add_argument("--query-encoder", metavar="SPEC",
                        help="take the query side from another encoder spec (same term space)")
     model.add_argument("--doc-max-length", type=positive_int, metavar="N",
@@ -117,7 +121,7 @@ def build_config(args):
 
     from lsr.encoders import ExpansionConfig, resolve_config
 
-    cfg = resolve_config(args.encoder, revision=args.revision)
+    cfg = resolve_config(args.encoder, revision=args.revision, model_path=getattr(args, "model_path", None))
     if args.query_encoder:
         other = resolve_config(args.query_encoder, revision=args.revision)
         cfg = cfg.replace(query=other.query, name=f"{cfg.name}+{other.name}")
