@@ -19,11 +19,8 @@ class InputError(LsrError):
     """Malformed documents, queries, run files or options."""
 
 
-class IndexError_(LsrError):
-    """A missing, truncated, corrupted or incompatible index directory."""
-
-
-# Public, readable alias (``IndexError`` would shadow the builtin).
-IndexFormatError = IndexError_
+class IndexFormatError(LsrError):
+    """A missing, truncated, corrupted or incompatible index directory (not ``IndexError``, which
+    would shadow the builtin)."""
 
 __all__ = ["LsrError", "InputError", "IndexFormatError"]
