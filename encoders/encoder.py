@@ -13,7 +13,7 @@ from lsr import __version__
 
 from .config import EncoderConfig, RuntimeConfig
 from .errors import IncompatibleModelError
-from .sides import EncodeStats, Progress, SideEncoder, make_side
+from .sides import EncodeStats, Progress, SideEncoder, SparseBatch, make_side
 
 DESCRIBE_FORMAT = "lsr-encoder/1"
 
@@ -92,6 +92,13 @@ class Encoder(QueryEncoder):
         finish.
         """
         return self.doc_side.encode(texts, batch_size=batch_size, expansions=expansions, progress=progress)
+
+    def encode_documents_sparse(self, texts: Sequence[str], batch_size: int = 32,
+                                expansions: Sequence[str | None] | None = None,
+                                progress: Progress | None = None) -> SparseBatch:
+        """The vectors of :meth:`encode_documents` as one CSR :class:`~lsr.encoders.sides.SparseBatch`
+        (token ids and float32 weights for the WordPiece model sides)."""
+        return self.doc_side.encode_sparse(texts, batch_size=batch_size, expansions=expansions, progress=progress)
 
     @property
     def last_doc_stats(self) -> EncodeStats:

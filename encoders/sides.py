@@ -12,13 +12,28 @@ Every side turns a list of texts into ``{term: weight}`` dicts:
 
 Term strings are the tokenizer's tokens (WordPieces such as ``##ing``) or,
 for ``deepimpact``/``words``, whole words; none contains whitespace.
+
+:meth:`SideEncoder.encode_sparse` gives the same vectors as one CSR batch
+(:class:`SparseBatch`: row pointers, int32 term ids, float32 weights and the
+term string of each id), which the one-step indexer feeds to
+:meth:`lsr.index.IndexBuilder.add_batch` without building dicts. For the
+model sides over a WordPiece vocabulary (``splade``, ``sparterm``,
+``unicoil``) the ids are the tokenizer's token ids and :meth:`SideEncoder.encode`
+derives its dicts from that batch; the other sides make dicts and the batch
+numbers their terms in order of first appearance.
+
+CPU threads: each call runs the model with ``runtime.threads`` torch intra-op
+threads, or by default with as many as there are idle CPUs
+(:func:`default_threads`), and restores torch's thread count afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -59,6 +74,124 @@ class EncodeStats:
         return asdict(self)
 
 
+@dataclass
+class SparseBatch:
+    """Sparse vectors of ``n`` texts in CSR form.
+
+    Text ``i`` has the terms ``terms[ids[indptr[i]:indptr[i+1]]]`` with the
+    weights ``weights[indptr[i]:indptr[i+1]]`` (all > 0), in the order its
+    ``{term: weight}`` dict lists them (ascending token id for the WordPiece
+    model sides). ``terms`` maps an id to its term string: the tokenizer's
+    vocabulary when ``token_ids`` is true, else the batch's own list.
+    """
+
+    indptr: np.ndarray   # int64[n+1]
+    ids: np.ndarray      # int32[nnz]
+    weights: np.ndarray  # float32[nnz]
+    terms: np.ndarray    # object[...]: id -> term string
+    token_ids: bool      # ids are the side's tokenizer ids (terms is its whole vocabulary)
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    def to_dicts(self) -> list[dict[str, float]]:
+        """The ``{term: weight}`` dict of each text (weights as Python floats)."""
+        bounds = self.indptr.tolist()
+        keys = self.terms[self.ids].tolist() if len(self.ids) else []
+        vals = self.weights.tolist()
+        return [dict(zip(keys[a:b], vals[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple[np.ndarray, np.ndarray]], terms: np.ndarray) -> "SparseBatch":
+        """A batch over the token vocabulary ``terms`` from ``(token ids, weights)`` per text."""
+        lens = np.fromiter((len(r[0]) for r in rows), dtype=np.int64, count=len(rows))
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lens, out=indptr[1:])
+        if len(rows) and indptr[-1]:
+            ids = np.concatenate([r[0] for r in rows]).astype(np.int32, copy=False)
+            weights = np.concatenate([r[1] for r in rows]).astype(np.float32, copy=False)
+        else:
+            ids, weights = np.zeros(0, np.int32), np.zeros(0, np.float32)
+        return cls(indptr, ids, weights, terms, True)
+
+    @classmethod
+    def from_dicts(cls, vecs: Sequence[dict[str, float]]) -> "SparseBatch":
+        """A batch whose terms are numbered in order of first appearance in ``vecs``."""
+        local: dict[str, int] = {}
+        ids: list[int] = []
+        weights: list[float] = []
+        indptr = np.zeros(len(vecs) + 1, dtype=np.int64)
+        for i, v in enumerate(vecs):
+            for t, w in v.items():
+                j = local.get(t)
+                if j is None:
+                    j = local[t] = len(local)
+                ids.append(j)
+                weights.append(w)
+            indptr[i + 1] = len(ids)
+        terms = np.array(list(local), dtype=object) if local else np.zeros(0, dtype=object)
+        return cls(indptr, np.asarray(ids, dtype=np.int32), np.asarray(weights, dtype=np.float32), terms, False)
+
+
+def _idle_cpus(cpus: int, seconds: float = 0.2) -> float | None:
+    """Idle CPUs over ``seconds`` from /proc/stat (Linux), or None where it cannot be read."""
+    def sample():
+        with open("/proc/stat", encoding="ascii") as f:
+            vals = [int(x) for x in f.readline().split()[1:]]
+        return vals[3] + (vals[4] if len(vals) > 4 else 0), sum(vals[:8])  # idle + iowait, all
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    ncpu = os.cpu_count() or cpus
+    return (idle1 - idle0) / (total1 - total0) * ncpu
+
+
+def default_threads() -> int:
+    """torch intra-op threads for an encode call when none are given: the CPUs this process may run on
+    that are idle right now (sampled for 0.2 s from /proc/stat; elsewhere the CPU count less the
+    1-minute load average), at least 1 and at most torch's own default.
+
+    On a machine where other processes keep the CPUs busy this gives fewer threads than CPUs: a
+    torch thread that has to wait for a CPU holds up the others at every parallel region, which made
+    a 2-thread encode slower than a 1-thread one on a busy 2-CPU machine (docs/history.md).
+    """
+    import torch
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    idle = _idle_cpus(cpus)
+    if idle is None:
+        try:
+            idle = cpus - os.getloadavg()[0]
+        except (AttributeError, OSError):
+            idle = cpus
+    return max(1, min(cpus, torch.get_num_threads(), int(math.floor(idle + 0.5))))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch intra-op threads, then restore torch's previous count."""
+    import torch
+
+    prev = torch.get_num_threads()
+    if n == prev:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
 def resolve_device(runtime: RuntimeConfig):
     """``(torch.device, torch.dtype)`` for a runtime config, or a DeviceError."""
     import torch
@@ -88,6 +221,8 @@ class SideEncoder:
     """Base class: tokenizer, batching, pruning, description. Subclasses implement ``_encode``."""
 
     kind = ""
+    # True where _encode returns (token ids, weights) rows over self.vocab instead of dicts
+    native_sparse = False
 
     def __init__(self, cfg: SideConfig, runtime: RuntimeConfig, role: str) -> None:
         self.cfg = cfg
@@ -103,11 +238,37 @@ class SideEncoder:
         self.vocab = np.array(self.text.vocab, dtype=object)
         self.last_stats = EncodeStats()
         self._identity: dict | None = None
+        self._threads: int | None = runtime.threads
 
     # -- public ----------------------------------------------------------------
+    @property
+    def threads(self) -> int:
+        """torch threads of an encode call: ``runtime.threads``, else :func:`default_threads` (chosen at
+        the first call on a CPU device and kept)."""
+        if self._threads is None:
+            self._threads = default_threads() if self.device.type == "cpu" else 1
+        return self._threads
+
     def encode(self, texts: Sequence[str], batch_size: int = 32, expansions: Sequence[str | None] | None = None,
                progress: Progress | None = None) -> list[dict[str, float]]:
         """Encode texts into ``{term: weight}`` dicts, in input order."""
+        if self.native_sparse:
+            return self.encode_sparse(texts, batch_size, expansions, progress).to_dicts()
+        return self._run(texts, batch_size, expansions, progress, dict)
+
+    def encode_sparse(self, texts: Sequence[str], batch_size: int = 32,
+                      expansions: Sequence[str | None] | None = None,
+                      progress: Progress | None = None) -> SparseBatch:
+        """Encode texts into one :class:`SparseBatch` (the vectors :meth:`encode` gives, in CSR form)."""
+        if not self.native_sparse:
+            return SparseBatch.from_dicts(self.encode(texts, batch_size, expansions, progress))
+        def empty():
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+
+        return SparseBatch.from_rows(self._run(texts, batch_size, expansions, progress, empty), self.vocab)
+
+    def _run(self, texts, batch_size, expansions, progress, empty: Callable[[], object]) -> list:
+        """The model's output row of each text (``empty()`` for an empty text), in input order."""
         import torch
 
         texts = check_texts(texts)
@@ -116,23 +277,24 @@ class SideEncoder:
         stats = EncodeStats(texts=len(texts))
         if expansions is not None:
             texts = self._merge_expansions(texts, expansions, stats)
-        out: list[dict | None] = [None] * len(texts)
+        out: list = [None] * len(texts)
         todo = []
         for i, t in enumerate(texts):
             if t.strip():
                 todo.append(i)
             else:
-                out[i] = {}
+                out[i] = empty()
         stats.empty = len(texts) - len(todo)
         if progress is not None and stats.empty:
             progress(stats.empty)
         if todo:
-            with torch.inference_mode():
+            threads = self.threads if self.device.type == "cpu" else torch.get_num_threads()
+            with torch_threads(threads), torch.inference_mode():
                 vecs = self._encode([texts[i] for i in todo], batch_size, stats, progress)
             for i, v in zip(todo, vecs):
                 out[i] = v
         self.last_stats = stats
-        return out  # type: ignore[return-value]
+        return out
 
     def describe(self) -> dict:
         """JSON-serialisable description of this side (enough to rebuild it)."""
@@ -204,10 +366,11 @@ class SideEncoder:
             idx = np.sort(idx[order])
         return idx
 
-    def _row_to_dict(self, row: np.ndarray) -> dict[str, float]:
-        idx = np.flatnonzero(row > 0)
-        idx = self._prune_index(row, idx)
-        return dict(zip(self.vocab[idx].tolist(), row[idx].tolist()))
+    def _row_to_sparse(self, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(token ids, float32 weights) of a dense vocabulary row: its positive weights, pruned by
+        ``min_weight`` and ``top_k``."""
+        idx = self._prune_index(row, np.flatnonzero(row > 0))
+        return idx, row[idx].astype(np.float32, copy=False)
 
 
 # --------------------------------------------------------------------------- SPLADE / SparTerm
@@ -225,6 +388,8 @@ class MLMSide(SideEncoder):
     itself), the text's own tokens forced on. Only gated columns of the
     vocabulary projection are computed for the importance.
     """
+
+    native_sparse = True
 
     def __init__(self, cfg: SideConfig, runtime: RuntimeConfig, role: str) -> None:
         super().__init__(cfg, runtime, role)
@@ -284,13 +449,13 @@ class MLMSide(SideEncoder):
         stats.truncated += sum(enc.truncated)
         stats.tokens += sum(len(x) for x in enc.ids)
         parts = self.parts
-        results: list[dict] = [{}] * len(texts)
+        results: list = [None] * len(texts)
         for idxs in self._batches([len(x) for x in enc.ids], batch_size):
             ids, mask, lengths = self._pad(enc.ids, idxs)
             if self.cfg.kind == "splade":
                 rows = self._splade_batch(parts, ids, mask, lengths)
                 for r, j in enumerate(idxs):
-                    results[j] = self._row_to_dict(rows[r])
+                    results[j] = self._row_to_sparse(rows[r])
             else:
                 vecs = self._sparterm_batch(parts, ids, mask, lengths, [enc.ids[j] for j in idxs])
                 for r, j in enumerate(idxs):
@@ -316,7 +481,7 @@ class MLMSide(SideEncoder):
             out = padded_pool(T, mask, parts.weight, parts.bias, self.cfg.pooling)
         return out.float().cpu().numpy()
 
-    def _sparterm_batch(self, parts: MLMParts, ids, mask, lengths, id_lists) -> list[dict]:
+    def _sparterm_batch(self, parts: MLMParts, ids, mask, lengths, id_lists) -> list[tuple]:
         import torch
 
         h = parts.hidden(ids, mask)
@@ -339,7 +504,7 @@ class MLMSide(SideEncoder):
             if gate_open is not None:
                 cols = np.union1d(cols, np.flatnonzero(gate_open[r]))
             if len(cols) == 0:
-                out.append({})
+                out.append((np.zeros(0, np.int64), np.zeros(0, np.float32)))
                 continue
             ct = torch.from_numpy(cols).to(T.device)
             s = torch.relu(torch.addmm(parts.bias.index_select(0, ct), seg, parts.weight.index_select(0, ct).t()))
@@ -347,7 +512,7 @@ class MLMSide(SideEncoder):
             row = np.zeros(len(self.vocab), dtype=np.float32)
             row[cols] = imp
             idx = self._prune_index(row, cols)
-            out.append(dict(zip(self.vocab[idx].tolist(), row[idx].tolist())))
+            out.append((idx, row[idx]))
         return out
 
 
@@ -386,6 +551,8 @@ class UniCoilSide(_HeadSide):
     text with a space before tokenisation.
     """
 
+    native_sparse = True
+
     def _encode(self, texts, batch_size, stats, progress):
         import torch
 
@@ -396,7 +563,7 @@ class UniCoilSide(_HeadSide):
         V = len(self.vocab)
         special = torch.tensor(sorted(self.text.special_ids), dtype=torch.long, device=self.device)
         reduce = "amax" if self.cfg.pooling == "max" else "sum"
-        results: list[dict] = [{}] * len(texts)
+        results: list = [None] * len(texts)
         for idxs in self._batches([len(x) for x in enc.ids], batch_size):
             ids, mask, _ = self._pad(enc.ids, idxs)
             keep = mask.bool() & ~torch.isin(ids, special)
@@ -408,7 +575,7 @@ class UniCoilSide(_HeadSide):
             out.scatter_reduce_(0, flat, w, reduce=reduce, include_self=True)
             rows = out.view(len(idxs), V).cpu().numpy()
             for r, j in enumerate(idxs):
-                results[j] = self._row_to_dict(rows[r])
+                results[j] = self._row_to_sparse(rows[r])
             if progress is not None:
                 progress(len(idxs))
         return results
@@ -612,10 +779,13 @@ __all__ = [
     "DeepImpactSide",
     "EncodeStats",
     "MLMSide",
+    "SparseBatch",
     "SideEncoder",
     "TokensSide",
     "UniCoilSide",
     "WordsSide",
+    "default_threads",
     "make_side",
     "resolve_device",
+    "torch_threads",
 ]
