@@ -11,6 +11,10 @@ weight is known, directly into memory-mapped output arrays.
 Everything is written into a sibling ``<out>.building-*`` directory that is
 renamed into place after the manifest is written: an interrupted build leaves
 no directory that opens as an index.
+
+With ``store_text`` the documents' text goes into a docstore in the index
+(:mod:`lsr.index.docstore`). Text to index in one step (an encoder feeding
+:meth:`IndexBuilder.add_batch`) is :mod:`lsr.index.text_index`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from lsr.config import IndexConfig
 from lsr.errors import InputError, LsrError
 from lsr.io import iter_vector_records, read_encoder_info
 
+from . import docstore as ds
 from . import format as fmt
 from .kernels.blockmax import LOCALITY_THRESHOLD, range_locality
 from .kernels.build import block_maxima, count_kept, scatter_run, sort_run
@@ -66,7 +71,7 @@ class IndexBuilder:
     def __init__(self, out_dir: str | os.PathLike, config: IndexConfig | None = None, *,
                  overwrite: bool = False, encoder: Mapping[str, Any] | None = None,
                  vocabulary: Sequence[str] | None = None, progress: bool = False,
-                 total: int | None = None):
+                 total: int | None = None, store_text: bool = False):
         self.config = config or IndexConfig()
         self.out_dir = os.path.abspath(os.fspath(out_dir))
         self.overwrite = overwrite
@@ -95,6 +100,8 @@ class IndexBuilder:
         self._id_hashes = array.array("q")
         self._id_offsets = array.array("q", [0])
         self._ids_file = open(os.path.join(self.build_dir, "docids.bin"), "wb")
+        self._docstore = ds.DocstoreWriter(self.build_dir) if store_text else None
+        self._order: np.ndarray | None = None   # the bp order, new doc i = old doc order[i]
         # current batch (Python path)
         self._b_terms: list[int] = []
         self._b_weights: list[float] = []
@@ -142,8 +149,33 @@ class IndexBuilder:
         self._id_hashes.extend(map(hash, doc_ids))
         self.n_docs += len(doc_ids)
 
-    def add(self, doc_id: str, vector: Mapping[str, float], where: str | None = None) -> None:
-        """Add one document (``{term: weight}``, weights finite and >= 0)."""
+    def term_ids(self, terms: Sequence[str]) -> np.ndarray:
+        """The builder's ids of ``terms`` (int32), new terms numbered next in the order given.
+
+        With a fixed ``vocabulary`` a term outside it is an error.
+        """
+        out = np.empty(len(terms), dtype=np.int32)
+        for i, t in enumerate(terms):
+            if self._fixed_vocab and t not in self.vocab:
+                raise InputError(f"term {t!r} is not in the given vocabulary")
+            if not isinstance(t, str) or not t:
+                raise InputError(f"term {t!r} is not a non-empty string")
+            out[i] = self.vocab[t]
+        return out
+
+    def _add_texts(self, texts: Sequence[str] | None, n: int) -> None:
+        if self._docstore is None:
+            if texts is not None:
+                raise InputError("texts were given but this builder stores no text (store_text=False)")
+            return
+        if texts is None or len(texts) != n:
+            raise InputError(f"store_text: {n} document(s) need {n} text(s), got "
+                             f"{'none' if texts is None else len(texts)}")
+        self._docstore.add(texts)
+
+    def add(self, doc_id: str, vector: Mapping[str, float], where: str | None = None,
+            text: str | None = None) -> None:
+        """Add one document (``{term: weight}``, weights finite and >= 0; its ``text`` with ``store_text``)."""
         where = where or f"document {doc_id!r}"
         if not isinstance(vector, Mapping):
             raise InputError(f"{where}: vector must be a mapping of term to weight")
@@ -157,6 +189,7 @@ class IndexBuilder:
             unknown = [t for t in vector if t not in self.vocab]
             if unknown:
                 raise InputError(f"{where}: term {unknown[0]!r} is not in the given vocabulary")
+        self._add_texts(None if text is None else [text], 1)
         self._b_terms.extend(map(self.vocab.__getitem__, vector.keys()))
         self._b_weights.extend(vector.values())
         self._b_lens.append(len(vector))
@@ -187,11 +220,13 @@ class IndexBuilder:
         self._bar.update(n_batch)
 
     def add_batch(self, doc_ids: Sequence[str], indptr: np.ndarray, term_ids: np.ndarray,
-                  weights: np.ndarray) -> None:
+                  weights: np.ndarray, texts: Sequence[str] | None = None) -> None:
         """Add documents given in CSR form over the builder's vocabulary.
 
         Document ``i`` has terms ``term_ids[indptr[i]:indptr[i+1]]`` (ids into
-        the ``vocabulary`` given to the constructor) with ``weights`` likewise.
+        the builder's vocabulary: the ``vocabulary`` given to the constructor,
+        or ids from :meth:`term_ids`) with ``weights`` likewise; with
+        ``store_text``, ``texts[i]`` is its text.
         """
         self._flush_batch()
         indptr = np.asarray(indptr, dtype=np.int64)
@@ -209,6 +244,7 @@ class IndexBuilder:
             # did.split() == [did]: non-empty and no character for which str.isspace() holds
             if not isinstance(did, str) or did.split() != [did]:
                 raise InputError(f"doc id {did!r} is empty, not a string, or contains whitespace")
+        self._add_texts(texts, n)
         self._add_ids(doc_ids)
         lens = np.diff(indptr)
         docs = np.repeat(np.arange(self.n_docs - n, self.n_docs, dtype=np.int32), lens)
@@ -264,6 +300,8 @@ class IndexBuilder:
         self._bar.close()
         if not self._ids_file.closed:
             self._ids_file.close()
+        if self._docstore is not None:
+            self._docstore.abort()
         shutil.rmtree(self.build_dir, ignore_errors=True)
 
     def finish(self):
@@ -374,6 +412,13 @@ class IndexBuilder:
         range_info = {"docs": self.config.range_block_docs, "locality": round(locality, 4),
                       "threshold": LOCALITY_THRESHOLD}
 
+        docstore = None
+        if self._docstore is not None:
+            docstore = self._docstore.finish()
+            if self._order is not None:
+                docstore = ds.reorder(d, docstore, self._order)
+            docstore["files"] = {name: fmt.file_entry(os.path.join(d, name)) for name in ds.FILES}
+
         id_bytes = np.fromfile(id_bytes_path, dtype=np.uint8)
         np.save(os.path.join(d, "docid_bytes.npy"), id_bytes)
         del id_bytes
@@ -407,6 +452,8 @@ class IndexBuilder:
             "arrays": {name: fmt.array_entry(os.path.join(d, name + ".npy")) for name in fmt.ARRAY_DTYPES},
             "files": {fmt.VOCAB: fmt.file_entry(os.path.join(d, fmt.VOCAB))},
         }
+        if docstore is not None:
+            manifest["docstore"] = docstore
         fmt.write_json_atomic(os.path.join(d, fmt.MANIFEST), manifest)
         fmt.fsync_dir(d)
         self._move_into_place()
@@ -429,6 +476,7 @@ class IndexBuilder:
 
         order = bp_order(doc_offsets, doc_terms, len(self.vocab), progress=progress)
         bar.close()
+        self._order = order
         del doc_offsets, doc_terms
         new_docs, new_imp = apply_order(term_offsets, out_docs, out_imp, order)
         out_docs[:] = new_docs

@@ -23,6 +23,18 @@ Layout (format ``lsr-inverted-index``, version 3)::
     docid_offsets.npy      int64[N+1]  external id of doc d is
     docid_bytes.npy        uint8[..]   docid_bytes[off[d]:off[d+1]].decode("utf-8")
 
+Optional, with ``lsr index --store-text`` (manifest entry ``docstore``: format,
+compression, block size, document count, and each file's size and SHA-256;
+:mod:`lsr.index.docstore`)::
+
+    docstore.bin                 zlib-compressed blocks of the documents' UTF-8 text
+    docstore_block_offsets.npy   int64[B+1]  compressed block boundaries
+    docstore_doc_offsets.npy     int64[N+1]  document boundaries in the uncompressed text
+
+An index whose manifest has an ``encoder`` entry (``Encoder.describe()`` plus
+the ``runtime`` it ran with: device, dtype, threads, batch size) encodes text
+queries with that encoder's query side.
+
 Arrays are opened memory-mapped (read-only). The manifest is written last
 and the directory is renamed into place, so a directory without a valid
 manifest never opens.
@@ -187,6 +199,18 @@ def check_vocab(path: str, manifest: dict[str, Any], verify: bool) -> list[str]:
     if not isinstance(terms, list) or len(terms) != manifest["counts"]["terms"]:
         raise IndexFormatError(f"{path}/{VOCAB}: expected a list of {manifest['counts']['terms']} terms")
     return terms
+
+
+def check_docstore(path: str, manifest: dict[str, Any], verify: bool) -> None:
+    """Check the files of the optional docstore (presence, size, and SHA-256 if ``verify``)."""
+    entry = manifest.get("docstore")
+    if entry is None:
+        return
+    files = entry.get("files") if isinstance(entry, dict) else None
+    if not isinstance(files, dict):
+        raise IndexFormatError(f"{path}: the manifest's docstore entry lists no files")
+    for fname, fentry in files.items():
+        _check_file(path, fname, fentry, verify)
 
 
 def _check_structure(path: str, m: dict, a: dict[str, np.ndarray]) -> None:

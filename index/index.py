@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lsr.errors import IndexFormatError
+from lsr.errors import IndexFormatError, InputError
 
 from . import format as fmt
 from .kernels.dense import choose_dense_terms, fill_dense_rows, no_dense
@@ -66,6 +66,7 @@ class Index:
         manifest = fmt.read_manifest(path)
         terms = fmt.check_vocab(path, manifest, verify)
         arrays = fmt.load_arrays(path, manifest, verify)
+        fmt.check_docstore(path, manifest, verify)
         ix = cls(path, manifest, arrays, terms)
         if verify:
             bad = np.zeros(ix.num_terms, np.uint8)
@@ -111,6 +112,8 @@ class Index:
         total = os.path.getsize(os.path.join(self.path, fmt.MANIFEST))
         total += sum(e["bytes"] for e in self.manifest["arrays"].values())
         total += sum(e["bytes"] for e in self.manifest["files"].values())
+        if self.has_text:
+            total += sum(e["bytes"] for e in self.manifest["docstore"]["files"].values())
         return int(total)
 
     @property
@@ -187,6 +190,53 @@ class Index:
             return self._internal[doc_id]
         except KeyError:
             raise IndexFormatError(f"doc id {doc_id!r} is not in the index") from None
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the index stores the documents' text (``lsr index --store-text``)."""
+        return self.manifest.get("docstore") is not None
+
+    @cached_property
+    def _docstore(self):
+        from .docstore import Docstore
+
+        if not self.has_text:
+            raise InputError(f"{self.path} stores no document text (build it with --store-text / "
+                             "store_text=True)")
+        return Docstore(self.path, self.manifest["docstore"], self.num_documents)
+
+    def _doc_numbers(self, docs: Sequence[str | int]) -> list[int]:
+        out = []
+        for d in docs:
+            if isinstance(d, str):
+                n = self._internal.get(d)
+                if n is None:
+                    raise InputError(f"doc id {d!r} is not in the index")
+                out.append(n)
+            elif isinstance(d, (int, np.integer)) and not isinstance(d, bool):
+                if not 0 <= int(d) < self.num_documents:
+                    raise InputError(f"document number {int(d)} is not in the index "
+                                     f"(0..{self.num_documents - 1})")
+                out.append(int(d))
+            else:
+                raise InputError(f"a document is named by its external id (str) or internal number (int), "
+                                 f"not {type(d).__name__}")
+        return out
+
+    def doc_text(self, doc: str | int) -> str:
+        """The stored text of one document: ``doc`` is its external id (a ``str``, as in
+        :class:`~lsr.results.Hit`.doc_id) or its internal number (an ``int``, 0..N-1 in index order).
+
+        :class:`~lsr.errors.InputError` for an id or number not in the index, or an index built
+        without ``--store-text``.
+        """
+        return self.doc_texts([doc])[0]
+
+    def doc_texts(self, docs: Sequence[str | int]) -> list[str]:
+        """:meth:`doc_text` of many documents, in the order given (each block decompressed once
+        a call while it stays in the small block cache)."""
+        store = self._docstore
+        return store.texts(self._doc_numbers(list(docs)))
 
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         """(doc ids, impacts) of a term; empty arrays for an unknown term."""
