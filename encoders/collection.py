@@ -7,16 +7,26 @@ Layout of the output directory (what ``lsr index DIR`` reads, see
     part-00001.jsonl.gz   ...
     encode.state          progress and the settings a resume must match (JSON, named so
                           that readers of *.json / *.jsonl vector files skip it)
-    encoder.json          Encoder.describe(), written when the encode completes
+    encoder.json          Encoder.describe() plus the runtime (device, dtype, threads,
+                          batch size), written when the encode completes
 
-Part ``k`` holds input records ``k * part_size`` to ``(k + 1) * part_size - 1``
-in input order. Each part is written to a temporary name, flushed to disk and
+Documents are encoded in *chunks* of ``chunk_docs`` consecutive input records
+(one ``encode_documents`` call each: texts are length-sorted into batches
+within a chunk). Parts hold consecutive chunks in input order; a part is
+written once it holds ``part_size`` documents or ``part_seconds`` seconds of
+encoding (default 60), so a killed encode loses at most about a minute of work.
+``encode.state`` lists each part's document count. Each part is written to a
+temporary name and flushed to disk, the state is updated, and the part is
 renamed into place, so a killed encode leaves only whole parts. Running the
 same command again continues after the last whole part: the records of
 finished parts are read (ids are still checked for duplicates) but not
 encoded again, so nothing is lost or duplicated. A resume must use the same
-input (path, size, mtime), encoder description, part size, limit and
-expansion field; anything else is refused with the name of what differs.
+input (path, size, mtime), encoder description, device, chunk size, limit and
+expansion field; anything else is refused with the name of what differs
+(``--threads``, ``--batch-size`` and ``--part-size`` may change).
+
+:class:`ResumableParts` and :func:`iter_chunks` are shared with the one-step
+indexer (:mod:`lsr.index.text_index`), which keeps CSR parts the same way.
 """
 
 from __future__ import annotations
@@ -26,13 +36,13 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 from lsr.errors import InputError, LsrError
 from lsr.io import ENCODER_FILE, write_vectors
 
-from .corpus import count_records, iter_records, source_fingerprint
+from .corpus import TextRecord, count_records, iter_records, source_fingerprint
 from .encoder import Encoder, QueryEncoder
 
 try:
@@ -45,11 +55,12 @@ except ImportError:  # pragma: no cover - orjson is installed with lsr
         return json.dumps(obj, ensure_ascii=False).encode("utf-8")
 
 STATE_FILE = "encode.state"
-STATE_FORMAT = "lsr-encode-state/1"
+STATE_FORMAT = "lsr-encode-state/2"
 PART_NAME = "part-{:05d}.jsonl.gz"
-_PART_RE = re.compile(r"^part-(\d{5})\.jsonl\.gz$")
-_TMP_RE = re.compile(r"^(part-\d{5}\.jsonl\.gz|encode\.state|encoder\.json)\.tmp-\d+$")
 GZIP_LEVEL = 6
+CHUNK_DOCS = 256
+PART_SECONDS = 60.0
+STAT_KEYS = ("docs", "truncated", "empty", "expanded")
 
 
 @dataclass
@@ -75,7 +86,8 @@ class EncodeReport:
         return asdict(self)
 
 
-def _atomic_write_bytes(path: str, data: bytes) -> None:
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a flushed temporary file and a rename."""
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
@@ -88,199 +100,278 @@ def _atomic_write_bytes(path: str, data: bytes) -> None:
             os.unlink(tmp)
 
 
-def _write_json(path: str, obj) -> None:
-    _atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+def write_json(path: str, obj) -> None:
+    """``obj`` as indented JSON, written atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
-def _write_part(path: str, ids: list[str], vecs: list[dict]) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as raw:
-            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz:
-                for did, vec in zip(ids, vecs):
-                    gz.write(_dumps({"id": did, "contents": "", "vector": vec}))
-                    gz.write(b"\n")
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _read_state(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            state = json.load(f)
-    except (OSError, ValueError) as e:
-        raise LsrError(f"{path}: unreadable encode state ({e}); remove the directory or pass --overwrite") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise LsrError(f"{path}: not an lsr encode state file")
-    return state
-
-
-def _first_difference(a, b, prefix: str = "") -> str:
+def first_difference(a, b, prefix: str = "") -> str:
+    """The dotted path of the first key where two JSON-like values differ."""
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
             if a.get(k) != b.get(k):
-                return _first_difference(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
+                return first_difference(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
     return prefix or "value"
 
 
-def _prepare_dir(output: str, want: dict, overwrite: bool) -> tuple[dict | None, int]:
-    """Create or check the output directory; returns (previous state, finished parts)."""
-    state_path = os.path.join(output, STATE_FILE)
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise InputError(f"output {output} exists and is not a directory")
-    if os.path.isdir(output) and overwrite:
-        for name in os.listdir(output):
-            if _PART_RE.match(name) or _TMP_RE.match(name) or name in (STATE_FILE, ENCODER_FILE):
-                os.unlink(os.path.join(output, name))
-    os.makedirs(output, exist_ok=True)
-    names = os.listdir(output)
-    for name in names:
-        if _TMP_RE.match(name):  # left by a killed run: never a finished part
-            os.unlink(os.path.join(output, name))
-    prev = None
-    if os.path.exists(state_path):
-        prev = _read_state(state_path)
-        for key in ("source", "encoder", "part_size", "limit", "expansion_field"):
-            if prev.get(key) != want.get(key):
-                where = _first_difference(prev.get(key), want.get(key), key)
-                raise LsrError(f"{output} holds an encode with a different {where}; use a new output "
-                               "directory or --overwrite to start again")
-    parts = sorted(int(m.group(1)) for m in (_PART_RE.match(n) for n in os.listdir(output)) if m)
-    if parts and prev is None:
-        raise LsrError(f"{output} already holds part files but no {STATE_FILE}; use a new output directory "
-                       "or --overwrite")
-    others = [n for n in os.listdir(output) if not (_PART_RE.match(n) or n in (STATE_FILE, ENCODER_FILE))]
-    if prev is None and others:
-        raise LsrError(f"{output} is not empty ({others[0]}, ...); use a new output directory or --overwrite")
-    if parts != list(range(len(parts))):
-        raise LsrError(f"{output}: part files are not numbered 0..{len(parts) - 1} (a part is missing); "
-                       "use --overwrite to start again")
-    return prev, len(parts)
+def _write_part(path: str, ids: list[str], vecs: list[dict]) -> None:
+    with open(path, "wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz:
+            for did, vec in zip(ids, vecs):
+                gz.write(_dumps({"id": did, "contents": "", "vector": vec}))
+                gz.write(b"\n")
+        raw.flush()
+        os.fsync(raw.fileno())
+
+
+class ResumableParts:
+    """The parts of a resumable encode in ``directory`` and the state file that lists them.
+
+    ``want`` holds the settings a resume must match (``match`` names them);
+    the state adds ``complete`` and ``parts`` (per finished part, its
+    ``[docs, truncated, empty, expanded]``). Finished parts are the part files
+    numbered 0..k-1 on disk; a part is written to ``<name>.tmp-<pid>``, the
+    state updated, then the part renamed into place (:meth:`commit`).
+    """
+
+    def __init__(self, directory: str, *, state_file: str, state_format: str, part_suffix: str,
+                 want: dict, match: tuple[str, ...], what: str, start_again: str,
+                 keep: tuple[str, ...] = ()):
+        self.dir = directory
+        self.state_path = os.path.join(directory, state_file)
+        self.state_format = state_format
+        self.part_suffix = part_suffix
+        self._part_re = re.compile(r"^part-(\d{5})" + re.escape(part_suffix) + "$")
+        self._tmp_re = re.compile(r"^(part-\d{5}" + re.escape(part_suffix) + "|"
+                                  + re.escape(state_file) + "|" + "|".join(map(re.escape, keep or ("-",)))
+                                  + r")\.tmp-\d+$")
+        self.want = want
+        self.match = match
+        self.what = what
+        self.start_again = start_again
+        self.keep = keep
+        self.state_file = state_file
+
+    def part_path(self, k: int) -> str:
+        return os.path.join(self.dir, f"part-{k:05d}{self.part_suffix}")
+
+    def is_own(self, name: str) -> bool:
+        return bool(self._part_re.match(name) or self._tmp_re.match(name) or name == self.state_file
+                    or name in self.keep)
+
+    def clear(self) -> None:
+        """Delete every file of this layout in the directory (parts, state, temporaries, ``keep``)."""
+        if os.path.isdir(self.dir):
+            for name in os.listdir(self.dir):
+                if self.is_own(name):
+                    os.unlink(os.path.join(self.dir, name))
+
+    def read_state(self) -> dict | None:
+        if not os.path.exists(self.state_path):
+            return None
+        try:
+            with open(self.state_path, encoding="utf-8") as f:
+                state = json.load(f)
+        except (OSError, ValueError) as e:
+            raise LsrError(f"{self.state_path}: unreadable state ({e}); {self.start_again}") from None
+        if not isinstance(state, dict) or state.get("format") != self.state_format:
+            found = state.get("format") if isinstance(state, dict) else None
+            raise LsrError(f"{self.state_path}: not a {self.state_format} state file (format {found!r}: "
+                           f"written by another lsr version?); {self.start_again}")
+        return state
+
+    def prepare(self) -> list[list[int]]:
+        """Create or check the directory; returns the stats of the finished parts (their count = len)."""
+        if os.path.exists(self.dir) and not os.path.isdir(self.dir):
+            raise InputError(f"{self.dir} exists and is not a directory")
+        os.makedirs(self.dir, exist_ok=True)
+        for name in os.listdir(self.dir):
+            if self._tmp_re.match(name):  # left by a killed run: never a finished part
+                os.unlink(os.path.join(self.dir, name))
+        prev = self.read_state()
+        if prev is not None:
+            for key in self.match:
+                if prev.get(key) != self.want.get(key):
+                    where = first_difference(prev.get(key), self.want.get(key), key)
+                    raise LsrError(f"{self.dir} holds {self.what} with a different {where}; {self.start_again}")
+        names = os.listdir(self.dir)
+        parts = sorted(int(m.group(1)) for m in map(self._part_re.match, names) if m)
+        if parts and prev is None:
+            raise LsrError(f"{self.dir} already holds part files but no {self.state_file}; {self.start_again}")
+        others = [n for n in names if not self.is_own(n)]
+        if prev is None and others:
+            raise LsrError(f"{self.dir} is not empty ({others[0]}, ...); {self.start_again}")
+        if parts != list(range(len(parts))):
+            raise LsrError(f"{self.dir}: part files are not numbered 0..{len(parts) - 1} (a part is missing); "
+                           f"{self.start_again}")
+        listed = (prev or {}).get("parts", [])
+        if len(listed) < len(parts):
+            raise LsrError(f"{self.state_path} lists {len(listed)} parts but {len(parts)} are on disk; "
+                           f"{self.start_again}")
+        self.stats = [list(x) for x in listed[: len(parts)]]
+        self.complete = bool(prev and prev.get("complete")) and len(listed) == len(parts)
+        self.extra = {k: v for k, v in (prev or {}).items() if k not in self.want and k not in ("complete", "parts")}
+        if not self.complete:
+            self._save(False)
+        return self.stats
+
+    def _save(self, complete: bool) -> None:
+        write_json(self.state_path, {**self.want, **self.extra, "complete": complete, "parts": self.stats})
+
+    def commit(self, write: Callable[[str], None], stats: list[int]) -> None:
+        """Write the next part with ``write(path)``, list it in the state, then rename it into place."""
+        final = self.part_path(len(self.stats))
+        tmp = f"{final}.tmp-{os.getpid()}"
+        try:
+            write(tmp)
+            self.stats.append(list(stats))
+            self._save(False)
+            os.replace(tmp, final)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def finish(self, **extra) -> None:
+        """Mark the encode complete (``extra`` goes into the state too)."""
+        self.extra.update(extra)
+        self.complete = True
+        self._save(True)
+
+    def totals(self) -> dict[str, int]:
+        return {k: sum(s[i] for s in self.stats) for i, k in enumerate(STAT_KEYS)}
+
+
+def iter_chunks(source: str, *, chunk_docs: int, skip: int = 0, limit: int | None = None,
+                expansion_field: str | None = None) -> Iterator[list[TextRecord]]:
+    """The documents of ``source`` in consecutive chunks of ``chunk_docs`` (the last may be shorter).
+
+    The first ``skip`` records are read (their ids are checked for duplicates) but not yielded;
+    ``limit`` stops after that many records. A duplicate id is an :class:`InputError`.
+    """
+    src = source_fingerprint(source)["source"]
+    seen: set[str] = set()
+    n = 0
+    chunk: list[TextRecord] = []
+    for rec in iter_records(source, queries=False, expansion_field=expansion_field):
+        if limit is not None and n >= limit:
+            break
+        if rec.id in seen:
+            raise InputError(f"{src}: duplicate document id {rec.id!r} (record {n + 1})")
+        seen.add(rec.id)
+        n += 1
+        if n <= skip:
+            continue
+        chunk.append(rec)
+        if len(chunk) == chunk_docs:
+            yield chunk
+            chunk = []
+    if n < skip:
+        raise LsrError(f"the input has {n} documents but {skip} were encoded before: the input changed")
+    if chunk:
+        yield chunk
+
+
+def check_encode_args(part_size, limit, chunk_docs, part_seconds) -> None:
+    for name, v in (("part size", part_size), ("chunk size", chunk_docs)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise InputError(f"{name} must be a positive integer, got {v!r}")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise InputError(f"limit must be a positive integer, got {limit!r}")
+    if not (part_seconds > 0):
+        raise InputError(f"part_seconds must be positive, got {part_seconds!r}")
+
+
+def runtime_info(encoder: Encoder, batch_size: int) -> dict:
+    """The runtime an encode ran with (recorded next to ``Encoder.describe()``)."""
+    side = encoder.doc_side
+    return {"device": encoder.runtime.device, "dtype": encoder.runtime.dtype, "threads": side.threads,
+            "threads_given": encoder.runtime.threads is not None, "batch_size": batch_size}
 
 
 def encode_corpus(encoder: Encoder, source: str, output: str, *, batch_size: int = 32,
                   part_size: int = 10_000, expansion_field: str | None = None, limit: int | None = None,
                   progress: bool = False, overwrite: bool = False,
-                  on_part: Callable[[int, int], None] | None = None) -> EncodeReport:
+                  on_part: Callable[[int, int], None] | None = None, chunk_docs: int = CHUNK_DOCS,
+                  part_seconds: float = PART_SECONDS) -> EncodeReport:
     """Encode the documents of ``source`` into the vector collection directory ``output``.
 
     Resumable (see the module docstring). ``on_part(part_index, docs_done)``
     is called after each part is safely on disk. Duplicate document ids are
-    an error. Returns an :class:`EncodeReport`; ``encoder.json`` is written
-    when the whole input is encoded.
+    an error. ``progress``: a bar on a terminal, else a line on stderr every
+    30 s (:class:`lsr.progress.Progress`). Chunks hold ``min(chunk_docs,
+    part_size)`` documents. Returns an :class:`EncodeReport`; ``encoder.json``
+    is written when the whole input is encoded.
     """
-    if not isinstance(part_size, int) or part_size < 1:
-        raise InputError(f"part size must be a positive integer, got {part_size!r}")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise InputError(f"limit must be a positive integer, got {limit!r}")
+    from lsr.progress import Progress
+
+    check_encode_args(part_size, limit, chunk_docs, part_seconds)
+    chunk_docs = min(chunk_docs, part_size)
     output = os.fspath(output)
-    src = source_fingerprint(source)
     description = encoder.describe()
-    want = {"format": STATE_FORMAT, "source": src, "encoder": description, "part_size": part_size,
-            "limit": limit, "expansion_field": expansion_field}
-    prev, done_parts = _prepare_dir(output, want, overwrite)
+    want = {"format": STATE_FORMAT, "source": source_fingerprint(source), "encoder": description,
+            "device": encoder.runtime.device, "chunk_docs": chunk_docs, "limit": limit,
+            "expansion_field": expansion_field}
+    parts = ResumableParts(output, state_file=STATE_FILE, state_format=STATE_FORMAT, part_suffix=".jsonl.gz",
+                           want=want, match=("source", "encoder", "device", "chunk_docs", "limit",
+                                             "expansion_field"),
+                           what="an encode", start_again="use a new output directory or --overwrite to start again",
+                           keep=(ENCODER_FILE,))
+    if overwrite:
+        parts.clear()
+    parts.prepare()
     report = EncodeReport(output=output)
-    state = dict(prev) if prev is not None else {**want, "complete": False, "docs": 0, "parts": 0,
-                                                  "truncated": 0, "empty": 0, "expanded": 0}
-    if prev is not None and prev.get("complete") and done_parts == prev.get("parts"):
-        report.docs = prev.get("docs", 0)
-        report.resumed_from = report.docs
-        report.parts = done_parts
-        report.complete = True
-        for key in ("truncated", "empty", "expanded"):
-            setattr(report, key, prev.get(key, 0))
+    done = parts.totals()
+    report.resumed_from = done["docs"]
+    if parts.complete:
+        report.docs, report.parts, report.complete = done["docs"], len(parts.stats), True
+        report.truncated, report.empty, report.expanded = done["truncated"], done["empty"], done["expanded"]
         if not os.path.exists(os.path.join(output, ENCODER_FILE)):
-            _write_json(os.path.join(output, ENCODER_FILE), description)
+            write_json(os.path.join(output, ENCODER_FILE), description)
         return report
-    state.update({"complete": False, "parts": done_parts})
-    _write_json(os.path.join(output, STATE_FILE), state)
 
     total = count_records(source) if progress else None
     if total is not None and limit is not None:
         total = min(total, limit)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="docs", desc="encode", dynamic_ncols=True, smoothing=0.1)
     t0 = time.perf_counter()
-    seen: set[str] = set()
-    n = 0
-    part = 0
-    skipped_in_part = 0
     buf_ids: list[str] = []
-    buf_texts: list[str] = []
-    buf_exp: list[str | None] = []
+    buf_vecs: list[dict] = []
+    counts = [0, 0, 0, 0]
+    part_t0 = time.monotonic()
 
     def flush() -> None:
-        nonlocal part
+        nonlocal counts, part_t0
         if not buf_ids:
             return
-        exps = buf_exp if any(e is not None for e in buf_exp) else None
-        vecs = encoder.encode_documents(buf_texts, batch_size=batch_size, expansions=exps,
-                                        progress=bar.update if bar is not None else None)
-        st = encoder.last_doc_stats
-        _write_part(os.path.join(output, PART_NAME.format(part)), buf_ids, vecs)
-        report.encoded += len(buf_ids)
-        report.truncated += st.truncated
-        report.empty += st.empty
-        report.expanded += st.expanded
-        part += 1
-        state["parts"] = part
-        state["docs"] = report.resumed_from + report.encoded
-        for key in ("truncated", "empty", "expanded"):
-            state[key] = state_base[key] + getattr(report, key)
-        _write_json(os.path.join(output, STATE_FILE), state)
+        parts.commit(lambda path: _write_part(path, buf_ids, buf_vecs), counts)
+        report.encoded += counts[0]
         buf_ids.clear()
-        buf_texts.clear()
-        buf_exp.clear()
+        buf_vecs.clear()
+        counts = [0, 0, 0, 0]
+        part_t0 = time.monotonic()
         if on_part is not None:
-            on_part(part - 1, state["docs"])
+            on_part(len(parts.stats) - 1, parts.totals()["docs"])
 
-    # counts of the parts already on disk (a part renamed just before a kill may miss its counts)
-    state_base = {key: (prev or {}).get(key, 0) if done_parts else 0 for key in ("truncated", "empty", "expanded")}
-    try:
-        for rec in iter_records(source, queries=False, expansion_field=expansion_field):
-            if limit is not None and n >= limit:
-                break
-            if rec.id in seen:
-                raise InputError(f"{src['source']}: duplicate document id {rec.id!r} (record {n + 1})")
-            seen.add(rec.id)
-            n += 1
-            if part < done_parts:  # already on disk from an earlier run
-                skipped_in_part += 1
-                report.resumed_from += 1
-                if bar is not None:
-                    bar.update(1)
-                if skipped_in_part == part_size:
-                    part += 1
-                    skipped_in_part = 0
-                continue
-            buf_ids.append(rec.id)
-            buf_texts.append(rec.text)
-            buf_exp.append(rec.expansion)
-            if len(buf_ids) == part_size:
+    with Progress("lsr encode", total, unit="docs", enabled=progress, initial=report.resumed_from) as bar:
+        for chunk in iter_chunks(source, chunk_docs=chunk_docs, skip=report.resumed_from, limit=limit,
+                                 expansion_field=expansion_field):
+            exps = [r.expansion for r in chunk]
+            vecs = encoder.encode_documents([r.text for r in chunk], batch_size=batch_size,
+                                            expansions=exps if any(e is not None for e in exps) else None,
+                                            progress=bar.update)
+            st = encoder.last_doc_stats
+            buf_ids.extend(r.id for r in chunk)
+            buf_vecs.extend(vecs)
+            for i, v in enumerate((len(chunk), st.truncated, st.empty, st.expanded)):
+                counts[i] += v
+            if len(buf_ids) >= part_size or time.monotonic() - part_t0 >= part_seconds:
                 flush()
-        if part < done_parts:
-            raise LsrError(f"{output} has {done_parts} parts but the input ends within part {part}; "
-                           "the input changed, use --overwrite")
         flush()
-    finally:
-        if bar is not None:
-            bar.close()
     report.seconds = time.perf_counter() - t0
-    report.parts = part
-    report.docs = n
-    for key in ("truncated", "empty", "expanded"):
-        setattr(report, key, state_base[key] + getattr(report, key))
-    _write_json(os.path.join(output, ENCODER_FILE), description)
-    state.update({"complete": True, "parts": part, "docs": n, "truncated": report.truncated,
-                  "empty": report.empty, "expanded": report.expanded})
-    _write_json(os.path.join(output, STATE_FILE), state)
+    done = parts.totals()
+    report.parts = len(parts.stats)
+    report.docs, report.truncated, report.empty, report.expanded = (done[k] for k in STAT_KEYS)
+    write_json(os.path.join(output, ENCODER_FILE), {**description, "runtime": runtime_info(encoder, batch_size)})
+    parts.finish()
     report.complete = True
     return report
 
@@ -303,18 +394,11 @@ def encode_query_file(encoder: QueryEncoder, source: str, output: str, *, batch_
         seen.add(rec.id)
         ids.append(rec.id)
         texts.append(rec.text)
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from lsr.progress import Progress
 
-        bar = tqdm(total=len(ids), unit="queries", desc="queries", dynamic_ncols=True)
     t0 = time.perf_counter()
-    try:
-        vecs = encoder.encode_queries(texts, batch_size=batch_size,
-                                      progress=bar.update if bar is not None else None)
-    finally:
-        if bar is not None:
-            bar.close()
+    with Progress("lsr encode queries", len(ids), unit="queries", enabled=progress) as bar:
+        vecs = encoder.encode_queries(texts, batch_size=batch_size, progress=bar.update)
     seconds = time.perf_counter() - t0
     parent = os.path.dirname(os.path.abspath(output))
     os.makedirs(parent, exist_ok=True)
@@ -324,4 +408,5 @@ def encode_query_file(encoder: QueryEncoder, source: str, output: str, *, batch_
                         empty=st.empty, seconds=seconds, complete=True)
 
 
-__all__ = ["PART_NAME", "STATE_FILE", "EncodeReport", "encode_corpus", "encode_query_file"]
+__all__ = ["CHUNK_DOCS", "PART_NAME", "PART_SECONDS", "STATE_FILE", "EncodeReport", "ResumableParts",
+           "encode_corpus", "encode_query_file", "iter_chunks"]

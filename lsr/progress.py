@@ -23,7 +23,8 @@ from typing import IO
 class Progress:
     """A counter shown as a bar on a terminal, as a line every ``interval`` seconds elsewhere.
 
-    ``enabled=False`` shows nothing. Use as a context manager or call :meth:`close`.
+    ``enabled=False`` shows nothing. Use as a context manager (a closing line is written unless the
+    block raised) or call :meth:`close` (which writes it).
     """
 
     def __init__(self, desc: str, total: int | None = None, *, unit: str = "docs", enabled: bool = True,
@@ -84,7 +85,9 @@ class Progress:
     def __enter__(self) -> "Progress":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._lines = False   # no closing line after an error: the error is the last line
         self.close()
 
 

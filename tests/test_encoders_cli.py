@@ -97,7 +97,9 @@ def test_encode_jsonl_corpus_and_queries(tmp_path, corpus, enc, capsys):
     assert [d for d, _ in got] == [d for d, _ in docs]
     assert_vectors_close([v for _, v in got], enc.encode_documents([t for _, t in docs]))
     info = read_encoder_info(str(out))
+    runtime = info.pop("runtime")
     assert info == json.loads(json.dumps(enc.describe()))
+    assert runtime["batch_size"] == 5 and runtime["device"] == "cpu" and runtime["threads"] >= 1
     with gzip.open(out / "part-00000.jsonl.gz", "rt", encoding="utf-8") as f:
         assert json.loads(f.readline())["contents"] == ""
     queries = read_queries(qout)

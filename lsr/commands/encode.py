@@ -22,8 +22,16 @@ Corpus and query sources: a JSONL file (BEIR layout _id/title/text, or id/conten
 (id<TAB>text), either optionally gzipped, or irds:<ir_datasets id> (e.g. irds:beir/scifact).
 
 The output directory holds part-NNNNN.jsonl.gz files ({"id", "contents", "vector"} per line, what
-`lsr index DIR` reads), encode.state (resume information) and, once complete, encoder.json. An
-interrupted encode continues where it stopped when the same command is run again.
+`lsr index DIR` reads), encode.state (resume information) and, once complete, encoder.json (the
+encoder's identity and settings, and the runtime it ran with). A part reaches disk at least every
+minute of encoding; an interrupted encode continues where it stopped when the same command is run
+again. `lsr index --encoder ENCODER --corpus SRC -o DIR` encodes and indexes in one step.
+
+Threads: by default torch runs as many threads as there are idle CPUs when encoding starts (a busy
+machine gets fewer threads than it has CPUs: threads that wait for a CPU slow the others down).
+On a shared machine, setting OMP_WAIT_POLICY=PASSIVE in the environment before starting lsr also
+keeps idle torch threads from spinning. Progress: a bar on a terminal, otherwise a line on stderr
+every 30 s (docs/s, done/total, ETA).
 
 examples:
   lsr encode splade-v3 --corpus corpus.jsonl --output vectors/
@@ -61,11 +69,19 @@ def register(subparsers) -> None:
                          "uniCOIL appends it, DeepImpact appends its unique new words")
     io.add_argument("--limit", type=positive_int, metavar="N", help="encode only the first N documents")
     io.add_argument("--part-size", type=positive_int, default=10_000, metavar="N",
-                    help="documents per output part; a killed encode loses at most one part (default 10000)")
+                    help="at most N documents per output part (default 10000); a part is also written after "
+                         "a minute of encoding, so a killed encode loses at most about a minute of work")
     io.add_argument("--overwrite", action="store_true",
                     help="delete earlier output in --output and start again instead of resuming")
-    io.add_argument("--no-progress", action="store_true", help="no progress bar")
+    io.add_argument("--no-progress", action="store_true",
+                    help="no progress bar or lines, and no progress bars or INFO lines from transformers and "
+                         "ir_datasets")
+    add_encoder_args(p)
+    p.set_defaults(func=run)
 
+
+def add_encoder_args(p: argparse.ArgumentParser, *, queries: bool = True) -> None:
+    """The model, runtime and doc2query options of ``lsr encode`` (``lsr index --encoder`` takes them too)."""
     model = p.add_argument_group("model")
     model.add_argument("--revision", metavar="REV", help="hub revision (branch, tag or commit) for hub checkpoints")
     model.add_argument("--model-path", metavar="DIR",
@@ -87,11 +103,14 @@ def register(subparsers) -> None:
     run_g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
     run_g.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                        help="compute dtype: float32 (exact, default), bfloat16 (CPU or GPU), float16 (GPU)")
-    run_g.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's)")
+    run_g.add_argument("--threads", type=positive_int, metavar="N",
+                       help="torch CPU threads (default: the CPUs idle when encoding starts, at most torch's "
+                            "default; see below)")
     run_g.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                        help="documents per batch; batches are formed from length-sorted texts (default 32)")
-    run_g.add_argument("--query-batch-size", type=positive_int, default=64, metavar="N",
-                       help="queries per batch (default 64)")
+    if queries:
+        run_g.add_argument("--query-batch-size", type=positive_int, default=64, metavar="N",
+                           help="queries per batch (default 64)")
 
     d2q = p.add_argument_group("doc2query generation (DeeperImpact; overrides the preset's expansion settings)")
     d2q.add_argument("--d2q-model", metavar="SPEC", help="causal LM (directory or hub id) that generates queries")
@@ -103,7 +122,6 @@ def register(subparsers) -> None:
     d2q.add_argument("--d2q-temperature", type=nonneg_float, metavar="T", help="sampling temperature")
     d2q.add_argument("--d2q-seed", type=int, metavar="S", help="sampling seed (mixed with each document's CRC)")
     d2q.add_argument("--no-d2q", action="store_true", help="do not generate expansions (use only --expansion-field)")
-    p.set_defaults(func=run)
 
 
 def _side_changes(args, prefix: str) -> dict:
@@ -149,12 +167,25 @@ def build_config(args):
     return cfg.replace(doc=doc, query=query)
 
 
+def load_from_args(args):
+    """The Encoder that ``args`` (the options of :func:`add_encoder_args` and ``args.encoder``) describe."""
+    from lsr.encoders import load_encoder
+
+    return load_encoder(build_config(args), device=args.device, dtype=args.dtype, threads=args.threads)
+
+
 def run(args) -> int:
+    from lsr.progress import quiet_libraries
+
+    with quiet_libraries(args.no_progress):
+        return _run(args)
+
+
+def _run(args) -> int:
     from lsr.encoders import (
         available_encoders,
         encode_corpus,
         encode_query_file,
-        load_encoder,
     )
 
     if args.list:
@@ -170,8 +201,8 @@ def run(args) -> int:
     if bool(args.queries) != bool(args.queries_output):
         raise InputError("--queries and --queries-output go together")
 
-    encoder = load_encoder(build_config(args), device=args.device, dtype=args.dtype, threads=args.threads)
-    progress = not args.no_progress and sys.stderr.isatty()
+    encoder = load_from_args(args)
+    progress = not args.no_progress
     if args.corpus:
         rep = encode_corpus(encoder, args.corpus, args.output, batch_size=args.batch_size,
                             part_size=args.part_size, expansion_field=args.expansion_field, limit=args.limit,
@@ -179,8 +210,9 @@ def run(args) -> int:
         rate = f", {rep.docs_per_second:.1f} docs/s" if rep.encoded else ""
         resumed = f" (resumed after {rep.resumed_from})" if rep.resumed_from and rep.encoded else ""
         done = " (already complete)" if not rep.encoded and rep.complete else ""
+        threads = f" on {encoder.doc_side.threads} thread(s)" if rep.encoded and args.device == "cpu" else ""
         print(f"lsr encode: {rep.docs} documents in {rep.parts} parts -> {rep.output}{done}{resumed}; "
-              f"encoded {rep.encoded} in {rep.seconds:.1f}s{rate}; truncated {rep.truncated} at "
+              f"encoded {rep.encoded} in {rep.seconds:.1f}s{rate}{threads}; truncated {rep.truncated} at "
               f"{encoder.config.doc.max_length} tokens; empty {rep.empty}", file=sys.stderr)
     if args.queries:
         rep = encode_query_file(encoder, args.queries, args.queries_output, batch_size=args.query_batch_size,
