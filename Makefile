@@ -23,17 +23,33 @@ $(VENV)/.installed: pyproject.toml
 $(DEMOENV)/.installed: pyproject.toml
 	$(PY) -m venv $(DEMOENV)
 	$(DEMOENV)/bin/pip install $(PIP_Q) --upgrade pip
-	$(DEMOENV)/bin/pip install $(PIP_Q) '.[eval]'
+	# the local CPU wheel first, so that nothing resolves an unpinned (CUDA) torch
+	$(DEMOENV)/bin/pip install $(PIP_Q) $(TORCH)
+	$(DEMOENV)/bin/pip install $(PIP_Q) '.[encoders,eval]'
 	touch $@
 
+# The demo's encoder: the splade-tiny preset (hub id rasyosef/splade-tiny); a local copy of the checkpoint
+# replaces it where there is one (DEMO_MODEL=DIR, default ../shared/models/splade-tiny when it exists).
+DEMO_MODEL ?= $(wildcard ../shared/models/splade-tiny)
+DEMO_ENC   := splade-tiny$(if $(DEMO_MODEL), --model-path $(DEMO_MODEL))
+DEMO_DATA  := lsr/data
+
+# text -> index (one step) -> search (text queries) -> nDCG@10; then lsr benchmark for the latency figures
 demo: $(DEMOENV)/.installed
-	mkdir -p $(DEMO)
-	$(DEMOENV)/bin/lsr index lsr/data/scifact-1k.vectors.jsonl.gz -o $(DEMO)/index --overwrite
+	mkdir -p $(DEMO)/scifact-1k
+	$(DEMOENV)/bin/lsr index --encoder $(DEMO_ENC) --corpus $(DEMO_DATA)/scifact-1k.corpus.jsonl.gz \
+		-o $(DEMO)/index --overwrite
 	$(DEMOENV)/bin/lsr info $(DEMO)/index
-	$(DEMOENV)/bin/lsr search -i $(DEMO)/index -q lsr/data/scifact-test.queries.jsonl.gz -k 10 \
-		-o $(DEMO)/run.trec
+	$(DEMOENV)/bin/lsr search -i $(DEMO)/index -q $(DEMO_DATA)/scifact-test.queries.jsonl.gz --query-format text \
+		-k 10 -o $(DEMO)/run.trec
 	head -n 5 $(DEMO)/run.trec
-	$(DEMOENV)/bin/lsr eval $(DEMO)/run.trec --qrels lsr/data/scifact-1k.qrels.tsv -m nDCG@10,RR@10,R@10
+	$(DEMOENV)/bin/lsr eval $(DEMO)/run.trec --qrels $(DEMO_DATA)/scifact-1k.qrels.tsv -m nDCG@10,RR@10,R@10
+	# the same collection as a flat dataset directory, for lsr benchmark (encodes again, times every query)
+	ln -sf $(CURDIR)/$(DEMO_DATA)/scifact-1k.corpus.jsonl.gz $(DEMO)/scifact-1k/corpus.jsonl.gz
+	ln -sf $(CURDIR)/$(DEMO_DATA)/scifact-test.queries.jsonl.gz $(DEMO)/scifact-1k/queries.jsonl.gz
+	ln -sf $(CURDIR)/$(DEMO_DATA)/scifact-1k.qrels.tsv $(DEMO)/scifact-1k/qrels.tsv
+	$(DEMOENV)/bin/lsr benchmark --dataset $(DEMO)/scifact-1k --encoder $(DEMO_ENC) --algorithms auto \
+		--metrics nDCG@10,RR@10,R@10 --no-plots -o $(DEMO)/benchmark --cache-dir $(DEMO)/cache
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q -m "not peers" --durations=15
@@ -50,7 +66,8 @@ $(VENV)/.peers: $(VENV)/.installed
 test-peers: $(VENV)/.peers
 	$(VENV)/bin/python -m pytest -q -m peers --durations=10
 
-# `pip install .` and `pip install -e .` in fresh virtual environments, used outside the checkout.
+# `pip install .` and `pip install -e .` in fresh virtual environments, used outside the checkout: the CLI
+# starts, and the shipped presets and registry entries are found (package data).
 check-install:
 	rm -rf /tmp/lsr-check-wheel /tmp/lsr-check-edit
 	$(PY) -m venv /tmp/lsr-check-wheel && /tmp/lsr-check-wheel/bin/pip install $(PIP_Q) .
@@ -58,9 +75,11 @@ check-install:
 	for v in /tmp/lsr-check-wheel /tmp/lsr-check-edit; do \
 		(cd /tmp && $$v/bin/python -c "import lsr, lsr.index, lsr.encoders, lsr.eval, lsr.config; print(lsr.__file__)" \
 		 && $$v/bin/lsr --help >/dev/null && $$v/bin/lsr index --help >/dev/null \
-		 && $$v/bin/lsr search --help >/dev/null) || exit 1; \
+		 && $$v/bin/lsr search --help >/dev/null \
+		 && $$v/bin/lsr encode --list | grep -qx splade-tiny \
+		 && $$v/bin/lsr benchmark --list-registry | grep -q '^splade-tiny-scifact: ') || exit 1; \
 	done
-	@echo "pip install . and pip install -e . both work"
+	@echo "pip install . and pip install -e . both work; lsr encode --list and lsr benchmark --list-registry list the shipped entries"
 
 clean:
 	rm -rf $(VENV) $(DEMOENV) $(DEMO) build *.egg-info

@@ -76,9 +76,10 @@ FORMAT = "lsr-benchmark/1"
 BASELINES = ("bm25", "pisa")
 PISA_ALGORITHMS = ("block_max_wand", "maxscore", "wand", "block_max_maxscore", "ranked_or")
 DTYPES = ("float32", "bfloat16", "float16")
-# A source checkout keeps configs/ next to the package directories.
+# A source checkout's root (for git facts), when the package runs from one.
 _CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REGISTRY_DIR = os.path.join(_CHECKOUT, "configs", "registry")
+# The registry ships with the package: lsr.configs (package data), folder registry/.
+REGISTRY_DIR = "registry"
 
 
 def _positive_int(name: str, v: Any, allow_none: bool = False) -> None:
@@ -120,7 +121,9 @@ class BenchmarkConfig(_Config):
       (``lsr encode`` output, or Anserini ``JsonVectorCollection`` files)
       used instead of encoding; its queries are encoded by ``encoder`` if
       given, else by the collection's ``encoder.json``. With neither, only
-      the BM25 baseline runs.
+      the BM25 baseline runs. ``model_path``: a local checkpoint directory
+      that replaces the encoder's checkpoint (e.g. a copy of a preset's hub
+      model, for machines without network).
     * ``output``: directory for runs, ``results.json`` and plots (default
       ``benchmark-runs/<name or dataset>``); ``cache_dir``: the encoding
       cache (default ``$XDG_CACHE_HOME/lsr/benchmark``, i.e.
@@ -150,6 +153,7 @@ class BenchmarkConfig(_Config):
 
     dataset: str = ""
     encoder: str | None = None
+    model_path: str | None = None
     vectors: str | None = None
     output: str | None = None
     cache_dir: str | None = None
@@ -181,7 +185,7 @@ class BenchmarkConfig(_Config):
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise InputError("a benchmark needs a dataset (an ir_datasets id such as beir/scifact/test, "
                              "or a BEIR directory)")
-        for name in ("encoder", "vectors", "output", "cache_dir", "name", "expected_source"):
+        for name in ("encoder", "model_path", "vectors", "output", "cache_dir", "name", "expected_source"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, (str, os.PathLike)) or not os.fspath(v).strip()):
                 raise InputError(f"{name} must be a non-empty string, got {v!r}")
@@ -234,6 +238,8 @@ class BenchmarkConfig(_Config):
                 raise InputError("nothing to benchmark: give an encoder, pre-encoded vectors, or the bm25 baseline")
             if "pisa" in self.baselines:
                 raise InputError("the pisa baseline runs over the lsr index's impacts: give an encoder or vectors")
+        if self.model_path is not None and self.encoder is None:
+            raise InputError("model_path replaces an encoder's checkpoint: give the encoder too")
         if self.expected is not None:
             set_("expected", _check_expected(self.expected))
 
@@ -811,7 +817,7 @@ def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None 
     if cfg.encoder is not None:
         from lsr.encoders import resolve_config
 
-        enc_config = resolve_config(cfg.encoder)
+        enc_config = resolve_config(cfg.encoder, model_path=cfg.model_path)
     if cfg.vectors is not None:
         from lsr.io import read_encoder_info, vector_files
 
@@ -1168,7 +1174,8 @@ REGISTRY_KEYS = ("name", "description", "command", "source", "measured", "expect
 
 @dataclass(frozen=True)
 class RegistryEntry:
-    """A reproducibility registry entry (``configs/registry/<name>.yaml``)."""
+    """A reproducibility registry entry (shipped as ``lsr.configs``' ``registry/<name>.yaml``; ``path``: the
+    file it was read from, ``lsr.configs/registry/<file>`` for a shipped one)."""
 
     name: str
     description: str
@@ -1180,24 +1187,49 @@ class RegistryEntry:
     path: str | None = None
 
 
-def registry_entries(directory: str = REGISTRY_DIR) -> dict[str, str]:
-    """``{name: yaml path}`` of the registry (a source checkout's ``configs/registry``)."""
+def _registry_files(directory: str | os.PathLike | None):
+    """``{name: Traversable or path}``: the shipped registry (``directory=None``) or a directory's YAML files."""
+    if directory is None:
+        from lsr import configs
+
+        folder = configs.path(REGISTRY_DIR)
+        return {e.name.rsplit(".", 1)[0]: e for e in sorted(folder.iterdir(), key=lambda e: e.name)
+                if e.name.endswith((".yaml", ".yml")) and e.is_file()}
+    directory = os.fspath(directory)
     if not os.path.isdir(directory):
         return {}
     return {f.rsplit(".", 1)[0]: os.path.join(directory, f) for f in sorted(os.listdir(directory))
             if f.endswith((".yaml", ".yml"))}
 
 
-def load_registry_entry(name_or_path: str, directory: str = REGISTRY_DIR) -> RegistryEntry:
-    """A registry entry by name (see :func:`registry_entries`) or YAML path."""
+def registry_entries(directory: str | os.PathLike | None = None) -> dict[str, str]:
+    """``{name: where}`` of the registry: by default the entries shipped with the package (package data
+    ``lsr.configs``, folder ``registry/``, read through importlib.resources), else a directory's ``*.yaml``."""
+    return {name: str(where) for name, where in _registry_files(directory).items()}
+
+
+def load_registry_entry(name_or_path: str, directory: str | os.PathLike | None = None) -> RegistryEntry:
+    """A registry entry by name (see :func:`registry_entries`) or YAML file path."""
+    import yaml
+
     path = name_or_path
-    if not (os.path.isfile(path) and path.endswith((".yaml", ".yml"))):
-        entries = registry_entries(directory)
+    if os.path.isfile(path) and path.endswith((".yaml", ".yml")):
+        data = read_yaml_mapping(path, "registry entry")
+        path = os.path.abspath(path)
+    else:
+        entries = _registry_files(directory)
         if name_or_path not in entries:
-            known = ", ".join(entries) or f"none: {directory} does not exist (a source checkout has it)"
+            known = ", ".join(entries) or f"none: {directory} holds no *.yaml entries"
             raise InputError(f"unknown registry entry {name_or_path!r} (known: {known})")
-        path = entries[name_or_path]
-    data = read_yaml_mapping(path, "registry entry")
+        where = entries[name_or_path]
+        if isinstance(where, str):
+            data = read_yaml_mapping(where, "registry entry")
+            path = os.path.abspath(where)
+        else:
+            path = f"lsr.configs/{REGISTRY_DIR}/{where.name}"
+            data = yaml.safe_load(where.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise InputError(f"{path}: expected a mapping in the registry entry")
     unknown = sorted(set(data) - set(REGISTRY_KEYS))
     if unknown:
         raise InputError(f"{path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(REGISTRY_KEYS)})")
@@ -1218,7 +1250,7 @@ def load_registry_entry(name_or_path: str, directory: str = REGISTRY_DIR) -> Reg
     return RegistryEntry(name=str(data["name"]), description=str(data["description"]),
                          command=" ".join(str(data["command"]).split()), config=config,
                          source=data.get("source"), measured=data.get("measured"), notes=data.get("notes"),
-                         path=os.path.abspath(path))
+                         path=path)
 
 
 __all__ = ["BenchmarkConfig", "BenchmarkResult", "SystemResult", "RegistryEntry", "run_benchmark",

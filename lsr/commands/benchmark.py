@@ -17,8 +17,9 @@ from .argtypes import nonneg_int, positive_int
 from .index import quantization_from_args
 
 _EPILOG = """\
-Settings come from, in increasing priority: the defaults, --registry NAME (configs/registry/NAME.yaml of a
-source checkout, or a path to such a file) or --config FILE (keys of BenchmarkConfig), then the options given.
+Settings come from, in increasing priority: the defaults, --registry NAME (an entry shipped with lsr, see
+--list-registry, or a path to such a YAML file) or --config FILE (keys of BenchmarkConfig), then the options
+given.
 
 Writes into --output: run.trec (lsr), run.bm25.trec, run.pisa.trec, queries.jsonl.gz (encoded queries),
 index/, bm25/ (Lucene index, topics.tsv, Anserini's log), pisa/, results.json (git commit, configuration,
@@ -32,6 +33,7 @@ examples:
   lsr benchmark --dataset beir/scifact/test --encoder splade-tiny
   lsr benchmark -d msmarco-passage/trec-dl-2019/judged -e splade-tiny -o bench/dl19 --baselines bm25
   lsr benchmark --registry splade-tiny-scifact
+  lsr benchmark --registry splade-tiny-scifact --model-path models/splade-tiny   # a local copy, no network
   lsr benchmark --list-registry
 """
 
@@ -52,13 +54,17 @@ def register(subparsers) -> None:
                           "BEIR/flat directory; must have documents, queries and qrels")
     src.add_argument("--encoder", "-e", metavar="SPEC",
                      help="encoder: registered name (lsr encode --list), YAML preset, checkpoint directory or hub id")
+    src.add_argument("--model-path", metavar="DIR",
+                     help="local checkpoint directory that replaces the encoder's model (e.g. a downloaded copy of "
+                          "a preset's hub model, to run without network)")
     src.add_argument("--vectors", metavar="DIR",
                      help="pre-encoded vector collection (lsr encode output, or JsonVectorCollection files) "
                           "instead of encoding; queries use --encoder, else the collection's encoder.json")
     src.add_argument("--registry", "-r", metavar="NAME",
-                     help="start from a reproducibility registry entry (configs/registry/NAME.yaml, or a path)")
+                     help="start from a reproducibility registry entry (a name of --list-registry, or a YAML path)")
     src.add_argument("--config", metavar="FILE", help="start from a YAML file of BenchmarkConfig settings")
-    src.add_argument("--list-registry", action="store_true", help="list the registry entries and exit")
+    src.add_argument("--list-registry", action="store_true",
+                     help="list the registry entries shipped with lsr and exit")
 
     io = p.add_argument_group("output")
     io.add_argument("--output", "-o", metavar="DIR",
@@ -115,7 +121,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-_DIRECT = ("dataset", "encoder", "vectors", "output", "cache_dir", "k", "latency_k", "latency_queries", "algorithms",
+_DIRECT = ("dataset", "encoder", "model_path", "vectors", "output", "cache_dir", "k", "latency_k", "latency_queries", "algorithms",
            "threads", "query_scale", "repeats", "max_docs", "batch_size", "device", "dtype", "encode_threads",
            "baselines", "bm25_k1", "bm25_b", "pisa_algorithm", "plots")
 
