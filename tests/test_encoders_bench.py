@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from encoders_helpers import SCIFACT, SPLADE_TINY
-from lsr.encoders import bench
+from benchmarks import encoder_speed as bench
 
 
 def test_bench_prints_table_and_outputs_agree(tmp_path, capsys):
