@@ -546,15 +546,33 @@ def _check_no_duplicate_terms(counts: np.ndarray, docs: np.ndarray) -> None:
 
 def build_index(source: str | os.PathLike | Sequence[str | os.PathLike] | Iterable,
                 out_dir: str | os.PathLike, config: IndexConfig | None = None, *, overwrite: bool = False,
-                encoder: Mapping[str, Any] | None = None, progress: bool = False):
-    """Build an index from JSONL files, vector collection directories or Python records.
+                encoder: Any = None, progress: bool = False, **text_options: Any):
+    """Build an index from term weights (JSONL files, vector collection directories, Python records)
+    or, given an encoder, from text.
 
-    ``source`` is a path, a list of paths (read in order), or an iterable of
-    ``{"id", "vector"}`` dicts or ``(id, vector)`` pairs. For directories
-    written by ``lsr encode``, their ``encoder.json`` is recorded in the
-    manifest unless ``encoder`` is given (inputs from different encoders are
-    refused). Returns the opened :class:`~lsr.index.Index`.
+    Term weights: ``source`` is a path, a list of paths (read in order), or an
+    iterable of ``{"id", "vector"}`` dicts or ``(id, vector)`` pairs; ``encoder``,
+    if given, is the ``Encoder.describe()`` dict to record (a mapping). For
+    directories written by ``lsr encode``, their ``encoder.json`` is recorded
+    in the manifest unless ``encoder`` is given (inputs from different
+    encoders are refused).
+
+    Text: with ``encoder`` an :class:`~lsr.encoders.Encoder` or an encoder spec
+    (a name, preset, checkpoint directory or hub id as a string or path, or an
+    EncoderConfig), ``source`` is a corpus (JSONL, TSV or ``irds:<id>``) that is
+    encoded and indexed in one step by
+    :func:`~lsr.index.text_index.build_index_from_text`, which takes
+    ``text_options`` (``store_text``, ``restart``, ``batch_size``, ``limit``, ...).
+
+    Returns the opened :class:`~lsr.index.Index`.
     """
+    if encoder is not None and not isinstance(encoder, Mapping):
+        from .text_index import build_index_from_text
+
+        return build_index_from_text(source, out_dir, config, encoder=encoder, overwrite=overwrite,
+                                     progress=progress, **text_options)
+    if text_options:
+        raise InputError(f"{', '.join(sorted(text_options))}: options of a build from text (give an encoder)")
     if isinstance(source, (str, os.PathLike)):
         sources: list = [source]
     elif isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source):

@@ -8,6 +8,13 @@ Public API (everything users need is importable from ``lsr``)::
     results = searcher.search({"term": 1.2, "other": 0.4}, k=10)
     for hit in results:
         print(hit.query_id, hit.doc_id, hit.score, hit.rank)
+
+From text in one step (encoder batches go straight into the index builder;
+resumable through ``my-index.partial/``)::
+
+    index = lsr.build_index("corpus.jsonl", "my-index", encoder="splade-v3", store_text=True)
+    lsr.Searcher(index).search("a text query", k=10)     # encoded by the recorded query encoder
+    index.doc_text(hit.doc_id)                             # with store_text
 """
 
 __version__ = "0.1.0"
@@ -19,7 +26,8 @@ __all__ = ["__version__", "LsrError", "InputError", "IndexFormatError", "Hit", "
 
 from .config import IndexConfig, QuantizationConfig, SearchConfig  # noqa: E402
 from .index import Index, IndexBuilder, Searcher, build_index  # noqa: E402
+from .index.text_index import build_index_from_text  # noqa: E402
 from .io import Query, read_queries  # noqa: E402
 
 __all__ += ["IndexConfig", "QuantizationConfig", "SearchConfig", "Index", "IndexBuilder", "Searcher",
-            "build_index", "Query", "read_queries"]
+            "build_index", "build_index_from_text", "Query", "read_queries"]

@@ -1,22 +1,68 @@
-"""``lsr index``: build an index from term-weight vectors."""
+"""``lsr index``: build an index from term-weight vectors, or from text with an encoder in one step."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from .argtypes import positive_int
+
+_EPILOG = """\
+From text in one step: `lsr index --encoder ENCODER --corpus SRC -o DIR` encodes the corpus (the
+sources and model/runtime options of `lsr encode`) and indexes it with no intermediate files; the
+index records the encoder and its runtime so `lsr search --query-format text` encodes queries the
+same way, and gives the same index as `lsr encode` followed by `lsr index` on its output.
+Progress is kept in DIR.partial/ (encoded parts, written at least every minute of encoding, and
+state.json with the settings and the corpus fingerprint): rerunning the same command continues
+where it stopped, a rerun with other encoder settings or another corpus is refused (--restart
+discards DIR.partial), `lsr info DIR` reports how far it got, and DIR.partial is removed once DIR
+is in place. --store-text keeps the documents' text in the index (Index.doc_text).
+Threads: by default torch runs as many threads as there are idle CPUs when encoding starts; on a
+shared machine, OMP_WAIT_POLICY=PASSIVE in the environment also keeps idle torch threads from
+spinning (see `lsr encode --help`).
+
+examples:
+  lsr index vectors/ -o my-index
+  lsr index --encoder splade-v3 --corpus corpus.jsonl -o my-index --store-text
+  lsr index --encoder models/splade-tiny --corpus irds:beir/scifact -o scifact-index --threads 2
+"""
+
+# options that only apply to a build from text, with their defaults (refused without --encoder)
+_TEXT_ONLY = {"corpus": None, "store_text": False, "restart": False, "limit": None, "expansion_field": None,
+              "revision": None, "model_path": None, "query_encoder": None, "doc_max_length": None,
+              "query_max_length": None, "doc_top_k": None, "query_top_k": None, "doc_min_weight": None,
+              "query_min_weight": None, "device": "cpu", "dtype": "float32", "threads": None, "batch_size": 32,
+              "d2q_model": None, "d2q_gguf_file": None, "d2q_num_queries": None, "d2q_max_new_tokens": None,
+              "d2q_top_k": None, "d2q_top_p": None, "d2q_temperature": None, "d2q_seed": None, "no_d2q": False}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from .encode import add_encoder_args
+
     p = sub.add_parser(
-        "index", help="build an inverted index from term-weight vectors",
+        "index", help="build an inverted index from term-weight vectors, or from text with --encoder",
         description="Build a quantised, memory-mapped inverted index from documents with term weights: "
                     "JSONL lines {\"id\": ..., \"contents\": ..., \"vector\": {term: weight}} (Anserini's "
                     "JsonVectorCollection; .gz accepted), or a directory of such files as `lsr encode` writes "
-                    "(its encoder.json is recorded so text queries can be encoded at search time).",
+                    "(its encoder.json is recorded so text queries can be encoded at search time); or, with "
+                    "--encoder and --corpus, from text in one step.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", nargs="+", help="JSONL file(s) (.jsonl, .jsonl.gz) or vector collection directories, "
-                                            "read in the order given")
+    p.add_argument("input", nargs="*", help="JSONL file(s) (.jsonl, .jsonl.gz) or vector collection directories, "
+                                            "read in the order given (not with --encoder)")
     p.add_argument("-o", "--output", required=True, help="index directory to create")
+    text = p.add_argument_group("from text in one step")
+    text.add_argument("--encoder", metavar="ENCODER",
+                      help="encode --corpus with this encoder (a registered name, YAML preset, checkpoint "
+                           "directory or hub id, as `lsr encode` takes) and index it")
+    text.add_argument("--corpus", metavar="SRC", help="documents: JSONL, TSV (optionally .gz) or irds:<id>")
+    text.add_argument("--store-text", action="store_true",
+                      help="keep the documents' text in the index (zlib blocks, memory-mapped; Index.doc_text)")
+    text.add_argument("--restart", action="store_true",
+                      help="discard the progress of an earlier interrupted build in OUTPUT.partial/ and start again")
+    text.add_argument("--limit", type=positive_int, metavar="N", help="index only the first N documents")
+    text.add_argument("--expansion-field", metavar="NAME",
+                      help="JSONL field (TSV: a third column) with doc2query text for each document")
     p.add_argument("--config", help="YAML file with index settings (keys of IndexConfig; "
                                     "command-line options override it)")
     p.add_argument("--quantization", choices=["auto", "max", "fixed", "float"],
@@ -35,7 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="postings buffered before a sorted run is spilled to disk; bounds memory at about "
                         "24 bytes a posting (default 32,000,000)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index at --output (atomically)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar or lines (and, with --encoder, no progress bars or INFO lines from "
+                        "transformers and ir_datasets)")
+    add_encoder_args(p, queries=False)
     p.set_defaults(func=run)
 
 
@@ -72,13 +121,56 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from lsr.errors import InputError
+
+    if args.encoder:
+        if args.input:
+            raise InputError("give either term-weight inputs or --encoder with --corpus, not both")
+        if not args.corpus:
+            raise InputError("--encoder needs --corpus (the documents to encode)")
+        return _run_text(args)
+    if not args.input:
+        raise InputError("nothing to index: give term-weight inputs, or --encoder and --corpus")
+    given = [k for k, default in _TEXT_ONLY.items() if getattr(args, k, default) != default]
+    if given:
+        raise InputError(f"--{given[0].replace('_', '-')} applies to a build from text (with --encoder)")
     from lsr.index import build_index
 
     ix = build_index(args.input, args.output, config_from_args(args), overwrite=args.overwrite,
                      progress=not args.no_progress and sys.stderr.isatty())
+    _summary(ix)
+    return 0
+
+
+def _run_text(args: argparse.Namespace) -> int:
+    from lsr.index.text_index import build_index_from_text
+    from lsr.progress import quiet_libraries
+
+    from .encode import load_from_args
+
+    config = config_from_args(args)
+    with quiet_libraries(args.no_progress):
+        encoder = load_from_args(args)
+        ix = build_index_from_text(args.corpus, args.output, config, encoder=encoder, batch_size=args.batch_size,
+                                   limit=args.limit, expansion_field=args.expansion_field,
+                                   store_text=args.store_text, overwrite=args.overwrite, restart=args.restart,
+                                   progress=not args.no_progress)
+    rep = ix.encode_report
+    encoded = rep["docs"] - rep["resumed_from"]
+    rate = f", {encoded / rep['seconds']:.1f} docs/s" if encoded and rep["seconds"] > 0 else ""
+    resumed = f" (resumed after {rep['resumed_from']})" if rep["resumed_from"] else ""
+    runtime = ix.manifest["encoder"]["runtime"]
+    print(f"lsr index: encoded {encoded} documents{resumed} in {rep['seconds']:.1f}s{rate} on "
+          f"{runtime['threads']} thread(s); truncated {rep['truncated']} at {encoder.config.doc.max_length} "
+          f"tokens; empty {rep['empty']}", file=sys.stderr)
+    _summary(ix)
+    return 0
+
+
+def _summary(ix) -> None:
     m = ix.manifest
     q = m["quantization"]
     print(f"indexed {ix.num_documents} documents, {ix.num_terms} terms, {ix.num_postings} postings "
           f"in {m['build_seconds']:.1f} s -> {ix.path} ({ix.size_bytes() / 2**20:.1f} MiB; "
-          f"impacts {m['impact_dtype']}, quantization {q['method']}, scale {q['scale']:.6g})")
-    return 0
+          f"impacts {m['impact_dtype']}, quantization {q['method']}, scale {q['scale']:.6g}"
+          f"{'; text stored' if ix.has_text else ''})")

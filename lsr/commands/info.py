@@ -8,15 +8,42 @@ import json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="describe an index and verify its checksums",
-                       description="Open an index, verify every file's SHA-256, and print its manifest summary.")
+                       description="Open an index, verify every file's SHA-256, and print its manifest summary. "
+                                   "For an index that a one-step `lsr index --encoder` build has not finished "
+                                   "yet (DIR missing, DIR.partial present), say how far the build got.")
     p.add_argument("index", help="index directory")
     p.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from lsr.index import Index
+def _partial(args: argparse.Namespace, state: dict) -> None:
+    """Describe an interrupted one-step build (``DIR.partial``)."""
+    if args.json:
+        print(json.dumps(state, indent=1, ensure_ascii=False))
+        return
+    enc = state.get("encoder") or {}
+    src = state.get("source") or {}
+    status = ("encoding finished, index not assembled yet" if state.get("complete")
+              and state["parts_on_disk"] == len(state.get("parts", [])) else "encoding interrupted")
+    limit = f" (limit {state['limit']})" if state.get("limit") else ""
+    print(f"partial     {state['path']}: a one-step `lsr index --encoder` build ({status})")
+    print(f"progress    {state['docs_done']} documents encoded in {state['parts_on_disk']} part(s){limit}")
+    print(f"corpus      {src.get('source')}")
+    print(f"encoder     {enc.get('name')} (doc max length {(enc.get('max_length') or {}).get('doc')}, "
+          f"dtype {enc.get('dtype')}, device {state.get('device')})")
+    print("next        rerun the same `lsr index` command to continue, or add --restart to discard it")
 
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from lsr.index import Index
+    from lsr.index.text_index import read_partial
+
+    state = read_partial(args.index)
+    if state is not None and not os.path.exists(args.index):
+        _partial(args, state)
+        return 0
     ix = Index.open(args.index, verify=True)
     m = ix.manifest
     if args.json:
@@ -35,6 +62,18 @@ def run(args: argparse.Namespace) -> int:
           f"locality {rb.get('locality')}; order {re_.get('method', 'none')}")
     print(f"impacts     {m['impact_dtype']}, quantization {q['method']}, scale {q['scale']:.6g}, "
           f"max weight {q['max_weight']:.6g}")
-    print(f"encoder     {enc.get('name', enc) if enc else 'none recorded'}")
+    rt = enc.get("runtime") or {}
+    settings = (f" (doc/query max length {enc['max_length'].get('doc')}/{enc['max_length'].get('query')}, "
+                f"dtype {enc.get('dtype')}" + (f", encoded on {rt.get('device')} with {rt.get('threads')} "
+                                                f"thread(s)" if rt else "") + ")") if enc.get("max_length") else ""
+    print(f"encoder     {enc.get('name', enc) if enc else 'none recorded'}{settings}")
+    if ix.has_text:
+        d = m["docstore"]
+        print(f"text        stored: {d['text_bytes'] / 2**20:.2f} MiB of text in "
+              f"{sum(e['bytes'] for e in d['files'].values()) / 2**20:.2f} MiB ({d['compression']}, "
+              f"blocks of {d['block_docs']} documents)")
     print(f"size        {ix.size_bytes() / 2**20:.2f} MiB, checksums OK")
+    if state is not None:
+        print(f"partial     {state['path']} also exists: {state['docs_done']} documents of an unfinished "
+              "one-step build (rerun it, or --restart to discard it)")
     return 0
