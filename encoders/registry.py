@@ -311,20 +311,14 @@ def _absolute_paths(cfg: EncoderConfig) -> EncoderConfig:
     return cfg.replace(doc=fix(cfg.doc), query=fix(cfg.query))
 
 
-def _apply_threads(threads: int | None) -> None:
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
 def load_encoder(spec: Spec, device: str = "cpu", dtype: str = "float32", threads: int | None = None,
                  revision: str | None = None, model_path: str | os.PathLike | None = None) -> Encoder:
     """Load an encoder (models load lazily, on first use of each side).
 
     ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; ``dtype``:
     ``float32`` (exact), ``bfloat16`` (CPU or GPU) or ``float16`` (GPU only);
-    ``threads``: torch's intra-op CPU threads (process-wide); ``revision``: a
+    ``threads``: torch's intra-op CPU threads of each encode call (set for the call and restored
+    after it; default: the idle CPUs, :func:`~lsr.encoders.sides.default_threads`); ``revision``: a
     hub revision for hub checkpoints; ``model_path``: a local checkpoint
     directory that replaces the spec's checkpoint (e.g.
     ``load_encoder("splade-tiny", model_path="models/splade-tiny")``).
@@ -333,7 +327,6 @@ def load_encoder(spec: Spec, device: str = "cpu", dtype: str = "float32", thread
     from .sides import resolve_device
 
     resolve_device(runtime)
-    _apply_threads(threads)
     cfg = _absolute_paths(resolve_config(spec, revision, model_path=model_path))
     return Encoder(cfg, runtime)
 
@@ -341,9 +334,12 @@ def load_encoder(spec: Spec, device: str = "cpu", dtype: str = "float32", thread
 _QUERY_CACHE: dict[str, QueryEncoder] = {}
 
 
-def load_query_encoder(info: Mapping[str, Any], device: str = "cpu", dtype: str = "float32",
+def load_query_encoder(info: Mapping[str, Any], device: str = "cpu", dtype: str | None = None,
                        threads: int | None = None) -> QueryEncoder:
     """Rebuild the query encoder from an ``Encoder.describe()`` dict (e.g. an index's encoder.json).
+
+    ``dtype`` defaults to the recorded one (``float16``, a GPU dtype, becomes
+    ``float32`` on the CPU).
 
     The checkpoint is pinned to the recorded hub commit, and the rebuilt
     tokenizer (and, for local checkpoints, the weights' SHA-256) must match
@@ -357,6 +353,10 @@ def load_query_encoder(info: Mapping[str, Any], device: str = "cpu", dtype: str 
     if info.get("format") != DESCRIBE_FORMAT or not isinstance(info.get("config"), Mapping):
         raise EncoderConfigError(f"not an lsr encoder description (format {info.get('format')!r}, "
                                  f"expected {DESCRIBE_FORMAT!r} with a 'config')")
+    if dtype is None:
+        dtype = info.get("dtype") if info.get("dtype") in ("float32", "bfloat16", "float16") else "float32"
+        if dtype == "float16" and device == "cpu":
+            dtype = "float32"
     key = json.dumps({"config": info["config"], "query": info.get("query"), "device": device, "dtype": dtype},
                      sort_keys=True, default=str)
     with _LOCK:
@@ -371,7 +371,6 @@ def load_query_encoder(info: Mapping[str, Any], device: str = "cpu", dtype: str 
         qside = qside.replace(revision=commit)
         cfg = cfg.replace(query=qside)
     runtime = RuntimeConfig(device=device, dtype=dtype, threads=threads)
-    _apply_threads(threads)
     enc = QueryEncoder(cfg, runtime)
     side = enc.query_side
     want = recorded.get("tokenizer_hash")
