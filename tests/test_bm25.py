@@ -5,7 +5,9 @@ pyserini must be set up before jnius is imported). lsr's baseline indexes the
 5,183 SciFact abstracts with Anserini and searches the 300 test queries; then
 pyserini's own command line (``python -m pyserini.search.lucene``) searches
 the same index with the same topics, and the two runs must agree doc for doc
-and score for score. Nothing is mocked.
+and score for score; the same index searched through the engine interface
+(:class:`benchmarks.peers.Bm25Engine`) gives the same hits. Nothing is mocked.
+Everything that needs pyserini or a JVM carries the ``peers`` marker.
 """
 
 from __future__ import annotations
@@ -65,7 +67,9 @@ def read_run(path: Path) -> dict:
 SCRIPT = r"""
 import json, os, sys
 from lsr.errors import LsrError
-from benchmarks import bm25, evaluate
+from benchmarks import bm25
+from benchmarks.peers import Bm25Engine
+from lsr.eval import evaluate
 from lsr.eval.datasets import LocalDataset
 
 scifact, work = sys.argv[1], sys.argv[2]
@@ -83,6 +87,16 @@ s = bm25.BM25Searcher(info.path)
 single = [(q, s.search(t, 1000)) for q, t in queries]
 batch = s.search_batch(queries, 1000, threads=2)
 out["batch_equals_single"] = all(batch[q] == hits for q, hits in single)
+engine = Bm25Engine(log_path=os.path.join(work, "anserini.log"))
+out["engine_available"] = engine.available()
+stats = engine.build(os.path.join(work, "coll"), os.path.join(work, "engine"))
+out["engine_bytes"] = stats.bytes
+texts = [t for _, t in queries]
+via = engine.search(texts, 1000)
+out["engine_equals_single"] = all(list(zip(h.ids, h.scores.tolist())) == hits for h, (_, hits) in zip(via, single))
+vb, _binfo = engine.search_batch(engine.prepare(texts), 1000, engine.settings()[0], 2)
+out["engine_batch_equals_single"] = all(list(zip(h.ids, h.scores.tolist())) == hits for h, (_, hits) in zip(vb, single))
+engine.close()
 res = bm25.hits_to_results(single)
 res.write_trec(os.path.join(work, "lsr-bm25.trec"), tag="lsr-bm25")
 out["metrics"] = evaluate(res, ds, ["nDCG@10", "R@100", "R@1000"]).aggregate
@@ -107,13 +121,16 @@ def baseline(tmp_path_factory):
     assert (SCIFACT / "corpus.jsonl").is_file(), f"shared data not found at {SHARED} (set LSR_SHARED_DIR)"
     work = tmp_path_factory.mktemp("bm25")
     p = subprocess.run([sys.executable, "-c", SCRIPT, str(SCIFACT), str(work)], cwd=work, capture_output=True,
-                       text=True, timeout=600, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+                       text=True, timeout=600, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
+                                                        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get(
+                                                            "PYTHONPATH", "")])))
     assert p.returncode == 0, p.stderr[-3000:]
     # Anserini's log went to the log file, not to the terminal
     assert "IndexCollection" not in p.stdout + p.stderr
     return json.loads(p.stdout), work
 
 
+@pytest.mark.peers
 def test_bm25_run_is_pyserinis_own_run(baseline):
     out, work = baseline
     assert out["docs"] == 5183 and out["index"]["documents"] == 5183
@@ -122,8 +139,11 @@ def test_bm25_run_is_pyserinis_own_run(baseline):
     assert len(mine) == len(theirs) == 300
     assert mine == theirs  # same docs, same order, same scores (pyserini prints 6 decimals)
     assert out["batch_equals_single"]
+    assert out["engine_available"] and out["engine_bytes"] > 0
+    assert out["engine_equals_single"] and out["engine_batch_equals_single"]
 
 
+@pytest.mark.peers
 def test_bm25_effectiveness_on_scifact(baseline):
     out, _ = baseline
     m = out["metrics"]
@@ -132,6 +152,7 @@ def test_bm25_effectiveness_on_scifact(baseline):
     assert m == pytest.approx({"nDCG@10": 0.6789, "R@100": 0.9253, "R@1000": 0.9767}, abs=1e-4)
 
 
+@pytest.mark.peers
 def test_jvm_setup_and_errors(baseline):
     out, _ = baseline
     assert out["jvm_same_twice"]

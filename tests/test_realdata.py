@@ -402,3 +402,45 @@ def test_ensure_collection_encodes_and_reuses_the_cache(tmp_path, shared_dir, sp
     assert small.vectors_dir.endswith("vectors-10")
     ids = [d for d, _ in iter_vectors(small.vectors_dir)]
     assert ids == [passages[i][0] for i in range(0, 20, 2)]
+
+    # found again as an encoded collection (no encoding), and the peer benchmark runs on it from the cache
+    from benchmarks.cache import find_encoded
+
+    found = find_encoded(str(tmp_path), 20)
+    assert (found.vectors_dir, found.queries_path, found.tag) == (coll.vectors_dir, coll.queries_path, "vectors-20")
+    assert find_encoded(str(tmp_path), 30) is None
+    from benchmarks import peer_bench
+
+    res = peer_bench.main(["--collection", "real", "--passages", "20", "--queries", "5", "--peers", "scipy",
+                           "--ks", "5", "--batch-repeats", "1", "--work-dir", str(tmp_path), "--quiet",
+                           "--no-overhead"])
+    assert res["collection"]["vectors_dir"] == coll.vectors_dir and res["collection"]["source"].startswith("built")
+    assert {r["engine"] for r in res["rows"]} == {"lsr", "scipy"} and all(r["exact"] for r in res["rows"])
+
+
+def test_cache_dir_and_encoded_collection_layouts(tmp_path, monkeypatch):
+    """The user cache directory by default (LSR_BENCH_CACHE, XDG_CACHE_HOME), and unpack-real300k's layout."""
+    from benchmarks.cache import default_cache_dir, encoded_collection, find_encoded
+
+    monkeypatch.delenv("LSR_BENCH_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == str(tmp_path / "xdg" / "lsr-bench")
+    monkeypatch.setenv("LSR_BENCH_CACHE", str(tmp_path / "mine"))
+    assert default_cache_dir() == str(tmp_path / "mine")
+    assert not (tmp_path / "mine").exists() and not (tmp_path / "xdg").exists()   # read, not created
+
+    d = tmp_path / "real2k"
+    (d / "vectors").mkdir(parents=True)
+    with gzip.open(d / "vectors" / "part-00000.jsonl.gz", "wt") as f:
+        f.write(json.dumps({"id": "a", "contents": "", "vector": {"x": 1.0}}) + "\n")
+    assert find_encoded(str(tmp_path), 2000) is None            # no queries yet
+    (d / "queries-devsmall.jsonl").write_text(json.dumps({"id": "q", "vector": {"x": 1.0}}) + "\n")
+    c = find_encoded(str(tmp_path), 2000)
+    assert c.vectors_dir == str(d / "vectors") and c.tag == "real2k" and c.source.startswith("unpacked copy")
+    assert encoded_collection(str(d)).queries_path == str(d / "queries-devsmall.jsonl")
+    assert encoded_collection(str(d / "vectors"), str(d / "queries-devsmall.jsonl")).vectors_dir == str(d / "vectors")
+    for args, msg in (((str(d / "vectors"),), "give the encoded queries file too"),
+                      ((str(tmp_path),), "is not an encoded collection"),
+                      ((str(d), str(tmp_path / "none.jsonl")), "not found")):
+        with pytest.raises(ValueError, match=msg):
+            encoded_collection(*args)

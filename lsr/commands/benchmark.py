@@ -1,8 +1,11 @@
-"""``lsr benchmark``: encode (cached), index, search, evaluate and time in one command, with baselines.
+"""``lsr benchmark``: encode (cached), index, search, evaluate and time lsr itself in one command.
 
 The command only turns its arguments into a
 :class:`lsr.eval.benchmark.BenchmarkConfig` (on top of a registry entry or a
-YAML file, when given) and calls :func:`lsr.eval.benchmark.run_benchmark`.
+YAML file, when given) and calls :func:`lsr.eval.benchmark.run_benchmark`
+with no baselines. A source checkout's ``python -m benchmarks.pipeline``
+takes the same options plus ``--baselines`` (BM25, PISA) and reuses
+:func:`register` and :func:`config_from_args`.
 """
 
 from __future__ import annotations
@@ -21,17 +24,22 @@ Settings come from, in increasing priority: the defaults, --registry NAME (an en
 --list-registry, or a path to such a YAML file) or --config FILE (keys of BenchmarkConfig), then the options
 given.
 
-Writes into --output: run.trec (lsr), run.bm25.trec, run.pisa.trec, queries.jsonl.gz (encoded queries),
-index/, bm25/ (Lucene index, topics.tsv, Anserini's log), pisa/, results.json (git commit, configuration,
-machine facts, every figure) and latency-vs-effectiveness.png, latency-distribution.png. Encoded documents
-are cached in --cache-dir, keyed by dataset and encoder: a second run encodes nothing.
+Writes into --output: run.trec, queries.jsonl.gz (encoded queries), index/, results.json (git commit,
+configuration, machine facts, every figure) and latency-vs-effectiveness.png, latency-distribution.png.
+Encoded documents are cached in --cache-dir, keyed by dataset and encoder: a second run encodes nothing.
+
+Baselines: none. lsr benchmark measures lsr itself and prints "baselines run: none" with the command that
+adds BM25 (pyserini) and PISA (same impacts) from a source checkout, e.g.
+  python -m benchmarks.pipeline --dataset beir/scifact/test --encoder splade-tiny --baselines bm25,pisa
+A registry entry that names baselines runs here without them (the report says which were not run); one
+with no encoder (BM25 only) is refused with that command.
 
 Latency is measured on one thread, one query at a time, over every query (after a warm-up); QPS with
 --threads threads over the whole batch. On a shared machine the timings are indicative only.
 
 examples:
   lsr benchmark --dataset beir/scifact/test --encoder splade-tiny
-  lsr benchmark -d msmarco-passage/trec-dl-2019/judged -e splade-tiny -o bench/dl19 --baselines bm25
+  lsr benchmark -d msmarco-passage/trec-dl-2019/judged -e splade-tiny -o bench/dl19
   lsr benchmark --registry splade-tiny-scifact
   lsr benchmark --registry splade-tiny-scifact --model-path models/splade-tiny   # a local copy, no network
   lsr benchmark --list-registry
@@ -42,11 +50,11 @@ def register(subparsers) -> None:
     from lsr.config import ALGORITHMS
 
     p = subparsers.add_parser(
-        "benchmark", help="encode, index, search, evaluate and time a dataset in one command, with baselines",
+        "benchmark", help="encode, index, search, evaluate and time lsr on a dataset in one command",
         description="Benchmark an encoder (or a pre-encoded collection) on a dataset: encode what is not cached, "
                     "build the index, search every query, evaluate (ir-measures), time query encoding, retrieval "
-                    "and both (1 thread) and queries/s (all threads), and compare with BM25 (pyserini) and PISA "
-                    "(pyterrier-pisa, over the same impacts). Prints one table; saves runs, results.json and plots.",
+                    "and both (1 thread) and queries/s (all threads). Prints one table; saves runs, results.json "
+                    "and plots. Runs no baselines (see below for BM25 and PISA).",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("what to benchmark")
     src.add_argument("--dataset", "-d", metavar="SPEC",
@@ -107,23 +115,14 @@ def register(subparsers) -> None:
     en.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="compute dtype (default float32)")
     en.add_argument("--encode-threads", type=positive_int, metavar="N", help="torch threads (default: torch's)")
 
-    bl = p.add_argument_group("baselines")
-    bl.add_argument("--baselines", metavar="B[,B...]",
-                    help="bm25 (pyserini/Lucene, same texts) and/or pisa (pyterrier-pisa, same impacts), or none "
-                         "(default bm25,pisa; a baseline whose package is not installed is skipped with a note)")
-    bl.add_argument("--no-baselines", dest="baselines", action="store_const", const="none",
-                    help="same as --baselines none")
-    bl.add_argument("--bm25-k1", type=float, metavar="K1", help="BM25 k1 (default 0.9, Anserini's)")
-    bl.add_argument("--bm25-b", type=float, metavar="B", help="BM25 b (default 0.4, Anserini's)")
-    bl.add_argument("--pisa-algorithm", metavar="NAME",
-                    help="PISA query processor: block_max_wand, maxscore, wand, block_max_maxscore or ranked_or "
-                         "(default block_max_wand)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, prog_name="lsr benchmark")
 
 
 _DIRECT = ("dataset", "encoder", "model_path", "vectors", "output", "cache_dir", "k", "latency_k", "latency_queries", "algorithms",
            "threads", "query_scale", "repeats", "max_docs", "batch_size", "device", "dtype", "encode_threads",
-           "baselines", "bm25_k1", "bm25_b", "pisa_algorithm", "plots")
+           "plots")
+# what python -m benchmarks.pipeline adds (its options; read here when present)
+_BASELINE_OPTIONS = ("baselines", "bm25_k1", "bm25_b", "pisa_algorithm")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -141,8 +140,8 @@ def config_from_args(args: argparse.Namespace):
     else:
         base = {}
     d = dict(base)
-    for key in _DIRECT:
-        v = getattr(args, key)
+    for key in (*_DIRECT, *_BASELINE_OPTIONS):
+        v = getattr(args, key, None)
         if v is not None:
             d[key] = v
     if args.metrics:
@@ -160,7 +159,9 @@ def config_from_args(args: argparse.Namespace):
     return BenchmarkConfig.from_dict(d)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, make_baselines=None) -> int:
+    """Run the benchmark the arguments describe; ``make_baselines(config)`` gives the
+    :class:`~lsr.eval.benchmark.Baseline` objects to measure too (``lsr benchmark``: none)."""
     from lsr.eval.benchmark import load_registry_entry, registry_entries, run_benchmark
 
     if args.list_registry:
@@ -173,9 +174,10 @@ def run(args: argparse.Namespace) -> int:
 
     def log(msg: str) -> None:
         if not quiet:
-            print(f"lsr benchmark: {msg}", file=sys.stderr, flush=True)
+            print(f"{args.prog_name}: {msg}", file=sys.stderr, flush=True)
 
-    result = run_benchmark(config, log=log, progress=not quiet and sys.stderr.isatty())
+    baselines = make_baselines(config) if make_baselines is not None else ()
+    result = run_benchmark(config, log=log, progress=not quiet and sys.stderr.isatty(), baselines=baselines)
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")
