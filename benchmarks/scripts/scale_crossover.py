@@ -4,7 +4,8 @@
         [--sizes 37500,75000,150000,300000] [--ks 10,20,50,100,200,500,1000] [--queries 1000] \\
         [--algorithms blockmax,filtered,auto,"auto-fixed:algorithm=auto;max_k_power=0"] [--seed 0] [--cold] [--json OUT.json] [--plot OUT.png]
 
-VECTORS is a vector collection (an ``lsr encode`` directory, e.g. ``.bench-cache/real/vectors-300000``).
+VECTORS is a vector collection (an ``lsr encode`` directory, e.g. ``~/.cache/lsr-bench/real300k/vectors``;
+see :mod:`benchmarks.cache`).
 Its documents are put in one seeded random order; the subset of size N is the first N of that order,
 so every subset holds the smaller ones and has the same distribution of document shapes. Each subset
 is indexed with the default ``IndexConfig`` (8-bit impacts, doc id reordering; built once under
