@@ -76,8 +76,8 @@ check-install:
 		(cd /tmp && $$v/bin/python -c "import lsr, lsr.index, lsr.encoders, lsr.eval, lsr.config; print(lsr.__file__)" \
 		 && $$v/bin/lsr --help >/dev/null && $$v/bin/lsr index --help >/dev/null \
 		 && $$v/bin/lsr search --help >/dev/null \
-		 && $$v/bin/lsr encode --list | grep -qx splade-tiny \
-		 && $$v/bin/lsr benchmark --list-registry | grep -q '^splade-tiny-scifact: ') || exit 1; \
+		 && $$v/bin/lsr encode --list | grep -x splade-tiny >/dev/null \
+		 && $$v/bin/lsr benchmark --list-registry | grep '^splade-tiny-scifact: ' >/dev/null) || exit 1; \
 	done
 	@echo "pip install . and pip install -e . both work; lsr encode --list and lsr benchmark --list-registry list the shipped entries"
 
