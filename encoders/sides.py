@@ -158,8 +158,8 @@ def default_threads() -> int:
     1-minute load average), at least 1 and at most torch's own default.
 
     On a machine where other processes keep the CPUs busy this gives fewer threads than CPUs: a
-    torch thread that has to wait for a CPU holds up the others at every parallel region, which made
-    a 2-thread encode slower than a 1-thread one on a busy 2-CPU machine (docs/history.md).
+    torch thread that has to wait for a CPU holds up the others at every parallel region, so more
+    threads than idle CPUs make an encode slower than one thread.
     """
     import torch
 
