@@ -150,67 +150,50 @@ class IndexConfig(_Config):
 
 
 ALGORITHMS = ("auto", "exhaustive", "blockmax", "filtered", "maxscore", "bmm", "wand", "bmw")
+"""The query processors' names (``lsr.index.processors.PROCESSORS`` holds one entry for each; a test checks that)."""
 LARGE_K = ("exhaustive", "filtered")  # what ``auto`` runs for k > max_k on queries with doc id locality
 
 
+def _int_at_least(name: str, v: Any, lo: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise InputError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+
+def _number_in(name: str, v: Any, lo: float, hi: float, lo_open: bool = False) -> None:
+    """A number in [lo, hi] ((lo, hi] with ``lo_open``); ``hi`` infinite: any finite number from lo."""
+    ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and (lo < v if lo_open else lo <= v)
+          and v <= hi and v != float("inf"))
+    if not ok:
+        if hi == float("inf"):
+            raise InputError(f"{name} must be a finite number {'>' if lo_open else '>='} {lo:g}, got {v!r}")
+        raise InputError(f"{name} must be a number in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {v!r}")
+
+
 @dataclass(frozen=True)
-class SearchConfig(_Config):
-    """Search settings.
+class PlannerConfig(_Config):
+    """The query planner's settings (``algorithm = "auto"``; :mod:`lsr.index.kernels.planner`), and
+    the block-max traversal's and filtered scorer's own.
 
-    ``k``: hits per query. ``threads``: threads for batch search (0 = all
-    cores). ``query_scale``: for integer-impact indexes, float query weights
-    become integers ``round(w * query_scale)`` (integer query weights are kept
-    as they are); scores are then exact integers. ``algorithm``: the query
-    processor; every one returns the same top k:
+    The shipped defaults, each with its reason, are ``configs/search/planner.yaml``
+    (:func:`shipped_planner`); the field defaults here are the same values (a test checks).
 
-    * ``auto`` (default): per query, where the query terms' postings show
-      doc id locality, the block-max traversal for ``k`` up to ``max_k`` on a
-      collection of ``max_k_docs`` documents or more, and up to
-      ``floor(max_k * (N / max_k_docs) ** max_k_power)`` on a smaller one of
-      N documents (by default in proportion to N, none below 15,000
-      documents: the traversal's fixed costs weigh more on a small
-      collection; on nested random subsets of the 300,000-passage
-      real-encoder collection the k up to which it paid was 45, 31, 15 and
-      3 at 300,000, 150,000, 75,000 and 37,500 documents, and at 37,500 the
-      planner lost to exhaustive scoring at every k from 1 to 20;
-      docs/benchmarks.md, "How far pruning pays, by collection size";
-      ``max_k_power = 0`` keeps ``max_k`` at every size); for larger
-      k, ``large_k``: ``exhaustive`` (default; measured the faster at k=1000
-      on the real-encoder collection since the exhaustive scorer's histogram
-      selection) or ``filtered`` (the filtered scorer below, integer
-      impacts); else exhaustive scoring (:mod:`lsr.index.kernels.planner`;
-      ``max_k``, ``max_k_docs``, ``max_k_power``, ``large_k``, ``locality_ratio``, ``pair_ratio``,
-      ``common_df``, ``max_common``, ``budget_ratio``, ``sweep_after`` and
-      ``full_ratio`` are its settings; measured in docs/benchmarks.md; a
-      query with more than ``max_common`` terms in at least ``common_df`` of
-      the documents is scored exhaustively);
-    * ``exhaustive``: term-at-a-time scoring of every posting (the reference);
-    * ``blockmax``: doc-range block-max traversal (BMP-style, exact;
-      ``sweep_after``: blocks scored in bound order before the rest are
-      swept in doc id order, -1 = never);
-    * ``filtered``: two-phase term-at-a-time (:mod:`lsr.index.kernels.filtered`,
-      exact): the query terms with the largest possible contributions, at
-      least ``full_ratio`` of the query's postings, are scored in full; the
-      other terms' postings only in the range blocks that can still reach
-      the top k. Integer impacts only (float-impact indexes are scored
-      exhaustively);
-    * ``maxscore``, ``bmm`` (block-max MaxScore), ``wand``, ``bmw``
-      (Block-Max WAND): document-at-a-time dynamic pruning (they decode the
-      index's doc ids into memory once, 4 bytes a posting).
-
-    ``dense_df``: the terms in at least this share of the documents are also
-    held in memory as dense impact rows (one entry per document), which the
-    term-at-a-time processors (``exhaustive``, ``filtered``, ``blockmax``,
-    ``auto``) add in one vectorised pass instead of posting by posting
-    (:mod:`lsr.index.kernels.dense`; integer impacts; 0 = none); at most
-    ``dense_mb`` MiB of rows, the most frequent terms first. The hits do not
-    change, only the time.
+    * ``max_k``: the largest k at which the planner tries the block-max traversal on a collection
+      of ``max_k_docs`` documents or more; on a smaller one of N documents,
+      ``floor(max_k * (N / max_k_docs) ** max_k_power)`` (``max_k_power = 0`` keeps ``max_k`` at
+      every size).
+    * ``locality_ratio``, ``pair_ratio``, ``common_df`` (a share of the documents),
+      ``max_common``: the planner's tests that send a query to exhaustive scoring (no doc id
+      locality; bounds too costly; more than ``max_common`` terms in at least ``common_df`` of
+      the documents).
+    * ``budget_ratio``: the traversal's budget in multiples of the exhaustive scorer's estimated
+      cost; it gives up (and the query is scored exhaustively) beyond it.
+    * ``sweep_after``: blocks the traversal scores in bound order before it visits the rest in doc
+      id order (-1 = never); used by ``auto`` and ``blockmax``.
+    * ``full_ratio``: the share of the query's postings the filtered scorer scores in full; used
+      by ``filtered`` and by ``auto`` with ``large_k = "filtered"``.
+    * ``large_k``: what ``auto`` runs above ``max_k``: ``exhaustive`` or ``filtered``.
     """
 
-    k: int = 10
-    threads: int = 0
-    query_scale: float = 100.0
-    algorithm: str = "auto"
     max_k: int = 20
     max_k_docs: int = 300_000
     max_k_power: float = 1.0
@@ -222,39 +205,119 @@ class SearchConfig(_Config):
     sweep_after: int = 1024
     full_ratio: float = 0.5
     large_k: str = "exhaustive"
-    dense_df: float = 0.0625
-    dense_mb: int = 1024
 
     def __post_init__(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise InputError(f"k must be a positive integer, got {self.k!r}")
-        if self.threads < 0:
-            raise InputError(f"threads must be >= 0, got {self.threads}")
-        if not (self.query_scale > 0) or self.query_scale == float("inf"):
-            raise InputError(f"query_scale must be positive and finite, got {self.query_scale}")
-        if isinstance(self.max_k, bool) or not isinstance(self.max_k, int) or self.max_k < 0:
-            raise InputError(f"max_k must be an integer >= 0, got {self.max_k!r}")
-        if isinstance(self.max_k_docs, bool) or not isinstance(self.max_k_docs, int) or self.max_k_docs < 1:
-            raise InputError(f"max_k_docs must be an integer >= 1, got {self.max_k_docs!r}")
-        if not (0 <= self.max_k_power < float("inf")):
-            raise InputError(f"max_k_power must be a finite number >= 0, got {self.max_k_power}")
-        if isinstance(self.max_common, bool) or not isinstance(self.max_common, int) or self.max_common < 0:
-            raise InputError(f"max_common must be an integer >= 0, got {self.max_common!r}")
-        if not (0 < self.common_df <= 1):
-            raise InputError(f"common_df must be a number in (0, 1], got {self.common_df}")
-        if isinstance(self.sweep_after, bool) or not isinstance(self.sweep_after, int) or self.sweep_after < -1:
-            raise InputError(f"sweep_after must be an integer >= -1, got {self.sweep_after!r}")
+        _int_at_least("max_k", self.max_k, 0)
+        _int_at_least("max_k_docs", self.max_k_docs, 1)
+        _int_at_least("max_common", self.max_common, 0)
+        _int_at_least("sweep_after", self.sweep_after, -1)
+        _number_in("max_k_power", self.max_k_power, 0, float("inf"))
+        _number_in("common_df", self.common_df, 0, 1, lo_open=True)
         for name in ("locality_ratio", "pair_ratio", "budget_ratio"):
-            v = getattr(self, name)
-            if not (0 <= v < float("inf")):
-                raise InputError(f"{name} must be a finite number >= 0, got {v}")
-        if not (0 <= self.dense_df <= 1):
-            raise InputError(f"dense_df must be a number in [0, 1], got {self.dense_df}")
-        if isinstance(self.dense_mb, bool) or not isinstance(self.dense_mb, int) or self.dense_mb < 0:
-            raise InputError(f"dense_mb must be an integer >= 0, got {self.dense_mb!r}")
-        if not (0 <= self.full_ratio <= 1):
-            raise InputError(f"full_ratio must be a number in [0, 1], got {self.full_ratio}")
+            _number_in(name, getattr(self, name), 0, float("inf"))
+        _number_in("full_ratio", self.full_ratio, 0, 1)
         if self.large_k not in LARGE_K:
             raise InputError(f"large_k must be one of {', '.join(LARGE_K)}, got {self.large_k!r}")
+
+
+PLANNER_KEYS = tuple(f.name for f in dataclasses.fields(PlannerConfig))
+
+
+def shipped_planner() -> PlannerConfig:
+    """The planner's shipped defaults: ``configs/search/planner.yaml`` (package data), read once."""
+    global _SHIPPED_PLANNER
+    if _SHIPPED_PLANNER is None:
+        import yaml
+
+        from lsr import configs
+
+        data = yaml.safe_load(configs.path("search", "planner.yaml").read_text(encoding="utf-8"))
+        _SHIPPED_PLANNER = PlannerConfig.from_dict(data)
+    return _SHIPPED_PLANNER
+
+
+_SHIPPED_PLANNER: PlannerConfig | None = None
+
+
+@dataclass(frozen=True)
+class SearchConfig(_Config):
+    """Search settings.
+
+    * ``algorithm``: the query processor; every one returns the same top k
+      (ties by doc id), only the time differs:
+
+      - ``auto`` (default): per query, the planner's choice among the three below
+        (:class:`PlannerConfig`);
+      - ``exhaustive``: term-at-a-time scoring of every posting (the reference);
+      - ``blockmax``: doc-range block-max traversal (BMP-style);
+      - ``filtered``: two-phase term-at-a-time: the high-impact terms in full, the others only
+        in the range blocks that can still reach the top k; integer impacts (float-impact
+        indexes are scored exhaustively);
+      - ``maxscore``, ``bmm`` (block-max MaxScore), ``wand``, ``bmw`` (Block-Max WAND):
+        document-at-a-time dynamic pruning (they decode the index's doc ids into memory once,
+        4 bytes a posting).
+
+    * ``k``: hits per query.
+    * ``threads``: threads for batch search (0 = all cores).
+    * ``query_scale``: for integer-impact indexes, float query weights become integers
+      ``round(w * query_scale)`` (integer query weights are kept as they are); scores are then
+      exact integers.
+    * ``dense_df``, ``dense_mb``: the terms in at least ``dense_df`` of the documents are also
+      held in memory as dense impact rows, at most ``dense_mb`` MiB of them, the most frequent
+      terms first; the term-at-a-time processors add such a term in one vectorised pass
+      (:mod:`lsr.index.kernels.dense`; integer impacts; 0 = none). Time and memory only.
+    * ``planner``: the planner's and the pruning processors' internals (:class:`PlannerConfig`;
+      defaults from ``configs/search/planner.yaml``).
+
+    :meth:`from_dict` also takes the planner's keys at the top level (as before they had their
+    own section) and moves them into ``planner``.
+    """
+
+    _nested: ClassVar[dict[str, type]] = {"planner": PlannerConfig}
+
+    algorithm: str = "auto"
+    k: int = 10
+    threads: int = 0
+    query_scale: float = 100.0
+    dense_df: float = 0.0625
+    dense_mb: int = 1024
+    planner: PlannerConfig = field(default_factory=shipped_planner)
+
+    def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise InputError(f"unknown algorithm {self.algorithm!r} (known: {', '.join(ALGORITHMS)})")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise InputError(f"k must be a positive integer, got {self.k!r}")
+        _int_at_least("threads", self.threads, 0)
+        _number_in("query_scale", self.query_scale, 0, float("inf"), lo_open=True)
+        _number_in("dense_df", self.dense_df, 0, 1)
+        _int_at_least("dense_mb", self.dense_mb, 0)
+        if not isinstance(self.planner, PlannerConfig):
+            raise InputError("planner must be a PlannerConfig (or a mapping of its settings)")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None):
+        d = dict(d or {})
+        flat = {key: d.pop(key) for key in PLANNER_KEYS if key in d}
+        if flat:
+            planner = d.get("planner", {})
+            if isinstance(planner, PlannerConfig):
+                planner = planner.to_dict()
+            if not isinstance(planner, dict):
+                raise InputError("SearchConfig: planner must be a mapping of PlannerConfig settings")
+            both = sorted(set(flat) & set(planner))
+            if both:
+                raise InputError(f"SearchConfig: {', '.join(both)} given both at the top level and under planner")
+            d["planner"] = {**shipped_planner().to_dict(), **planner, **flat}
+        elif isinstance(d.get("planner"), dict):
+            d["planner"] = {**shipped_planner().to_dict(), **d["planner"]}
+        return super().from_dict(d)
+
+    def with_overrides(self, **overrides: Any) -> "SearchConfig":
+        """A copy with settings replaced; the planner's keys (:class:`PlannerConfig`) may be given
+        at the top level, e.g. ``with_overrides(k=100, max_k=50)``."""
+        planner = {key: overrides.pop(key) for key in PLANNER_KEYS if key in overrides}
+        cfg = dataclasses.replace(self, **overrides) if overrides else self
+        if planner:
+            cfg = dataclasses.replace(cfg, planner=dataclasses.replace(cfg.planner, **planner))
+        return cfg

@@ -254,5 +254,6 @@ def test_search_settings_are_validated(small_index):
                          ({"max_common": -1}, "max_common must be an integer >= 0"),
                          ({"max_common": True}, "max_common must be an integer >= 0")):
         with pytest.raises(InputError, match=message):
-            SearchConfig(**bad)
-    assert SearchConfig(large_k="filtered").large_k == "filtered" and SearchConfig().large_k == "exhaustive"
+            SearchConfig.from_dict(bad)
+    assert SearchConfig.from_dict({"large_k": "filtered"}).planner.large_k == "filtered"
+    assert SearchConfig().planner.large_k == "exhaustive"

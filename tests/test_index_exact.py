@@ -250,12 +250,12 @@ def test_planner_max_k_shrinks_on_small_collections(tmp_path):
     ix = _build(tmp_path, docs, "max", 8)
     auto = lsr.Searcher(ix)
     assert auto.max_k == 0 and auto.planner_settings().max_k == 0
-    assert [auto._algorithm(k) for k in (1, 10)] == ["exhaustive", "exhaustive"]
+    assert [auto.processor(k).name for k in (1, 10)] == ["exhaustive", "exhaustive"]
     assert lsr.Searcher(ix, max_k_docs=400).max_k == 20
     assert lsr.Searcher(ix, max_k_docs=800, max_k_power=1.0).max_k == 10
     assert lsr.Searcher(ix, max_k_docs=800, max_k_power=1.0).planner_settings().max_k == 10
-    assert lsr.Searcher(ix, max_k_docs=800, max_k_power=1.0)._algorithm(11) == "exhaustive"
-    assert lsr.Searcher(ix, max_k_docs=800, max_k_power=1.0)._algorithm(10) == "auto"
+    assert lsr.Searcher(ix, max_k_docs=800, max_k_power=1.0).processor(11).name == "exhaustive"
+    assert lsr.Searcher(ix, max_k_docs=800, max_k_power=1.0).processor(10).name == "auto"
     exh = lsr.Searcher(ix, algorithm="exhaustive")
     forced = lsr.Searcher(ix, max_k_power=0.0, locality_ratio=1e9, pair_ratio=1e9)
     for q in ({"t1": 2.0, "t3": 1.0}, {"t0": 1.0, "t5": 3.0, "t9": 0.5}):
@@ -264,7 +264,9 @@ def test_planner_max_k_shrinks_on_small_collections(tmp_path):
     for bad in (dict(max_k_docs=0), dict(max_k_docs=1.5), dict(max_k_docs=True), dict(max_k_power=-1.0),
                 dict(max_k_power=float("nan")), dict(max_k_power=float("inf"))):
         with pytest.raises(InputError, match="max_k_"):
-            lsr.SearchConfig(**bad)
+            lsr.SearchConfig.from_dict(bad)
+        with pytest.raises(InputError, match="max_k_"):
+            lsr.Searcher(ix, **bad)
 
 
 def test_dense_rows_hold_the_postings_of_the_frequent_terms(tmp_path):
@@ -308,12 +310,13 @@ def test_planner_above_max_k_runs_the_exhaustive_scorer(tmp_path):
     docs = [{f"t{j}": float(rng.integers(1, 30)) / 10 for j in rng.choice(20, 6, replace=False)} for _ in range(400)]
     ix = _build(tmp_path, docs, "max", 8)
     auto = lsr.Searcher(ix, max_k=20, max_k_power=0.0)   # max_k at every collection size
-    assert [auto._algorithm(k) for k in (1, 20, 21, 1000)] == ["auto", "auto", "exhaustive", "exhaustive"]
-    assert lsr.Searcher(ix, max_k=20, max_k_power=0.0, large_k="filtered")._algorithm(1000) == "auto"
-    assert lsr.Searcher(ix, algorithm="blockmax", max_k=20)._algorithm(1000) == "blockmax"
+    assert [auto.processor(k).name for k in (1, 20, 21, 1000)] == ["auto", "auto", "exhaustive", "exhaustive"]
+    assert lsr.Searcher(ix, max_k=20, max_k_power=0.0, large_k="filtered").processor(1000).name == "auto"
+    assert lsr.Searcher(ix, algorithm="blockmax", max_k=20).processor(1000).name == "blockmax"
     exh = lsr.Searcher(ix, algorithm="exhaustive")
     # the searchers of one index share their single-query work buffers, one set a thread
-    assert auto._acc(np.int32) is exh._acc(np.int32) and auto._acc(np.int64) is not exh._acc(np.int32)
+    assert auto._buffer("acc", 400, np.int32) is exh._buffer("acc", 400, np.int32)
+    assert auto._buffer("acc", 400, np.int64) is not exh._buffer("acc", 400, np.int32)
     q = {"t1": 2.0, "t3": 1.0, "t7": 0.5}
     for k in (5, 21, 300):
         assert list(auto.search(q, k=k)) == list(exh.search(q, k=k))

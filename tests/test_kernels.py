@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lsr.index.kernels.blockmax import N_BUCKETS
 from lsr.index.kernels.build import (block_maxima, block_maxima_ref, n_blocks_ref, quantize_ref, sort_run,
                                      sort_run_ref)
+from lsr.index.kernels.bundles import (AutoWork, DocArrays, FilterBuffers, IndexArrays, PlannerSettings, QueryBatch,
+                                       RangeBuffers)
 from lsr.index.kernels.docids import gather_ids, gather_ids_ref
 from lsr.index.kernels.exhaustive import exhaustive_batch, exhaustive_one, exhaustive_ref
+from lsr.index.kernels.filtered import HIST_BITS
 from lsr.index.kernels.postings import check_codes, decode_docs, decode_ref, encode, encode_ref
 
 
@@ -32,10 +36,17 @@ def _term_max(offs, imp):
     return np.array([imp[a:b].max() if b > a else 0 for a, b in zip(offs[:-1], offs[1:])], imp.dtype)
 
 
-def _coded(offs, docs, imp, shift):
-    """The term-at-a-time kernels' postings arguments for pair-coded doc ids."""
-    _, _, code_offs, codes, low = encode(offs, docs, imp, shift)
-    return offs, code_offs, codes, low, imp, shift
+def _arrays(offs, docs, imp, shift, n_docs, every=0):
+    """The term-at-a-time kernels' index bundle for pair-coded doc ids, with a dense row for every
+    ``every``-th term (:func:`_dense`)."""
+    ro, rm, code_offs, codes, low = encode(offs, docs, imp, shift)
+    return IndexArrays(offs, ro, rm, code_offs, codes, low, imp, shift, n_docs, _term_max(offs, imp),
+                       *_dense(offs, docs, imp, shift, n_docs, every))
+
+
+def _batch(queries, weights):
+    q_offs = np.zeros(len(queries) + 1, np.int64); np.cumsum([len(q) for q in queries], out=q_offs[1:])
+    return QueryBatch(q_offs, np.concatenate(queries), np.concatenate(weights))
 
 
 def _dense(offs, docs, imp, shift, n_docs, every=3):
@@ -113,7 +124,7 @@ def test_accumulator_selection_helpers_match_reference(score, shift):
     from lsr.index.kernels.topk import (HIST_BITS, HIST_SELECT_K, acc_block_maxima, acc_block_maxima_ref,
                                         doc_bound, doc_bound_ref, kth_lower_bound, kth_lower_bound_ref,
                                         listed_block_maxima, offer_blocks, offer_listed, select_blocks,
-                                        select_listed)
+                                        select_listed, topk_ref)
 
     rng = np.random.default_rng(11 + shift)
     nb_hist = 1 << HIST_BITS
@@ -151,8 +162,7 @@ def test_accumulator_selection_helpers_match_reference(score, shift):
         # the selection over every block: the exact top k of the positive scores (ties by doc id)
         docs, scores = np.empty(k, np.int32), np.empty(k, score)
         size = offer_blocks(acc, shift, bmax, theta, k, docs, scores)
-        cand = np.flatnonzero(acc > 0)
-        want = cand[np.lexsort((cand, -acc[cand]))][:k]
+        want = topk_ref(acc, k)
         order = np.lexsort((docs[:size], -scores[:size]))
         np.testing.assert_array_equal(docs[:size][order], want)
         np.testing.assert_array_equal(scores[:size][order], acc[want])
@@ -175,15 +185,14 @@ def test_accumulator_selection_helpers_match_reference(score, shift):
             assert (vals[n:] == -7).all() and top == (want_bmax[listed].max() if n else 0)
             theta = kth_lower_bound(vals[:n], k, np.int64(top), hist)
             assert theta == kth_lower_bound_ref(vals[:n], k, top, nb_hist)
-            size = offer_listed(acc, shift, blocks, vals, n, theta, k, docs, scores)
+            size = offer_listed(acc, shift, (blocks, vals, n), theta, k, docs, scores)
             in_listed = np.zeros(nb, bool)
             in_listed[listed] = True
-            cand = np.flatnonzero((acc > 0) & in_listed[np.arange(n_docs) >> shift])
-            want = cand[np.lexsort((cand, -acc[cand]))][:k]
+            want = topk_ref(acc, k, in_listed[np.arange(n_docs) >> shift])
             order = np.lexsort((docs[:size], -scores[:size]))
             np.testing.assert_array_equal(docs[:size][order], want)
             np.testing.assert_array_equal(scores[:size][order], acc[want])
-            size = select_listed(acc, shift, blocks, vals, n, theta, np.int64(top), k, hist, docs, scores)
+            size = select_listed(acc, shift, (blocks, vals, n), theta, np.int64(top), k, hist, docs, scores)
             assert not hist.any()
             np.testing.assert_array_equal(docs[:size], want)
             np.testing.assert_array_equal(scores[:size], acc[want])
@@ -203,7 +212,7 @@ def test_quantisation_rounds_half_up_and_clips():
 def test_exhaustive_kernels_match_reference(dtype, score, shift, every):
     rng = np.random.default_rng(2)
     offs, docs, imp, n_docs = _postings(rng, dtype=dtype)
-    coded = _coded(offs, docs, imp, shift) + _dense(offs, docs, imp, shift, n_docs, every)[:2]
+    ix = _arrays(offs, docs, imp, shift, n_docs, every)
     queries = [rng.choice(50, size=rng.integers(1, 8), replace=False).astype(np.int32) for _ in range(20)]
     weights = [(rng.random(len(q)).astype(np.float32) if score == np.float32
                 else rng.integers(1, 300, len(q)).astype(score)) for q in queries]
@@ -212,12 +221,13 @@ def test_exhaustive_kernels_match_reference(dtype, score, shift, every):
     for k in (1, 10, n_docs):
         out_d = np.empty((len(queries), k), np.int32); out_s = np.empty((len(queries), k), score)
         counts = np.zeros(len(queries), np.int64)
-        exhaustive_batch(*coded, q_offs, q_terms, q_w, k, np.zeros((2, n_docs), score), out_d, out_s, counts)
+        exhaustive_batch(ix, QueryBatch(q_offs, q_terms, q_w), k, (), np.zeros((2, n_docs), score), out_d, out_s,
+                         counts)
         acc = np.zeros(n_docs, score)
         for i, (qt, qw) in enumerate(zip(queries, weights)):
             ed, es = exhaustive_ref(offs, docs, imp, qt, qw.astype(score), n_docs, k, score)
             d1 = np.empty(k, np.int32); s1 = np.empty(k, score)
-            n = exhaustive_one(*coded, qt, qw.astype(score), k, acc, d1, s1)
+            n = exhaustive_one(ix, qt, qw.astype(score), k, (), acc, d1, s1)
             assert not acc.any()  # the accumulator is left clean
             np.testing.assert_array_equal(d1[:n], ed)
             np.testing.assert_array_equal(s1[:n], es)
@@ -244,7 +254,7 @@ def test_exhaustive_long_lists_span_many_flat_chunks(dtype, score, shift, every)
     assert np.diff(offs).max() > 4 * FLAT_CHUNK
     imp = (rng.random(len(docs)).astype(np.float32) + 0.01 if dtype == np.float32
            else rng.integers(1, 256, len(docs)).astype(dtype))
-    coded = _coded(offs, docs, imp, shift) + _dense(offs, docs, imp, shift, n_docs, every)[:2]
+    ix = _arrays(offs, docs, imp, shift, n_docs, every)
     acc = np.zeros(n_docs, score)
     for qt in (np.array([0], np.int32), np.array([3, 1], np.int32), np.array([0, 1, 2, 3], np.int32)):
         qw = (rng.random(len(qt)).astype(np.float32) if score == np.float32
@@ -252,7 +262,7 @@ def test_exhaustive_long_lists_span_many_flat_chunks(dtype, score, shift, every)
         for k in (10, n_docs):
             ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, score)
             d1 = np.empty(k, np.int32); s1 = np.empty(k, score)
-            n = exhaustive_one(*coded, qt, qw, k, acc, d1, s1)
+            n = exhaustive_one(ix, qt, qw, k, (), acc, d1, s1)
             assert not acc.any()
             np.testing.assert_array_equal(d1[:n], ed)
             np.testing.assert_array_equal(s1[:n], es)
@@ -288,20 +298,19 @@ def test_maxscore_and_bmm_match_exhaustive_reference(dtype, score, use_blocks, b
     rng = np.random.default_rng(4)
     offs, docs, imp, n_docs = _postings(rng, n_terms=40, n_docs=3000, per_doc=10, dtype=dtype)
     boffs, bmax, blast, tmax = block_maxima_ref(offs, docs, imp, block)
+    dx = DocArrays(offs, docs, imp, tmax, boffs, bmax, blast, block)
     queries = [rng.choice(40, size=rng.integers(1, 12), replace=False).astype(np.int32) for _ in range(30)]
     queries.append(np.array([5, 5, 5], np.int32))  # repeated terms add up
     weights = [rng.integers(1, 300, len(q)).astype(score) for q in queries]
     weights[0][:] = 1                               # equal weights: many tied scores
-    q_offs = np.zeros(len(queries) + 1, np.int64); np.cumsum([len(q) for q in queries], out=q_offs[1:])
     for k in (1, 10, 100, 1000, n_docs):
         out_d = np.empty((len(queries), k), np.int32); out_s = np.empty((len(queries), k), score)
         counts = np.zeros(len(queries), np.int64)
-        maxscore_batch(offs, docs, imp, tmax, boffs, bmax, blast, block, use_blocks, q_offs,
-                       np.concatenate(queries), np.concatenate(weights), k, out_d, out_s, counts)
+        maxscore_batch(dx, _batch(queries, weights), k, (use_blocks,), (), out_d, out_s, counts)
         for i, (qt, qw) in enumerate(zip(queries, weights)):
             ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, score)
             d1 = np.empty(k, np.int32); s1 = np.empty(k, score)
-            n = maxscore_one(offs, docs, imp, tmax, boffs, bmax, blast, block, use_blocks, qt, qw, k, d1, s1)
+            n = maxscore_one(dx, qt, qw, k, (use_blocks,), (), d1, s1)
             np.testing.assert_array_equal(d1[:n], ed)
             np.testing.assert_array_equal(s1[:n], es)
             np.testing.assert_array_equal(out_d[i, :counts[i]], ed)
@@ -320,19 +329,18 @@ def test_wand_and_bmw_match_exhaustive_reference(use_blocks, block):
     bo = np.zeros(len(offs), np.int64); bm = np.zeros(nb, np.uint8); bl = np.zeros(nb, np.int32)
     tmax = np.zeros(len(offs) - 1, np.uint8)
     block_maxima(offs, docs, imp, block, bo, bm, bl, tmax)
+    dx = DocArrays(offs, docs, imp, tmax, bo, bm, bl, block)
     queries = [rng.choice(40, size=rng.integers(1, 12), replace=False).astype(np.int32) for _ in range(30)]
     queries.append(np.array([7, 7], np.int32))  # repeated terms add up
     weights = [rng.integers(1, 300, len(q)).astype(np.int32) for q in queries]
-    q_offs = np.zeros(len(queries) + 1, np.int64); np.cumsum([len(q) for q in queries], out=q_offs[1:])
     for k in (1, 10, 100, 1000, n_docs):
         out_d = np.empty((len(queries), k), np.int32); out_s = np.empty((len(queries), k), np.int32)
         counts = np.zeros(len(queries), np.int64)
-        wand_batch(offs, docs, imp, tmax, bo, bm, bl, block, use_blocks, q_offs, np.concatenate(queries),
-                   np.concatenate(weights), k, out_d, out_s, counts)
+        wand_batch(dx, _batch(queries, weights), k, (use_blocks,), (), out_d, out_s, counts)
         for i, (qt, qw) in enumerate(zip(queries, weights)):
             ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, np.int32)
             d1 = np.empty(k, np.int32); s1 = np.empty(k, np.int32)
-            n = wand_one(offs, docs, imp, tmax, bo, bm, bl, block, use_blocks, qt, qw, k, d1, s1)
+            n = wand_one(dx, qt, qw, k, (use_blocks,), (), d1, s1)
             np.testing.assert_array_equal(d1[:n], ed)
             np.testing.assert_array_equal(s1[:n], es)
             np.testing.assert_array_equal(out_d[i, :counts[i]], ed)
@@ -381,50 +389,58 @@ def test_pair_coding_matches_reference_and_round_trips(dtype, shift, n_docs):
     assert bad[t0] == 1
 
 
+def _range_buffers(score, n_blocks, shift, n_pairs, workers=None, rng=None):
+    """The block-max traversal's buffers; with ``rng``, garbage where the kernel must not rely on the content."""
+    if workers is not None:
+        return RangeBuffers(np.zeros((workers, n_blocks), score), np.zeros((workers, 1 << shift), score),
+                            np.zeros((workers, n_blocks), np.int32), np.zeros((workers, N_BUCKETS + 1), np.int64),
+                            np.full((workers, n_blocks), -1, np.int32), np.zeros((workers, n_blocks), np.int32),
+                            np.zeros((workers, n_pairs), np.int64), np.zeros((workers, n_pairs), np.int32),
+                            np.zeros((workers, 3), np.int64))
+    return RangeBuffers(np.zeros(n_blocks, score), np.zeros(1 << shift, score), np.empty(n_blocks, np.int32),
+                        np.zeros(N_BUCKETS + 1, np.int64), np.full(n_blocks, -1, np.int32),
+                        rng.integers(-5, 50, n_blocks).astype(np.int32), rng.integers(0, 1 << 40, n_pairs),
+                        rng.integers(-5, 50, n_pairs).astype(np.int32), np.full(3, -7, np.int64))
+
+
+def _filter_buffers(score, n_docs, n_blocks, n_pairs, workers, blocks_fill=-5):
+    z = (workers,) if workers is not None else ()
+    return FilterBuffers(np.zeros(z + (n_docs,), score), np.zeros(z + (n_blocks,), score),
+                         np.zeros(z + (n_blocks,), score), np.zeros(z + (n_blocks,), np.uint8),
+                         np.zeros(z + (1 << HIST_BITS,), np.int64), np.full(z + (n_blocks,), blocks_fill, np.int32),
+                         np.zeros(z + (n_pairs,), np.int64))
+
+
 @pytest.mark.parametrize("dtype,score", [(np.uint8, np.int32), (np.uint16, np.int64)])
 @pytest.mark.parametrize("shift", [3, 6])
 @pytest.mark.parametrize("every", [0, 4])
 def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift, every):
-    from lsr.index.kernels.blockmax import N_BUCKETS, blockmax_batch, blockmax_one, query_pairs
-    from lsr.index.kernels.filtered import HIST_BITS
+    from lsr.index.kernels.blockmax import blockmax_batch, blockmax_one, query_pairs
     from lsr.index.kernels.cost import (COST_DENSE_BOUND, COST_DENSE_ELEMENT, COST_PAIR, COST_SELECT_DOC, bounds_cost,
                                         exhaustive_cost)
     from lsr.index.kernels.planner import auto_batch
 
     rng = np.random.default_rng(5)
     offs, docs, imp, n_docs = _postings(rng, n_terms=40, n_docs=3000, per_doc=10, dtype=dtype)
-    ro, rm, co, codes, low = encode(offs, docs, imp, shift)
-    term_max = _term_max(offs, imp)
-    arrays = (offs, ro, rm, co, codes, low, imp, shift, n_docs) + _dense(offs, docs, imp, shift, n_docs, every)
-    slot = arrays[9]
+    ix = _arrays(offs, docs, imp, shift, n_docs, every)
+    ro, slot = ix.range_offsets, ix.dense_slot
     n_blocks = (n_docs + (1 << shift) - 1) >> shift
     queries = [rng.choice(40, size=rng.integers(1, 12), replace=False).astype(np.int32) for _ in range(30)]
     queries.append(np.array([5, 5, 5], np.int32))   # repeated terms add up
     queries.append(np.array([7], np.int32))         # one term
     weights = [rng.integers(1, 300, len(q)).astype(score) for q in queries]
     weights[0][:] = 1                                # equal weights: many tied scores
-    q_offs = np.zeros(len(queries) + 1, np.int64); np.cumsum([len(q) for q in queries], out=q_offs[1:])
+    qb = _batch(queries, weights)
     nq = len(queries)
-    ub = np.zeros(n_blocks, score); local = np.zeros(1 << shift, score)
-    order = np.empty(n_blocks, np.int32); buckets = np.zeros(N_BUCKETS + 1, np.int64)
-    head = np.full(n_blocks, -1, np.int32)
-    n_pairs = int(query_pairs(ro, q_offs, np.concatenate(queries)).max())
-    # work buffers with garbage where the kernel must not rely on their content
-    tail = rng.integers(-5, 50, n_blocks).astype(np.int32)
-    ent_pos = rng.integers(0, 1 << 40, n_pairs); ent_next = rng.integers(-5, 50, n_pairs).astype(np.int32)
-
-    def buffers():
-        return (np.zeros((2, n_blocks), score), np.zeros((2, 1 << shift), score),
-                np.zeros((2, n_blocks), np.int32), np.zeros((2, N_BUCKETS + 1), np.int64),
-                np.full((2, n_blocks), -1, np.int32), np.zeros((2, n_blocks), np.int32),
-                np.zeros((2, n_pairs), np.int64), np.zeros((2, n_pairs), np.int32))
+    n_pairs = int(query_pairs(ro, qb.offsets, qb.terms).max())
+    bufs = _range_buffers(score, n_blocks, shift, n_pairs, rng=rng)
 
     for k in (1, 10, 100, 1000, n_docs):
         runs = []
         for sweep_after in (-1, 0, 5):   # never sweep in doc id order, from the start, after 5 blocks
             out_d = np.empty((nq, k), np.int32); out_s = np.empty((nq, k), score); counts = np.zeros(nq, np.int64)
-            blockmax_batch(*arrays, q_offs, np.concatenate(queries), np.concatenate(weights), k, sweep_after,
-                           *buffers(), out_d, out_s, counts)
+            blockmax_batch(ix, qb, k, (-1.0, sweep_after), _range_buffers(score, n_blocks, shift, n_pairs, 2),
+                           out_d, out_s, counts)
             runs.append((out_d, out_s, counts))
         dfs = np.diff(offs)
         for max_k, pair_ratio, budget_ratio, filter_large, common_df, max_common in (
@@ -432,28 +448,27 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift, ev
                 (k - 1, 1e9, 1e9, True, 1, 10**6), (k - 1, 1e9, 1e9, False, 1, 10**6),
                 (10**9, 1e9, 1e9, True, int(np.median(dfs)), 2)):
             a_d = np.empty((nq, k), np.int32); a_s = np.empty((nq, k), score); a_c = np.zeros(nq, np.int64)
-            used = np.zeros(nq, np.int8)
-            auto_batch(*arrays, term_max, q_offs, np.concatenate(queries), np.concatenate(weights), k, max_k, 1e9,
-                       pair_ratio, common_df, max_common, budget_ratio, 3, 0.4, filter_large,
-                       np.zeros((2, n_docs), score), *buffers(), np.zeros((2, n_blocks), score),
-                       np.zeros((2, n_blocks), np.uint8), np.zeros((2, 1 << HIST_BITS), np.int64),
-                       np.full((2, n_blocks), -5, np.int32), a_d, a_s, a_c, used)
+            st = PlannerSettings(max_k, 1e9, pair_ratio, common_df, max_common, budget_ratio, 3, 0.4, filter_large)
+            rb = _range_buffers(score, n_blocks, shift, n_pairs, 2)
+            fb = _filter_buffers(score, n_docs, n_blocks, n_pairs, 2)._replace(ub=rb.ub, pairs=rb.ent_pos)
+            work = AutoWork(rb, fb, np.full(nq, -1, np.int8))
+            auto_batch(ix, qb, k, st, work, a_d, a_s, a_c)
             # budget 0 always falls back; an unbounded budget never does; pair ratio 0 never tries
             # (locality ratio 1e9: the random test postings have no doc id locality);
             # max_k below k takes the filtered scorer, or exhaustive scoring without filter_large;
             # more than max_common query terms in common_df documents or more: exhaustive scoring
             want = 0 if pair_ratio == 0 else (2 if filter_large else 0) if max_k < k else int(budget_ratio > 0)
             common = [int((dfs[q] >= common_df).sum()) for q in queries]
-            assert used.tolist() == [0 if c > max_common else want for c in common]
+            assert work.paths.tolist() == [0 if c > max_common else want for c in common]
             if max_common == 2:
                 assert 0 < sum(c > 2 for c in common) < nq   # both outcomes occur
             runs.append((a_d, a_s, a_c))
         for i, (qt, qw) in enumerate(zip(queries, weights)):
             ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, score)
             d1 = np.empty(k, np.int32); s1 = np.empty(k, score)
-            stats = np.full(3, -7, np.int64)
-            n = blockmax_one(*arrays, qt, qw, k, -1.0, i % 4 - 1, ub, local, order, buckets, head, tail, ent_pos,
-                             ent_next, d1, s1, stats)
+            stats = bufs.stats
+            stats[:] = -7
+            n = blockmax_one(ix, qt, qw, k, (-1.0, i % 4 - 1), bufs, d1, s1)
             np.testing.assert_array_equal(d1[:n], ed)
             np.testing.assert_array_equal(s1[:n], es)
             # the counters: the pairs of the terms without a dense row (repeats read again); with k past
@@ -473,13 +488,13 @@ def test_blockmax_and_planner_match_exhaustive_reference(dtype, score, shift, ev
             want = COST_SELECT_DOC * n_docs + sum(
                 COST_DENSE_ELEMENT * n_docs if slot[t] >= 0 else offs[t + 1] - offs[t] for t in qt)
             assert exhaustive_cost(offs, slot, n_docs, qt) == pytest.approx(want, rel=1e-12)
-            assert blockmax_one(*arrays, qt, qw, k, cost * 0.999, 0, ub, local, order, buckets, head, tail, ent_pos,
-                                ent_next, d1, s1, stats) == -1
-            assert stats.tolist() == [0, 0, 0] and not ub.any() and (head == -1).all()
+            assert blockmax_one(ix, qt, qw, k, (cost * 0.999, 0), bufs, d1, s1) == -1
+            assert stats.tolist() == [0, 0, 0] and not bufs.ub.any() and (bufs.head == -1).all()
             for rd, rsc, rc in runs:
                 np.testing.assert_array_equal(rd[i, :rc[i]], ed)
                 np.testing.assert_array_equal(rsc[i, :rc[i]], es)
-        assert not ub.any() and not local.any() and (head == -1).all()   # work buffers are left as given
+        # work buffers are left as given
+        assert not bufs.ub.any() and not bufs.local.any() and (bufs.head == -1).all()
 
 
 def test_planner_reads_doc_id_locality():
@@ -487,22 +502,25 @@ def test_planner_reads_doc_id_locality():
 
     rng = np.random.default_rng(2)
     n_docs, shift = 20000, 6
-    n_blocks = (n_docs + 63) >> 6
     lists_random, lists_local = [], []
     for t in range(20):
         lists_random.append(np.sort(rng.choice(n_docs, 2000, replace=False)))
         start = rng.integers(0, n_docs - 4000)   # the same number of postings, within 4,000 doc ids
         lists_local.append(np.sort(rng.choice(np.arange(start, start + 4000), 2000, replace=False)))
     q = np.arange(20, dtype=np.int32)
+
+    def settings(common_df, max_common):
+        return PlannerSettings(20, 0.95, 0.5, common_df, max_common, 2.0, 1024, 0.5, False)
+
     for lists, want in ((lists_random, False), (lists_local, True)):
         offs = np.zeros(21, np.int64); np.cumsum([len(x) for x in lists], out=offs[1:])
         docs = np.concatenate(lists).astype(np.int32)
-        ro = encode(offs, docs, np.ones(len(docs), np.uint8), shift)[0]
-        use, sdf = plan_one(offs, ro, n_blocks, q, 0.95, 0.5, 2000, 20)
+        ix = _arrays(offs, docs, np.ones(len(docs), np.uint8), shift, n_docs)
+        use, sdf = plan_one(ix, q, settings(2000, 20))
         assert sdf == 40000 and use == want
         # 20 terms in at least 2,000 documents: more than 19 common terms is scored exhaustively
-        assert plan_one(offs, ro, n_blocks, q, 0.95, 0.5, 2000, 19)[0] is False
-        assert plan_one(offs, ro, n_blocks, q, 0.95, 0.5, 2001, 0)[0] == want
+        assert plan_one(ix, q, settings(2000, 19))[0] is False
+        assert plan_one(ix, q, settings(2001, 0))[0] == want
 
 
 def _local_postings(rng, n_terms, n_docs, dtype):
@@ -532,7 +550,7 @@ def _local_postings(rng, n_terms, n_docs, dtype):
 @pytest.mark.parametrize("local", [False, True])
 @pytest.mark.parametrize("every", [0, 5])
 def test_filtered_matches_exhaustive_reference(dtype, score, shift, local, every):
-    from lsr.index.kernels.filtered import HIST_BITS, filtered_batch, filtered_one
+    from lsr.index.kernels.filtered import filtered_batch, filtered_one
 
     rng = np.random.default_rng(11 + shift)
     n_terms = 40
@@ -540,9 +558,8 @@ def test_filtered_matches_exhaustive_reference(dtype, score, shift, local, every
         offs, docs, imp, n_docs = _local_postings(rng, n_terms, 5000, dtype)
     else:
         offs, docs, imp, n_docs = _postings(rng, n_terms=n_terms, n_docs=3000, per_doc=10, dtype=dtype)
-    ro, rm, co, codes, low = encode(offs, docs, imp, shift)
-    arrays = ((offs, ro, rm, co, codes, low, imp, shift, n_docs) + _dense(offs, docs, imp, shift, n_docs, every)[:2]
-              + (_term_max(offs, imp),))
+    ix = _arrays(offs, docs, imp, shift, n_docs, every)
+    n_pairs = int(ix.range_offsets[-1])
     n_blocks = (n_docs + (1 << shift) - 1) >> shift
     queries = [rng.choice(n_terms, size=rng.integers(1, 15), replace=False).astype(np.int32) for _ in range(25)]
     queries.append(np.array([5, 5, 5], np.int32))         # repeated terms add up
@@ -551,39 +568,70 @@ def test_filtered_matches_exhaustive_reference(dtype, score, shift, local, every
     queries.append(np.array([0, 1, 2, 9], np.int32))      # the common terms and a rare one
     weights = [rng.integers(1, 300, len(q)).astype(score) for q in queries]
     weights[0][:] = 1                                      # equal weights: many tied scores
-    q_offs = np.zeros(len(queries) + 1, np.int64); np.cumsum([len(q) for q in queries], out=q_offs[1:])
+    qb = _batch(queries, weights)
     nq = len(queries)
-    acc = np.zeros(n_docs, score); bmax = np.zeros(n_blocks, score); ub = np.zeros(n_blocks, score)
-    hist = np.zeros(1 << HIST_BITS, np.int64); keep = np.zeros(n_blocks, np.uint8)
-    pairs = rng.integers(0, 1 << 40, int(ro[-1]))          # garbage the kernel must overwrite
-    blocks = rng.integers(-9, 9, n_blocks).astype(np.int32)  # scratch, too
+    bufs = _filter_buffers(score, n_docs, n_blocks, n_pairs, None)
+    # garbage the kernel must overwrite: the pairs and the block list are scratch
+    bufs = bufs._replace(pairs=rng.integers(0, 1 << 40, n_pairs), blocks=rng.integers(-9, 9, n_blocks).astype(np.int32))
     skipped = 0
     for k in (1, 10, 100, 1000, n_docs):
         for full_ratio in (0.0, 0.3, 0.6, 1.0):
             out_d = np.empty((nq, k), np.int32); out_s = np.empty((nq, k), score); counts = np.zeros(nq, np.int64)
-            filtered_batch(*arrays, q_offs, np.concatenate(queries), np.concatenate(weights), k, full_ratio,
-                           np.zeros((2, n_docs), score), np.zeros((2, n_blocks), score),
-                           np.zeros((2, n_blocks), score), np.zeros((2, n_blocks), np.uint8),
-                           np.zeros((2, 1 << HIST_BITS), np.int64), np.full((2, n_blocks), -5, np.int32),
-                           np.zeros((2, int(ro[-1])), np.int64), out_d, out_s, counts)
+            filtered_batch(ix, qb, k, (full_ratio,), _filter_buffers(score, n_docs, n_blocks, n_pairs, 2), out_d,
+                           out_s, counts)
             for i, (qt, qw) in enumerate(zip(queries, weights)):
                 ed, es = exhaustive_ref(offs, docs, imp, qt, qw, n_docs, k, score)
                 d1 = np.empty(k, np.int32); s1 = np.empty(k, score)
-                n = filtered_one(*arrays, qt, qw, k, full_ratio, acc, bmax, ub, keep, hist, blocks, pairs, d1, s1)
+                n = filtered_one(ix, qt, qw, k, (full_ratio,), bufs, d1, s1)
                 np.testing.assert_array_equal(d1[:n], ed)
                 np.testing.assert_array_equal(s1[:n], es)
                 np.testing.assert_array_equal(out_d[i, :counts[i]], ed)
                 np.testing.assert_array_equal(out_s[i, :counts[i]], es)
-                skipped += int(np.count_nonzero(keep == 0))
-                assert not acc.any() and not bmax.any() and not ub.any() and not hist.any()
+                skipped += int(np.count_nonzero(bufs.keep == 0))
+                assert not bufs.acc.any() and not bufs.bmax.any() and not bufs.ub.any() and not bufs.hist.any()
     if local:
         assert skipped > 0   # the bounds did rule blocks out
     # float scores are not taken
     fimp = imp.astype(np.float32)
-    fro, frm, fco, fcodes, flow = encode(offs, docs, fimp, shift)
+    fx = _arrays(offs, docs, fimp, shift, n_docs)
     d1 = np.empty(10, np.int32); s1 = np.empty(10, np.float32)
-    assert filtered_one(offs, fro, frm, fco, fcodes, flow, fimp, shift, n_docs,
-                        *_dense(offs, docs, fimp, shift, n_docs, 0)[:2], _term_max(offs, fimp),
-                        queries[1], weights[1].astype(np.float32), 10, 0.5, np.zeros(n_docs, np.float32),
-                        np.zeros(n_blocks, np.float32), np.zeros(n_blocks, np.float32), keep, hist, blocks,
-                        pairs, d1, s1) == -1
+    assert filtered_one(fx, queries[1], weights[1].astype(np.float32), 10, (0.5,),
+                        _filter_buffers(np.float32, n_docs, n_blocks, n_pairs, None), d1, s1) == -1
+
+
+@pytest.mark.parametrize("shift", [0, 4, 6])
+@pytest.mark.parametrize("every", [0, 3])
+def test_planner_filtered_and_cost_helpers_match_reference(shift, every):
+    """plan_one, full_prefix, rest_bounds, exhaustive_cost and bounds_cost against their NumPy references."""
+    from lsr.index.kernels.cost import bounds_cost, bounds_cost_ref, exhaustive_cost, exhaustive_cost_ref
+    from lsr.index.kernels.filtered import full_prefix, full_prefix_ref, rest_bounds, rest_bounds_ref
+    from lsr.index.kernels.planner import plan_one, plan_one_ref
+
+    rng = np.random.default_rng(30 + shift)
+    n_terms = 40
+    offs, docs, imp, n_docs = _local_postings(rng, n_terms, 4000, np.uint8)
+    ix = _arrays(offs, docs, imp, shift, n_docs, every)
+    n_blocks = (n_docs + (1 << shift) - 1) >> shift
+    for i in range(60):
+        qt = rng.choice(n_terms, size=rng.integers(1, 12), replace=False).astype(np.int32)
+        if i % 7 == 0:
+            qt = np.concatenate([qt, qt[:1]])   # a repeated term
+        qw = rng.integers(1, 300, len(qt)).astype(np.int32)
+        st = PlannerSettings(20, float(rng.choice([0.3, 0.95, 1e9])), float(rng.choice([0.0, 0.5, 1e9])),
+                             int(rng.integers(1, n_docs)), int(rng.integers(0, 6)), 2.0, 1024, 0.5, False)
+        assert plan_one(ix, qt, st) == plan_one_ref(offs, ix.range_offsets, n_docs, shift, qt, st)
+        assert exhaustive_cost(offs, ix.dense_slot, n_docs, qt) == pytest.approx(
+            exhaustive_cost_ref(offs, ix.dense_slot, n_docs, qt), rel=1e-12)
+        assert bounds_cost(ix.range_offsets, ix.dense_slot, n_blocks, qt) == pytest.approx(
+            bounds_cost_ref(ix.range_offsets, ix.dense_slot, n_blocks, qt), rel=1e-12)
+        full_ratio = float(rng.choice([0.0, 0.3, 0.7, 1.0]))
+        order, n_full = full_prefix(ix, qt, qw, full_ratio)
+        want_order, want_full = full_prefix_ref(offs, ix.term_max, ix.dense_slot, qt, qw, full_ratio)
+        np.testing.assert_array_equal(order, want_order)
+        assert n_full == want_full
+        ub = np.zeros(n_blocks, np.int32)
+        pairs = np.full(int(ix.range_offsets[-1]) + 1, -1, np.int64)
+        n = rest_bounds(ix, qt, qw, order, n_full, ub, pairs)
+        want_ub, want_pairs = rest_bounds_ref(offs, docs, imp, shift, n_docs, qt, qw, order, n_full)
+        np.testing.assert_array_equal(ub, want_ub)
+        np.testing.assert_array_equal(pairs[:n], want_pairs)

@@ -194,9 +194,9 @@ def test_parallel_and_per_worker_node_paths_agree():
         gains = np.empty(n_docs)
         if parallel:
             for k in range(2):
-                r._bisect_node_parallel(offs, terms, perm, lo[k], hi[k], 10, D, *(a[0] for a in sc), gains)
+                r._bisect_node_parallel((offs, terms), perm, lo[k], hi[k], 10, D, tuple(a[0] for a in sc), gains)
         else:
-            r._bisect_nodes(offs, terms, perm, lo, hi, 10, D, *sc, gains)
+            r._bisect_nodes((offs, terms), perm, lo, hi, 10, D, tuple(sc), gains)
         assert all(not a.any() for a in sc[:2])   # degree scratch is left cleared
         out.append(perm)
     np.testing.assert_array_equal(out[0], out[1])

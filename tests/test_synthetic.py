@@ -110,7 +110,7 @@ def test_exhaustive_kernel_on_synthetic_ties(tmp_path, method, bits):
             a, b = p.offsets[i], p.offsets[i + 1]
             q = (p.terms[a:b], p.weights[a:b])
             docs, scores = np.empty(k, np.int32), np.empty(k, p.score_dtype)
-            n = exhaustive_one(*index.postings_arrays, *s.dense_rows()[:2], *q, k, acc, docs, scores)
+            n = exhaustive_one(s.index_arrays(), *q, k, (), acc, docs, scores)
             assert not acc.any()
             rd, rs = exhaustive_ref(index.term_offsets, index.postings_docs, index.postings_impacts, *q,
                                     index.num_documents, k, p.score_dtype)

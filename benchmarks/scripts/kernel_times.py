@@ -21,6 +21,7 @@ from lsr.index.kernels.dense import no_dense
 from lsr.index.kernels.exhaustive import _score_terms_flat, _score_terms_pairs, exhaustive_one
 from lsr.index.kernels.filtered import filtered_one
 from lsr.index.kernels.planner import auto_one
+from lsr.index.processors import PROCESSORS
 from _common import open_prepared
 
 
@@ -35,10 +36,9 @@ def main(argv=None) -> None:
     ix, s, p = open_prepared(a.index, a.queries, a.n)
     cfg, k, dt = s.config, a.k, p.score_dtype
     acc, ref, fl = (np.zeros(ix.num_documents, dt) for _ in range(3))
-    rb, ra, pa = s._range_buffers(dt, s._max_pairs(p)), s._range_arrays(), ix.postings_arrays
-    fb = s._filter_buffers(dt)
-    dn = s.dense_rows()
-    none = no_dense(ix.num_terms, ix.num_documents, 1, ix.postings_impacts.dtype)[0]
+    ixa = s.index_arrays()
+    work = {name: PROCESSORS[name].work(s, p, None) for name in ("filtered", "auto")}
+    none = ixa._replace(dense_slot=no_dense(ix.num_terms, ix.num_documents, 1, ix.postings_impacts.dtype)[0])
     out = {name: (np.empty(k, np.int32), np.empty(k, dt))
            for name in ("exhaustive_one", "filtered_one", "auto_one")}
     junk = np.zeros(64 << 20, np.uint8)
@@ -46,14 +46,13 @@ def main(argv=None) -> None:
     counts: dict[str, int] = {}
     for qi in range(len(p.ids)):
         qt, qw = p.terms[p.offsets[qi]:p.offsets[qi + 1]], p.weights[p.offsets[qi]:p.offsets[qi + 1]]
-        calls = [("pairs", lambda: _score_terms_pairs(*pa, none, qt, qw, ref)),
-                 ("flat", lambda: _score_terms_flat(*pa, none, qt, qw, fl)),
-                 ("exhaustive_one", lambda: exhaustive_one(*pa, *dn[:2], qt, qw, k, acc, *out["exhaustive_one"])),
-                 ("filtered_one", lambda: filtered_one(*ra, *dn[:2], ix.term_max, qt, qw, k, cfg.full_ratio, acc,
-                                                       fb[0], rb[0], fb[1], fb[2], fb[3], rb[6],
+        calls = [("pairs", lambda: _score_terms_pairs(none, qt, qw, ref)),
+                 ("flat", lambda: _score_terms_flat(none, qt, qw, fl)),
+                 ("exhaustive_one", lambda: exhaustive_one(ixa, qt, qw, k, (), acc, *out["exhaustive_one"])),
+                 ("filtered_one", lambda: filtered_one(ixa, qt, qw, k, (cfg.planner.full_ratio,), work["filtered"],
                                                        *out["filtered_one"])),
-                 ("auto_one", lambda: auto_one(*ra, *dn, ix.term_max, qt, qw, k, *s.planner_settings(), acc, *rb,
-                                               *fb, *out["auto_one"]))]
+                 ("auto_one", lambda: auto_one(ixa, qt, qw, k, s.planner_settings(), work["auto"],
+                                               *out["auto_one"]))]
         for name, call in (calls if qi % 2 == 0 else calls[::-1]):
             if a.cold:
                 junk += 1

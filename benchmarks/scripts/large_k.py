@@ -36,6 +36,7 @@ from lsr.index.kernels.exhaustive import _score_terms_flat, exhaustive_one, scor
 from lsr.index.kernels.filtered import filtered_one
 from lsr.index.kernels.topk import (HIST_BITS, acc_block_maxima, bins_select_blocks, heap_sort_desc, kth_lower_bound,
                                     offer_blocks)
+from lsr.index.processors import PROCESSORS
 from _common import open_prepared
 
 
@@ -61,10 +62,9 @@ def _heap_select(acc, bmax, theta, k, out_docs, out_scores):
 
 
 @njit(cache=True)
-def _heap_exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, dense, q_terms,
-                         q_weights, k, acc, out_docs, out_scores):
+def _heap_exhaustive_one(ix, q_terms, q_weights, k, params, acc, out_docs, out_scores):
     """exhaustive_one with the heap selection at every k (as before the histogram bins)."""
-    score_terms(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, dense, q_terms, q_weights, acc)
+    score_terms(ix, q_terms, q_weights, acc)
     bmax = np.empty((acc.shape[0] + 15) >> 4, dtype=acc.dtype)
     theta, _ = _bound(acc, bmax, np.zeros(1 << HIST_BITS, np.int64), k)
     size = _heap_select(acc, bmax, theta, k, out_docs, out_scores)
@@ -81,7 +81,8 @@ def _query(p, qi):
 
 
 def parts(ix, s, p, k) -> None:
-    pa, (slot, rows, _) = ix.postings_arrays, s.dense_rows()
+    ixa = s.index_arrays()
+    slot, rows = ixa.dense_slot, ixa.dense
     acc = np.zeros(ix.num_documents, p.score_dtype)
     bmax = np.empty((ix.num_documents + 15) >> 4, p.score_dtype)
     hist = np.zeros(1 << HIST_BITS, np.int64)
@@ -92,7 +93,7 @@ def parts(ix, s, p, k) -> None:
         t0 = time.perf_counter()
         _rows_only(slot, rows, qt, qw, acc)
         t1 = time.perf_counter()
-        _score_terms_flat(*pa, slot, qt, qw, acc)
+        _score_terms_flat(ixa, qt, qw, acc)
         t2 = time.perf_counter()
         theta, top = _bound(acc, bmax, hist, k)
         if k >= 256:
@@ -102,7 +103,7 @@ def parts(ix, s, p, k) -> None:
         t3 = time.perf_counter()
         acc[:] = 0
         t4 = time.perf_counter()
-        exhaustive_one(*pa, slot, rows, qt, qw, k, acc, od, osc)
+        exhaustive_one(ixa, qt, qw, k, (), acc, od, osc)
         t5 = time.perf_counter()
         for n, v in zip(T, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             T[n].append(v)
@@ -118,7 +119,7 @@ def parts(ix, s, p, k) -> None:
 
 
 def select(ix, s, p, ks) -> None:
-    pa, (slot, rows, _) = ix.postings_arrays, s.dense_rows()
+    ixa = s.index_arrays()
     acc = np.zeros(ix.num_documents, p.score_dtype)
     bmax = np.empty((ix.num_documents + 15) >> 4, p.score_dtype)
     hist = np.zeros(1 << HIST_BITS, np.int64)
@@ -129,7 +130,7 @@ def select(ix, s, p, ks) -> None:
         T: dict[str, list[float]] = {"heap": [], "bins": []}
         for qi in range(len(p.ids)):
             qt, qw = _query(p, qi)
-            score_terms(*pa, slot, rows, qt, qw, acc)
+            score_terms(ixa, qt, qw, acc)
             theta, top = _bound(acc, bmax, hist, k)
             for rep in range(2):   # the second of two calls each, in alternating order
                 for name in (("heap", "bins") if (qi + rep) % 2 == 0 else ("bins", "heap")):
@@ -148,7 +149,7 @@ def select(ix, s, p, ks) -> None:
 
 
 def ab(ix, s, p, k) -> None:
-    pa, (slot, rows, _) = ix.postings_arrays, s.dense_rows()
+    ixa = s.index_arrays()
     acc = np.zeros(ix.num_documents, p.score_dtype)
     out = {n: (np.empty(k, np.int32), np.empty(k, p.score_dtype)) for n in ("heap", "exhaustive_one")}
     T: dict[str, list[float]] = {n: [] for n in out}
@@ -158,7 +159,7 @@ def ab(ix, s, p, k) -> None:
         for rep in range(2):
             for name in (("heap", "exhaustive_one") if (qi + rep) % 2 == 0 else ("exhaustive_one", "heap")):
                 t = time.perf_counter()
-                fn[name](*pa, slot, rows, qt, qw, k, acc, *out[name])
+                fn[name](ixa, qt, qw, k, (), acc, *out[name])
                 if rep == 1:
                     T[name].append(time.perf_counter() - t)
         if not all(np.array_equal(a, b) for a, b in zip(out["heap"], out["exhaustive_one"])):
@@ -172,17 +173,15 @@ def ab(ix, s, p, k) -> None:
 def oracle(ix, s, p, k) -> None:
     cfg, dt = s.config, p.score_dtype
     acc = np.zeros(ix.num_documents, dt)
-    rb, ra, pa = s._range_buffers(dt, s._max_pairs(p)), s._range_arrays(), ix.postings_arrays
-    fb, dn = s._filter_buffers(dt), s.dense_rows()
+    ixa = s.index_arrays()
+    fb, rb = PROCESSORS["filtered"].work(s, p, None), PROCESSORS["blockmax"].work(s, p, None)
     od, osc = np.empty(k, np.int32), np.empty(k, dt)
     T: dict[str, list[float]] = {"exhaustive": [], "filtered": [], "blockmax": []}
     for qi in range(len(p.ids)):
         qt, qw = _query(p, qi)
-        calls = {"exhaustive": lambda: exhaustive_one(*pa, *dn[:2], qt, qw, k, acc, od, osc),
-                 "filtered": lambda: filtered_one(*ra, *dn[:2], ix.term_max, qt, qw, k, cfg.full_ratio, acc, fb[0],
-                                                  rb[0], fb[1], fb[2], fb[3], rb[6], od, osc),
-                 "blockmax": lambda: blockmax_one(*ra, *dn, qt, qw, k, -1.0, cfg.sweep_after, *rb, od, osc,
-                                                  np.empty(3, np.int64))}
+        calls = {"exhaustive": lambda: exhaustive_one(ixa, qt, qw, k, (), acc, od, osc),
+                 "filtered": lambda: filtered_one(ixa, qt, qw, k, (cfg.planner.full_ratio,), fb, od, osc),
+                 "blockmax": lambda: blockmax_one(ixa, qt, qw, k, (-1.0, cfg.planner.sweep_after), rb, od, osc)}
         best = dict.fromkeys(calls, np.inf)
         for _ in range(3):   # the best of three calls each
             for name, call in calls.items():

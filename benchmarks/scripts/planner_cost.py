@@ -30,13 +30,14 @@ import numpy as np
 from lsr.index.kernels.blockmax import blockmax_one
 from lsr.index.kernels.exhaustive import exhaustive_one
 from lsr.index.kernels.planner import auto_one
+from lsr.index.processors import PROCESSORS
 from _common import open_prepared
 
 
 def _setup(ix, s, p, k):
     dt = p.score_dtype
-    return dict(acc=np.zeros(ix.num_documents, dt), rb=s._range_buffers(dt, s._max_pairs(p)),
-                ra=s._range_arrays(), pa=ix.postings_arrays, fb=s._filter_buffers(dt), dn=s.dense_rows(),
+    return dict(acc=np.zeros(ix.num_documents, dt), ix=s.index_arrays(), rb=PROCESSORS["blockmax"].work(s, p, None),
+                aw=PROCESSORS["auto"].work(s, p, None), bm=(-1.0, s.config.planner.sweep_after),
                 out=(np.empty(k, np.int32), np.empty(k, dt)))
 
 
@@ -46,19 +47,18 @@ def _query(p, qi):
 
 def fit(ix, s, p, k) -> None:
     b = _setup(ix, s, p, k)
-    slot, rows, rmax = b["dn"]
+    slot = b["ix"].dense_slot
     n, N = len(p.ids), ix.num_documents
-    NB = b["rb"][0].shape[0]
+    NB = b["rb"].ub.shape[0]
     junk = np.zeros(64 << 20, np.uint8)
     T = np.zeros((n, 2))
     X = np.zeros((n, 7))
     df = np.diff(ix.term_offsets)
     for qi in range(n):
         qt, qw = _query(p, qi)
-        st = np.zeros(3, np.int64)
-        calls = [lambda: exhaustive_one(*b["pa"], slot, rows, qt, qw, k, b["acc"], *b["out"]),
-                 lambda: blockmax_one(*b["ra"], slot, rows, rmax, qt, qw, k, -1.0, s.config.sweep_after, *b["rb"],
-                                      *b["out"], st)]
+        st = b["rb"].stats
+        calls = [lambda: exhaustive_one(b["ix"], qt, qw, k, (), b["acc"], *b["out"]),
+                 lambda: blockmax_one(b["ix"], qt, qw, k, b["bm"], b["rb"], *b["out"])]
         for j in ((0, 1) if qi % 2 == 0 else (1, 0)):
             junk += 1
             t = time.perf_counter()
@@ -103,10 +103,9 @@ def budget(ix, s, p, k, ratios, max_commons, max_k) -> None:
     used = np.zeros((n, len(names)), np.int64)
     for qi in range(n):
         qt, qw = _query(p, qi)
-        calls = [lambda: (exhaustive_one(*b["pa"], *b["dn"][:2], qt, qw, k, b["acc"], *b["out"]), 0)]
+        calls = [lambda: (exhaustive_one(b["ix"], qt, qw, k, (), b["acc"], *b["out"]), 0)]
         for st in settings:
-            calls.append(lambda st=st: auto_one(*b["ra"], *b["dn"], ix.term_max, qt, qw, k, *st, b["acc"], *b["rb"],
-                                                *b["fb"], *b["out"]))
+            calls.append(lambda st=st: (auto_one(b["ix"], qt, qw, k, st, b["aw"], *b["out"]), int(b["aw"].paths[0])))
         for j in np.roll(np.arange(len(calls)), qi):
             junk += 1
             t = time.perf_counter()
@@ -135,9 +134,8 @@ def common(ix, s, p, k) -> None:
     for qi in range(n):
         qt, qw = _query(p, qi)
         nc[qi] = int((df[qt] >= common_df).sum())
-        calls = [lambda: exhaustive_one(*b["pa"], *b["dn"][:2], qt, qw, k, b["acc"], *b["out"]),
-                 lambda: blockmax_one(*b["ra"], *b["dn"], qt, qw, k, -1.0, s.config.sweep_after, *b["rb"], *b["out"],
-                                      np.zeros(3, np.int64))]
+        calls = [lambda: exhaustive_one(b["ix"], qt, qw, k, (), b["acc"], *b["out"]),
+                 lambda: blockmax_one(b["ix"], qt, qw, k, b["bm"], b["rb"], *b["out"])]
         for j in ((0, 1) if qi % 2 == 0 else (1, 0)):
             junk += 1
             t = time.perf_counter()

@@ -42,7 +42,8 @@ from numba import njit
 from lsr.index.kernels.dense import no_dense
 from lsr.index.kernels.exhaustive import FLAT_CHUNK, _scatter_nibbles, exhaustive_one, score_terms
 from lsr.index.kernels.filtered import filtered_one, full_prefix, rest_bounds
-from lsr.index.kernels.postings import next_pair
+from lsr.index.kernels.postings import read_varint
+from lsr.index.processors import PROCESSORS, max_pairs
 from lsr.index.kernels.topk import _bin_shift, _offer_block, heap_sort_desc
 from _common import open_prepared
 
@@ -124,13 +125,21 @@ def _hist_theta(hist, k, s, theta):
 
 
 @njit(cache=True, inline="always")
-def _term_order(term_offsets, term_max, slot, q_terms, q_weights, n_bins):
+def next_pair(codes, c, blk, shift, mask):
+    """Decode the pair code at ``codes[c]`` after block ``blk``: (next position, its block, its posting count)
+    (the prototypes' form of :func:`lsr.index.kernels.postings.next_pair`)."""
+    v, c = read_varint(codes, c)
+    return c, blk + (v >> shift), (v & mask) + 1
+
+
+@njit(cache=True, inline="always")
+def _term_order(ix, q_terms, q_weights, n_bins):
     """(the filtered scorer's term order, the histogram's bin shift for scores up to the query's
     ``sum w * term_max``)."""
-    order, _ = full_prefix(term_offsets, term_max, slot, q_terms, q_weights, 0.0)
+    order, _ = full_prefix(ix, q_terms, q_weights, 0.0)
     total = np.int64(0)
     for i in range(q_terms.shape[0]):
-        total += np.int64(q_weights[i]) * np.int64(term_max[q_terms[i]])
+        total += np.int64(q_weights[i]) * np.int64(ix.term_max[q_terms[i]])
     return order, _bin_shift(total, n_bins)
 
 
@@ -153,21 +162,20 @@ def _select(acc, bmax, ub, keep, hist, theta, k):
 
 
 @njit(cache=True)
-def sequential_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
-                   slot, dense, term_max, q_terms, q_weights, k, acc, bmax, ub, keep, hist, pairs, passing, passing_rel,
-                   thetas, mode, counts):
+def sequential_one(ix, q_terms, q_weights, k, acc, bmax, ub, keep, hist, pairs, passing, passing_rel, thetas, mode,
+                   counts):
     """Top-k scores of one query (range blocks of 16 documents); returns (hit count, docs, scores).
     mode 0: the histogram threshold (``thetas[i]`` records it after term i); 1: no histogram, the
     thresholds replayed from ``thetas``; 2: as 1 with the scoring of the passing pairs left out.
     Adds the passing pairs and their postings to ``counts[0]`` and ``counts[1]``."""
+    term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs = ix[:9]
     mask = (1 << shift) - 1
     nq = q_terms.shape[0]
-    order, s = _term_order(term_offsets, term_max, slot, q_terms, q_weights, hist.shape[0])
+    order, s = _term_order(ix, q_terms, q_weights, hist.shape[0])
     # the first term in full: its partial scores, histogram and block maxima come from its postings
     t = q_terms[order[0]]
     w = q_weights[order[0]]
-    score_terms(term_offsets, code_offsets, codes, low, impacts, shift, slot, dense, q_terms[order[:1]],
-                q_weights[order[:1]], acc)
+    score_terms(ix, q_terms[order[:1]], q_weights[order[:1]], acc)
     if mode == 0:
         for q in range(term_offsets[t], term_offsets[t + 1]):
             hist[np.int64(w * impacts[q]) >> s] += 1
@@ -179,7 +187,7 @@ def sequential_one(term_offsets, range_offsets, range_max, code_offsets, codes, 
     theta = _hist_theta(hist, k, s, np.int64(1)) if mode == 0 else thetas[0]
     thetas[0] = theta
     # the bounds of the other terms; their pairs decoded into a buffer (the filtered scorer's step 3)
-    rest_bounds(range_offsets, range_max, code_offsets, codes, shift, q_terms, q_weights, order, 1, ub, pairs)
+    rest_bounds(ix, q_terms, q_weights, order, 1, ub, pairs)
     keep[:] = 1
     bases = np.empty(FLAT_CHUNK + 16, np.int32)
     poss = np.empty(FLAT_CHUNK + 16, np.int32)
@@ -255,14 +263,14 @@ def sequential_one(term_offsets, range_offsets, range_max, code_offsets, codes, 
 
 
 @njit(cache=True)
-def sequential_pairs_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
-                         slot, term_max, q_terms, q_weights, k, acc, bmax, ub, keep, hist):
+def sequential_pairs_one(ix, q_terms, q_weights, k, acc, bmax, ub, keep, hist):
     """The first version of :func:`sequential_one`: every term, the first included, pair by pair
     from the codes (decoded twice, no buffer), each passing pair's postings in a loop of their count
     with the block maximum and the histogram kept as they are scored."""
+    term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift = ix[:8]
     mask = (1 << shift) - 1
     nq = q_terms.shape[0]
-    order, s = _term_order(term_offsets, term_max, slot, q_terms, q_weights, hist.shape[0])
+    order, s = _term_order(ix, q_terms, q_weights, hist.shape[0])
     theta = np.int64(1)
     for i in range(nq):
         t = q_terms[order[i]]
@@ -362,10 +370,12 @@ def time_kernels(ix, s, p, k: int) -> None:
     acc = np.zeros(n, dt)
     bmax, ub = np.zeros(nb, dt), np.zeros(nb, dt)
     keep, hist = np.zeros(nb, np.uint8), np.zeros(4096, np.int64)
-    n_pairs = s._max_pairs(p)
+    n_pairs = max_pairs(s, p)
     pairs, passing, passing_rel = np.empty(n_pairs, np.int64), np.empty(nb, np.int64), np.empty(nb, np.int32)
-    rb, ra, fb = s._range_buffers(dt, n_pairs), s._range_arrays(), s._filter_buffers(dt)
-    nd = no_dense(ix.num_terms, n, nb, ix.postings_impacts.dtype)[:2]   # no dense rows: as when the figures were taken
+    # no dense rows: as when the figures were taken
+    ixn = s.index_arrays()._replace(**dict(zip(("dense_slot", "dense", "dense_max"),
+                                               no_dense(ix.num_terms, n, nb, ix.postings_impacts.dtype))))
+    fb = PROCESSORS["filtered"].work(s, p, None)._replace(acc=acc)
     thetas = [np.zeros(len(p.terms), np.int64) for _ in p.ids]
     counts, no_counts = np.zeros(2, np.int64), np.zeros(2, np.int64)
     n_postings = int((ix.term_offsets[p.terms + 1] - ix.term_offsets[p.terms]).sum())
@@ -376,19 +386,19 @@ def time_kernels(ix, s, p, k: int) -> None:
             d_e, s_e = np.empty(k, np.int32), np.empty(k, dt)
             d_f, s_f = np.empty(k, np.int32), np.empty(k, dt)
             d_g, s_g = np.empty(k, np.int32), np.empty(k, dt)
-            calls = [("exhaustive_one", lambda: exhaustive_one(*ix.postings_arrays, *nd, qt, qw, k, acc, d_e, s_e)),
-                     ("filtered_one", lambda: filtered_one(*ra, *nd, ix.term_max, qt, qw, k, s.config.full_ratio, acc,
-                                                           fb[0], rb[0], fb[1], fb[2], fb[3], rb[6], d_f, s_f))]
+            calls = [("exhaustive_one", lambda: exhaustive_one(ixn, qt, qw, k, (), acc, d_e, s_e)),
+                     ("filtered_one", lambda: filtered_one(ixn, qt, qw, k, (s.config.planner.full_ratio,), fb, d_f,
+                                                           s_f))]
             calls += [(f"sequential_one mode {m}",
-                       lambda m=m: sequential_one(*ra, *nd, ix.term_max, qt, qw, k, acc, bmax, ub, keep, hist, pairs,
+                       lambda m=m: sequential_one(ixn, qt, qw, k, acc, bmax, ub, keep, hist, pairs,
                                                   passing, passing_rel, thetas[qi], m,
                                                   counts if (m == 0 and rep == 0) else no_counts)) for m in (0, 1, 2)]
-            calls.append(("sequential_pairs_one", lambda: sequential_pairs_one(*ra, nd[0], ix.term_max, qt, qw, k, acc,
-                                                                                bmax, ub, keep, hist)))
+            calls.append(("sequential_pairs_one", lambda: sequential_pairs_one(ixn, qt, qw, k, acc, bmax, ub, keep,
+                                                                                hist)))
             for sh in SEGMENTS:   # then the exhaustive scorer's selection (no terms left to score)
                 calls.append((f"segmented 2^{sh}", lambda sh=sh: (
                     segmented_scores(*ix.postings_arrays[:6], qt, qw, acc, sh),
-                    exhaustive_one(*ix.postings_arrays, *nd, qt[:0], qw[:0], k, acc, d_g, s_g))[1]))
+                    exhaustive_one(ixn, qt[:0], qw[:0], k, (), acc, d_g, s_g))[1]))
             if qi % 2:
                 calls = calls[::-1]   # every other query in the reverse order
             res = {}

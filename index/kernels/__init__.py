@@ -1,5 +1,8 @@
 """Numba kernels over flat, typed, C-contiguous arrays.
 
-Each kernel module keeps a plain-NumPy reference implementation beside the
-compiled kernel (``*_ref``); the tests check the two against each other.
+The query kernels take the argument bundles of :mod:`.bundles`. Every public kernel of the query path
+has a plain-NumPy reference beside it (``*_ref``; the query processors' kernels share
+:func:`.exhaustive.exhaustive_ref`, the exact top k they all compute) and the tests compare the two
+on random data; ``postings.check_codes``, the index's consistency check, has none (it is tested on
+damaged codes). The build kernels (``build``, ``reorder``) keep references for their main steps.
 """

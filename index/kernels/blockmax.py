@@ -39,7 +39,8 @@ import numpy as np
 from numba import njit, prange
 
 from .cost import COST_BLOCK, COST_BLOCK_ROW, COST_POSTING, bounds_cost
-from .postings import low_at, next_pair
+from .bundles import RangeBuffers
+from .postings import low_at, next_pair, term_pairs
 from .topk import heap_offer, heap_sort_desc
 
 N_BUCKETS = 1024
@@ -82,26 +83,31 @@ def _cannot_enter(u, b, shift, out_scores, out_docs):
 
 
 @njit(cache=True, inline="always")
-def _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, ent_next, dense, dq_rows, dq_w, n_dq,
-                 local, k, size, out_docs, out_scores):
+def _score_block(ix, b, q_weights, bufs, dq, k, size, out_docs, out_scores):
     """Score block b exactly and offer its documents to the heap; returns (heap size, postings scored,
-    dense rows' slices not counted)."""
+    dense rows' slices not counted). ``dq``: (dense rows, their weights, how many) of the query terms
+    with a dense row."""
+    dq_rows, dq_w, n_dq = dq
+    local = bufs.local
+    ent_pos = bufs.ent_pos
+    shift = ix.shift
+    nib = shift <= 4
     zero = out_scores.dtype.type(0)
     base = b << shift
     scored = 0
-    x = head[b]
+    x = bufs.head[b]
     while x >= 0:
         code = ent_pos[x]
         p0 = code >> 20
         n = (code & 0x1FF) + 1
         w = q_weights[(code >> 9) & 0x7FF]
         for p in range(p0, p0 + n):
-            local[low_at(low, p, nib)] += w * impacts[p]
+            local[low_at(ix.low, p, nib)] += w * ix.impacts[p]
         scored += n
-        x = ent_next[x]
-    lim = min(1 << shift, n_docs - base)
+        x = bufs.ent_next[x]
+    lim = min(1 << shift, ix.n_docs - base)
     for r in range(n_dq):   # the query terms with a dense row
-        row = dense[dq_rows[r]]
+        row = ix.dense[dq_rows[r]]
         w = dq_w[r]
         for y in range(lim):
             local[y] += w * local.dtype.type(row[base + y])
@@ -115,10 +121,11 @@ def _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, 
 
 
 @njit(cache=True)
-def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs,
-                 dense_slot, dense, dense_max, q_terms, q_weights, k, budget, sweep_after, ub, local, order,
-                 bucket_counts, head, tail, ent_pos, ent_next, out_docs, out_scores, stats):
+def blockmax_one(ix, q_terms, q_weights, k, params, bufs, out_docs, out_scores):
     """Top-k of one query by doc-range block-max traversal; returns the hit count.
+
+    ``ix``: :class:`.bundles.IndexArrays`; ``params``: ``(budget, sweep_after)``
+    (below); ``bufs``: :class:`.bundles.RangeBuffers`.
 
     The query terms with a dense row (``dense_slot[t] >= 0``, :mod:`.dense`;
     integer impacts) add their row's block maxima ``dense_max`` to the bounds
@@ -130,7 +137,7 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
     (n_blocks, int32), ``bucket_counts`` (N_BUCKETS + 1, int64), ``head``
     (n_blocks, int32, all -1), ``tail`` (n_blocks, int32, any content),
     ``ent_pos`` (int64) and ``ent_next`` (int32), at least as long as the
-    query's pairs (:func:`query_pairs`), any content.
+    query's pairs (:func:`query_pairs`), any content; ``stats`` is written.
 
     Pair e of the query (in query term order) is kept as
     ``ent_pos[e] = (first posting << 20) | (query term index << 9) | (count - 1)``
@@ -156,6 +163,9 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
     threshold), which reads every term's postings front to back; ``-1``:
     never.
     """
+    budget, sweep_after = params
+    ub, _, order, bucket_counts, head, tail, ent_pos, ent_next, stats = bufs
+    shift = ix.shift
     m = q_terms.shape[0]
     stats[:3] = 0
     if m > MAX_TERMS:
@@ -164,12 +174,9 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
     n_blocks = ub.shape[0]
     spent = 0.0
     if budget >= 0:
-        spent = bounds_cost(range_offsets, dense_slot, n_blocks, q_terms)
+        spent = bounds_cost(ix.range_offsets, ix.dense_slot, n_blocks, q_terms)
         if spent > budget:
             return -1
-    R = 1 << shift
-    mask = R - 1
-    nib = shift <= 4
     # 1. upper bounds per block, and each block's pairs linked in query term order (the dense
     #    rows' terms: their block maxima, and the rows kept for scoring)
     e = 0
@@ -179,23 +186,20 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
     for i in range(m):
         t = q_terms[i]
         w = q_weights[i]
-        r = dense_slot[t]
+        r = ix.dense_slot[t]
         if r >= 0:
-            rmax = dense_max[r]
+            rmax = ix.dense_max[r]
             for b in range(n_blocks):
                 ub[b] += w * ub.dtype.type(rmax[b])
             dq_rows[n_dq] = r
             dq_w[n_dq] = w
             n_dq += 1
             continue
-        p = term_offsets[t]
-        j = range_offsets[t]
-        blk = 0
-        c = code_offsets[t]
-        cend = code_offsets[t + 1]
-        while c < cend:
-            c, blk, n = next_pair(codes, c, blk, shift, mask)
-            ub[blk] += w * range_max[j]
+        j = ix.range_offsets[t]
+        cur = term_pairs(ix.term_offsets, ix.code_offsets, t)
+        while cur[0] < cur[1]:
+            cur, blk, p, n = next_pair(ix.codes, shift, cur)
+            ub[blk] += w * ix.range_max[j]
             ent_pos[e] = (p << 20) | (i << 9) | (n - 1)
             ent_next[e] = -1
             if head[blk] < 0:
@@ -205,8 +209,8 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
             tail[blk] = e
             e += 1
             j += 1
-            p += n
     stats[2] = e
+    dq = (dq_rows, dq_w, n_dq)
     max_ub = zero
     for b in range(n_blocks):
         if ub[b] > max_ub:
@@ -254,8 +258,7 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
                         break
                     if _cannot_enter(ub[b], b, shift, out_scores, out_docs):
                         continue
-                size, n = _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, ent_next,
-                                       dense, dq_rows, dq_w, n_dq, local, k, size, out_docs, out_scores)
+                size, n = _score_block(ix, b, q_weights, bufs, dq, k, size, out_docs, out_scores)
                 ub[b] = zero   # scored
                 n_scored += 1
                 stats[1] += n
@@ -283,8 +286,7 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
                     continue   # nothing to score (no pairs, no dense row) or scored already
                 if _cannot_enter(ub[b], b, shift, out_scores, out_docs):
                     continue
-                size, n = _score_block(b, shift, n_docs, low, nib, impacts, q_weights, head, ent_pos, ent_next,
-                                       dense, dq_rows, dq_w, n_dq, local, k, size, out_docs, out_scores)
+                size, n = _score_block(ix, b, q_weights, bufs, dq, k, size, out_docs, out_scores)
                 n_scored += 1
                 stats[1] += n
                 spent += COST_BLOCK + COST_BLOCK_ROW * n_dq + COST_POSTING * n
@@ -304,22 +306,20 @@ def blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, lo
 
 
 @njit(cache=True, parallel=True)
-def blockmax_batch(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts, shift, n_docs, dense_slot,
-                   dense, dense_max, q_offsets, q_terms, q_weights, k, sweep_after, ubs, locals_, orders, bucket_counts,
-                   heads, tails, ent_pos, ent_next, out_docs, out_scores, out_counts):
+def blockmax_batch(ix, queries, k, params, bufs, out_docs, out_scores, out_counts):
     """Block-max top-k of every query; one parallel loop over the workers' share of the batch.
 
     Worker w uses row w of every work buffer and handles queries w, w + n_workers, ...
     """
+    q_offsets, q_terms, q_weights = queries
+    ubs, locals_, orders, bucket_counts, heads, tails, ent_pos, ent_next, stats = bufs
     n_queries = q_offsets.shape[0] - 1
     n_workers = ubs.shape[0]
     for wk in prange(n_workers):
-        stats = np.zeros(3, np.int64)
+        mine = RangeBuffers(ubs[wk], locals_[wk], orders[wk], bucket_counts[wk], heads[wk], tails[wk], ent_pos[wk],
+                            ent_next[wk], stats[wk])
         for q in range(wk, n_queries, n_workers):
             a = q_offsets[q]
             b = q_offsets[q + 1]
-            out_counts[q] = blockmax_one(term_offsets, range_offsets, range_max, code_offsets, codes, low, impacts,
-                                         shift, n_docs, dense_slot, dense, dense_max, q_terms[a:b], q_weights[a:b], k,
-                                         -1, sweep_after, ubs[wk], locals_[wk], orders[wk], bucket_counts[wk],
-                                         heads[wk], tails[wk], ent_pos[wk], ent_next[wk], out_docs[q], out_scores[q],
-                                         stats)
+            out_counts[q] = blockmax_one(ix, q_terms[a:b], q_weights[a:b], k, params, mine, out_docs[q],
+                                         out_scores[q])

@@ -9,21 +9,18 @@ the budget, or when the blocks still above its threshold, at the mean cost
 of the blocks scored so far, would take it past the budget.
 
 The constants are round values near a least-squares fit of per-query
-kernel times (cache flushed before every call) on the 300,000-passage
-real-encoder collection, 1,000 MS MARCO dev/small queries, k=10, commit
-7a97857: the exhaustive scorer's time against the other terms' postings, the
-dense rows' elements and a constant; the traversal's against its pairs, its
-dense rows' block maxima, the blocks it scored, their dense row slices and
-their postings (R^2 0.77 and 0.96; ``benchmarks/scripts/planner_cost.py ... fit``;
-each fitted value beside its constant in docs/benchmarks.md, "The planner's
-budget"). The fitted exhaustive posting took 4.31 ns. A scored block cost as
-much as 68 such postings (the constant is 80): its postings and its dense
-rows' slices are read from memory that the traversal's previous block did
-not touch.
+kernel times: the exhaustive scorer's time against the other terms'
+postings, the dense rows' elements and a constant; the traversal's against
+its pairs, its dense rows' block maxima, the blocks it scored, their dense
+row slices and their postings (``benchmarks/scripts/planner_cost.py ... fit``;
+the fit is recorded in docs/benchmarks.md and docs/history.md). A scored
+block costs many postings' worth: its postings and its dense rows' slices
+are read from memory that the traversal's previous block did not touch.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 # exhaustive scoring
@@ -61,3 +58,19 @@ def bounds_cost(range_offsets, dense_slot, n_blocks, q_terms):
         else:
             c += COST_PAIR * (range_offsets[t + 1] - range_offsets[t])
     return c
+
+
+def exhaustive_cost_ref(term_offsets, dense_slot, n_docs, q_terms):
+    """Plain NumPy reference of :func:`exhaustive_cost`."""
+    q = np.asarray(q_terms, np.int64)
+    dense = dense_slot[q] >= 0
+    return (COST_SELECT_DOC * n_docs + COST_DENSE_ELEMENT * n_docs * int(dense.sum())
+            + float(np.sum((term_offsets[q + 1] - term_offsets[q])[~dense])))
+
+
+def bounds_cost_ref(range_offsets, dense_slot, n_blocks, q_terms):
+    """Plain NumPy reference of :func:`bounds_cost`."""
+    q = np.asarray(q_terms, np.int64)
+    dense = dense_slot[q] >= 0
+    return (COST_DENSE_BOUND * n_blocks * int(dense.sum())
+            + COST_PAIR * float(np.sum((range_offsets[q + 1] - range_offsets[q])[~dense])))

@@ -1,14 +1,11 @@
 """Dense impact rows: the most frequent terms' impacts held by doc id, in memory.
 
-A few terms occur in a large share of the documents (on the 300,000-passage
-real-encoder collection, the 532 terms in at least 1/16 of the documents hold
-37 % of the postings, but 86 % of the postings of the 1,000 MS MARCO dev/small
-queries' terms: ``benchmarks/scripts/dense_rows.py ... share``). Scattering such a
-list into the accumulator posting by posting costs a decode and a random write
-each; held as a dense row (``row[d]`` = the term's impact in document d, 0
-where absent), the same term is added with one vectorised pass over the
-accumulator, ``acc[d] += w * row[d]`` (0.021 ms a row for 300,000 documents:
-``benchmarks/scripts/dense_rows.py ... passes``; docs/benchmarks.md).
+A few terms occur in a large share of the documents and hold most of the
+postings that queries read. Scattering such a list into the accumulator
+posting by posting costs a decode and a random write each; held as a dense
+row (``row[d]`` = the term's impact in document d, 0 where absent), the same
+term is added with one vectorised pass over the accumulator,
+``acc[d] += w * row[d]`` (``benchmarks/scripts/dense_rows.py`` measures both).
 
 The rows are derived from the index when a searcher first needs them (nothing
 is stored on disk; the pair-coded postings stay complete, so every processor
@@ -25,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .postings import low_at, next_pair
+from .postings import low_at, next_pair, term_pairs
 
 
 def choose_dense_terms(term_offsets: np.ndarray, n_docs: int, min_df_ratio: float, max_bytes: int,
@@ -50,23 +47,22 @@ def no_dense(n_terms: int, n_docs: int, n_blocks: int, dtype) -> tuple[np.ndarra
 def fill_dense_rows(term_offsets, code_offsets, codes, low, impacts, shift, terms, rows, row_max):
     """Row r of ``rows`` (all zeros) gets term ``terms[r]``'s impacts by doc id, and ``row_max[r, b]``
     its largest impact in range block b (0 where it has none); range blocks of up to 256 documents."""
-    mask = (1 << shift) - 1
-    nib = shift <= 4
     for r in prange(terms.shape[0]):
-        t = terms[r]
-        p = term_offsets[t]
-        blk = 0
-        c = code_offsets[t]
-        cend = code_offsets[t + 1]
-        row = rows[r]
-        while c < cend:
-            c, blk, n = next_pair(codes, c, blk, shift, mask)
-            m = impacts[p]
-            for q in range(p, p + n):
-                row[(blk << shift) + low_at(low, q, nib)] = impacts[q]
-                m = max(m, impacts[q])
-            row_max[r, blk] = m
-            p += n
+        _fill_row(term_offsets, code_offsets, codes, low, impacts, shift, terms[r], rows[r], row_max[r])
+
+
+@njit(cache=True)
+def _fill_row(term_offsets, code_offsets, codes, low, impacts, shift, t, row, row_max):
+    """Term t's impacts by doc id into ``row`` and its range block maxima into ``row_max``."""
+    nib = shift <= 4
+    cur = term_pairs(term_offsets, code_offsets, t)
+    while cur[0] < cur[1]:
+        cur, blk, p, n = next_pair(codes, shift, cur)
+        m = impacts[p]
+        for q in range(p, p + n):
+            row[(blk << shift) + low_at(low, q, nib)] = impacts[q]
+            m = max(m, impacts[q])
+        row_max[blk] = m
 
 
 def dense_rows_ref(term_offsets, docs, impacts, terms, n_docs, shift):

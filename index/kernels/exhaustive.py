@@ -15,10 +15,7 @@ least that much; :func:`.topk.kth_lower_bound`); then only the documents of
 the blocks that reach ``theta``, and only those that reach it themselves,
 are selected (:func:`.topk.select_blocks`: offered to the top-k heap in doc
 id order, which keeps the tie rule, or from ``HIST_SELECT_K`` on sorted by
-histogram bins). At k=1000 on 300,000 real documents the block bound took
-the selection from about 0.7 to about 0.3 ms, and the histogram bins took
-the offers and the sort from 0.148 to 0.080 ms (docs/benchmarks.md). Float
-scores keep the earlier selection: blocks of ``SCAN_BLOCK`` documents
+histogram bins). Float scores are selected otherwise: blocks of ``SCAN_BLOCK`` documents
 (halved down to 8 until there are at least 8k of them), the k largest block
 maxima kept in the output heap as the bound, then a second pass over the
 blocks that reach it.
@@ -30,10 +27,10 @@ import numpy as np
 from numba import njit, prange
 
 from .dense import add_dense_row
-from .postings import low_at, next_pair
+from .postings import low_at, next_pair, term_pairs
 from .topk import HIST_BITS, acc_block_maxima, heap_offer, heap_sort_desc, kth_lower_bound, select_blocks
 
-SCAN_BLOCK = 128  # documents per block of the float top-k scan (64-256 measured within 8% of each other)
+SCAN_BLOCK = 128  # documents per block of the float top-k scan
 
 
 FLAT_CHUNK = 2048  # postings expanded at a time by the flat scoring loop (an L1-sized buffer)
@@ -48,60 +45,52 @@ def _scatter_nibbles(acc, bases, n, p0, w, low, impacts):
 
 
 @njit(cache=True)
-def _score_terms_flat(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, q_terms, q_weights, acc):
+def _score_terms_flat(ix, q_terms, q_weights, acc):
     """:func:`score_terms` for range blocks of up to 16 documents (4-bit low doc id bits); the terms
     with a dense row are left out."""
-    mask = (1 << shift) - 1
     bases = np.empty(FLAT_CHUNK + 16, np.int32)
+    shift = ix.shift
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
-        if dense_slot[t] >= 0:
+        if ix.dense_slot[t] >= 0:
             continue
         w = q_weights[i]
-        p = term_offsets[t]
-        blk = 0
-        c = code_offsets[t]
-        cend = code_offsets[t + 1]
-        while c < cend:
-            # expand up to FLAT_CHUNK postings' bases, then score them (a flush test inside
-            # this loop's body measured 25% slower than this loop condition)
+        cur = term_pairs(ix.term_offsets, ix.code_offsets, t)
+        p = cur[3]
+        while cur[0] < cur[1]:
+            # expand up to FLAT_CHUNK postings' bases, then score them
             o = 0
-            while c < cend and o <= FLAT_CHUNK - 16:
-                c, blk, n = next_pair(codes, c, blk, shift, mask)
+            while cur[0] < cur[1] and o <= FLAT_CHUNK - 16:
+                cur, blk, _, n = next_pair(ix.codes, shift, cur)
                 base = np.int32(blk << shift)
                 for y in range(16):
                     bases[o + y] = base
                 o += n
-            _scatter_nibbles(acc, bases, o, p, w, low, impacts)
+            _scatter_nibbles(acc, bases, o, p, w, ix.low, ix.impacts)
             p += o
 
 
 @njit(cache=True)
-def _score_terms_pairs(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, q_terms, q_weights,
-                       acc):
+def _score_terms_pairs(ix, q_terms, q_weights, acc):
     """:func:`score_terms` pair by pair (any range block size); the terms with a dense row are left out."""
+    shift = ix.shift
     nib = shift <= 4
-    mask = (1 << shift) - 1
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
-        if dense_slot[t] >= 0:
+        if ix.dense_slot[t] >= 0:
             continue
         w = q_weights[i]
-        p = term_offsets[t]
-        blk = 0
-        c = code_offsets[t]
-        cend = code_offsets[t + 1]
-        while c < cend:
-            c, blk, n = next_pair(codes, c, blk, shift, mask)
+        cur = term_pairs(ix.term_offsets, ix.code_offsets, t)
+        while cur[0] < cur[1]:
+            cur, blk, p, n = next_pair(ix.codes, shift, cur)
             base = blk << shift
             for q in range(p, p + n):
-                acc[base + low_at(low, q, nib)] += w * impacts[q]
-            p += n
+                acc[base + low_at(ix.low, q, nib)] += w * ix.impacts[q]
 
 
 @njit(cache=True)
-def score_terms(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, dense, q_terms, q_weights, acc):
-    """Add every query term's postings into the dense accumulator (pair-coded doc ids).
+def score_terms(ix, q_terms, q_weights, acc):
+    """Add every query term's postings into the dense accumulator (``ix``: :class:`.bundles.IndexArrays`).
 
     The terms with a dense row (``dense_slot[t] >= 0``, :mod:`.dense`) are
     added first, each in one vectorised pass over the accumulator
@@ -111,35 +100,24 @@ def score_terms(term_offsets, code_offsets, codes, low, impacts, shift, dense_sl
     For range blocks of up to 16 documents (``shift <= 4``, the default) the
     pairs are first expanded into a small buffer of per-posting block bases
     (each pair writes 16 slots unconditionally; the next pair overwrites the
-    surplus), then the postings are scored in one flat loop. That avoids a
-    short inner loop of data-dependent length per pair, whose exit the branch
-    predictor misses: the scoring got about 20% faster (docs/benchmarks.md).
-    Larger range blocks are scored pair by pair.
+    surplus), then the postings are scored in one flat loop, which has no
+    short inner loop of data-dependent length per pair. Larger range blocks
+    are scored pair by pair.
     """
     for i in range(q_terms.shape[0]):
-        r = dense_slot[q_terms[i]]
+        r = ix.dense_slot[q_terms[i]]
         if r >= 0:
-            add_dense_row(dense[r], q_weights[i], acc)
-    if shift <= 4:
-        _score_terms_flat(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, q_terms, q_weights,
-                          acc)
+            add_dense_row(ix.dense[r], q_weights[i], acc)
+    if ix.shift <= 4:
+        _score_terms_flat(ix, q_terms, q_weights, acc)
     else:
-        _score_terms_pairs(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, q_terms, q_weights,
-                           acc)
+        _score_terms_pairs(ix, q_terms, q_weights, acc)
 
 
 @njit(cache=True)
-def exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, dense, q_terms, q_weights, k,
-                   acc, out_docs, out_scores):
-    """Top-k of one query. ``acc`` must be all zeros and is left all zeros.
-
-    The postings are pair-coded (:mod:`.postings`); ``dense_slot`` and
-    ``dense`` are the dense rows (:mod:`.dense`; a slot of -1 for every term
-    reads none). ``acc`` has one slot per
-    document and the score dtype (int32/int64 for integer impacts, float32
-    for float impacts). Returns the hit count.
-    """
-    score_terms(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, dense, q_terms, q_weights, acc)
+def select_top(acc, k, out_docs, out_scores):
+    """The top k of the accumulator (score desc, doc id asc; positive scores only) into the outputs;
+    leaves ``acc`` all zeros. Returns the hit count."""
     n_docs = acc.shape[0]
     zero = acc.dtype.type(0)
     if acc.dtype.type(0.5) == zero:   # integer scores: 16-document block maxima, a histogram bound
@@ -180,22 +158,35 @@ def exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, dense
     return size
 
 
+@njit(cache=True)
+def exhaustive_one(ix, q_terms, q_weights, k, params, acc, out_docs, out_scores):
+    """Top-k of one query; returns the hit count.
+
+    ``ix``: :class:`.bundles.IndexArrays` (a ``dense_slot`` of -1 for every
+    term reads no dense row); ``params``: ``()``; ``acc``: the work buffer,
+    one slot per document of the score dtype (int32/int64 for integer
+    impacts, float32 for float impacts), all zeros, left all zeros.
+    """
+    score_terms(ix, q_terms, q_weights, acc)
+    return select_top(acc, k, out_docs, out_scores)
+
+
 @njit(cache=True, parallel=True)
-def exhaustive_batch(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, dense, q_offsets, q_terms,
-                     q_weights, k, accs, out_docs, out_scores, out_counts):
+def exhaustive_batch(ix, queries, k, params, accs, out_docs, out_scores, out_counts):
     """Top-k of every query; one parallel loop over the query batch.
 
     ``accs`` is (n_workers, n_docs) of zeros: worker w handles queries
     w, w + n_workers, ... with its own accumulator row.
     """
+    q_offsets, q_terms, q_weights = queries
     n_queries = q_offsets.shape[0] - 1
     n_workers = accs.shape[0]
     for w in prange(n_workers):
         for q in range(w, n_queries, n_workers):
             a = q_offsets[q]
             b = q_offsets[q + 1]
-            out_counts[q] = exhaustive_one(term_offsets, code_offsets, codes, low, impacts, shift, dense_slot, dense,
-                                           q_terms[a:b], q_weights[a:b], k, accs[w], out_docs[q], out_scores[q])
+            out_counts[q] = exhaustive_one(ix, q_terms[a:b], q_weights[a:b], k, params, accs[w], out_docs[q],
+                                           out_scores[q])
 
 
 def exhaustive_ref(term_offsets, docs, impacts, q_terms, q_weights, n_docs, k, score_dtype):

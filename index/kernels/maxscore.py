@@ -56,9 +56,12 @@ def next_geq(docs, p, e, d):
 
 
 @njit(cache=True)
-def maxscore_one(term_offsets, docs, impacts, term_max, block_offsets, block_max, block_last_doc, block_size,
-                 use_blocks, q_terms, q_weights, k, out_docs, out_scores):
-    """Top-k of one query by MaxScore (block-max MaxScore with ``use_blocks``); returns the hit count."""
+def maxscore_one(dx, q_terms, q_weights, k, params, work, out_docs, out_scores):
+    """Top-k of one query by MaxScore (block-max MaxScore with ``use_blocks``); returns the hit count.
+
+    ``dx``: :class:`.bundles.DocArrays`; ``params``: ``(use_blocks,)``; ``work``: ``()`` (none)."""
+    term_offsets, docs, impacts, term_max, block_offsets, block_max, block_last_doc, block_size = dx
+    use_blocks = params[0]
     m = q_terms.shape[0]
     zero = out_scores.dtype.type(0)
     ub = np.empty(m, dtype=out_scores.dtype)
@@ -134,16 +137,14 @@ def maxscore_one(term_offsets, docs, impacts, term_max, block_offsets, block_max
 
 
 @njit(cache=True, parallel=True)
-def maxscore_batch(term_offsets, docs, impacts, term_max, block_offsets, block_max, block_last_doc, block_size,
-                   use_blocks, q_offsets, q_terms, q_weights, k, out_docs, out_scores, out_counts):
+def maxscore_batch(dx, queries, k, params, work, out_docs, out_scores, out_counts):
     """(Block-max) MaxScore top-k of every query; one parallel loop over the query batch."""
+    q_offsets, q_terms, q_weights = queries
     n_queries = q_offsets.shape[0] - 1
     for q in prange(n_queries):
         a = q_offsets[q]
         b = q_offsets[q + 1]
-        out_counts[q] = maxscore_one(term_offsets, docs, impacts, term_max, block_offsets, block_max,
-                                     block_last_doc, block_size, use_blocks, q_terms[a:b], q_weights[a:b], k,
-                                     out_docs[q], out_scores[q])
+        out_counts[q] = maxscore_one(dx, q_terms[a:b], q_weights[a:b], k, params, work, out_docs[q], out_scores[q])
 
 
 def next_geq_ref(docs, p, e, d):

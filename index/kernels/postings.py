@@ -21,9 +21,7 @@ Doc id of posting p in a pair of block b: ``(b << shift) | low(p)``. Scanning a
 term decodes one varint per pair and one nibble per posting; nothing needs
 random access into the codes (the block-max traversal decodes a query's pairs
 once, see :mod:`.blockmax`). The pair maxima double as the doc-range block
-maxima of the block-max traversal. On the 300,000-passage real-encoder
-collection this takes 2.8 bytes a posting with everything, against 9.3 for
-int32 doc ids plus separate block lists (docs/benchmarks.md).
+maxima of the block-max traversal.
 """
 
 from __future__ import annotations
@@ -48,10 +46,21 @@ def read_varint(codes, c):
 
 
 @njit(cache=True, inline="always")
-def next_pair(codes, c, blk, shift, mask):
-    """Decode the pair code at ``codes[c]`` after block ``blk``: (next position, its block, its posting count)."""
+def term_pairs(term_offsets, code_offsets, t):
+    """A cursor at term t's first (term, block) pair: (code position, end of its codes, previous block,
+    first posting). Walk it with :func:`next_pair` while ``cursor[0] < cursor[1]``."""
+    return code_offsets[t], code_offsets[t + 1], np.int64(0), np.int64(term_offsets[t])
+
+
+@njit(cache=True, inline="always")
+def next_pair(codes, shift, cursor):
+    """Decode the pair at ``cursor``: (cursor at the next pair, its block, its first posting, its
+    posting count)."""
+    c, cend, blk, p = cursor
     v, c = read_varint(codes, c)
-    return c, blk + (v >> shift), (v & mask) + 1
+    blk = blk + (v >> shift)
+    n = (v & ((1 << shift) - 1)) + 1
+    return (c, cend, blk, p + n), blk, p, n
 
 
 @njit(cache=True, inline="always")
@@ -201,19 +210,14 @@ def encode_ref(term_offsets, docs, impacts, shift):
 def decode_term_into(term_offsets, code_offsets, codes, low, shift, t, out, o):
     """Write term t's doc ids to ``out[o:]``; returns the number written."""
     nib = shift <= 4
-    mask = (1 << shift) - 1
-    p = term_offsets[t]
-    p0 = p
-    blk = 0
-    c = code_offsets[t]
-    cend = code_offsets[t + 1]
-    while c < cend:
-        c, blk, n = next_pair(codes, c, blk, shift, mask)
+    p0 = term_offsets[t]
+    cur = term_pairs(term_offsets, code_offsets, t)
+    while cur[0] < cur[1]:
+        cur, blk, p, n = next_pair(codes, shift, cur)
         base = blk << shift
         for q in range(p, p + n):
             out[o + q - p0] = base + low_at(low, q, nib)
-        p += n
-    return p - p0
+    return cur[3] - p0
 
 
 @njit(cache=True, parallel=True)

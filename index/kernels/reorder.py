@@ -371,8 +371,11 @@ def _swap_pass(doc_offsets, doc_terms, perm, lo, mid, hi, gains, dl, dr):
 
 
 @njit(cache=True)
-def _bisect_node(doc_offsets, doc_terms, perm, lo, hi, iterations, D, dl, dr, gl, gr, touched, gains):
-    """One BP node, single-threaded (the scratch ``dl .. touched`` belongs to the caller's worker)."""
+def _bisect_node(fwd, perm, lo, hi, iterations, D, scratch, gains):
+    """One BP node, single-threaded. ``fwd``: the forward index ``(doc_offsets, doc_terms)``;
+    ``scratch``: ``(dl, dr, gl, gr, touched)``, the caller's worker's."""
+    doc_offsets, doc_terms = fwd
+    dl, dr, gl, gr, touched = scratch
     perm[lo:hi].sort()
     mid = lo + (hi - lo) // 2
     log_nl = math.log2(mid - lo)
@@ -390,12 +393,14 @@ def _bisect_node(doc_offsets, doc_terms, perm, lo, hi, iterations, D, dl, dr, gl
 
 
 @njit(cache=True, parallel=True)
-def _bisect_node_parallel(doc_offsets, doc_terms, perm, lo, hi, iterations, D, dl, dr, gl, gr, touched, gains):
+def _bisect_node_parallel(fwd, perm, lo, hi, iterations, D, scratch, gains):
     """One (big) BP node; the document gains are computed by a parallel loop.
 
-    Same steps and the same arithmetic as :func:`_bisect_node`, hence the
+    Same arguments, steps and arithmetic as :func:`_bisect_node`, hence the
     same result.
     """
+    doc_offsets, doc_terms = fwd
+    dl, dr, gl, gr, touched = scratch
     perm[lo:hi].sort()
     mid = lo + (hi - lo) // 2
     log_nl = math.log2(mid - lo)
@@ -414,14 +419,16 @@ def _bisect_node_parallel(doc_offsets, doc_terms, perm, lo, hi, iterations, D, d
 
 
 @njit(cache=True, parallel=True)
-def _bisect_nodes(doc_offsets, doc_terms, perm, node_lo, node_hi, iterations, D, dl, dr, gl, gr, touched, gains):
-    """All nodes of a level: worker w runs nodes w, w + W, ... with its own scratch row."""
+def _bisect_nodes(fwd, perm, node_lo, node_hi, iterations, D, scratch, gains):
+    """All nodes of a level: worker w runs nodes w, w + W, ... with row w of every scratch array."""
+    doc_offsets, doc_terms = fwd
+    dl, dr, gl, gr, touched = scratch
     n_workers = dl.shape[0]
     n_nodes = node_lo.shape[0]
     for w in prange(n_workers):
         for k in range(w, n_nodes, n_workers):
-            _bisect_node(doc_offsets, doc_terms, perm, node_lo[k], node_hi[k], iterations, D,
-                         dl[w], dr[w], gl[w], gr[w], touched[w], gains)
+            _bisect_node((doc_offsets, doc_terms), perm, node_lo[k], node_hi[k], iterations, D,
+                         (dl[w], dr[w], gl[w], gr[w], touched[w]), gains)
 
 
 @njit(cache=True, parallel=True)
@@ -541,14 +548,15 @@ def bp_order(doc_offsets, doc_terms, n_terms, *, depth=None, iterations=20, min_
 
     lo = np.zeros(1, np.int64)
     hi = np.full(1, n_docs, np.int64)
+    fwd = (doc_offsets, doc_terms)
     for level in range(n_levels):
         # every node here has more than `limit` documents (so at least 2)
         if lo.shape[0] < 4 * n_workers:
             for k in range(lo.shape[0]):
-                _bisect_node_parallel(doc_offsets, doc_terms, perm, lo[k], hi[k], it, D,
-                                      dl[0], dr[0], gl[0], gr[0], touched[0], gains)
+                _bisect_node_parallel(fwd, perm, lo[k], hi[k], it, D, (dl[0], dr[0], gl[0], gr[0], touched[0]),
+                                      gains)
         else:
-            _bisect_nodes(doc_offsets, doc_terms, perm, lo, hi, it, D, dl, dr, gl, gr, touched, gains)
+            _bisect_nodes(fwd, perm, lo, hi, it, D, (dl, dr, gl, gr, touched), gains)
         mid = lo + (hi - lo) // 2
         clo = np.stack([lo, mid], axis=1).ravel()
         chi = np.stack([mid, hi], axis=1).ravel()

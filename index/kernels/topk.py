@@ -93,8 +93,7 @@ def acc_block_maxima(acc, shift, bmax):
 @njit(cache=True)
 def listed_block_maxima(acc, shift, blocks, n, vals):
     """``vals[i] = max(acc[b * R:(b + 1) * R])`` for the blocks ``b = blocks[i]``, ``i < n``; returns
-    the largest (0 when n is 0). Reads only those blocks: a pass over every block with a mask measured
-    15 times slower at 6 % of the blocks (docs/benchmarks.md)."""
+    the largest (0 when n is 0). Reads only those blocks."""
     n_docs = acc.shape[0]
     R = 1 << shift
     top = acc.dtype.type(0)
@@ -152,8 +151,10 @@ def offer_blocks(acc, shift, bmax, theta, k, out_docs, out_scores):
 
 
 @njit(cache=True)
-def offer_listed(acc, shift, blocks, vals, n, theta, k, out_docs, out_scores):
-    """:func:`offer_blocks` over the blocks ``blocks[:n]`` (ascending) with maxima ``vals[:n]``."""
+def offer_listed(acc, shift, listed, theta, k, out_docs, out_scores):
+    """:func:`offer_blocks` over the listed blocks: ``listed = (blocks, vals, n)``, the blocks
+    ``blocks[:n]`` (ascending) with maxima ``vals[:n]``."""
+    blocks, vals, n = listed
     R = 1 << shift
     size = 0
     for i in range(n):
@@ -249,10 +250,7 @@ def select_blocks(acc, shift, bmax, theta, top, k, hist, out_docs, out_scores):
     from the top down to the one where the count reaches k hold the top k (the k-th bin's lower edge,
     ``lo``, is a lower bound of the k-th score); a second pass puts the documents that reach ``lo`` into
     their bins' runs in doc id order, and each run is sorted by score, stably (a bin of one score, as
-    when ``s`` is 0, needs no sort). No comparison with a heap root per document. At k=1000 on the
-    300,000-passage real-encoder collection that took the offers and the sort from 0.148 to 0.080 ms
-    (p50; docs/benchmarks.md); at k=100 the heap was faster (0.018 against 0.028 ms), about equal at
-    k=300.
+    when ``s`` is 0, needs no sort). No comparison with a heap root per document.
     """
     if k < HIST_SELECT_K:
         size = offer_blocks(acc, shift, bmax, theta, k, out_docs, out_scores)
@@ -280,18 +278,20 @@ def bins_select_blocks(acc, shift, bmax, theta, top, k, hist, out_docs, out_scor
 
 
 @njit(cache=True)
-def select_listed(acc, shift, blocks, vals, n_listed, theta, top, k, hist, out_docs, out_scores):
-    """:func:`select_blocks` over the blocks ``blocks[:n_listed]`` (ascending) with maxima ``vals[:n_listed]``."""
+def select_listed(acc, shift, listed, theta, top, k, hist, out_docs, out_scores):
+    """:func:`select_blocks` over the listed blocks: ``listed = (blocks, vals, n_listed)``, the blocks
+    ``blocks[:n_listed]`` (ascending) with maxima ``vals[:n_listed]``."""
     if k < HIST_SELECT_K:
-        size = offer_listed(acc, shift, blocks, vals, n_listed, theta, k, out_docs, out_scores)
+        size = offer_listed(acc, shift, listed, theta, k, out_docs, out_scores)
         heap_sort_desc(out_scores, out_docs, size)
         return size
-    return bins_select_listed(acc, shift, blocks, vals, n_listed, theta, top, k, hist, out_docs, out_scores)
+    return bins_select_listed(acc, shift, listed, theta, top, k, hist, out_docs, out_scores)
 
 
 @njit(cache=True)
-def bins_select_listed(acc, shift, blocks, vals, n_listed, theta, top, k, hist, out_docs, out_scores):
+def bins_select_listed(acc, shift, listed, theta, top, k, hist, out_docs, out_scores):
     """:func:`select_listed` by histogram bins, at any k."""
+    blocks, vals, n_listed = listed
     R = 1 << shift
     s = _bin_shift(max(np.int64(0), np.int64(top) - theta), hist.shape[0])
     for i in range(n_listed):
@@ -405,3 +405,12 @@ def heap_sort_desc(hs, hd, size):
         hs[0], hs[n] = hs[n], hs[0]
         hd[0], hd[n] = hd[n], hd[0]
         heap_sift_down(hs, hd, n, 0)
+
+
+def topk_ref(acc, k, mask=None):
+    """Plain NumPy reference of the selections (:func:`select_blocks`, :func:`select_listed`, the offers
+    and the heap): the doc ids of the top k positive scores of ``acc`` (where ``mask``), score desc,
+    doc id asc."""
+    keep = acc > 0 if mask is None else (acc > 0) & mask
+    cand = np.flatnonzero(keep)
+    return cand[np.lexsort((cand, -acc[cand]))][:k]

@@ -35,10 +35,12 @@ def _resort(order, cur, m, j):
 
 
 @njit(cache=True)
-def wand_one(term_offsets, docs, impacts, term_max, block_offsets, block_max, block_last_doc, block_size,
-             use_blocks,
-             q_terms, q_weights, k, out_docs, out_scores):
-    """Top-k of one query by WAND (``use_blocks`` False) or Block-Max WAND (True)."""
+def wand_one(dx, q_terms, q_weights, k, params, work, out_docs, out_scores):
+    """Top-k of one query by WAND (``use_blocks`` False) or Block-Max WAND (True); returns the hit count.
+
+    ``dx``: :class:`.bundles.DocArrays`; ``params``: ``(use_blocks,)``; ``work``: ``()`` (none)."""
+    term_offsets, docs, impacts, term_max, block_offsets, block_max, block_last_doc, block_size = dx
+    use_blocks = params[0]
     m = q_terms.shape[0]
     zero = out_scores.dtype.type(0)
     sentinel = np.iinfo(np.int32).max
@@ -125,14 +127,11 @@ def wand_one(term_offsets, docs, impacts, term_max, block_offsets, block_max, bl
 
 
 @njit(cache=True, parallel=True)
-def wand_batch(term_offsets, docs, impacts, term_max, block_offsets, block_max, block_last_doc, block_size,
-               use_blocks,
-               q_offsets, q_terms, q_weights, k, out_docs, out_scores, out_counts):
+def wand_batch(dx, queries, k, params, work, out_docs, out_scores, out_counts):
     """(Block-Max) WAND top-k of every query; one parallel loop over the query batch."""
+    q_offsets, q_terms, q_weights = queries
     n_queries = q_offsets.shape[0] - 1
     for q in prange(n_queries):
         a = q_offsets[q]
         b = q_offsets[q + 1]
-        out_counts[q] = wand_one(term_offsets, docs, impacts, term_max, block_offsets, block_max, block_last_doc,
-                                 block_size,
-                                 use_blocks, q_terms[a:b], q_weights[a:b], k, out_docs[q], out_scores[q])
+        out_counts[q] = wand_one(dx, q_terms[a:b], q_weights[a:b], k, params, work, out_docs[q], out_scores[q])

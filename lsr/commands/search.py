@@ -30,13 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--algorithm", choices=list(ALGORITHMS),
                    help="query processor (all return the same top k): auto (default; per query, where the "
                         "doc ids show locality, the block-max traversal for k <= max_k (20 from 300,000 documents on, "
-                        "less on smaller collections: SearchConfig.max_k_docs, max_k_power), else exhaustive; "
-                        "large_k: filtered in a --config file runs the filtered scorer above max_k), exhaustive "
+                        "less on smaller collections), else exhaustive; the planner's settings: the `planner:` "
+                        "section of a --config file, PlannerConfig), exhaustive "
                         "(term-at-a-time, the reference), blockmax (doc-range block-max traversal), filtered "
                         "(high-impact terms in full, the others only in range blocks that can reach the top k; "
                         "integer impacts), or "
                         "document-at-a-time MaxScore, block-max MaxScore (bmm), WAND, Block-Max WAND (bmw)")
-    p.add_argument("--config", help="YAML file with search settings (keys of SearchConfig)")
+    p.add_argument("--config", help="YAML file with search settings (keys of SearchConfig: algorithm, k, threads, "
+                        "query_scale, dense_df, dense_mb, and a `planner:` mapping of PlannerConfig keys, whose "
+                        "defaults are the package's configs/search/planner.yaml); command-line options override it")
     p.add_argument("--tag", default="lsr", help="run tag, the 6th column (default lsr)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the SHA-256 check of the index files on open (sizes and structure are "
