@@ -181,3 +181,26 @@ def test_every_processor_and_its_fallbacks_give_the_exhaustive_hits(small):
                 assert s.search_batch(queries, k=k, threads=2).by_query() == want, (algo, kw)
                 for qid, q in queries[:4]:
                     assert list(s.search(q, k=k, query_id=qid)) == want[qid], (algo, kw)
+
+
+def test_cli_search_reads_a_planner_section(small, tmp_path, capsys):
+    from lsr.cli import main
+
+    queries = tmp_path / "q.tsv"
+    queries.write_text("a\tt1:1.0 t2:2.0\nb\tt3:1.5\n")
+    want = lsr.Searcher(small, algorithm="exhaustive").search_batch([("a", {"t1": 1.0, "t2": 2.0}),
+                                                                      ("b", {"t3": 1.5})], k=7)
+    for i, text in enumerate(("algorithm: blockmax\nplanner:\n  sweep_after: 0\n", "max_k: 0\nlarge_k: filtered\n")):
+        cfg = tmp_path / f"s{i}.yaml"
+        cfg.write_text(text)
+        out = tmp_path / f"run{i}"
+        assert main(["search", "-i", small.path, "-q", str(queries), "-k", "7", "--config", str(cfg),
+                     "-o", str(out)]) == 0
+        got = [line.split() for line in out.read_text().splitlines()]
+        assert [(g[0], g[2]) for g in got] == list(zip(want.query_ids, want.doc_ids))
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("planner:\n  sweep_after: -2\n")
+    capsys.readouterr()
+    assert main(["search", "-i", small.path, "-q", str(queries), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["lsr: error: sweep_after must be an integer >= -1, got -2"]
