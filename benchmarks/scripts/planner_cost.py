@@ -12,7 +12,7 @@ and their postings (the counters ``blockmax_one`` leaves in ``stats``). The coef
 in ms and in units of the exhaustive scorer's posting, the unit of ``lsr.index.kernels.cost``.
 
 ``common``: the block-max traversal (no budget) over exhaustive scoring per query, cold as above, by
-the query's number of common terms (in at least ``SearchConfig.common_df`` of the documents).
+the query's number of common terms (in at least ``PlannerConfig.common_df`` of the documents).
 
 ``budget``: the planner (``auto_one``, the default SearchConfig except ``budget_ratio``, ``max_common``
 and ``max_k``) at each setting ("b RATIO c MAX_COMMON") beside the exhaustive scorer, the calls of a
