@@ -9,7 +9,8 @@ site-packages is appended to the new one's path by a ``.pth`` line, which
 puts the directory on ``sys.path`` without running its own ``.pth`` files, so
 the checkout's editable install stays out). Every command runs from a
 directory outside the checkout. Checks: the shipped presets and registry list
-the same as in the checkout; a shipped preset encodes with ``--model-path``;
+the same as in the checkout; a shipped preset encodes with ``--model-path`` and
+indexes the shipped demo corpus in one step (``lsr index --encoder``), searched by text;
 the lab code is not installed; no installed module calls apt-get or writes
 ``os.environ``.
 """
@@ -99,6 +100,29 @@ def test_a_shipped_preset_encodes_from_the_wheel_with_a_model_path(venv):
     bad = subprocess.run([str(lsr), "encode", "splade-tiny", "--model-path", "no-such-dir", "--queries", "q.tsv",
                           "--queries-output", "o.jsonl"], cwd=work, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr == "lsr: error: no such directory: no-such-dir\n", bad.stderr
+
+
+@pytest.mark.slow   # about 25 s: Numba compiles the installed copy's kernels afresh
+def test_text_to_index_in_one_step_from_the_wheel(venv):
+    """lsr index --encoder (a shipped preset on a local copy of its model) on the shipped demo corpus, then text
+    queries: every query gets hits, and the index holds the documents given."""
+    py, lsr, _, work = venv
+    model = SHARED / "models" / "splade-tiny"
+    data = _run([str(py), "-c", "import lsr.data as d; print(d.path(d.CORPUS)); print(d.path(d.QUERIES))"],
+                cwd=work).stdout.split()
+    _run([str(lsr), "index", "--encoder", "splade-tiny", "--model-path", str(model), "--corpus", data[0],
+          "--limit", "60", "-o", "ix", "--no-progress"], cwd=work)
+    facts = _run([str(py), "-c", "from lsr.index import Index; ix = Index.open('ix'); "
+                  "print(ix.num_documents, ix.manifest['encoder']['name'])"], cwd=work).stdout.split()
+    assert facts == ["60", "splade-tiny"], facts
+    import gzip
+
+    with gzip.open(data[1], "rt", encoding="utf-8") as f:
+        (work / "q.jsonl").write_text("".join(next(f) for _ in range(5)), encoding="utf-8")
+    _run([str(lsr), "search", "-i", "ix", "-q", "q.jsonl", "--query-format", "text", "-k", "3", "-o", "run.trec"],
+         cwd=work)
+    rows = [line.split() for line in (work / "run.trec").read_text().splitlines()]
+    assert len(rows) == 15 and len({r[0] for r in rows}) == 5
 
 
 def test_lab_code_is_not_installed(venv):
