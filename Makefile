@@ -69,7 +69,8 @@ test-peers: $(VENV)/.peers
 # `pip install .` and `pip install -e .` in fresh virtual environments, used outside the checkout: the CLI
 # starts, and the shipped presets and registry entries are found (package data).
 check-install:
-	rm -rf /tmp/lsr-check-wheel /tmp/lsr-check-edit
+	# a stale build/ (setuptools reuses build/lib) would ship files the checkout no longer has
+	rm -rf /tmp/lsr-check-wheel /tmp/lsr-check-edit build
 	$(PY) -m venv /tmp/lsr-check-wheel && /tmp/lsr-check-wheel/bin/pip install $(PIP_Q) .
 	$(PY) -m venv /tmp/lsr-check-edit && /tmp/lsr-check-edit/bin/pip install $(PIP_Q) -e .
 	for v in /tmp/lsr-check-wheel /tmp/lsr-check-edit; do \
