@@ -63,8 +63,19 @@ def n_range_blocks(index) -> int:
 
 def max_pairs(s: "Searcher", p: "PreparedQueries") -> int:
     """The largest number of (term, block) pairs of any of the queries (their pair buffers' size)."""
-    n = query_pairs(s.index.range_offsets, p.offsets, p.terms)
+    ro = s.index.range_offsets
+    if len(p.ids) == 1:
+        return max(int(ro[p.terms + 1].sum() - ro[p.terms].sum()), 1)
+    n = query_pairs(ro, p.offsets, p.terms)
     return max(int(n.max()) if len(n) else 0, 1)
+
+
+def _bundles(s: "Searcher") -> dict:
+    """The single-query path's work bundles, per thread (kept with the searcher's per-thread scratch)."""
+    cache = getattr(s._local, "bundles", None)
+    if cache is None:
+        cache = s._local.bundles = {}
+    return cache
 
 
 def acc_buffer(s: "Searcher", p: "PreparedQueries", workers: int | None) -> np.ndarray:
@@ -75,24 +86,23 @@ def acc_buffer(s: "Searcher", p: "PreparedQueries", workers: int | None) -> np.n
 
 
 def range_buffers(s: "Searcher", p: "PreparedQueries", workers: int | None) -> RangeBuffers:
-    """The block-max traversal's buffers (:class:`~lsr.index.kernels.bundles.RangeBuffers`)."""
-    dtype = p.score_dtype
+    """The block-max traversal's buffers (:class:`~lsr.index.kernels.bundles.RangeBuffers`); one set
+    (kept, its pair buffers grown when a query needs more) or one row per worker."""
+    dtype = np.dtype(p.score_dtype)
     n_blocks = n_range_blocks(s.index)
     R = 1 << s.index.range_shift
     n_pairs = max_pairs(s, p)
     if workers is None:
-        local = s._local
-        ent = getattr(local, "ent", None)
-        if ent is None or ent[0].shape[0] < n_pairs:
-            cap = max(n_pairs, 2 * (ent[0].shape[0] if ent is not None else 0))
-            ent = local.ent = (np.empty(cap, np.int64), np.empty(cap, np.int32))
-        head = getattr(local, "head", None)
-        if head is None:
-            head = local.head = np.full(n_blocks, -1, np.int32)
-        return RangeBuffers(s._buffer("ub", n_blocks, dtype), s._buffer("local", R, dtype),
-                            s._buffer("order", n_blocks, np.int32), s._buffer("buckets", N_BUCKETS + 1, np.int64),
-                            head, s._buffer("tail", n_blocks, np.int32), ent[0], ent[1],
-                            s._buffer("stats", 3, np.int64))
+        cache = _bundles(s)
+        rb = cache.get(("range", dtype))
+        if rb is None or rb.ent_pos.shape[0] < n_pairs:
+            cap = max(n_pairs, 2 * (rb.ent_pos.shape[0] if rb is not None else 0))
+            rb = cache[("range", dtype)] = RangeBuffers(
+                s._buffer("ub", n_blocks, dtype), s._buffer("local", R, dtype), s._buffer("order", n_blocks, np.int32),
+                s._buffer("buckets", N_BUCKETS + 1, np.int64), np.full(n_blocks, -1, np.int32),
+                s._buffer("tail", n_blocks, np.int32), np.empty(cap, np.int64), np.empty(cap, np.int32),
+                s._buffer("stats", 3, np.int64))
+        return rb
     return RangeBuffers(np.zeros((workers, n_blocks), dtype), np.zeros((workers, R), dtype),
                         np.zeros((workers, n_blocks), np.int32), np.zeros((workers, N_BUCKETS + 1), np.int64),
                         np.full((workers, n_blocks), -1, np.int32), np.zeros((workers, n_blocks), np.int32),
@@ -102,16 +112,20 @@ def range_buffers(s: "Searcher", p: "PreparedQueries", workers: int | None) -> R
 
 def filter_buffers(s: "Searcher", p: "PreparedQueries", workers: int | None,
                    rb: RangeBuffers | None = None) -> FilterBuffers:
-    """The filtered scorer's buffers (:class:`~lsr.index.kernels.bundles.FilterBuffers`); with ``rb``,
-    its ``ub`` and pair buffer are the traversal's (the planner runs one or the other)."""
-    dtype = p.score_dtype
+    """The filtered scorer's buffers (:class:`~lsr.index.kernels.bundles.FilterBuffers`); their ``ub``
+    and pair buffer are the traversal's (``rb``; the planner runs one or the other)."""
+    dtype = np.dtype(p.score_dtype)
     n_blocks = n_range_blocks(s.index)
     if rb is None:
         rb = range_buffers(s, p, workers)
     if workers is None:
-        return FilterBuffers(acc_buffer(s, p, None), s._buffer("bmax", n_blocks, dtype), rb.ub,
-                             s._buffer("keep", n_blocks, np.uint8), s._buffer("hist", 1 << HIST_BITS, np.int64),
-                             s._buffer("blocks", n_blocks, np.int32), rb.ent_pos)
+        cache = _bundles(s)
+        fb = cache.get(("filter", dtype))
+        if fb is None or fb.ub is not rb.ub or fb.pairs is not rb.ent_pos:
+            fb = cache[("filter", dtype)] = FilterBuffers(
+                acc_buffer(s, p, None), s._buffer("bmax", n_blocks, dtype), rb.ub, s._buffer("keep", n_blocks, np.uint8),
+                s._buffer("hist", 1 << HIST_BITS, np.int64), s._buffer("blocks", n_blocks, np.int32), rb.ent_pos)
+        return fb
     return FilterBuffers(acc_buffer(s, p, workers), np.zeros((workers, n_blocks), dtype), rb.ub,
                          np.zeros((workers, n_blocks), np.uint8), np.zeros((workers, 1 << HIST_BITS), np.int64),
                          np.zeros((workers, n_blocks), np.int32), rb.ent_pos)
@@ -120,7 +134,14 @@ def filter_buffers(s: "Searcher", p: "PreparedQueries", workers: int | None,
 def auto_work(s: "Searcher", p: "PreparedQueries", workers: int | None) -> AutoWork:
     """The planner's buffers (:class:`~lsr.index.kernels.bundles.AutoWork`); ``paths``: one per query."""
     rb = range_buffers(s, p, workers)
-    return AutoWork(rb, filter_buffers(s, p, workers, rb), np.zeros(len(p.ids) if workers else 1, np.int8))
+    fb = filter_buffers(s, p, workers, rb)
+    if workers is None:
+        cache = _bundles(s)
+        aw = cache.get(("auto", fb.acc.dtype))
+        if aw is None or aw.range is not rb or aw.filter is not fb:
+            aw = cache[("auto", fb.acc.dtype)] = AutoWork(rb, fb, np.zeros(1, np.int8))
+        return aw
+    return AutoWork(rb, fb, np.zeros(len(p.ids), np.int8))
 
 
 def no_work(s: "Searcher", p: "PreparedQueries", workers: int | None) -> tuple:
