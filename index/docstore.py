@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import array
 import os
+import threading
 import zlib
 from collections import OrderedDict
 from typing import Any, Sequence
@@ -84,7 +85,7 @@ class DocstoreWriter:
 
 
 class Docstore:
-    """Read access to a docstore (memory-mapped; a few decompressed blocks are cached)."""
+    """Read access to a docstore (memory-mapped; a few decompressed blocks are cached; thread-safe)."""
 
     def __init__(self, path: str, entry: dict[str, Any], n_docs: int, cache_blocks: int = 64):
         if not isinstance(entry, dict) or entry.get("format") != DOCSTORE_FORMAT:
@@ -108,20 +109,23 @@ class Docstore:
         self.n_docs = n_docs
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_blocks = cache_blocks
+        self._lock = threading.Lock()
 
     def _block(self, b: int) -> bytes:
-        got = self._cache.get(b)
-        if got is not None:
-            self._cache.move_to_end(b)
-            return got
+        with self._lock:
+            got = self._cache.get(b)
+            if got is not None:
+                self._cache.move_to_end(b)
+                return got
         s, e = int(self.block_offsets[b]), int(self.block_offsets[b + 1])
         try:
             got = zlib.decompress(self.data[s:e].tobytes())
         except zlib.error as err:
             raise IndexFormatError(f"{self.path}: docstore block {b} is corrupt ({err})") from None
-        self._cache[b] = got
-        if len(self._cache) > self._cache_blocks:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self._cache[b] = got
+            if len(self._cache) > self._cache_blocks:
+                self._cache.popitem(last=False)
         return got
 
     def texts(self, docs: Sequence[int] | np.ndarray) -> list[str]:
