@@ -188,3 +188,29 @@ def test_encode_restores_torch_threads(splade):
     enc.encode_documents(["a short text to encode"])
     assert torch.get_num_threads() == before
     assert enc.doc_side.threads == 1
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--corpus", "{tmp}/missing.jsonl"], "missing.jsonl: no such file"),
+    (["--corpus", "{tmp}/dup.jsonl"], "duplicate document id '1'"),
+    ([], "--encoder needs --corpus"),
+])
+def test_bad_one_step_input_is_one_error_line(tmp_path, splade_tiny, capsys, extra, needle):
+    (tmp_path / "dup.jsonl").write_text('{"_id": "1", "text": "a"}\n{"_id": "1", "text": "b"}\n', encoding="utf-8")
+    args = ["index", "--encoder", str(splade_tiny), "-o", str(tmp_path / "ix"), "--no-progress"]
+    assert main(args + [a.format(tmp=tmp_path) for a in extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lsr: error: ") and needle in err[0], err
+    assert not (tmp_path / "ix").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["x.jsonl", "--store-text"], "--store-text applies to a build from text"),
+    (["x.jsonl", "--threads", "2"], "--threads applies to a build from text"),
+    (["x.jsonl", "--encoder", "e", "--corpus", "c"], "not both"),
+    ([], "nothing to index"),
+])
+def test_text_options_need_an_encoder(tmp_path, capsys, args, needle):
+    assert main(["index", "-o", str(tmp_path / "ix"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
