@@ -91,18 +91,53 @@ class Progress:
         self.close()
 
 
-@contextlib.contextmanager
-def quiet_libraries(quiet: bool = True):
-    """Within the block (when ``quiet``), no progress bars from transformers / huggingface_hub and no
-    INFO lines from any logger (transformers, ir_datasets, ...); everything is restored on exit.
+def _quiet_irds_bars(undo: list) -> None:
+    """Make ir_datasets' own tqdm bars (drawn while it downloads or builds a cache) silent until undone.
 
-    ir_datasets draws a tqdm bar of its own while it downloads or builds a cache; that bar has no
-    switch and still shows.
+    ir_datasets has no switch for them: it takes tqdm from ``ir_datasets.lazy_libs``' module cache,
+    so a tqdm subclass that is always disabled goes there for the block.
+    """
+    try:
+        from ir_datasets import lazy_libs
+    except ImportError:
+        return
+    cache = getattr(lazy_libs, "_cache", None)
+    if not isinstance(cache, dict):
+        return
+    import types
+
+    from tqdm import tqdm as _tqdm
+
+    class _Silent(_tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    had = "tqdm" in cache
+    old = cache.get("tqdm")
+    cache["tqdm"] = types.SimpleNamespace(tqdm=_Silent)
+
+    def restore():
+        if had:
+            cache["tqdm"] = old
+        else:
+            cache.pop("tqdm", None)
+
+    undo.append(restore)
+
+
+@contextlib.contextmanager
+def quiet_libraries(quiet: bool = True, irds: bool = False):
+    """Within the block (when ``quiet``), no progress bars from transformers / huggingface_hub and no
+    INFO lines from any logger (transformers, ir_datasets, ...); with ``irds`` (the block reads an
+    ``irds:`` source) no ir_datasets bars either. Everything is restored on exit.
     """
     if not quiet:
         yield
         return
-    undo = []
+    undo: list = []
+    if irds:
+        _quiet_irds_bars(undo)
     try:
         from transformers.utils import logging as hf_logging
     except ImportError:

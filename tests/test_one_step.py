@@ -214,3 +214,18 @@ def test_text_options_need_an_encoder(tmp_path, capsys, args, needle):
     assert main(["index", "-o", str(tmp_path / "ix"), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
+
+
+def test_no_progress_silences_ir_datasets_too(tmp_path, shared_dir, splade_tiny):
+    """A fresh IR_DATASETS_HOME: ir_datasets builds its docstore (INFO lines and a bar) on first use."""
+    home = tmp_path / "irds"
+    r = subprocess.run(["bash", str(shared_dir / "tools" / "make-irds-home"), str(home)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "lsr", "index", "--encoder", str(splade_tiny), "--corpus",
+                        "irds:beir/scifact", "--limit", "8", "-o", str(tmp_path / "ix"), "--no-progress"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "IR_DATASETS_HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().splitlines() == [ln for ln in r.stderr.strip().splitlines()
+                                             if ln.startswith("lsr index: encoded 8 documents")], r.stderr
+    assert lsr.Index.open(tmp_path / "ix").num_documents == 8

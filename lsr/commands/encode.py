@@ -177,7 +177,8 @@ def load_from_args(args):
 def run(args) -> int:
     from lsr.progress import quiet_libraries
 
-    with quiet_libraries(args.no_progress):
+    irds = any((src or "").startswith("irds:") for src in (args.corpus, args.queries))
+    with quiet_libraries(args.no_progress, irds=irds):
         return _run(args)
 
 

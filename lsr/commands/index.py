@@ -149,7 +149,7 @@ def _run_text(args: argparse.Namespace) -> int:
     from .encode import load_from_args
 
     config = config_from_args(args)
-    with quiet_libraries(args.no_progress):
+    with quiet_libraries(args.no_progress, irds=args.corpus.startswith("irds:")):
         encoder = load_from_args(args)
         ix = build_index_from_text(args.corpus, args.output, config, encoder=encoder, batch_size=args.batch_size,
                                    limit=args.limit, expansion_field=args.expansion_field,
