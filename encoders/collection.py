@@ -56,6 +56,7 @@ except ImportError:  # pragma: no cover - orjson is installed with lsr
 
 STATE_FILE = "encode.state"
 STATE_FORMAT = "lsr-encode-state/2"
+LEGACY_STATE_FORMAT = "lsr-encode-state/1"   # fixed-size parts; a complete one is still read
 PART_NAME = "part-{:05d}.jsonl.gz"
 GZIP_LEVEL = 6
 CHUNK_DOCS = 256
@@ -318,6 +319,9 @@ def encode_corpus(encoder: Encoder, source: str, output: str, *, batch_size: int
                            keep=(ENCODER_FILE,))
     if overwrite:
         parts.clear()
+    legacy = _legacy_complete(output, want)
+    if legacy is not None:
+        return legacy
     parts.prepare()
     report = EncodeReport(output=output)
     done = parts.totals()
@@ -374,6 +378,30 @@ def encode_corpus(encoder: Encoder, source: str, output: str, *, batch_size: int
     parts.finish()
     report.complete = True
     return report
+
+
+def _legacy_complete(output: str, want: dict) -> EncodeReport | None:
+    """The report of a complete encode written by an older lsr (state v1) with the same settings, or None
+    where the directory holds no v1 state; an unfinished or different v1 encode is refused."""
+    path = os.path.join(output, STATE_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or state.get("format") != LEGACY_STATE_FORMAT:
+        return None
+    again = "use a new output directory or --overwrite to start again"
+    if not state.get("complete"):
+        raise LsrError(f"{output} holds an unfinished encode written by an older lsr ({LEGACY_STATE_FORMAT}), "
+                       f"which this version cannot continue; {again}")
+    for key in ("source", "encoder", "limit", "expansion_field"):
+        if state.get(key) != want.get(key):
+            where = first_difference(state.get(key), want.get(key), key)
+            raise LsrError(f"{output} holds an encode with a different {where}; {again}")
+    return EncodeReport(output=output, docs=state.get("docs", 0), resumed_from=state.get("docs", 0),
+                        parts=state.get("parts", 0), truncated=state.get("truncated", 0),
+                        empty=state.get("empty", 0), expanded=state.get("expanded", 0), complete=True)
 
 
 def encode_query_file(encoder: QueryEncoder, source: str, output: str, *, batch_size: int = 64,
