@@ -229,3 +229,20 @@ def test_no_progress_silences_ir_datasets_too(tmp_path, shared_dir, splade_tiny)
     assert r.stderr.strip().splitlines() == [ln for ln in r.stderr.strip().splitlines()
                                              if ln.startswith("lsr index: encoded 8 documents")], r.stderr
     assert lsr.Index.open(tmp_path / "ix").num_documents == 8
+
+
+def test_text_queries_use_the_recorded_dtype_and_lengths(tmp_path, splade_tiny, scifact_dir):
+    corpus = _subset(scifact_dir, tmp_path / "c.jsonl", 30)
+    assert main(["index", "--encoder", str(splade_tiny), "--corpus", str(corpus), "-o", str(tmp_path / "ix"),
+                 "--dtype", "bfloat16", "--query-max-length", "8", "--no-progress"]) == 0
+    ix = lsr.Index.open(tmp_path / "ix")
+    assert ix.encoder["dtype"] == "bfloat16" and ix.encoder["runtime"]["dtype"] == "bfloat16"
+    assert ix.encoder["max_length"]["query"] == 8
+    text = "cerebral white matter in newborn infants assessed with diffusion tensor imaging"
+    s = lsr.Searcher(ix)
+    hits = s.search(text, k=5)
+    qenc = s._query_encoder
+    assert qenc.runtime.dtype == "bfloat16" and qenc.query_side.cfg.max_length == 8
+    untruncated = load_encoder(str(splade_tiny), dtype="bfloat16").encode_queries([text])[0]
+    assert untruncated != qenc.encode_queries([text])[0]   # the recorded 8 tokens, not the default 256
+    assert [h.doc_id for h in hits] == [h.doc_id for h in s.search(qenc.encode_queries([text])[0], k=5)]
