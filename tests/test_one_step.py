@@ -246,3 +246,34 @@ def test_text_queries_use_the_recorded_dtype_and_lengths(tmp_path, splade_tiny, 
     untruncated = load_encoder(str(splade_tiny), dtype="bfloat16").encode_queries([text])[0]
     assert untruncated != qenc.encode_queries([text])[0]   # the recorded 8 tokens, not the default 256
     assert [h.doc_id for h in hits] == [h.doc_id for h in s.search(qenc.encode_queries([text])[0], k=5)]
+
+
+@pytest.mark.slow
+def test_sigkilled_build_resumes(tmp_path, splade_tiny, scifact_dir):
+    """A real `lsr index --encoder` process killed with SIGKILL after its third part, then rerun."""
+    import signal
+    import time
+
+    out = tmp_path / "ix"
+    args = ["index", "--encoder", str(splade_tiny), "--corpus", str(scifact_dir / "corpus.jsonl"), "-o", str(out),
+            "--limit", "240", "--part-size", "12", "--batch-size", "4", "--store-text", "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "lsr", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    try:
+        while not (tmp_path / "ix.partial" / "part-00002.npz").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.time() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not out.exists()
+    done = read_partial(out)
+    assert 3 <= done["parts_on_disk"] < 20 and done["docs_done"] == 12 * done["parts_on_disk"]
+    assert main(args) == 0
+    assert not os.path.exists(partial_dir(out))
+    ix = lsr.Index.open(out)
+    assert main(args[:6] + [str(tmp_path / "fresh")] + args[7:]) == 0
+    fresh = lsr.Index.open(tmp_path / "fresh")
+    _same_index(ix, fresh)
+    assert ix.doc_texts(list(range(240))) == fresh.doc_texts(list(range(240)))

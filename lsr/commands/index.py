@@ -28,7 +28,8 @@ examples:
 """
 
 # options that only apply to a build from text, with their defaults (refused without --encoder)
-_TEXT_ONLY = {"corpus": None, "store_text": False, "restart": False, "limit": None, "expansion_field": None,
+_TEXT_ONLY = {"corpus": None, "store_text": False, "restart": False, "limit": None, "part_size": None,
+              "expansion_field": None,
               "revision": None, "model_path": None, "query_encoder": None, "doc_max_length": None,
               "query_max_length": None, "doc_top_k": None, "query_top_k": None, "doc_min_weight": None,
               "query_min_weight": None, "device": "cpu", "dtype": "float32", "threads": None, "batch_size": 32,
@@ -61,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     text.add_argument("--restart", action="store_true",
                       help="discard the progress of an earlier interrupted build in OUTPUT.partial/ and start again")
     text.add_argument("--limit", type=positive_int, metavar="N", help="index only the first N documents")
+    text.add_argument("--part-size", type=positive_int, metavar="N",
+                      help="at most N encoded documents per part in OUTPUT.partial/ (default 100000); a part is "
+                           "also written after a minute of encoding")
     text.add_argument("--expansion-field", metavar="NAME",
                       help="JSONL field (TSV: a third column) with doc2query text for each document")
     p.add_argument("--config", help="YAML file with index settings (keys of IndexConfig; "
@@ -154,7 +158,8 @@ def _run_text(args: argparse.Namespace) -> int:
         ix = build_index_from_text(args.corpus, args.output, config, encoder=encoder, batch_size=args.batch_size,
                                    limit=args.limit, expansion_field=args.expansion_field,
                                    store_text=args.store_text, overwrite=args.overwrite, restart=args.restart,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress,
+                                   **({"part_size": args.part_size} if args.part_size else {}))
     rep = ix.encode_report
     encoded = rep["docs"] - rep["resumed_from"]
     rate = f", {encoded / rep['seconds']:.1f} docs/s" if encoded and rep["seconds"] > 0 else ""
