@@ -23,8 +23,9 @@ derives its dicts from that batch; the other sides make dicts and the batch
 numbers their terms in order of first appearance.
 
 CPU threads: each call runs the model with ``runtime.threads`` torch intra-op
-threads, or by default with as many as there are idle CPUs
-(:func:`default_threads`), and restores torch's thread count afterwards.
+threads, or by default with as many as there are free CPUs, chosen again
+between calls (:class:`ThreadChooser`), and restores torch's thread count
+afterwards.
 """
 
 from __future__ import annotations
@@ -133,47 +134,97 @@ class SparseBatch:
         return cls(indptr, np.asarray(ids, dtype=np.int32), np.asarray(weights, dtype=np.float32), terms, False)
 
 
-def _idle_cpus(cpus: int, seconds: float = 0.2) -> float | None:
-    """Idle CPUs over ``seconds`` from /proc/stat (Linux), or None where it cannot be read."""
-    def sample():
+def _machine_cpu_seconds() -> tuple[float, float] | None:
+    """(idle CPU-seconds, all CPU-seconds) of the whole machine since boot, from /proc/stat (Linux)."""
+    try:
         with open("/proc/stat", encoding="ascii") as f:
             vals = [int(x) for x in f.readline().split()[1:]]
-        return vals[3] + (vals[4] if len(vals) > 4 else 0), sum(vals[:8])  # idle + iowait, all
+        hz = os.sysconf("SC_CLK_TCK")
+        return (vals[3] + (vals[4] if len(vals) > 4 else 0)) / hz, sum(vals[:8]) / hz  # idle + iowait, all
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
+
+def _usable_cpus() -> int:
     try:
-        idle0, total0 = sample()
-        time.sleep(seconds)
-        idle1, total1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    if total1 <= total0:
-        return None
-    ncpu = os.cpu_count() or cpus
-    return (idle1 - idle0) / (total1 - total0) * ncpu
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _round_cpus(x: float) -> int:
+    # a thread needs most of a CPU to pay: 1.7 free CPUs make 2 threads, 1.6 make 1
+    return int(math.floor(x + 0.3))
 
 
 def default_threads() -> int:
-    """torch intra-op threads for an encode call when none are given: the CPUs this process may run on
-    that are idle right now (sampled for 0.2 s from /proc/stat; elsewhere the CPU count less the
-    1-minute load average), at least 1 and at most torch's own default.
+    """torch intra-op threads for the first encode call when none are given: the CPUs this process may
+    run on that are idle right now (sampled for 0.2 s from /proc/stat; elsewhere the CPU count less the
+    1-minute load average), at least 1 and at most torch's own default. Later calls adjust it
+    (:class:`ThreadChooser`).
 
     On a machine where other processes keep the CPUs busy this gives fewer threads than CPUs: a
     torch thread that has to wait for a CPU holds up the others at every parallel region, so more
-    threads than idle CPUs make an encode slower than one thread.
+    threads than free CPUs make an encode slower than one thread.
     """
     import torch
 
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    idle = _idle_cpus(cpus)
+    cpus = _usable_cpus()
+    a = _machine_cpu_seconds()
+    idle = None
+    if a is not None:
+        time.sleep(0.2)
+        b = _machine_cpu_seconds()
+        if b is not None and b[1] > a[1]:
+            idle = (b[0] - a[0]) / (b[1] - a[1]) * (os.cpu_count() or cpus)
     if idle is None:
         try:
             idle = cpus - os.getloadavg()[0]
         except (AttributeError, OSError):
             idle = cpus
-    return max(1, min(cpus, torch.get_num_threads(), int(math.floor(idle + 0.5))))
+    return max(1, min(cpus, torch.get_num_threads(), _round_cpus(idle)))
+
+
+class ThreadChooser:
+    """The torch threads of a side's encode calls when none are given, chosen again between calls.
+
+    The first call gets :func:`default_threads`. After at least ``every`` seconds, the next call gets
+    the CPUs that were free to this process over that time: the machine's idle CPU time plus this
+    process's own CPU time, per second of wall time (/proc/stat and :func:`os.times`), so threads are
+    taken back when other processes start and given again when they stop. Without /proc/stat the
+    first choice is kept.
+    """
+
+    def __init__(self, every: float = 5.0):
+        self.every = every
+        self.n: int | None = None
+        self.cap = 1
+        self._mark: tuple[float, float, float] | None = None
+
+    @staticmethod
+    def _snapshot() -> tuple[float, float, float] | None:
+        m = _machine_cpu_seconds()
+        if m is None:
+            return None
+        t = os.times()
+        return time.monotonic(), m[0], t.user + t.system
+
+    def choose(self) -> int:
+        import torch
+
+        if self.n is None:
+            self.cap = max(1, min(_usable_cpus(), torch.get_num_threads()))
+            self.n = default_threads()
+            self._mark = self._snapshot()
+            return self.n
+        now = self._snapshot()
+        if now is None or self._mark is None or now[0] - self._mark[0] < self.every:
+            return self.n
+        wall = now[0] - self._mark[0]
+        free = ((now[1] - self._mark[1]) + (now[2] - self._mark[2])) / wall
+        self.n = max(1, min(self.cap, _round_cpus(free)))
+        self._mark = now
+        return self.n
 
 
 @contextlib.contextmanager
@@ -238,16 +289,21 @@ class SideEncoder:
         self.vocab = np.array(self.text.vocab, dtype=object)
         self.last_stats = EncodeStats()
         self._identity: dict | None = None
-        self._threads: int | None = runtime.threads
+        self._chooser = ThreadChooser()
 
     # -- public ----------------------------------------------------------------
     @property
     def threads(self) -> int:
-        """torch threads of an encode call: ``runtime.threads``, else :func:`default_threads` (chosen at
-        the first call on a CPU device and kept)."""
-        if self._threads is None:
-            self._threads = default_threads() if self.device.type == "cpu" else 1
-        return self._threads
+        """torch threads of the last (or, before any, the next) encode call on the CPU:
+        ``runtime.threads``, else chosen by :class:`ThreadChooser` (the free CPUs)."""
+        if self.runtime.threads is not None:
+            return self.runtime.threads
+        return self._chooser.n if self._chooser.n is not None else self._chooser.choose()
+
+    def _call_threads(self) -> int:
+        if self.runtime.threads is not None:
+            return self.runtime.threads
+        return self._chooser.choose()
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, expansions: Sequence[str | None] | None = None,
                progress: Progress | None = None) -> list[dict[str, float]]:
@@ -288,7 +344,7 @@ class SideEncoder:
         if progress is not None and stats.empty:
             progress(stats.empty)
         if todo:
-            threads = self.threads if self.device.type == "cpu" else torch.get_num_threads()
+            threads = self._call_threads() if self.device.type == "cpu" else torch.get_num_threads()
             with torch_threads(threads), torch.inference_mode():
                 vecs = self._encode([texts[i] for i in todo], batch_size, stats, progress)
             for i, v in zip(todo, vecs):
@@ -784,6 +840,7 @@ __all__ = [
     "TokensSide",
     "UniCoilSide",
     "WordsSide",
+    "ThreadChooser",
     "default_threads",
     "make_side",
     "resolve_device",

@@ -277,3 +277,16 @@ def test_sigkilled_build_resumes(tmp_path, splade_tiny, scifact_dir):
     fresh = lsr.Index.open(tmp_path / "fresh")
     _same_index(ix, fresh)
     assert ix.doc_texts(list(range(240))) == fresh.doc_texts(list(range(240)))
+
+
+def test_thread_chooser_stays_within_the_cpus(splade):
+    import torch
+
+    from lsr.encoders.sides import ThreadChooser
+
+    ch = ThreadChooser(every=0.0)
+    first = ch.choose()
+    assert 1 <= first <= torch.get_num_threads()
+    sum(i * i for i in range(2_000_000))   # some CPU time of this process between two choices
+    assert 1 <= ch.choose() <= ch.cap <= torch.get_num_threads()
+    assert load_encoder(splade.config, threads=3).doc_side.threads == 3
