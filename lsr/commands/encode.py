@@ -27,8 +27,9 @@ encoder's identity and settings, and the runtime it ran with). A part reaches di
 minute of encoding; an interrupted encode continues where it stopped when the same command is run
 again. `lsr index --encoder ENCODER --corpus SRC -o DIR` encodes and indexes in one step.
 
-Threads: by default torch runs as many threads as there are idle CPUs when encoding starts (a busy
-machine gets fewer threads than it has CPUs: threads that wait for a CPU slow the others down).
+Threads: by default torch runs as many threads as there are free CPUs, chosen when encoding starts
+and again every few seconds (a busy machine gets fewer threads than it has CPUs: threads that wait
+for a CPU slow the others down).
 On a shared machine, setting OMP_WAIT_POLICY=PASSIVE in the environment before starting lsr also
 keeps idle torch threads from spinning. Progress: a bar on a terminal, otherwise a line on stderr
 every 30 s (docs/s, done/total, ETA).
@@ -104,8 +105,8 @@ def add_encoder_args(p: argparse.ArgumentParser, *, queries: bool = True) -> Non
     run_g.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                        help="compute dtype: float32 (exact, default), bfloat16 (CPU or GPU), float16 (GPU)")
     run_g.add_argument("--threads", type=positive_int, metavar="N",
-                       help="torch CPU threads (default: the CPUs idle when encoding starts, at most torch's "
-                            "default; see below)")
+                       help="torch CPU threads (default: the free CPUs, chosen again every few seconds, at "
+                            "most torch's default; see below)")
     run_g.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                        help="documents per batch; batches are formed from length-sorted texts (default 32)")
     if queries:

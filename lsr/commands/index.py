@@ -17,8 +17,8 @@ state.json with the settings and the corpus fingerprint): rerunning the same com
 where it stopped, a rerun with other encoder settings or another corpus is refused (--restart
 discards DIR.partial), `lsr info DIR` reports how far it got, and DIR.partial is removed once DIR
 is in place. --store-text keeps the documents' text in the index (Index.doc_text).
-Threads: by default torch runs as many threads as there are idle CPUs when encoding starts; on a
-shared machine, OMP_WAIT_POLICY=PASSIVE in the environment also keeps idle torch threads from
+Threads: by default torch runs as many threads as there are free CPUs, chosen again every few
+seconds; on a shared machine, OMP_WAIT_POLICY=PASSIVE in the environment also keeps idle torch threads from
 spinning (see `lsr encode --help`).
 
 examples:
