@@ -161,6 +161,7 @@ def _ndcg10(run: dict, qrels: dict) -> float:
 
 
 # --------------------------------------------------------------------------- tests
+@pytest.mark.slow
 def test_table_json_runs_and_plots(sf):
     """lsr benchmark: lsr's rows only, and the line that says which baselines ran (none) and how to run them."""
     p, r, out = sf
@@ -215,6 +216,7 @@ def test_table_json_runs_and_plots(sf):
     assert r["seconds"] > 0 and {"encode", "index", "latency", "plots"} <= set(r["phase_seconds"])
 
 
+@pytest.mark.slow
 def test_ndcg_equals_brute_force_on_the_8bit_index(sf):
     _, r, out = sf
     brute = _brute_run(r, out, is_float=False)
@@ -224,6 +226,7 @@ def test_ndcg_equals_brute_force_on_the_8bit_index(sf):
     assert lsr["metrics"]["nDCG@10"] == pytest.approx(_ndcg10(brute, _scifact_qrels()), abs=1e-9)
 
 
+@pytest.mark.slow
 def test_ndcg_equals_brute_force_on_float_impacts_and_the_cache_is_hit(sf, sf_float):
     p, r, out = sf_float
     assert r["index"]["impact_dtype"] == "float32"
@@ -299,6 +302,7 @@ def dl19(env):
     return json.loads(p.stdout), out
 
 
+@pytest.mark.slow
 def test_trec_dl_subset_gets_the_trec_dl_metrics(dl19):
     r, out = dl19
     assert r["metrics"] == ["nDCG@10", "R(rel=2)@1000"] and r["dataset"]["family"] == "trec-dl"
@@ -308,6 +312,7 @@ def test_trec_dl_subset_gets_the_trec_dl_metrics(dl19):
     assert len(read_run(out / "run.trec")) == 43
 
 
+@pytest.mark.slow
 def test_pre_encoded_vectors_on_msmarco_ids(env, dl19):
     """--vectors (the first run's encoded documents; queries by their encoder.json)."""
     first, _ = dl19

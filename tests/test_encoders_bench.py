@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from encoders_helpers import SCIFACT, SPLADE_TINY
 from benchmarks import encoder_speed as bench
 
 
+@pytest.mark.slow
 def test_bench_prints_table_and_outputs_agree(tmp_path, capsys):
     out = tmp_path / "rows.json"
     rc = bench.main(["--models", "splade-tiny", "--splade-tiny", str(SPLADE_TINY),

@@ -130,6 +130,7 @@ def test_first_occurrence_rule_and_truncation(legacy, minilm, max_length):
     assert terms == ["bank", "river", "money"] and positions == [1, 2, 4]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head_name", ["deepimpact.safetensors", "deepimpact1.safetensors"])
 def test_deepimpact_matches_reference(legacy, minilm, heads_dir, head_name):
     head = read_head(heads_dir / head_name)

@@ -71,6 +71,7 @@ def _check_algorithm(s, ix, m, vocab, docs, queries, ks):
                 assert [h.rank for h in got] == list(range(1, len(got) + 1))
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(collections())
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -80,6 +81,7 @@ def test_random_collections_match_brute_force(tmp_path, data):
     _check(ix, docs, queries, method, bits, ks=[1, 3, len(docs), len(docs) + 5])
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_seeded_larger_collections_with_spilled_runs(tmp_path):
     rng = np.random.default_rng(7)

@@ -14,6 +14,8 @@ from brute import SEARCHERS, doc_matrix, query_vector, topk
 
 N_DOCS, N_QUERIES = 300, 40
 
+pytestmark = pytest.mark.slow   # encodes 300 SciFact passages with the real model, then every processor
+
 
 def _splade(model, tok, texts, max_length):
     """Plain SPLADE: max over tokens of log(1 + relu(MLM logits)), masked by attention."""

@@ -216,6 +216,7 @@ def test_text_options_need_an_encoder(tmp_path, capsys, args, needle):
     assert len(err) == 1 and needle in err[0], err
 
 
+@pytest.mark.slow
 def test_no_progress_silences_ir_datasets_too(tmp_path, shared_dir, splade_tiny):
     """A fresh IR_DATASETS_HOME: ir_datasets builds its docstore (INFO lines and a bar) on first use."""
     home = tmp_path / "irds"

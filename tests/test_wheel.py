@@ -89,6 +89,7 @@ def test_presets_and_registry_list_as_in_the_checkout(venv):
     assert registry == want and any(line.startswith("splade-tiny-scifact: ") for line in registry)
 
 
+@pytest.mark.slow
 def test_a_shipped_preset_encodes_from_the_wheel_with_a_model_path(venv):
     _, lsr, _, work = venv
     model = SHARED / "models" / "splade-tiny"
