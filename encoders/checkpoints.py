@@ -144,15 +144,10 @@ class Checkpoint:
     @cached_property
     def config_dict(self) -> dict:
         """The checkpoint's ``config.json`` as a dict."""
-        path = self.file("config.json")
-        try:
-            with open(path, encoding="utf-8") as f:
-                cfg = json.load(f)
-        except (OSError, ValueError) as e:
-            raise ModelLoadError(f"{self.what} {self.label}: unreadable config.json ({one_line(e)})") from None
-        if not isinstance(cfg, dict):
-            raise ModelLoadError(f"{self.what} {self.label}: config.json is not a JSON object")
-        return cfg
+        from lsr.io import read_json_object
+
+        return read_json_object(self.file("config.json"), ModelLoadError,
+                                f"config.json of {self.what} {self.label}")
 
     @property
     def architectures(self) -> list[str]:

@@ -31,7 +31,6 @@ afterwards.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
@@ -805,15 +804,11 @@ def _file_sha256(path: str) -> str:
 
 
 def _read_weight_table(path: str) -> dict[str, float]:
+    from lsr.io import read_json_object
+
     if not os.path.isfile(path):
         raise EncoderConfigError(f"token weight file {path} does not exist")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise EncoderConfigError(f"{path}: not a JSON object of token weights ({e})") from None
-    if not isinstance(data, dict):
-        raise EncoderConfigError(f"{path}: expected a JSON object {{token: weight}}")
+    data = read_json_object(path, EncoderConfigError, "token weight file (a JSON object {token: weight})")
     for t, w in data.items():
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
             raise EncoderConfigError(f"{path}: weight of token {t!r} must be a finite number >= 0, got {w!r}")

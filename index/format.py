@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from lsr.errors import IndexFormatError
+from lsr.io import read_json_object
 
 from .kernels.postings import low_length
 
@@ -128,14 +129,9 @@ def read_manifest(path: str) -> dict[str, Any]:
     if not os.path.exists(mpath):
         raise IndexFormatError(f"{path} is not an lsr index (no {MANIFEST}; "
                                "an interrupted build leaves none)")
-    try:
-        with open(mpath, encoding="utf-8") as f:
-            m = json.load(f)
-    except (OSError, ValueError) as e:
-        raise IndexFormatError(f"{mpath} is unreadable or corrupt ({e})") from None
-    if not isinstance(m, dict) or m.get("format") != FORMAT_NAME:
-        raise IndexFormatError(f"{path}: not an lsr index (format {m.get('format') if isinstance(m, dict) else None!r}, "
-                               f"expected {FORMAT_NAME!r})")
+    m = read_json_object(mpath, IndexFormatError, "manifest (unreadable or corrupt)")
+    if m.get("format") != FORMAT_NAME:
+        raise IndexFormatError(f"{path}: not an lsr index (format {m.get('format')!r}, expected {FORMAT_NAME!r})")
     v = m.get("format_version")
     if v != FORMAT_VERSION:
         raise IndexFormatError(f"{path}: index format version {v!r} is not supported by this lsr "

@@ -59,18 +59,14 @@ def partial_dir(out_dir: str | os.PathLike) -> str:
 
 def read_partial(out_dir: str | os.PathLike) -> dict[str, Any] | None:
     """What ``DIR.partial`` holds (its state plus ``parts_on_disk`` and ``docs_done``), or None."""
-    import json
+    from lsr.io import read_json_object
 
     pdir = partial_dir(out_dir)
     path = os.path.join(pdir, STATE_FILE)
     if not os.path.isfile(path):
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            state = json.load(f)
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: unreadable state ({e})") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+    state = read_json_object(path, InputError, "state")
+    if state.get("format") != STATE_FORMAT:
         raise InputError(f"{path}: not a {STATE_FORMAT} state file")
     n = 0
     while os.path.exists(os.path.join(pdir, f"part-{n:05d}.npz")):

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
-from .errors import InputError
+from .errors import InputError, LsrError
 
 try:  # orjson parses 3-5x faster; the stdlib parser is the fallback
     import orjson as _orjson
@@ -74,20 +74,26 @@ def vector_files(source: str | os.PathLike) -> list[str]:
     return [source]
 
 
+def read_json_object(path: str | os.PathLike, error: type[LsrError] = InputError, what: str = "file") -> dict:
+    """The JSON object stored at ``path``; an unreadable file, malformed JSON or another JSON type
+    raises ``error`` with one line naming ``path`` and ``what`` it should be."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except (OSError, ValueError) as e:
+        raise error(f"{os.fspath(path)}: unreadable {what} ({e})") from None
+    if not isinstance(obj, dict):
+        raise error(f"{os.fspath(path)}: {what} must be a JSON object")
+    return obj
+
+
 def read_encoder_info(source: str | os.PathLike) -> dict | None:
     """``encoder.json`` of a vector collection directory, if there is one."""
     source = os.fspath(source)
     path = os.path.join(source, ENCODER_FILE) if os.path.isdir(source) else None
     if path is None or not os.path.exists(path):
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: unreadable encoder description ({e})") from None
-    if not isinstance(info, dict):
-        raise InputError(f"{path}: encoder description must be a JSON object")
-    return info
+    return read_json_object(path, InputError, "encoder description")
 
 
 def parse_json_object(line: bytes, where: str) -> dict:
