@@ -48,11 +48,12 @@ import os
 from typing import Any
 
 import numpy as np
+from numba import njit, prange
 
 from lsr.errors import IndexFormatError
 from lsr.io import read_json_object
 
-from .kernels.postings import low_length
+from .kernels.postings import low_at, low_length
 
 FORMAT_NAME = "lsr-inverted-index"
 FORMAT_VERSION = 3
@@ -139,9 +140,20 @@ def read_manifest(path: str) -> dict[str, Any]:
     for key in ("counts", "arrays", "files", "quantization", "impact_dtype"):
         if key not in m:
             raise IndexFormatError(f"{mpath}: missing field {key!r}")
-    if m["impact_dtype"] not in IMPACT_DTYPES:
+    if not isinstance(m["impact_dtype"], str) or m["impact_dtype"] not in IMPACT_DTYPES:
         raise IndexFormatError(f"{mpath}: unknown impact dtype {m['impact_dtype']!r}")
+    counts = m["counts"]
+    if not isinstance(counts, dict) or not all(_is_count(counts.get(k)) for k in ("documents", "terms", "postings")):
+        raise IndexFormatError(f"{mpath}: counts of documents, terms and postings must be integers >= 0")
+    if not _is_count(m.get("block_size")) or m["block_size"] < 1:
+        raise IndexFormatError(f"{mpath}: block_size must be a positive integer")
+    if not isinstance(m["arrays"], dict) or not isinstance(m["files"], dict):
+        raise IndexFormatError(f"{mpath}: arrays and files must be JSON objects")
     return m
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def load_arrays(path: str, manifest: dict[str, Any], verify: bool) -> dict[str, np.ndarray]:
@@ -150,14 +162,16 @@ def load_arrays(path: str, manifest: dict[str, Any], verify: bool) -> dict[str, 
     impact = manifest["impact_dtype"]
     for name, dtype in ARRAY_DTYPES.items():
         entry = manifest["arrays"].get(name)
-        if entry is None:
+        if not isinstance(entry, dict):
             raise IndexFormatError(f"{path}: manifest lists no array {name!r}")
         fpath = os.path.join(path, name + ".npy")
         _check_file(path, name + ".npy", entry, verify)
         try:
-            arr = np.load(fpath, mmap_mode="r")
-        except (OSError, ValueError) as e:
-            raise IndexFormatError(f"{fpath} is corrupt ({e})") from None
+            arr = np.load(fpath, mmap_mode="r", allow_pickle=False)
+        except Exception as e:   # a damaged .npy header fails in many ways (ValueError, SyntaxError, ...)
+            raise IndexFormatError(f"{fpath} is corrupt ({type(e).__name__}: {e})") from None
+        if not isinstance(arr, np.ndarray):
+            raise IndexFormatError(f"{fpath} is not a .npy array")
         want = dtype or impact
         if str(arr.dtype) != want or str(arr.dtype) != entry.get("dtype"):
             raise IndexFormatError(f"{fpath}: dtype {arr.dtype}, expected {want}")
@@ -184,7 +198,7 @@ def _check_file(path: str, fname: str, entry: dict, verify: bool) -> None:
 
 def check_vocab(path: str, manifest: dict[str, Any], verify: bool) -> list[str]:
     entry = manifest["files"].get(VOCAB)
-    if entry is None:
+    if not isinstance(entry, dict):
         raise IndexFormatError(f"{path}: manifest lists no {VOCAB}")
     _check_file(path, VOCAB, entry, verify)
     try:
@@ -192,7 +206,8 @@ def check_vocab(path: str, manifest: dict[str, Any], verify: bool) -> list[str]:
             terms = json.load(f)
     except (OSError, ValueError) as e:
         raise IndexFormatError(f"{path}/{VOCAB} is corrupt ({e})") from None
-    if not isinstance(terms, list) or len(terms) != manifest["counts"]["terms"]:
+    if (not isinstance(terms, list) or len(terms) != manifest["counts"]["terms"]
+            or not all(isinstance(t, str) for t in terms)):
         raise IndexFormatError(f"{path}/{VOCAB}: expected a list of {manifest['counts']['terms']} terms")
     return terms
 
@@ -206,11 +221,19 @@ def check_docstore(path: str, manifest: dict[str, Any], verify: bool) -> None:
     if not isinstance(files, dict):
         raise IndexFormatError(f"{path}: the manifest's docstore entry lists no files")
     for fname, fentry in files.items():
+        if not isinstance(fentry, dict):
+            raise IndexFormatError(f"{path}: the manifest's docstore entry of {fname!r} is not an object")
         _check_file(path, fname, fentry, verify)
 
 
+def _offsets_ok(off: np.ndarray, end: int) -> bool:
+    """``off`` starts at 0, never decreases and ends at ``end`` (one vectorised pass)."""
+    return len(off) >= 1 and off[0] == 0 and off[-1] == end and bool(np.all(off[1:] >= off[:-1]))
+
+
 def _check_structure(path: str, m: dict, a: dict[str, np.ndarray]) -> None:
-    """Cheap consistency checks that catch a damaged or hand-edited index."""
+    """Consistency checks of the arrays' lengths and offsets (vectorised passes over the offsets arrays):
+    with them, every offset a kernel reads lies inside the array it indexes."""
     c = m["counts"]
     n_docs, n_terms, n_post = c["documents"], c["terms"], c["postings"]
     bad = None
@@ -218,24 +241,142 @@ def _check_structure(path: str, m: dict, a: dict[str, np.ndarray]) -> None:
         bad = "term arrays do not match the term count"
     elif a["postings_impacts"].shape != (n_post,):
         bad = "postings arrays do not match the postings count"
-    elif m.get("range_block_docs") not in [1 << i for i in range(0, 9)]:
+    elif m.get("range_block_docs") not in [1 << i for i in range(0, 9)] or not _is_count(m["range_block_docs"]):
         bad = "range_block_docs missing or not a power of two up to 256"
     elif a["postings_low"].shape != (low_length(n_post, int(m["range_block_docs"]).bit_length() - 1),):
         bad = "low doc id bits do not match the postings count"
     elif a["docid_offsets"].shape != (n_docs + 1,):
         bad = "doc id offsets do not match the document count"
-    elif n_terms and (a["term_offsets"][0] != 0 or a["term_offsets"][-1] != n_post):
-        bad = "term offsets do not span the postings"
-    elif a["block_offsets"].shape != (n_terms + 1,) or a["block_offsets"][-1] != a["block_max"].shape[0]:
-        bad = "block offsets do not span the blocks"
+    elif not _offsets_ok(a["term_offsets"], n_post):
+        bad = "term offsets do not span the postings in order"
+    elif a["block_offsets"].shape != (n_terms + 1,) or not _offsets_ok(a["block_offsets"], a["block_max"].shape[0]):
+        bad = "block offsets do not span the blocks in order"
+    elif not np.array_equal(np.diff(a["block_offsets"]),
+                            (np.diff(a["term_offsets"]) + m["block_size"] - 1) // m["block_size"]):
+        bad = "block counts do not match the terms' postings and the block size"
     elif a["block_last_doc"].shape != a["block_max"].shape:
         bad = "block arrays differ in length"
-    elif a["range_offsets"].shape != (n_terms + 1,) or a["range_offsets"][-1] != a["range_max"].shape[0]:
-        bad = "range block offsets do not span the range blocks"
+    elif a["range_offsets"].shape != (n_terms + 1,) or not _offsets_ok(a["range_offsets"], a["range_max"].shape[0]):
+        bad = "range block offsets do not span the range blocks in order"
     elif (a["range_code_offsets"].shape != (n_terms + 1,)
-          or a["range_code_offsets"][-1] != a["range_codes"].shape[0]):
-        bad = "range code offsets do not span the codes"
-    elif a["docid_offsets"][-1] != a["docid_bytes"].shape[0]:
-        bad = "doc id offsets do not span the id bytes"
+          or not _offsets_ok(a["range_code_offsets"], a["range_codes"].shape[0])):
+        bad = "range code offsets do not span the codes in order"
+    elif not _offsets_ok(a["docid_offsets"], a["docid_bytes"].shape[0]):
+        bad = "doc id offsets do not span the id bytes in order"
     if bad:
         raise IndexFormatError(f"{path}: inconsistent index ({bad})")
+
+
+_POSTING_PROBLEMS = {
+    1: "the doc id codes of term {t} are inconsistent (range_codes, range_offsets)",
+    2: "the doc ids of term {t} are not ascending or leave the collection (postings_low)",
+    3: "the range block maxima of term {t} do not match its impacts (range_max)",
+    4: "the largest impact of term {t} does not match its impacts (term_max)",
+    5: "the posting block maxima or last doc ids of term {t} do not match its postings "
+       "(block_max, block_last_doc)",
+}
+
+
+def check_postings(path: str, m: dict, a: dict[str, np.ndarray], terms: list[str]) -> None:
+    """Decode every term's pair codes and postings once (a parallel pass) and check what the query kernels
+    rely on: each code ends inside its term's codes, the blocks ascend inside the collection, the pairs and
+    postings the codes name are exactly the term's, every doc id ascends and is below the document count, and
+    ``range_max``, ``term_max``, ``block_max`` and ``block_last_doc`` are the maxima and last doc ids of the
+    postings. Needs :func:`_check_structure` first (offsets in range)."""
+    n_terms = m["counts"]["terms"]
+    bad = np.zeros(n_terms, np.uint8)
+    shift = int(m["range_block_docs"]).bit_length() - 1
+    # the terms in a fixed random order: the parallel loop's threads get equal shares of the long lists
+    order = np.random.default_rng(0).permutation(n_terms)
+    _check_postings(order, a["term_offsets"], a["range_offsets"], a["range_code_offsets"], a["range_codes"],
+                    a["postings_low"], a["postings_impacts"], a["range_max"], a["term_max"], a["block_offsets"],
+                    a["block_max"], a["block_last_doc"], shift, m["counts"]["documents"], m["block_size"], bad)
+    if bad.any():
+        t = int(np.flatnonzero(bad)[0])
+        what = _POSTING_PROBLEMS[int(bad[t])].format(t=repr(terms[t]))
+        raise IndexFormatError(f"{path}: {what} ({int(np.count_nonzero(bad))} term(s) in all)")
+
+
+@njit(cache=True, parallel=True)
+def _check_postings(order, term_offsets, range_offsets, code_offsets, codes, low, impacts, range_max, term_max,
+                    block_offsets, block_max, block_last_doc, shift, n_docs, block_size, bad):
+    """``bad[t]``: 0 when term t is consistent, else the first problem found (keys of ``_POSTING_PROBLEMS``)."""
+    n_terms = term_offsets.shape[0] - 1
+    nib = shift <= 4
+    mask = (1 << shift) - 1
+    R = np.int64(1) << shift
+    n_blocks = (np.int64(n_docs) + R - 1) >> shift
+    for i in prange(n_terms):
+        t = order[i]
+        c = code_offsets[t]
+        cend = code_offsets[t + 1]
+        p = term_offsets[t]
+        pend = term_offsets[t + 1]
+        j = range_offsets[t]
+        jend = range_offsets[t + 1]
+        bb = block_offsets[t]
+        in_block = 0
+        bmax = impacts.dtype.type(0)
+        tmax = impacts.dtype.type(0)
+        blk = np.int64(-1)
+        problem = 0
+        while c < cend and problem == 0:
+            v = np.int64(0)
+            sh = 0
+            while True:
+                if c >= cend or sh > 56:
+                    problem = 1
+                    break
+                byte = np.int64(codes[c])
+                c += 1
+                v |= (byte & 0x7F) << sh
+                sh += 7
+                if byte < 0x80:
+                    break
+            if problem:
+                break
+            d = v >> shift
+            n = (v & mask) + 1
+            if d >= n_blocks or (blk >= 0 and d == 0) or j >= jend or n > pend - p:
+                problem = 1
+                break
+            blk = d if blk < 0 else blk + d
+            if blk >= n_blocks:
+                problem = 1
+                break
+            base = blk << shift
+            lim = min(R, np.int64(n_docs) - base)
+            prev = np.int64(-1)
+            pm = impacts[p]
+            for q in range(p, p + n):
+                lo = low_at(low, q, nib)
+                if lo <= prev or lo >= lim:
+                    problem = 2
+                    break
+                prev = lo
+                x = impacts[q]
+                if x > pm:
+                    pm = x
+                if in_block == 0 or x > bmax:
+                    bmax = x
+                in_block += 1
+                if in_block == block_size or q == pend - 1:
+                    if block_max[bb] != bmax or block_last_doc[bb] != base + lo:
+                        problem = 5
+                        break
+                    bb += 1
+                    in_block = 0
+            if problem:
+                break
+            if range_max[j] != pm:
+                problem = 3
+                break
+            if pm > tmax:
+                tmax = pm
+            j += 1
+            p += n
+        if problem == 0 and (p != pend or j != jend):
+            problem = 1
+        if problem == 0 and term_max[t] != tmax:
+            problem = 4
+        bad[t] = problem
