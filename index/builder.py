@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import array
 import datetime as _dt
+import itertools
 import json
 import os
 import shutil
@@ -254,16 +255,25 @@ class IndexBuilder:
         self._bar.update(n)
 
     def _add_arrays(self, docs, terms, weights, lens, wheres, doc_ids=None) -> None:
-        bad = ~np.isfinite(weights) | (weights < 0)
+        # weights are checked as stored (float32): a finite float64 beyond float32's range becomes inf
+        with np.errstate(over="ignore"):
+            w32 = weights.astype(np.float32)
+        bad = ~np.isfinite(w32) | (weights < 0)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             rec = int(np.searchsorted(np.cumsum(lens), i, side="right"))
             where = wheres[rec] if wheres is not None else f"document {doc_ids[rec]!r}"
+            term = next(itertools.islice(self.vocab.keys(), int(terms[i]), None))
             w = weights[i]
-            what = "negative" if np.isfinite(w) else "not finite"
-            raise InputError(f"{where}: weight {w} is {what} (weights must be finite and >= 0)")
+            if not np.isfinite(w):
+                what = "not finite"
+            elif w < 0:
+                what = "negative"
+            else:
+                what = "beyond float32's range"
+            raise InputError(f"{where}: weight {w:.6g} of term {term!r} is {what} (weights must be finite, >= 0 "
+                             f"and at most {float(np.finfo(np.float32).max):.4g}, as they are stored in float32)")
         self.n_empty += int(np.count_nonzero(lens == 0))
-        w32 = weights.astype(np.float32)
         keep = w32 > 0
         if not keep.all():
             docs, terms, w32 = docs[keep], terms[keep], w32[keep]
@@ -353,6 +363,8 @@ class IndexBuilder:
         n_post = int(term_offsets[-1])
         if n_post == 0:
             raise InputError("no postings: every document vector is empty (or every weight rounds to 0)")
+        if method == "max":
+            _warn_rounded_away(runs, n_post, qcfg.bits, scale, self.max_weight, n_terms)
         # doc ids are merged into a scratch array, then stored pair-coded (kernels/postings.py)
         docs_path = os.path.join(d, "scratch-docs.npy")
         out_docs = np.lib.format.open_memmap(docs_path, "w+", np.int32, (n_post,))
@@ -529,6 +541,30 @@ class IndexBuilder:
         fmt.fsync_dir(fsync_parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+ROUNDED_AWAY_WARN = 0.01   # max quantisation warns when more than this share of the postings rounds to 0
+
+
+def _warn_rounded_away(runs, n_kept: int, bits: int, scale: float, max_weight: float, n_terms: int) -> None:
+    """Warn when max quantisation rounded more than ``ROUNDED_AWAY_WARN`` of the postings (weights > 0) to 0,
+    saying how many and which setting keeps them: 16 bits if they keep all but at most that share, else
+    float impacts."""
+    n_all = sum(len(w) for _, _, w in runs)
+    lost = n_all - n_kept
+    if lost <= ROUNDED_AWAY_WARN * n_all:
+        return
+    fix = "--quantization float (method='float')"
+    if bits == 8:
+        kept16 = np.zeros(n_terms, dtype=np.int64)
+        for counts, _, w in runs:
+            count_kept(counts, w, (65535 / max_weight), 65535, True, kept16)
+        lost16 = n_all - int(kept16.sum())
+        if lost16 <= ROUNDED_AWAY_WARN * n_all:
+            fix = f"--bits 16 (bits=16; {lost16} would still round to 0) or " + fix
+    warnings.warn(f"max quantisation at {bits} bits rounded {lost} of {n_all} postings ({100 * lost / n_all:.1f} %) "
+                  f"to 0 and dropped them: weights below {0.5 / scale:.4g} (the largest weight is "
+                  f"{max_weight:.6g}); {fix} keeps them", stacklevel=2)
 
 
 def _check_no_duplicate_terms(counts: np.ndarray, docs: np.ndarray) -> None:

@@ -127,7 +127,11 @@ class Searcher:
                     unknown += 1
                 elif w > 0:
                     tids.append(t)
-                    ws.append(math.floor(w * scale + 0.5) if scaled else w)
+                    x = w * scale + 0.5 if scaled else w
+                    if not math.isfinite(x):
+                        raise InputError(f"query {qid!r}: weight of term {term!r} ({w:.6g}) is too large "
+                                         f"for integer scoring at query_scale {scale:g}")
+                    ws.append(math.floor(x) if scaled else w)
             keep = [j for j, w in enumerate(ws) if w > 0]
             dropped += len(ws) - len(keep)
             for j in keep:
@@ -141,7 +145,23 @@ class Searcher:
         offs = np.asarray(offsets, dtype=np.int64)
         terms = np.asarray(all_terms, dtype=np.int32)
         if is_float:
-            weights = np.asarray(all_weights, dtype=np.float32)
+            with np.errstate(over="ignore"):
+                weights = np.asarray(all_weights, dtype=np.float32)
+            # checked as used: a weight beyond float32's range, or one whose scores would be, is an error
+            bound = np.zeros(len(ids), dtype=np.float64)
+            if len(terms):
+                contrib = np.asarray(all_weights, np.float64) * self.index.term_max[terms].astype(np.float64)
+                np.add.at(bound, np.repeat(np.arange(len(ids)), np.diff(offs)), contrib)
+            f32_max = float(np.finfo(np.float32).max)
+            if not np.all(np.isfinite(weights)):
+                i = int(np.flatnonzero(~np.isfinite(weights))[0])
+                q = int(np.searchsorted(offs, i, side="right")) - 1
+                raise InputError(f"query {ids[q]!r}: weight of term {self.index.terms[terms[i]]!r} "
+                                 f"({all_weights[i]:.6g}) is beyond float32's range (at most {f32_max:.4g})")
+            if len(bound) and not bound.max() <= f32_max:
+                q = int(np.argmax(bound))
+                raise InputError(f"query {ids[q]!r}: its scores could reach {bound[q]:.4g}, beyond float32's "
+                                 f"range (at most {f32_max:.4g}); give smaller weights")
             score_dtype: type = np.float32
         else:
             weights = np.asarray(all_weights, dtype=np.int64)
@@ -150,6 +170,10 @@ class Searcher:
             if len(terms):
                 contrib = weights.astype(np.float64) * self.index.term_max[terms].astype(np.float64)
                 np.add.at(bound, np.repeat(np.arange(len(ids)), np.diff(offs)), contrib)
+            if len(bound) and bound.max() > 2.0 ** 62:
+                q = int(np.argmax(bound))
+                raise InputError(f"query {ids[q]!r}: its scores could reach {bound[q]:.4g}, too large for "
+                                 "integer scoring; give smaller weights")
             score_dtype = np.int32 if (len(bound) == 0 or bound.max() <= _INT32_MAX) else np.int64
             weights = weights.astype(score_dtype)
         return PreparedQueries(ids, offs, terms, weights, score_dtype, unknown, dropped)
