@@ -36,7 +36,7 @@ import os
 from typing import Iterator
 
 from lsr.errors import InputError, LsrError
-from lsr.io import Query, open_text, read_queries
+from lsr.io import Query, check_input_file, open_text, read_queries, reading
 
 # Default measures per dataset family (ir-measures names).
 DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
@@ -128,8 +128,8 @@ class Dataset:
         :func:`lsr.io.read_queries` reads, as text. ``qrels``: TREC or BEIR TSV.
         """
         for label, p in (("documents", docs), ("queries", queries), ("qrels", qrels)):
-            if p is not None and not os.path.isfile(p):
-                raise InputError(f"{label} file {os.fspath(p)} does not exist")
+            if p is not None:
+                check_input_file(p, f"{label} file")
         if family not in DEFAULT_METRICS:
             raise InputError(f"unknown dataset family {family!r} (known: {', '.join(DEFAULT_METRICS)})")
         nm = name or os.fspath(qrels or queries or docs or "dataset")
@@ -154,11 +154,9 @@ def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
     must be an integer; a (query, doc) pair judged twice with different
     grades is an error.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError(f"qrels file {path} does not exist")
+    path = check_input_file(path, "qrels file")
     out: dict[str, dict[str, int]] = {}
-    with open_text(path, "rb") as f:
+    with reading(path, "qrels file"), open_text(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
             try:
@@ -199,7 +197,7 @@ def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
 
 def _read_docs(path: str) -> Iterator[tuple[str, str]]:
     is_json = path.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz"))
-    with open_text(path, "rb") as f:
+    with reading(path, "documents file"), open_text(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
             if not raw.strip():

@@ -43,6 +43,7 @@ class PreparedQueries:
     score_dtype: type
     unknown_terms: int    # query terms not in the index (ignored)
     dropped_terms: int    # known terms whose weight rounded to 0
+    empty: tuple = ()     # ids of the queries with no terms (empty text or vector): no hits
 
 
 class Searcher:
@@ -88,10 +89,8 @@ class Searcher:
         """Map terms to ids and weights to the index's query weight type."""
         texts = [(i, q.text if isinstance(q, Query) else q) for i, (_, q) in enumerate(queries)
                  if isinstance(q, str) or (isinstance(q, Query) and q.vector is None)]
-        for i, text in texts:
-            if not text.strip():
-                raise InputError(f"query {str(queries[i][0])!r} is empty")
-        encoded: dict[int, dict] = {}
+        encoded: dict[int, dict] = {i: {} for i, text in texts if not (text or "").strip()}   # empty: no terms
+        texts = [(i, text) for i, text in texts if (text or "").strip()]
         if texts:
             for (i, text), vec in zip(texts, self._encode_texts([t for _, t in texts])):
                 encoded[i] = vec
@@ -103,6 +102,7 @@ class Searcher:
         all_terms: list[int] = []
         all_weights: list[float] = []
         unknown = dropped = 0
+        empty: list[str] = []
         for i, (qid, q) in enumerate(queries):
             qid = str(qid)
             if isinstance(q, Query):
@@ -116,7 +116,7 @@ class Searcher:
                                  f"got {type(q).__name__}")
             vec = check_vector(dict(vec), f"query {qid!r}")
             if not vec:
-                raise InputError(f"query {qid!r} is empty (no terms)")
+                empty.append(qid)
             # integer weights are used as they are; otherwise all are scaled
             # (decided on the query as given, whatever the index knows of it)
             scaled = not is_float and not all(float(w).is_integer() for w in vec.values())
@@ -176,10 +176,15 @@ class Searcher:
                                  "integer scoring; give smaller weights")
             score_dtype = np.int32 if (len(bound) == 0 or bound.max() <= _INT32_MAX) else np.int64
             weights = weights.astype(score_dtype)
-        return PreparedQueries(ids, offs, terms, weights, score_dtype, unknown, dropped)
+        return PreparedQueries(ids, offs, terms, weights, score_dtype, unknown, dropped, tuple(empty))
 
     @staticmethod
     def _warn(p: PreparedQueries) -> None:
+        if p.empty:
+            n = len(p.empty)
+            shown = ", ".join(repr(q) for q in p.empty[:5]) + (", ..." if n > 5 else "")
+            warnings.warn(f"{n} empty quer{'y' if n == 1 else 'ies'} (no terms) got no hits: {shown}",
+                          stacklevel=3)
         if p.unknown_terms:
             warnings.warn(f"{p.unknown_terms} query term(s) unknown to the index were ignored", stacklevel=3)
         if p.dropped_terms:
@@ -266,7 +271,8 @@ class Searcher:
 
     def search_batch(self, queries: Mapping[str, QueryLike] | Iterable[tuple[str, QueryLike]] | Iterable[Query],
                      k: int | None = None, threads: int | None = None) -> Results:
-        """Top-k of every query, in parallel; hits come back in query order. Numba's thread count is
+        """Top-k of every query, in parallel; hits come back in query order. A query with no terms
+        (an empty text or vector) gets no hits; one warning counts them. Numba's thread count is
         set for the call and put back when it returns."""
         items = _query_items(queries)
         k = self._check_k(k)

@@ -28,6 +28,8 @@ import json
 import math
 import os
 import re
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -56,6 +58,54 @@ def open_text(path: str | os.PathLike, mode: str = "rb"):
     if path.endswith(".gz"):
         return gzip.open(path, mode)
     return open(path, mode)
+
+
+#: What reading a plain or gzipped file can raise besides lsr's own errors: any ``OSError``
+#: (permissions, a directory, a bad gzip header: ``gzip.BadGzipFile``), ``EOFError`` (a truncated
+#: ``.gz``) and ``zlib.error`` (corrupt compressed data).
+READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
+
+
+def error_reason(e: BaseException) -> str:
+    """A short description of an I/O exception, without the file name (the caller names it)."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
+
+
+@contextmanager
+def reading(path: str | os.PathLike, what: str = "file"):
+    """Turn :data:`READ_ERRORS` raised in the block into an :class:`InputError` naming ``path``."""
+    path = os.fspath(path)
+    try:
+        yield
+    except READ_ERRORS as e:
+        raise InputError(f"{path}: cannot read this {what} ({error_reason(e)})") from None
+
+
+def check_input_file(path: str | os.PathLike, what: str) -> str:
+    """``path`` as a string, or an InputError when it does not exist or is a directory."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError(f"{what} {path} is a directory, not a file")
+    if not os.path.isfile(path):
+        raise InputError(f"{what} {path} does not exist")
+    return path
+
+
+def check_output_file(path: str | os.PathLike, what: str = "output file") -> str:
+    """``path`` as a string, or an InputError when a file cannot be written there: it is a directory,
+    its parent directory does not exist, or that directory is not writable. Checked before any work
+    is done, so that a long run does not end in an error."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError(f"{what} {path} is a directory")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"{what} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{what} {path}: directory {parent} is not writable")
+    return path
 
 
 def vector_files(source: str | os.PathLike) -> list[str]:
@@ -168,8 +218,8 @@ def iter_vector_records(source) -> Iterator[tuple[str, Any, str]]:
                                 raise InputError(f"{where}: record {did!r} has no \"vector\"")
                             raise InputError(f"{where}: \"vector\" must be a JSON object of term: weight")
                         yield did, vec, where
-            except (OSError, EOFError, gzip.BadGzipFile) as e:
-                raise InputError(f"{path}: cannot read ({e})") from None
+            except READ_ERRORS as e:
+                raise InputError(f"{path}: cannot read ({error_reason(e)})") from None
         return
     for i, rec in enumerate(source):
         where = f"record {i}"
@@ -230,85 +280,103 @@ class Query:
 
 
 _WEIGHTED = re.compile(r"^(.+):([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf)$")
+# a token shaped like term:weight (something after the last colon), whatever the weight
+_TERM_COLON = re.compile(r"^(.+):([^:]+)$")
 
 
 def parse_weighted_terms(s: str, where: str, strict: bool = False) -> dict | None:
     """Parse ``term:weight term ...`` (a bare term counts 1 per occurrence).
 
-    Unless ``strict``, returns None when no token carries a weight (the line
-    is then text, not a pre-tokenised bag of terms).
+    The text is a bag of terms when ``strict`` or when at least one token is
+    ``term:NUMBER``; otherwise (not ``strict``) this returns None and the line
+    is text. In a bag of terms a token ``term:X`` whose ``X`` is not a number
+    is a malformed weight (an :class:`InputError` naming ``where``), not a term.
     """
-    toks = s.split()
-    vec: dict[str, float] = {}
+    parsed: list[tuple[str, float | None, str]] = []
     n_weighted = 0
-    for tok in toks:
+    for tok in s.split():
         m = _WEIGHTED.match(tok)
         if m:
             n_weighted += 1
-            term, w = m.group(1), float(m.group(2))
+            parsed.append((m.group(1), float(m.group(2)), tok))
         else:
-            term, w = tok, 1.0
+            parsed.append((tok, None, tok))
+    if n_weighted == 0 and not strict:
+        return None
+    vec: dict[str, float] = {}
+    for term, w, tok in parsed:
+        if w is None:
+            bad = _TERM_COLON.match(tok)
+            if bad:
+                raise InputError(f"{where}: weight {bad.group(2)!r} of term {bad.group(1)!r} is not a number")
+            w = 1.0
         if not math.isfinite(w):
             raise InputError(f"{where}: weight of term {term!r} is {w} (must be finite)")
         if w < 0:
             raise InputError(f"{where}: weight of term {term!r} is negative ({w})")
-        vec[term] = vec.get(term, 0.0) + w
-    if n_weighted == 0 and not strict:
-        return None
+        total = vec.get(term, 0.0) + w
+        if not math.isfinite(total):
+            raise InputError(f"{where}: the weights of term {term!r} add up to {total} (must be finite)")
+        vec[term] = total
     return vec
 
 
 def read_queries(path: str | os.PathLike, fmt: str = "auto") -> list[Query]:
-    """Read queries from JSONL or TSV. ``fmt``: ``auto``, ``vector`` or ``text``.
+    """Read queries from JSONL or TSV (optionally gzipped). ``fmt``: ``auto``, ``vector`` or ``text``.
 
     In ``auto`` mode a TSV line is a weighted query when at least one token is
-    a ``term:weight`` pair, and a text query otherwise; with ``vector`` every
-    line is a bag of terms (bare terms weigh 1). Repeated terms add up.
+    a ``term:NUMBER`` pair (then every ``term:X`` token must have a numeric
+    ``X``), and a text query otherwise; with ``vector`` every line is a bag of
+    terms (bare terms weigh 1; ``term:X`` with a non-numeric ``X`` is an
+    error); with ``text`` the whole line is text. Repeated terms add up.
+    An empty query (``qid<TAB>`` with nothing after it, an empty text, or a
+    ``{}`` vector) is kept: the search gives it no hits and warns.
+    Problems are :class:`InputError` naming the file (and line).
     """
     if fmt not in ("auto", "vector", "text"):
         raise InputError(f"unknown query format {fmt!r} (auto, vector or text)")
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError(f"query file {path} does not exist")
+    path = check_input_file(path, "query file")
+    with reading(path, "query file"), open_text(path, "rb") as f:
+        return _parse_queries(f, path, fmt)
+
+
+def _parse_queries(f, path: str, fmt: str) -> list[Query]:
     out: list[Query] = []
     seen: set[str] = set()
     is_json = path.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz"))
-    with open_text(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InputError(f"{where}: not valid UTF-8") from None
-            if not line.strip():
-                continue
-            if is_json:
-                rec = parse_json_object(raw, where)
-                qid = _doc_id(rec, where)
-                text = rec.get("text", rec.get("contents"))
-                if "vector" in rec and fmt != "text":
-                    q = Query(qid, vector=dict(_check_vector(rec["vector"], where)))
-                elif isinstance(text, str):
-                    q = Query(qid, text=text)
-                else:
-                    raise InputError(f"{where}: query {qid!r} has neither \"vector\" nor \"text\"")
+    for lineno, raw in enumerate(f, 1):
+        where = f"{path}:{lineno}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{where}: not valid UTF-8") from None
+        if not line.strip():
+            continue
+        if is_json:
+            rec = parse_json_object(raw, where)
+            qid = _doc_id(rec, where)
+            text = rec.get("text", rec.get("contents"))
+            if "vector" in rec and fmt != "text":
+                q = Query(qid, vector=dict(_check_vector(rec["vector"], where)))
+            elif isinstance(text, str):
+                q = Query(qid, text=text)
             else:
-                parts = line.rstrip("\r\n").split("\t", 1)
-                if len(parts) != 2:
-                    raise InputError(f"{where}: expected 'qid<TAB>query'")
-                qid, body = parts[0].strip(), parts[1]
-                qid = _doc_id({"id": qid}, where)
-                if not body.strip():
-                    raise InputError(f"{where}: query {qid!r} is empty")
-                if fmt == "text":
-                    q = Query(qid, text=body)
-                else:
-                    vec = parse_weighted_terms(body, where, strict=(fmt == "vector"))
-                    if vec is None and fmt == "vector":
-                        raise InputError(f"{where}: expected 'term:weight' tokens")
-                    q = Query(qid, vector=vec) if vec is not None else Query(qid, text=body)
-            if q.id in seen:
-                raise InputError(f"{where}: duplicate query id {q.id!r}")
-            seen.add(q.id)
-            out.append(q)
+                raise InputError(f"{where}: query {qid!r} has neither \"vector\" nor \"text\"")
+        else:
+            parts = line.rstrip("\r\n").split("\t", 1)
+            if len(parts) != 2:
+                raise InputError(f"{where}: expected 'qid<TAB>query'")
+            qid, body = parts[0].strip(), parts[1]
+            qid = _doc_id({"id": qid}, where)
+            if fmt == "text":
+                q = Query(qid, text=body)
+            elif not body.strip():
+                q = Query(qid, vector={})
+            else:
+                vec = parse_weighted_terms(body, where, strict=(fmt == "vector"))
+                q = Query(qid, vector=vec) if vec is not None else Query(qid, text=body)
+        if q.id in seen:
+            raise InputError(f"{where}: duplicate query id {q.id!r}")
+        seen.add(q.id)
+        out.append(q)
     return out

@@ -17,7 +17,8 @@ from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, LsrError
+from .io import check_input_file, reading
 
 
 class Hit(NamedTuple):
@@ -111,21 +112,47 @@ class Results:
 
     # -- TREC run files -----------------------------------------------------
     def write_trec(self, dest: str | os.PathLike | io.TextIOBase, tag: str = "lsr") -> None:
-        """Write ``qid Q0 docid rank score tag`` lines (atomically for paths)."""
+        """Write ``qid Q0 docid rank score tag`` lines.
+
+        A path to a regular file (or to none yet) is written atomically: into
+        a temporary file beside it (beside the file a symbolic link points
+        to), flushed to disk, then renamed over it. A failed write (a full
+        disk, a missing directory) removes the temporary file, leaves the
+        file as it was, and raises an :class:`~lsr.errors.LsrError` that says
+        so. A path to something else that exists (``/dev/stdout``, a FIFO, a
+        device) is written in place.
+        """
         if any(ch.isspace() for ch in tag) or not tag:
             raise InputError(f"run tag {tag!r} must be a non-empty word without spaces")
         if hasattr(dest, "write"):
             self._write_lines(dest, tag)
             return
         path = os.fspath(dest)
-        tmp = f"{path}.tmp-{os.getpid()}"
+        if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+            try:
+                with open(path, "w", encoding="utf-8") as f:
+                    self._write_lines(f, tag)
+            except OSError as e:
+                raise LsrError(f"cannot write the run to {path} ({e.strerror or e})") from None
+            return
+        target = os.path.realpath(path)
+        tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp-{os.getpid()}")
         try:
             with open(tmp, "w", encoding="utf-8") as f:
                 self._write_lines(f, tag)
-            os.replace(tmp, path)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except OSError as e:
+            reason = e.strerror or str(e)
+            raise LsrError(f"cannot write the run file {path} ({reason}); nothing was written "
+                           f"(the {len(self)} hits are lost, {path} is as it was)") from None
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            if os.path.lexists(tmp):
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
 
     def _write_lines(self, f, tag: str) -> None:
         for h in self:
@@ -133,14 +160,20 @@ class Results:
 
     @classmethod
     def read_trec(cls, path: str | os.PathLike) -> "Results":
-        """Read a TREC run file; hits are re-ranked per query by (score desc, file order)."""
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise InputError(f"run file {path} does not exist")
+        """Read a TREC run file; hits are re-ranked per query by (score desc, file order).
+
+        Every problem (a missing or unreadable file, a malformed line, bytes
+        that are not UTF-8) is an :class:`~lsr.errors.InputError` naming the
+        file (and line)."""
+        path = check_input_file(path, "run file")
         rows: dict[str, list[tuple[float, int, str]]] = {}
         n = 0
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
+        with reading(path, "run file"), open(path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InputError(f"{path}:{lineno}: not valid UTF-8") from None
                 parts = line.split()
                 if not parts:
                     continue

@@ -98,7 +98,6 @@ def small_index(tmp_path):
 
 
 @pytest.mark.parametrize("queries,message", [
-    ("q1\t\n", "is empty"),
     ("q1\ta:1\nq1\tb:1\n", "duplicate query id"),
     ("q1 a:1\n", "expected 'qid<TAB>query'"),
     ("q1\ta:-1\n", "negative"),

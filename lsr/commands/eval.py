@@ -101,8 +101,8 @@ def run(args) -> int:
         baseline_path = opts.compare
         if "-" in paths or baseline_path == "-":
             fd, tmp = tempfile.mkstemp(prefix="lsr-eval-", suffix=".trec")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(sys.stdin.read())
+            with os.fdopen(fd, "wb") as f:   # bytes as they come: the run reader names a bad line
+                f.write(sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode())
             paths = [tmp if p == "-" else p for p in paths]
             baseline_path = tmp if baseline_path == "-" else baseline_path
         ds = (lev.load_dataset(opts.dataset) if opts.dataset is not None

@@ -14,16 +14,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Exact top-k search. Queries: JSONL {\"id\": ..., \"vector\": {term: weight}} (or "
                     "\"text\" for indexes built from `lsr encode` output), or TSV lines `qid<TAB>term:weight ...` "
                     "(a bare term counts 1 per occurrence) or `qid<TAB>text`. Output: a TREC run "
-                    "`qid Q0 docid rank score tag`; equal scores are ranked by collection order.",
+                    "`qid Q0 docid rank score tag`; equal scores are ranked by collection order. An empty query "
+                    "(`qid<TAB>` alone, an empty text, a {} vector) gets no hits and a warning; the others "
+                    "are searched.",
     )
     p.add_argument("-i", "--index", required=True, help="index directory")
     p.add_argument("-q", "--queries", required=True, help="query file (.jsonl, .jsonl.gz, .tsv)")
-    p.add_argument("-o", "--output", help="run file to write (default: standard output)")
+    p.add_argument("-o", "--output", help="run file to write (default: standard output); its directory "
+                        "must exist and be writable (checked before the search); written to a temporary "
+                        "file beside it and renamed, so a failed write leaves no partial file")
     p.add_argument("-k", type=int, help="hits per query (default 10)")
     p.add_argument("--threads", type=int, help="threads for the batch (default 0 = all cores)")
     p.add_argument("--query-format", choices=["auto", "vector", "text"], default="auto",
-                   help="how to read TSV queries: auto (term:weight tokens make a vector query, "
-                        "otherwise text), vector (bag of terms), or text (default auto)")
+                   help="how to read TSV queries: auto (a line with a term:NUMBER token is a vector "
+                        "query, and then every term:X token must have a number X, else an error naming "
+                        "the line; a line without one is text), vector (every line a bag of terms: bare "
+                        "terms weigh 1, term:X needs a number X), or text (every line is text, whatever "
+                        "it holds) (default auto)")
     p.add_argument("--query-scale", type=float,
                    help="integer indexes: float query weights become round(w * scale) (default 100); "
                         "integer weights are used as they are")
@@ -59,11 +66,13 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsr.errors import InputError
+    from lsr.errors import InputError, LsrError
     from lsr.index import Index, Searcher
-    from lsr.io import read_queries
+    from lsr.io import check_output_file, read_queries
 
     config = config_from_args(args)
+    if args.output:
+        check_output_file(args.output, "run file")   # before any work: a long search must not end in this
     index = Index.open(args.index, verify=not args.no_verify)
     queries = read_queries(args.queries, args.query_format)
     if not queries:
@@ -75,5 +84,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"searched {len(queries)} queries ({n_q} with hits), k={config.k} -> {args.output}",
               file=sys.stderr)
     else:
-        results.write_trec(sys.stdout, tag=args.tag)
+        try:
+            results.write_trec(sys.stdout, tag=args.tag)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise   # the reader went away (`| head`): the CLI ends quietly
+        except OSError as e:
+            raise LsrError(f"cannot write the run to standard output ({e.strerror or e})") from None
     return 0
