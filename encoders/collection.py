@@ -40,7 +40,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 from lsr.errors import InputError, LsrError
-from lsr.io import ENCODER_FILE, write_vectors
+from lsr.io import ENCODE_STATE_FORMATS, ENCODER_FILE, write_vectors
+from lsr.outputs import refuse_input_overlap
 
 from .corpus import TextRecord, count_records, iter_records, source_fingerprint
 from .encoder import Encoder, QueryEncoder
@@ -298,7 +299,11 @@ def encode_corpus(encoder: Encoder, source: str, output: str, *, batch_size: int
 
     Resumable (see the module docstring). ``on_part(part_index, docs_done)``
     is called after each part is safely on disk. Duplicate document ids are
-    an error. ``progress``: a bar on a terminal, else a line on stderr every
+    an error. ``overwrite`` deletes an earlier encode's files in ``output``
+    and starts again; it refuses (``InputError``) a file, a directory that is
+    neither empty nor an encode output (recognised by ``encode.state``), one
+    holding files an encode did not write, and an ``output`` that equals or
+    contains ``source``. ``progress``: a bar on a terminal, else a line on stderr every
     30 s (:class:`lsr.progress.Progress`). Chunks hold ``min(chunk_docs,
     part_size)`` documents. Returns an :class:`EncodeReport`; ``encoder.json``
     is written when the whole input is encoded.
@@ -317,7 +322,9 @@ def encode_corpus(encoder: Encoder, source: str, output: str, *, batch_size: int
                                              "expansion_field"),
                            what="an encode", start_again="use a new output directory or --overwrite to start again",
                            keep=(ENCODER_FILE,))
-    if overwrite:
+    refuse_input_overlap(output, [source])
+    if overwrite and os.path.lexists(output):
+        check_replaceable_encode(output, parts)
         parts.clear()
     legacy = _legacy_complete(output, want)
     if legacy is not None:
@@ -380,6 +387,31 @@ def encode_corpus(encoder: Encoder, source: str, output: str, *, batch_size: int
     return report
 
 
+def check_replaceable_encode(output: str, parts: ResumableParts) -> None:
+    """Raise InputError unless ``overwrite`` may clear ``output``: an empty directory, or an encode
+    output (``encode.state`` of a known format) holding only the files an encode writes."""
+    if not os.path.isdir(output):
+        raise InputError(f"{output} exists and is not a directory: --overwrite replaces only an lsr encode "
+                         "output or an empty directory, never a file (choose another output)")
+    names = os.listdir(output)
+    if not names:
+        return
+    try:
+        with open(os.path.join(output, STATE_FILE), encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        state = None
+    if not isinstance(state, dict) or state.get("format") not in ENCODE_STATE_FORMATS:
+        raise InputError(f"{output} is not an lsr encode output (no readable {STATE_FILE}) and not empty: "
+                         "--overwrite replaces only an encode output or an empty directory (choose another "
+                         "output)")
+    foreign = sorted(n for n in names if not parts.is_own(n))
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise InputError(f"{output} holds {foreign[0]!r}{more}, which lsr encode did not write: --overwrite "
+                         "replaces only an encode output (move it, or choose another output)")
+
+
 def _legacy_complete(output: str, want: dict) -> EncodeReport | None:
     """The report of a complete encode written by an older lsr (state v1) with the same settings, or None
     where the directory holds no v1 state; an unfinished or different v1 encode is refused."""
@@ -411,6 +443,7 @@ def encode_query_file(encoder: QueryEncoder, source: str, output: str, *, batch_
     The file is what :func:`lsr.io.read_queries` reads (written atomically).
     Duplicate query ids are an error.
     """
+    refuse_input_overlap(output, [source], "queries output")
     ids: list[str] = []
     texts: list[str] = []
     seen: set[str] = set()

@@ -10,7 +10,21 @@ weight is known, directly into memory-mapped output arrays.
 
 Everything is written into a sibling ``<out>.building-*`` directory that is
 renamed into place after the manifest is written: an interrupted build leaves
-no directory that opens as an index.
+no directory that opens as an index. The building directory holds
+``building.json`` (the pid and host of the building process) until it is moved
+into place; a later build into the same parent removes a building directory
+whose process is gone, with a warning (:func:`remove_stale_builds`).
+
+``overwrite`` replaces only an lsr index (a directory whose ``manifest.json``
+names the index format and that holds no file lsr did not write there) or an
+empty directory; a file, any other directory, or an output that equals or
+contains an input is refused (:func:`check_replaceable_index`). The new index
+takes the old one's place in one ``renameat2(RENAME_EXCHANGE)`` call, so a
+reader opening the path finds the old index or the new one, never none; the
+old one is then deleted (readers that have it open keep their memory maps).
+Where the exchange is unsupported (not Linux, or a file system without it) the
+old index is renamed aside and the new one renamed into place, and for the
+moment between those two renames the path does not exist.
 
 With ``store_text`` the documents' text goes into a docstore in the index
 (:mod:`lsr.index.docstore`). Text to index in one step (an encoder feeding
@@ -25,6 +39,7 @@ import itertools
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 import warnings
@@ -36,7 +51,8 @@ from tqdm.auto import tqdm
 from lsr import __version__
 from lsr.config import IndexConfig
 from lsr.errors import InputError, LsrError
-from lsr.io import iter_vector_records, read_encoder_info
+from lsr.io import iter_vector_records, read_vectors_encoder
+from lsr.outputs import exchange, refuse_input_overlap
 
 from . import docstore as ds
 from . import format as fmt
@@ -61,7 +77,12 @@ class IndexBuilder:
     """Build an index from documents added one by one or in array batches.
 
     Use as a context manager (an exception aborts the build and removes its
-    files) or call :meth:`finish` / :meth:`abort` yourself::
+    files) or call :meth:`finish` / :meth:`abort` yourself. ``overwrite``
+    replaces an lsr index or an empty directory at ``out_dir`` (module
+    docstring); ``inputs``: the paths the build reads, which ``out_dir`` may
+    not equal or contain. A library installs no signal handler: a process
+    killed by a signal it does not handle leaves the ``.building-*`` directory
+    to the next build's cleanup::
 
         with IndexBuilder("idx", IndexConfig()) as b:
             for doc_id, vec in docs:
@@ -72,19 +93,19 @@ class IndexBuilder:
     def __init__(self, out_dir: str | os.PathLike, config: IndexConfig | None = None, *,
                  overwrite: bool = False, encoder: Mapping[str, Any] | None = None,
                  vocabulary: Sequence[str] | None = None, progress: bool = False,
-                 total: int | None = None, store_text: bool = False):
+                 total: int | None = None, store_text: bool = False, inputs: Sequence = ()):
         self.config = config or IndexConfig()
         self.out_dir = os.path.abspath(os.fspath(out_dir))
         self.overwrite = overwrite
         self.encoder = dict(encoder) if encoder is not None else None
-        if os.path.exists(self.out_dir) and not overwrite:
-            raise InputError(f"{self.out_dir} already exists (use overwrite / --overwrite to replace it)")
+        refuse_input_overlap(self.out_dir, inputs)
+        if os.path.lexists(self.out_dir):
+            if not overwrite:
+                raise InputError(f"{self.out_dir} already exists (use overwrite / --overwrite to replace it)")
+            check_replaceable_index(self.out_dir)
         parent = os.path.dirname(self.out_dir)
         if not os.path.isdir(parent):
             raise InputError(f"parent directory {parent} does not exist")
-        self.build_dir = tempfile.mkdtemp(prefix=os.path.basename(self.out_dir) + ".building-", dir=parent)
-        self.runs_dir = os.path.join(self.build_dir, "runs")
-        os.mkdir(self.runs_dir)
         self.vocab = _Vocab()
         if vocabulary is not None:
             for t in vocabulary:
@@ -94,6 +115,15 @@ class IndexBuilder:
                     raise InputError(f"vocabulary has term {t!r} twice")
                 self.vocab[t]  # noqa: B018 - assigns the id
         self._fixed_vocab = vocabulary is not None
+        remove_stale_builds(parent)
+        self.build_dir = tempfile.mkdtemp(prefix=os.path.basename(self.out_dir) + BUILDING_INFIX, dir=parent)
+        try:
+            _write_owner(self.build_dir)
+            self.runs_dir = os.path.join(self.build_dir, "runs")
+            os.mkdir(self.runs_dir)
+        except BaseException:
+            shutil.rmtree(self.build_dir, ignore_errors=True)
+            raise
         self.n_docs = 0
         self.n_empty = 0
         self.max_weight = 0.0
@@ -528,19 +558,186 @@ class IndexBuilder:
                                  f"(documents {a} and {b} in input order)")
 
     def _move_into_place(self) -> None:
-        old = None
-        if os.path.exists(self.out_dir):
-            if not self.overwrite:
-                raise InputError(f"{self.out_dir} appeared during the build; not replacing it")
-            old = tempfile.mkdtemp(prefix=os.path.basename(self.out_dir) + ".old-",
-                                   dir=os.path.dirname(self.out_dir))
-            os.rmdir(old)
-            os.rename(self.out_dir, old)
-        os.rename(self.build_dir, self.out_dir)
-        fsync_parent = os.path.dirname(self.out_dir)
-        fmt.fsync_dir(fsync_parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        """Put the finished build at ``out_dir`` (module docstring: exchange, or two renames)."""
+        out, new = self.out_dir, self.build_dir
+        owner = os.path.join(new, OWNER_FILE)
+        if not os.path.lexists(out):
+            os.unlink(owner)
+            os.rename(new, out)
+            fmt.fsync_dir(os.path.dirname(out))
+            return
+        if not self.overwrite:
+            raise InputError(f"{out} appeared during the build; not replacing it")
+        check_replaceable_index(out)   # again: it may have changed during the build
+        if exchange(new, out):
+            trash = new   # now the old index (or the symbolic link that was at out)
+        else:
+            trash = new + "-old"   # still a <out>.building-* name, so a killed cleanup is found later
+            os.rename(out, trash)
+            os.rename(new, out)
+        # the owner record came along with the new index: it goes with what is to be deleted
+        moved = os.path.join(out, OWNER_FILE)
+        try:
+            if os.path.islink(trash):
+                os.unlink(moved)
+            else:
+                os.rename(moved, os.path.join(trash, OWNER_FILE))
+        except OSError:   # another build's cleanup removed the old index first
+            if os.path.lexists(moved):
+                os.unlink(moved)
+        fmt.fsync_dir(os.path.dirname(out))
+        if os.path.islink(trash):
+            os.unlink(trash)   # a link that was at out: what it pointed to is left alone
+        else:
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+BUILDING_INFIX = ".building-"
+OWNER_FILE = "building.json"
+_OWNER_FORMAT = "lsr-build-owner/1"
+# files an index directory may hold besides those its manifest lists
+_INDEX_NAMES = frozenset({fmt.MANIFEST, fmt.MANIFEST + ".tmp", fmt.VOCAB, OWNER_FILE, *ds.FILES,
+                          *(name + ".npy" for name in fmt.ARRAY_DTYPES)})
+
+
+def _write_owner(build_dir: str) -> None:
+    record = {"format": _OWNER_FORMAT, "pid": os.getpid(), "host": socket.gethostname(),
+              "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    with open(os.path.join(build_dir, OWNER_FILE), "w", encoding="utf-8") as f:
+        json.dump(record, f)
+
+
+def _read_owner(build_dir: str) -> dict | None:
+    try:
+        with open(os.path.join(build_dir, OWNER_FILE), encoding="utf-8") as f:
+            rec = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or rec.get("format") != _OWNER_FORMAT or not isinstance(rec.get("pid"), int) \
+            or isinstance(rec.get("pid"), bool) or rec["pid"] <= 0 or not isinstance(rec.get("host"), str):
+        return None
+    return rec
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a zombie, killed but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OSError, OverflowError):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] != b"Z"
+    except (OSError, ValueError):
+        return True
+
+
+def _dir_bytes(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _is_index_manifest(path: str) -> bool:
+    try:
+        with open(os.path.join(path, fmt.MANIFEST), encoding="utf-8") as f:
+            m = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and m.get("format") == fmt.FORMAT_NAME
+
+
+def remove_stale_builds(parent: str) -> list[str]:
+    """Remove the ``*.building-*`` directories in ``parent`` that no running build owns; returns them.
+
+    A building directory is removed, with a warning naming it and its size, when its
+    ``building.json`` names a process on this host that is gone (killed by SIGKILL, a crash, the
+    machine's power), or when it has no ``building.json`` but holds a whole index while its target
+    ``<name>`` holds one too (an old index swapped out by a build stopped before deleting it). One
+    without an owner record and without such a target (a build by an older lsr, or one stopped
+    between two renames) is left, with a warning; so is one owned by a live process or by another
+    host. Nothing else (``<DIR>.partial/``, encode parts) is touched.
+    """
+    removed = []
+    try:
+        names = sorted(os.listdir(parent))
+    except OSError:
+        return removed
+    host = socket.gethostname()
+    for name in names:
+        i = name.rfind(BUILDING_INFIX)
+        path = os.path.join(parent, name)
+        if i <= 0 or os.path.islink(path) or not os.path.isdir(path):
+            continue
+        owner = _read_owner(path)
+        if owner is not None:
+            if owner["host"] != host or owner["pid"] == os.getpid() or _process_alive(owner["pid"]):
+                continue
+            why = f"left by process {owner['pid']} ({owner.get('started', '?')}), which is gone"
+        elif _is_index_manifest(path) and _is_index_manifest(os.path.join(parent, name[:i])):
+            why = "an index replaced by a build that stopped before deleting it"
+        else:
+            if _is_index_manifest(path):
+                warnings.warn(f"{path} holds an lsr index but no build owns it and {name[:i]} holds none: "
+                              f"left in place (rename it to {name[:i]} to use it, or delete it)")
+            continue
+        size = _dir_bytes(path)
+        shutil.rmtree(path, ignore_errors=True)
+        if os.path.exists(path):
+            warnings.warn(f"could not remove the stale build directory {path} ({why})")
+            continue
+        removed.append(path)
+        warnings.warn(f"removed the stale build directory {path} ({size / 2**20:.1f} MiB): {why}")
+    return removed
+
+
+def check_replaceable_index(path: str) -> None:
+    """Raise InputError unless ``overwrite`` may replace ``path``: an lsr index or an empty directory.
+
+    An lsr index is a directory whose ``manifest.json`` names the index format and that holds only
+    files an index build writes (those the manifest lists, and the index file names). A file, a
+    symbolic link to one, any other directory, or an index holding other files is refused, naming
+    the path: ``overwrite`` never deletes what lsr did not make.
+    """
+    if not os.path.isdir(path):
+        raise InputError(f"{path} exists and is not a directory: --overwrite replaces only an lsr index or an "
+                         "empty directory, never a file (remove it yourself or choose another output)")
+    try:
+        entries = os.listdir(path)
+    except OSError as e:
+        raise InputError(f"{path}: cannot list it ({e.strerror})") from None
+    if not entries:
+        return
+    if fmt.MANIFEST not in entries:
+        raise InputError(f"{path} is not an lsr index (no {fmt.MANIFEST}) and not empty: --overwrite replaces "
+                         "only an lsr index or an empty directory (choose another output)")
+    try:
+        with open(os.path.join(path, fmt.MANIFEST), encoding="utf-8") as f:
+            m = json.load(f)
+    except (OSError, ValueError):
+        m = None
+    if not isinstance(m, dict) or m.get("format") != fmt.FORMAT_NAME:
+        raise InputError(f"{path}/{fmt.MANIFEST} is not an lsr index manifest: --overwrite replaces only an "
+                         "lsr index or an empty directory (choose another output)")
+    known = set(_INDEX_NAMES)
+    for key in ("arrays", "files"):
+        if isinstance(m.get(key), dict):
+            known.update((k + ".npy") if key == "arrays" else k for k in m[key] if isinstance(k, str))
+    foreign = sorted(set(entries) - known)
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise InputError(f"{path} holds {foreign[0]!r}{more}, which an lsr index build did not write: "
+                         "--overwrite would delete it (move it, or choose another output)")
 
 
 ROUNDED_AWAY_WARN = 0.01   # max quantisation warns when more than this share of the postings rounds to 0
@@ -582,7 +779,7 @@ def _check_no_duplicate_terms(counts: np.ndarray, docs: np.ndarray) -> None:
 
 def build_index(source: str | os.PathLike | Sequence[str | os.PathLike] | Iterable,
                 out_dir: str | os.PathLike, config: IndexConfig | None = None, *, overwrite: bool = False,
-                encoder: Any = None, progress: bool = False, **text_options: Any):
+                encoder: Any = None, progress: bool = False, allow_partial: bool = False, **text_options: Any):
     """Build an index from term weights (JSONL files, vector collection directories, Python records)
     or, given an encoder, from text.
 
@@ -591,7 +788,13 @@ def build_index(source: str | os.PathLike | Sequence[str | os.PathLike] | Iterab
     if given, is the ``Encoder.describe()`` dict to record (a mapping). For
     directories written by ``lsr encode``, their ``encoder.json`` is recorded
     in the manifest unless ``encoder`` is given (inputs from different
-    encoders are refused).
+    encoders are refused); an unfinished ``lsr encode`` directory is refused
+    unless ``allow_partial``, and then its state's encoder description is
+    recorded (:func:`lsr.io.read_vectors_encoder`).
+
+    ``overwrite`` replaces an existing lsr index or empty directory at
+    ``out_dir``, atomically (:class:`IndexBuilder`); an output that equals or
+    contains an input path is refused.
 
     Text: with ``encoder`` an :class:`~lsr.encoders.Encoder` or an encoder spec
     (a name, preset, checkpoint directory or hub id as a string or path, or an
@@ -605,6 +808,9 @@ def build_index(source: str | os.PathLike | Sequence[str | os.PathLike] | Iterab
     if encoder is not None and not isinstance(encoder, Mapping):
         from .text_index import build_index_from_text
 
+        if allow_partial:
+            raise InputError("allow_partial applies to term-weight inputs (lsr encode directories), not to a "
+                             "build from text")
         return build_index_from_text(source, out_dir, config, encoder=encoder, overwrite=overwrite,
                                      progress=progress, **text_options)
     if text_options:
@@ -615,13 +821,20 @@ def build_index(source: str | os.PathLike | Sequence[str | os.PathLike] | Iterab
         sources = list(source)
     else:
         sources = [source]
+    paths = [s for s in sources if isinstance(s, (str, os.PathLike))]
+    refuse_input_overlap(out_dir, paths)
+    infos = [read_vectors_encoder(s, allow_partial) for s in paths]
     if encoder is None:
-        infos = [read_encoder_info(s) for s in sources if isinstance(s, (str, os.PathLike))]
         found = [e for e in infos if e is not None]
-        if found and (len(found) != len(infos) or any(e != found[0] for e in found)):
+
+        def identity(e):
+            return {k: v for k, v in e.items() if k != "runtime"}
+
+        if found and (len(found) != len(infos) or any(identity(e) != identity(found[0]) for e in found)):
             raise InputError("the inputs were not all encoded with the same encoder (their encoder.json differ)")
         encoder = found[0] if found else None
-    with IndexBuilder(out_dir, config, overwrite=overwrite, encoder=encoder, progress=progress) as b:
+    with IndexBuilder(out_dir, config, overwrite=overwrite, encoder=encoder, progress=progress,
+                      inputs=paths) as b:
         for src in sources:
             for doc_id, vec, where in iter_vector_records(src):
                 b.add(doc_id, vec, where)

@@ -31,12 +31,16 @@ same settings feeds the finished parts to a new builder and continues after
 them; a rerun whose settings differ is refused, naming the first difference;
 ``restart`` discards the directory. Index settings (quantisation, block sizes,
 reorder) and ``--threads``/``--batch-size`` may change between runs.
+``restart`` and the removal once the index is in place delete only the files
+of this layout; another file in ``DIR.partial/`` makes the build refuse it.
+``overwrite`` replaces ``DIR`` as :class:`~lsr.index.IndexBuilder` does (an
+lsr index or an empty directory only, swapped atomically) and resumes from
+``DIR.partial`` like any rerun.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 from typing import Any, Sequence
@@ -210,15 +214,21 @@ def build_index_from_text(corpus: str | os.PathLike, out_dir: str | os.PathLike,
     from lsr.encoders.corpus import count_records, source_fingerprint
     from lsr.progress import Progress
 
-    from .builder import IndexBuilder
+    from lsr.outputs import refuse_input_overlap
+
+    from .builder import IndexBuilder, check_replaceable_index
 
     chunk_docs = CHUNK_DOCS if chunk_docs is None else chunk_docs
     check_encode_args(part_size, limit, chunk_docs, part_seconds)
     chunk_docs = min(chunk_docs, part_size)
     corpus = os.fspath(corpus)
     out_dir = os.path.abspath(os.fspath(out_dir))
-    if os.path.exists(out_dir) and not overwrite:
-        raise InputError(f"{out_dir} already exists (use overwrite / --overwrite to replace it)")
+    refuse_input_overlap(out_dir, [corpus])
+    refuse_input_overlap(partial_dir(out_dir), [corpus], "progress directory")
+    if os.path.lexists(out_dir):
+        if not overwrite:
+            raise InputError(f"{out_dir} already exists (use overwrite / --overwrite to replace it)")
+        check_replaceable_index(out_dir)
     if not os.path.isdir(os.path.dirname(out_dir)):
         raise InputError(f"parent directory {os.path.dirname(out_dir)} does not exist")
     if not isinstance(encoder, Encoder):
@@ -231,8 +241,8 @@ def build_index_from_text(corpus: str | os.PathLike, out_dir: str | os.PathLike,
     parts = ResumableParts(pdir, state_file=STATE_FILE, state_format=STATE_FORMAT, part_suffix=".npz",
                            want=want, match=_MATCH, what="a one-step build's progress",
                            start_again="rerun with --restart (restart=True) to discard it and start again")
-    if restart and os.path.isdir(pdir):
-        shutil.rmtree(pdir)
+    if restart:
+        parts.clear()   # its own files only: anything else there makes prepare() refuse the directory
     parts.prepare()
     done = parts.totals()
     total = count_records(corpus) if progress else None
@@ -243,7 +253,8 @@ def build_index_from_text(corpus: str | os.PathLike, out_dir: str | os.PathLike,
     vocab = side.vocab
     t0 = time.perf_counter()
     info = {**description, "runtime": None}
-    builder = IndexBuilder(out_dir, config, overwrite=overwrite, encoder=info, store_text=store_text)
+    builder = IndexBuilder(out_dir, config, overwrite=overwrite, encoder=info, store_text=store_text,
+                           inputs=[corpus])
     with builder:
         term_ids = _TermTable(builder)
 
@@ -279,7 +290,11 @@ def build_index_from_text(corpus: str | os.PathLike, out_dir: str | os.PathLike,
         totals = parts.totals()
         builder.encoder["runtime"] = runtime_info(encoder, batch_size)
         index = builder.finish()
-    shutil.rmtree(pdir, ignore_errors=True)
+    parts.clear()
+    try:
+        os.rmdir(pdir)
+    except OSError:   # a file lsr did not write is there: left with the directory
+        pass
     index.encode_report = {**totals, "parts": len(parts.stats), "resumed_from": done["docs"],
                            "seconds": time.perf_counter() - t0}
     return index

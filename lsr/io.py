@@ -146,6 +146,56 @@ def read_encoder_info(source: str | os.PathLike) -> dict | None:
     return read_json_object(path, InputError, "encoder description")
 
 
+ENCODE_STATE_FILE = "encode.state"
+ENCODE_STATE_FORMATS = ("lsr-encode-state/2", "lsr-encode-state/1")   # current, legacy (fixed-size parts)
+ENCODE_PART_NAME = "part-{:05d}.jsonl.gz"
+
+
+def read_vectors_encoder(source: str | os.PathLike, allow_partial: bool = False) -> dict | None:
+    """The encoder identity of a vector collection, checking an ``lsr encode`` directory is finished.
+
+    For a directory with ``encode.state`` (``lsr encode`` output): an unfinished encode is an
+    :class:`InputError` naming the documents and parts done and the corpus, unless
+    ``allow_partial`` (then a warning says how much is there); a finished one whose listed parts
+    are not all on disk is an error naming the first missing part. Returns ``encoder.json``, or
+    for an encode that has none yet (unfinished) the encoder description in the state with
+    ``"runtime": None``. Other sources: ``encoder.json`` if there is one (:func:`read_encoder_info`),
+    else None.
+    """
+    import warnings
+
+    source = os.fspath(source)
+    state_path = os.path.join(source, ENCODE_STATE_FILE)
+    if not os.path.isdir(source) or not os.path.exists(state_path):
+        return read_encoder_info(source)
+    state = read_json_object(state_path, InputError, "encode state")
+    if state.get("format") not in ENCODE_STATE_FORMATS:
+        raise InputError(f"{state_path}: not an lsr encode state (format {state.get('format')!r})")
+    listed = state.get("parts")
+    listed = listed if isinstance(listed, list) else []
+    on_disk = 0
+    while on_disk < len(listed) and os.path.isfile(os.path.join(source, ENCODE_PART_NAME.format(on_disk))):
+        on_disk += 1
+    info = read_encoder_info(source)
+    if state.get("complete"):
+        if on_disk < len(listed):
+            raise InputError(f"{source}: {ENCODE_PART_NAME.format(on_disk)} is missing ({ENCODE_STATE_FILE} "
+                             f"lists {len(listed)} parts)")
+    else:
+        docs = sum(p[0] for p in listed[:on_disk] if isinstance(p, list) and p and isinstance(p[0], int))
+        corpus = (state.get("source") or {}).get("source", "?") if isinstance(state.get("source"), dict) else "?"
+        limit = f" (limit {state['limit']})" if state.get("limit") else ""
+        what = (f"{source} is an unfinished lsr encode: {docs} documents in {on_disk} parts encoded so far from "
+                f"{corpus}{limit}")
+        if not allow_partial:
+            raise InputError(f"{what}; run the same lsr encode command again to finish it, or pass "
+                             "--allow-partial (allow_partial=True) to index only those documents")
+        warnings.warn(f"{what}; indexing only those documents")
+    if info is None and isinstance(state.get("encoder"), dict):
+        info = {**state["encoder"], "runtime": None}
+    return info
+
+
 def parse_json_object(line: bytes, where: str) -> dict:
     """One JSONL line as a dict, or an InputError naming ``where``."""
     try:

@@ -73,7 +73,8 @@ def register(subparsers) -> None:
                     help="at most N documents per output part (default 10000); a part is also written after "
                          "a minute of encoding, so a killed encode loses at most about a minute of work")
     io.add_argument("--overwrite", action="store_true",
-                    help="delete earlier output in --output and start again instead of resuming")
+                    help="delete an earlier encode's files in --output and start again instead of resuming "
+                         "(refused unless --output is an lsr encode output or an empty directory)")
     io.add_argument("--no-progress", action="store_true",
                     help="no progress bar or lines, and no progress bars or INFO lines from transformers and "
                          "ir_datasets")
@@ -178,8 +179,11 @@ def load_from_args(args):
 def run(args) -> int:
     from lsr.progress import quiet_libraries
 
+    from .index import terminate_cleanly
+
     irds = any((src or "").startswith("irds:") for src in (args.corpus, args.queries))
-    with quiet_libraries(args.no_progress, irds=irds):
+    with terminate_cleanly("the finished parts are kept: rerun the same command to continue"), \
+            quiet_libraries(args.no_progress, irds=irds):
         return _run(args)
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 from .argtypes import positive_int
 
@@ -17,6 +20,13 @@ state.json with the settings and the corpus fingerprint): rerunning the same com
 where it stopped, a rerun with other encoder settings or another corpus is refused (--restart
 discards DIR.partial), `lsr info DIR` reports how far it got, and DIR.partial is removed once DIR
 is in place. --store-text keeps the documents' text in the index (Index.doc_text).
+
+--overwrite replaces only an lsr index (or an empty directory) at OUTPUT, never a file or another
+directory, nor an OUTPUT that is or contains an input; the new index takes the old one's place in one
+atomic exchange, so a reader finds one or the other (Linux; elsewhere OUTPUT is missing for the moment
+between two renames). A build stopped by Ctrl-C or SIGTERM removes its OUTPUT.building-* directory; one
+left by a killed process (SIGKILL, a crash) is removed, with a warning, by the next build in the same
+directory. An unfinished `lsr encode` directory is refused unless --allow-partial.
 Threads: by default torch runs as many threads as there are free CPUs, chosen again every few
 seconds; on a shared machine, OMP_WAIT_POLICY=PASSIVE in the environment also keeps idle torch threads from
 spinning (see `lsr encode --help`).
@@ -84,7 +94,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-postings", type=int,
                    help="postings buffered before a sorted run is spilled to disk; bounds memory at about "
                         "24 bytes a posting (default 32,000,000)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing index at --output (atomically)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing lsr index (or empty directory) at --output, atomically; anything "
+                        "else there is refused")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="index an unfinished `lsr encode` directory (the documents encoded so far; without this "
+                        "it is refused)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar or lines (and, with --encoder, no progress bars or INFO lines from "
                         "transformers and ir_datasets)")
@@ -132,7 +147,11 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("give either term-weight inputs or --encoder with --corpus, not both")
         if not args.corpus:
             raise InputError("--encoder needs --corpus (the documents to encode)")
-        return _run_text(args)
+        if args.allow_partial:
+            raise InputError("--allow-partial applies to term-weight inputs (lsr encode directories)")
+        with terminate_cleanly("the build's temporary files were removed; OUTPUT.partial/ keeps the encoded "
+                               "parts: rerun to continue"):
+            return _run_text(args)
     if not args.input:
         raise InputError("nothing to index: give term-weight inputs, or --encoder and --corpus")
     given = [k for k, default in _TEXT_ONLY.items() if getattr(args, k, default) != default]
@@ -140,10 +159,40 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--{given[0].replace('_', '-')} applies to a build from text (with --encoder)")
     from lsr.index import build_index
 
-    ix = build_index(args.input, args.output, config_from_args(args), overwrite=args.overwrite,
-                     progress=not args.no_progress and sys.stderr.isatty())
+    with terminate_cleanly("the build's temporary files were removed"):
+        ix = build_index(args.input, args.output, config_from_args(args), overwrite=args.overwrite,
+                         progress=not args.no_progress and sys.stderr.isatty(), allow_partial=args.allow_partial)
     _summary(ix)
     return 0
+
+
+class Terminated(BaseException):
+    """Raised by SIGTERM inside :func:`terminate_cleanly` (a BaseException, like KeyboardInterrupt)."""
+
+
+@contextmanager
+def terminate_cleanly(cleaned: str):
+    """While the block runs, SIGTERM unwinds it like Ctrl-C: ``with`` blocks clean up (a build removes its
+    ``.building-*`` directory), then ``lsr: terminated; <cleaned>`` is printed and the process exits
+    with status 143 (128 + SIGTERM). A second SIGTERM during the cleanup is ignored. The previous
+    handler is restored when the block ends. Outside the main thread (where Python cannot take
+    signals) the block just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except Terminated:
+        print(f"lsr: terminated; {cleaned}", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _run_text(args: argparse.Namespace) -> int:
