@@ -205,7 +205,7 @@ def test_the_fallback_swap_without_exchange(tmp_path, monkeypatch):
     assert "building.json" not in os.listdir(out)
 
 
-def test_one_step_and_encode_overwrite_refuse_foreign_outputs(tmp_path, capsys, splade_tiny):
+def test_one_step_and_encode_overwrite_refuse_an_output_holding_the_corpus(tmp_path, capsys, splade_tiny):
     corpus = write(tmp_path / "dir" / "c.jsonl", '{"_id": "d1", "text": "a cat"}\n{"_id": "d2", "text": "a dog"}\n')
     rc, _, err = run_cli(capsys, "index", "--encoder", splade_tiny, "--corpus", corpus, "-o", tmp_path / "dir",
                          "--overwrite", "--no-progress")
@@ -213,25 +213,32 @@ def test_one_step_and_encode_overwrite_refuse_foreign_outputs(tmp_path, capsys, 
     rc, _, err = run_cli(capsys, "encode", splade_tiny, "--corpus", corpus, "-o", tmp_path / "dir", "--overwrite",
                          "--no-progress")
     assert rc == 2 and "contains the input" in one_error(err) and corpus.exists()
-    rc, _, err = run_cli(capsys, "encode", splade_tiny, "--corpus", corpus, "-o", corpus, "--overwrite",
-                         "--no-progress")
-    assert rc == 2 and "is the input" in one_error(err) and corpus.exists()
+    assert sorted(os.listdir(tmp_path / "dir")) == ["c.jsonl"]
+
+
+def test_encode_overwrite_replaces_only_an_encode_output(tmp_path, splade_tiny):
+    from lsr.encoders import encode_corpus, encode_query_file, load_encoder
+
+    enc = load_encoder(str(splade_tiny))
+    corpus = write(tmp_path / "c.jsonl", '{"_id": "d1", "text": "a cat"}\n{"_id": "d2", "text": "a dog"}\n')
+    text = corpus.read_text()
+    with pytest.raises(InputError, match="is the input"):
+        encode_corpus(enc, str(corpus), str(corpus), overwrite=True)
     foreign = write(tmp_path / "vecs" / "part-00000.jsonl.gz", "not mine")
-    rc, _, err = run_cli(capsys, "encode", splade_tiny, "--corpus", corpus, "-o", tmp_path / "vecs", "--overwrite",
-                         "--no-progress")
-    assert rc == 2 and "not an lsr encode output" in one_error(err)
+    with pytest.raises(InputError, match="not an lsr encode output"):
+        encode_corpus(enc, str(corpus), str(tmp_path / "vecs"), overwrite=True)
     assert foreign.read_text() == "not mine"
-    rc, _, err = run_cli(capsys, "encode", splade_tiny, "--queries", corpus, "--queries-output", corpus,
-                         "--no-progress")
-    assert rc == 2 and "is the input" in one_error(err) and corpus.read_text().startswith('{"_id": "d1"')
-    # an encode output is replaced by --overwrite, and a foreign file in it is refused
-    assert run_cli(capsys, "encode", splade_tiny, "--corpus", corpus, "-o", tmp_path / "enc", "--no-progress")[0] == 0
-    assert run_cli(capsys, "encode", splade_tiny, "--corpus", corpus, "-o", tmp_path / "enc", "--overwrite",
-                   "--no-progress")[0] == 0
+    with pytest.raises(InputError, match="is the input"):
+        encode_query_file(enc, str(corpus), str(corpus))
+    assert corpus.read_text() == text
+    # an encode output is replaced, and one holding a foreign file is refused
+    assert encode_corpus(enc, str(corpus), str(tmp_path / "enc")).complete
+    rep = encode_corpus(enc, str(corpus), str(tmp_path / "enc"), overwrite=True)
+    assert rep.complete and rep.encoded == 2
     write(tmp_path / "enc" / "readme.txt", "mine")
-    rc, _, err = run_cli(capsys, "encode", splade_tiny, "--corpus", corpus, "-o", tmp_path / "enc", "--overwrite",
-                         "--no-progress")
-    assert rc == 2 and "'readme.txt'" in one_error(err) and (tmp_path / "enc" / "readme.txt").exists()
+    with pytest.raises(InputError, match="'readme.txt'"):
+        encode_corpus(enc, str(corpus), str(tmp_path / "enc"), overwrite=True)
+    assert (tmp_path / "enc" / "readme.txt").exists() and (tmp_path / "enc" / "encode.state").exists()
 
 
 # ------------------------------------------------------------------------------- signals and leftovers
@@ -412,3 +419,32 @@ def test_unfinished_encode_is_refused_unless_allow_partial(tmp_path, capsys, spl
     os.unlink(tmp_path / "vecs" / "part-00001.jsonl.gz")
     rc, _, err = run_cli(capsys, "index", tmp_path / "vecs", "-o", tmp_path / "ix3")
     assert rc == 2 and "part-00001.jsonl.gz is missing" in one_error(err)
+
+
+@pytest.mark.slow
+def test_sigterm_during_lsr_encode_keeps_the_finished_parts(tmp_path, splade_tiny, scifact_dir):
+    corpus = tmp_path / "c.jsonl"
+    with open(scifact_dir / "corpus.jsonl", encoding="utf-8") as f:
+        corpus.write_text("".join(line for _, line in zip(range(400), f)), encoding="utf-8")
+    out = tmp_path / "vecs"
+    proc = subprocess.Popen([sys.executable, "-m", "lsr", "encode", str(splade_tiny), "--corpus", str(corpus), "-o",
+                             str(out), "--part-size", "4", "--batch-size", "2", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    try:
+        while not (out / "part-00001.jsonl.gz").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.time() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()[-2000:]
+    assert "lsr: terminated; the finished parts are kept" in err.decode()
+    names = os.listdir(out)
+    assert not [n for n in names if ".tmp-" in n] and "encoder.json" not in names
+    state = json.loads((out / "encode.state").read_text())
+    assert not state["complete"] and 2 <= len([n for n in names if n.startswith("part-")]) < 100
