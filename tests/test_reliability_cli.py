@@ -235,15 +235,6 @@ def test_directory_given_as_a_file(tmp_path, capsys, small_index):
         assert rc == 2 and one_error_line(err) and f"{d} is a directory" in err, (argv, err)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
-def test_unreadable_file(tmp_path, capsys, small_index):
-    q = tmp_path / "q.tsv"
-    q.write_text("q1\ta:1\n")
-    q.chmod(0)
-    rc, out, err = run_cli(capsys, "search", "-i", small_index, "-q", q)
-    assert rc == 2 and one_error_line(err) and str(q) in err and "Permission denied" in err, err
-
-
 @pytest.mark.parametrize("exc,line", [
     (PermissionError(errno.EACCES, "Permission denied", "some/file"), "lsr: error: some/file: Permission denied\n"),
     (OSError(errno.ENOSPC, "No space left on device"), "lsr: error: No space left on device\n"),
