@@ -190,14 +190,16 @@ def build_index_from_text(corpus: str | os.PathLike, out_dir: str | os.PathLike,
                           store_text: bool = False, overwrite: bool = False, restart: bool = False,
                           progress: bool = False, device: str = "cpu", dtype: str = "float32",
                           threads: int | None = None, part_size: int = 100_000, part_seconds: float = 60.0,
-                          chunk_docs: int | None = None, on_part: Callable[[int, int], None] | None = None):
+                          chunk_docs: int | None = None, on_part: Callable[[int, int], None] | None = None,
+                          model_path: str | os.PathLike | None = None):
     """Encode the documents of ``corpus`` with ``encoder`` and build the index ``out_dir`` in one step.
 
     ``corpus``: a JSONL or TSV file (optionally gzipped) or ``irds:<id>``, as
     ``lsr encode --corpus`` reads them. ``encoder``: an
     :class:`~lsr.encoders.Encoder`, or a spec for
     :func:`~lsr.encoders.load_encoder` (name, preset, checkpoint directory,
-    hub id, EncoderConfig) loaded with ``device``, ``dtype`` and ``threads``.
+    hub id, EncoderConfig) loaded with ``device``, ``dtype``, ``threads`` and
+    ``model_path`` (a local checkpoint directory that replaces the spec's model).
     The manifest records ``Encoder.describe()`` and the runtime (device,
     dtype, threads, batch size), from which ``lsr search --query-format text``
     encodes queries. ``store_text`` keeps the texts in a docstore
@@ -232,7 +234,9 @@ def build_index_from_text(corpus: str | os.PathLike, out_dir: str | os.PathLike,
     if not os.path.isdir(os.path.dirname(out_dir)):
         raise InputError(f"parent directory {os.path.dirname(out_dir)} does not exist")
     if not isinstance(encoder, Encoder):
-        encoder = load_encoder(encoder, device=device, dtype=dtype, threads=threads)
+        encoder = load_encoder(encoder, device=device, dtype=dtype, threads=threads, model_path=model_path)
+    elif model_path is not None:
+        raise InputError("model_path applies to an encoder spec, not to a loaded Encoder")
     description = encoder.describe()
     want = {"format": STATE_FORMAT, "output": out_dir, "source": source_fingerprint(corpus),
             "encoder": description, "device": encoder.runtime.device, "chunk_docs": chunk_docs,

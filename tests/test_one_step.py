@@ -291,3 +291,14 @@ def test_thread_chooser_stays_within_the_cpus(splade):
     sum(i * i for i in range(2_000_000))   # some CPU time of this process between two choices
     assert 1 <= ch.choose() <= ch.cap <= torch.get_num_threads()
     assert load_encoder(splade.config, threads=3).doc_side.threads == 3
+
+
+def test_build_index_takes_a_preset_with_a_local_model_path(tmp_path, splade_tiny, scifact_dir, splade):
+    """lsr.build_index(..., encoder="splade-tiny", model_path=DIR) (the README's API example offline) builds the
+    same index as the checkpoint directory itself; a loaded Encoder with a model_path is refused."""
+    corpus = _subset(scifact_dir, tmp_path / "c.jsonl", 30)
+    a = lsr.build_index(corpus, tmp_path / "preset", encoder="splade-tiny", model_path=splade_tiny, threads=1)
+    b = lsr.build_index(corpus, tmp_path / "dir", encoder=str(splade_tiny), threads=1)
+    _same_index(a, b)
+    with pytest.raises(lsr.InputError, match="model_path"):
+        lsr.build_index(corpus, tmp_path / "x", encoder=splade, model_path=splade_tiny)
