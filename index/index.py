@@ -74,7 +74,10 @@ class Index:
         arrays = fmt.load_arrays(path, manifest, verify)
         fmt.check_docstore(path, manifest, verify)
         fmt.check_postings(path, manifest, arrays, terms)
-        return cls(path, manifest, arrays, terms)
+        ix = cls(path, manifest, arrays, terms)
+        if ix.has_text:
+            ix._docstore   # mapped now, so an --overwrite swap later cannot hand this index another's texts
+        return ix
 
     # -- facts ------------------------------------------------------------------
     @property

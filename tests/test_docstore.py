@@ -52,3 +52,17 @@ def test_truncated_docstore_is_refused(tmp_path):
         f.truncate(10)
     with pytest.raises(lsr.IndexFormatError, match="docstore.bin"):
         lsr.Index.open(tmp_path / "iz", verify=False)
+
+
+def test_an_open_index_keeps_its_texts_across_an_overwrite(tmp_path):
+    """The docstore is mapped when the index opens: an --overwrite swap afterwards does not hand the open
+    index the new index's texts."""
+    def build(text):
+        with IndexBuilder(tmp_path / "ix", store_text=True, overwrite=True) as b:
+            b.add("a", {"x": 1.0}, text=text)
+
+    build("old text")
+    ix = lsr.Index.open(tmp_path / "ix")
+    build("new text")
+    assert ix.doc_text("a") == "old text"
+    assert lsr.Index.open(tmp_path / "ix").doc_text("a") == "new text"
