@@ -288,9 +288,11 @@ def check_postings(path: str, m: dict, a: dict[str, np.ndarray], terms: list[str
     shift = int(m["range_block_docs"]).bit_length() - 1
     # the terms in a fixed random order: the parallel loop's threads get equal shares of the long lists
     order = np.random.default_rng(0).permutation(n_terms)
-    _check_postings(order, a["term_offsets"], a["range_offsets"], a["range_code_offsets"], a["range_codes"],
-                    a["postings_low"], a["postings_impacts"], a["range_max"], a["term_max"], a["block_offsets"],
-                    a["block_max"], a["block_last_doc"], shift, m["counts"]["documents"], m["block_size"], bad)
+    postings = (a["term_offsets"], a["range_offsets"], a["range_code_offsets"], a["range_codes"],
+                a["postings_low"], a["postings_impacts"], a["range_max"], a["term_max"])
+    blocks = (a["block_offsets"], a["block_max"], a["block_last_doc"])
+    dims = (np.int64(shift), np.int64(m["counts"]["documents"]), np.int64(m["block_size"]))
+    _check_postings(order, postings, blocks, dims, bad)
     if bad.any():
         t = int(np.flatnonzero(bad)[0])
         what = _POSTING_PROBLEMS[int(bad[t])].format(t=repr(terms[t]))
@@ -298,9 +300,15 @@ def check_postings(path: str, m: dict, a: dict[str, np.ndarray], terms: list[str
 
 
 @njit(cache=True, parallel=True)
-def _check_postings(order, term_offsets, range_offsets, code_offsets, codes, low, impacts, range_max, term_max,
-                    block_offsets, block_max, block_last_doc, shift, n_docs, block_size, bad):
-    """``bad[t]``: 0 when term t is consistent, else the first problem found (keys of ``_POSTING_PROBLEMS``)."""
+def _check_postings(order, postings, blocks, dims, bad):
+    """``bad[t]``: 0 when term t is consistent, else the first problem found (keys of ``_POSTING_PROBLEMS``).
+
+    ``postings``: (term_offsets, range_offsets, range_code_offsets, range_codes, postings_low,
+    postings_impacts, range_max, term_max); ``blocks``: (block_offsets, block_max, block_last_doc);
+    ``dims``: (range shift, documents, block size)."""
+    term_offsets, range_offsets, code_offsets, codes, low, impacts, range_max, term_max = postings
+    block_offsets, block_max, block_last_doc = blocks
+    shift, n_docs, block_size = dims
     n_terms = term_offsets.shape[0] - 1
     nib = shift <= 4
     mask = (1 << shift) - 1

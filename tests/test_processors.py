@@ -37,12 +37,13 @@ def test_registry_names_every_algorithm_once():
 def _kernels():
     import lsr.index.kernels as K
 
-    for m in pkgutil.iter_modules(K.__path__):
-        mod = importlib.import_module(f"lsr.index.kernels.{m.name}")
+    names = [f"lsr.index.kernels.{m.name}" for m in pkgutil.iter_modules(K.__path__)]
+    for modname in names + ["lsr.index.format", "lsr.index.builder", "lsr.index.docstore"]:
+        mod = importlib.import_module(modname)
         for name, f in vars(mod).items():
             py = getattr(f, "py_func", None)
             if py is not None and py.__module__ == mod.__name__:
-                yield f"{m.name}.{name}", len(inspect.signature(py).parameters)
+                yield f"{mod.__name__}.{name}", len(inspect.signature(py).parameters)
 
 
 def test_every_kernel_takes_at_most_ten_parameters():
