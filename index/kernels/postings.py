@@ -260,39 +260,3 @@ def decode_ref(term_offsets, code_offsets, codes, low, shift):
                              f"expected {int(term_offsets[t + 1] - term_offsets[t])}")
     return out
 
-
-@njit(cache=True, parallel=True)
-def check_codes(term_offsets, code_offsets, codes, shift, n_docs, bad):
-    """Per term: 1 in ``bad[t]`` when its codes do not add up to its postings or leave [0, n_docs)."""
-    n_terms = term_offsets.shape[0] - 1
-    mask = (1 << shift) - 1
-    for t in prange(n_terms):
-        c = code_offsets[t]
-        cend = code_offsets[t + 1]
-        n = 0
-        blk = -1
-        ok = True
-        while c < cend and ok:
-            v = np.int64(0)
-            sh = 0
-            while True:
-                if c >= cend or sh > 56:
-                    ok = False
-                    break
-                byte = np.int64(codes[c])
-                c += 1
-                v |= (byte & 0x7F) << sh
-                sh += 7
-                if byte < 0x80:
-                    break
-            if not ok:
-                break
-            d = v >> shift
-            if blk >= 0 and d == 0:
-                ok = False
-            blk = d if blk < 0 else blk + d
-            n += (v & mask) + 1
-            if (blk << shift) >= n_docs:
-                ok = False
-        if not ok or n != term_offsets[t + 1] - term_offsets[t]:
-            bad[t] = 1
