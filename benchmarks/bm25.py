@@ -37,7 +37,6 @@ process.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import sys
 import time
@@ -123,23 +122,11 @@ def clean_text(text: str) -> str:
 
 def write_json_collection(docs: Iterable[tuple[str, str]], directory: str | os.PathLike,
                           name: str = "docs.jsonl") -> int:
-    """Write ``(doc_id, text)`` pairs as an Anserini ``JsonCollection`` file; returns the count."""
-    directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, name)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    n = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for did, text in docs:
-                f.write(json.dumps({"id": str(did), "contents": text}, ensure_ascii=False))
-                f.write("\n")
-                n += 1
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return n
+    """Write ``(doc_id, text)`` pairs as an Anserini ``JsonCollection`` file (atomically, by the writer
+    ``lsr benchmark`` uses for its own corpus file); returns the count."""
+    from lsr.eval.benchmark import _write_corpus
+
+    return _write_corpus(docs, os.path.join(os.fspath(directory), name))
 
 
 def write_topics(queries: Sequence[tuple[str, str]], path: str | os.PathLike) -> None:
