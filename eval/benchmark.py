@@ -148,6 +148,14 @@ class BenchmarkConfig(_Config):
       processor): read by the baselines a caller passes to
       :func:`run_benchmark` (``python -m benchmarks.pipeline`` in a source
       checkout); ``lsr benchmark`` itself runs none and says so.
+    * ``rerank``: a reranking stage after lsr's first stage (a reranker config:
+      a mapping with ``reranker: maxsim|icr|sft`` and its settings, a YAML
+      file or a shipped preset name; see :mod:`lsr.rerank`);
+      ``rerank_depth`` overrides its depth; ``rerank_queries`` reranks only
+      the first N queries (effectiveness before and after is then measured
+      on those N). The reranking latency is timed per query (one query's
+      ``depth`` candidates a call, after one warm-up query), apart from
+      query encoding and retrieval.
     * ``repeats``: batch repetitions for queries/s (median); ``plots``.
     * ``name``; ``expected`` (``{system kind: {metric: value}}``) and
       ``expected_source``: published or previously measured figures to
@@ -180,6 +188,9 @@ class BenchmarkConfig(_Config):
     bm25_k1: float = 0.9
     bm25_b: float = 0.4
     pisa_algorithm: str = "block_max_wand"
+    rerank: dict | str | None = None
+    rerank_depth: int | None = None
+    rerank_queries: int | None = None
     repeats: int = 3
     plots: bool = True
     expected: dict | None = None
@@ -203,6 +214,16 @@ class BenchmarkConfig(_Config):
         _positive_int("batch_size", self.batch_size)
         _positive_int("encode_threads", self.encode_threads, allow_none=True)
         _positive_int("repeats", self.repeats)
+        _positive_int("rerank_depth", self.rerank_depth, allow_none=True)
+        _positive_int("rerank_queries", self.rerank_queries, allow_none=True)
+        if self.rerank is not None:
+            if not isinstance(self.rerank, (dict, str)) or not self.rerank:
+                raise InputError("rerank must be a reranker config (a mapping with 'reranker:'), a YAML file "
+                                 "or a preset name")
+            if self.encoder is None and self.vectors is None:
+                raise InputError("rerank reranks lsr's first stage: give an encoder or vectors")
+        elif self.rerank_depth is not None or self.rerank_queries is not None:
+            raise InputError("rerank_depth and rerank_queries go with rerank")
         metrics = _as_tuple("metrics", self.metrics, split=True)
         if metrics is not None and not metrics:
             raise InputError("metrics is empty (leave it out for the dataset's defaults)")
@@ -426,6 +447,7 @@ class BenchmarkResult:
     created_at: str = ""
     seconds: float = 0.0
     baselines: dict = field(default_factory=lambda: {"ran": [], "not_run": []})
+    rerank: dict | None = None
 
     def system(self, name_or_kind: str) -> SystemResult:
         for s in self.systems:
@@ -463,7 +485,7 @@ class BenchmarkResult:
             "expected": self.config.expected, "expected_source": self.config.expected_source,
             "comparisons": self.comparisons(), "notes": list(self.notes), "files": dict(self.files),
             "phase_seconds": {k: round(v, 3) for k, v in self.phases.items()},
-            "baselines": dict(self.baselines),
+            "baselines": dict(self.baselines), "rerank": self.rerank,
             "table": self.table(),
         }
 
@@ -522,6 +544,21 @@ def format_table(r: BenchmarkResult) -> str:
                      _f(s.build_seconds, ".2f")])
     lines.append("")
     lines.append(_table(header, rows))
+    rr = r.rerank
+    if rr:
+        lines.append("")
+        lines.append(f"reranking: {rr['reranker']} ({rr['config'].get('model')}), top {rr['depth']} of "
+                     f"{rr['queries']} queries" + (" (a subset)" if rr["subset"] else "")
+                     + f", {rr['first_stage']} first stage")
+        lines.append(_table(["stage", *r.metrics],
+                            [["first stage", *[_f(rr["metrics_before"].get(m), ".4f") for m in r.metrics]],
+                             ["reranked", *[_f(rr["metrics_after"].get(m), ".4f") for m in r.metrics]]]))
+        ms = rr.get("ms") or {}
+        lines.append(f"rerank latency (ms per query, {rr['depth']} candidates, 1 query at a time): mean "
+                     f"{_f(ms.get('mean'), '.1f')}, p50 {_f(ms.get('median'), '.1f')}, p90 {_f(ms.get('p90'), '.1f')}"
+                     f", p99 {_f(ms.get('p99'), '.1f')} (retrieval and query encoding: above)")
+        if rr.get("stats"):
+            lines.append("rerank work: " + ", ".join(f"{k} {v}" for k, v in rr["stats"].items()))
     comps = r.comparisons()
     if comps:
         lines.append("")
@@ -1030,6 +1067,10 @@ def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None 
         with phases(b.kind):
             systems.append(_run_baseline(b, cfg, ds, source, qids_b, qin, metrics, out, latency_k, qps_threads,
                                          files, say, e2e, lsr_run))
+    rerank_info = None
+    if cfg.rerank is not None:
+        with phases("rerank"):
+            rerank_info = _run_rerank(cfg, ds, run, queries, qrels, metrics, out, files, say, progress)
     if not_run:
         notes.append(f"baseline{'s' if len(not_run) > 1 else ''} {', '.join(not_run)} not run here (lsr benchmark "
                      f"measures lsr itself); from a source checkout, with the baselines' packages installed: "
@@ -1055,7 +1096,7 @@ def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None 
                  "warmup": "warmup() plus 20 queries per lsr processor, 10 per baseline",
                  "statistics": "ms per query; percentiles by linear interpolation (numpy)"},
         machine=machine, git=git, notes=notes, files=files, phases=phases, created_at=created,
-        baselines={"ran": [b.kind for b in baselines], "not_run": not_run})
+        baselines={"ran": [b.kind for b in baselines], "not_run": not_run}, rerank=rerank_info)
     results_path = os.path.join(out, "results.json")
     files["results"] = results_path
     if cfg.plots:
@@ -1067,6 +1108,72 @@ def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None 
     result.seconds = time.perf_counter() - t_start
     _atomic_json(results_path, result.to_dict())
     return result
+
+
+def _run_rerank(cfg: BenchmarkConfig, ds, run, queries, qrels, metrics, out: str, files: dict,
+                say: Callable[[str], None], progress: bool) -> dict:
+    """Rerank lsr's first-stage run (the first N queries with ``rerank_queries``), time it per query and
+    evaluate the first stage and the reranked run on the same queries."""
+    from lsr.progress import Progress, quiet_libraries
+    from lsr.rerank.base import reranker_class, reranker_config
+    from lsr.rerank.sources import MappingDocs
+    from lsr.results import Results
+
+    from .metrics import evaluate
+
+    name, rcfg = reranker_config(cfg.rerank, depth=cfg.rerank_depth)
+    depth = rcfg.depth
+    order = run.query_order()
+    subset = order[:cfg.rerank_queries] if cfg.rerank_queries else order
+    keep = set(subset)
+    idx = [i for i, q in enumerate(run.query_ids) if q in keep]
+    first = Results([run.query_ids[i] for i in idx], [run.doc_ids[i] for i in idx], run.scores[idx],
+                    run.ranks[idx])
+    needed = {first.doc_ids[i] for i in np.flatnonzero(first.ranks <= depth)}
+    say(f"reranking: reading the texts of {len(needed)} candidate documents")
+    texts = {}
+    for did, text in ds.docs_iter():
+        if did in needed:
+            texts[did] = text
+    docs = MappingDocs(texts, f"dataset {ds.name}")
+    qtext = {q.id: q.text for q in queries}
+    say(f"reranking: loading {name} ({rcfg.model})")
+    t0 = time.perf_counter()
+    with quiet_libraries():
+        reranker = reranker_class(name)(rcfg)
+    load_s = time.perf_counter() - t0
+    starts: dict[str, list[int]] = {}
+    for i, q in enumerate(first.query_ids):
+        starts.setdefault(q, [i, i])
+        starts[q][1] = i + 1
+
+    def one(qid: str) -> Results:
+        a, b = starts[qid]
+        part = Results(first.query_ids[a:b], first.doc_ids[a:b], first.scores[a:b], first.ranks[a:b])
+        return reranker.rerank({qid: qtext[qid]}, part, docs, depth=depth)
+
+    one(subset[0])                      # warm-up (not timed)
+    reranker.reset_stats()
+    say(f"reranking {len(subset)} queries, top {depth} each, one query at a time")
+    parts, ms = [], []
+    with Progress("lsr benchmark: rerank", total=len(subset), unit="queries", enabled=progress) as bar:
+        for qid in subset:
+            t0 = time.perf_counter_ns()
+            parts.append(one(qid))
+            ms.append((time.perf_counter_ns() - t0) / 1e6)
+            bar.update(1)
+    reranked = Results.concat(parts)
+    path = os.path.join(out, "run.rerank.trec")
+    reranked.write_trec(path, tag=f"lsr-{name}")
+    files["rerank_run"] = path
+    sub_qrels = {q: qrels[q] for q in subset if q in qrels}
+    before = evaluate(first, sub_qrels, metrics, name="first stage").aggregate
+    after = evaluate(reranked, sub_qrels, metrics, name=f"reranked ({name})").aggregate
+    return {"reranker": name, "config": rcfg.to_dict(), "depth": depth, "queries": len(subset),
+            "subset": len(subset) < len(order), "first_stage": f"lsr {cfg.algorithms[0]}",
+            "metrics_before": dict(before), "metrics_after": dict(after), "load_seconds": round(load_s, 3),
+            "ms": latency_stats(ms), "ms_per_query": _round_list(ms), "stats": dict(reranker.stats),
+            "run": path}
 
 
 def _impact_query(p, i: int) -> tuple[np.ndarray, np.ndarray]:

@@ -303,6 +303,12 @@ class Searcher:
             q.extend([qid] * c)
         return Results(q, self.index.doc_ids(flat_docs), flat_scores, ranks)
 
+    def __rshift__(self, reranker):
+        """``searcher >> reranker``: a :class:`lsr.rerank.Pipeline` with the reranker's default depth."""
+        from lsr.rerank.pipeline import Pipeline
+
+        return Pipeline(self, reranker)
+
     def warmup(self) -> None:
         """Compile the kernels for this index's dtypes (cached on disk after the first run)."""
         term = self.index.terms[int(np.argmax(np.diff(self.index.term_offsets)))]

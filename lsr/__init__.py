@@ -15,6 +15,11 @@ resumable through ``my-index.partial/``)::
     index = lsr.build_index("corpus.jsonl", "my-index", encoder="splade-v3", store_text=True)
     lsr.Searcher(index).search("a text query", k=10)     # encoded by the recorded query encoder
     index.doc_text(hit.doc_id)                             # with store_text
+
+Reranking the top candidates (document text from the index's docstore)::
+
+    pipeline = lsr.Searcher(index) >> lsr.load_reranker("sft-qwen3-0.6b")   # or lsr.Pipeline(searcher, reranker, depth=100)
+    pipeline.search("a text query", k=10)
 """
 
 __version__ = "0.1.0"
@@ -28,6 +33,8 @@ from .config import IndexConfig, QuantizationConfig, SearchConfig  # noqa: E402
 from .index import Index, IndexBuilder, Searcher, build_index  # noqa: E402
 from .index.text_index import build_index_from_text  # noqa: E402
 from .io import Query, read_queries  # noqa: E402
+from .rerank import Pipeline, Reranker, load_reranker  # noqa: E402
 
 __all__ += ["IndexConfig", "QuantizationConfig", "SearchConfig", "Index", "IndexBuilder", "Searcher",
-            "build_index", "build_index_from_text", "Query", "read_queries"]
+            "build_index", "build_index_from_text", "Query", "read_queries", "Pipeline", "Reranker",
+            "load_reranker"]

@@ -100,6 +100,18 @@ def register(subparsers) -> None:
                     help="integer indexes: query weights become round(w * S) (default 100)")
     se.add_argument("--repeats", type=positive_int, metavar="N", help="QPS batch repetitions, median (default 3)")
 
+    rr = p.add_argument_group("reranking (a second stage after lsr's first)")
+    rr.add_argument("--rerank", metavar="YAML|PRESET",
+                    help="rerank lsr's run with this reranker config (a YAML file with `reranker: maxsim|icr|sft`, "
+                         "or a preset of lsr rerank --list); reports its latency apart from retrieval and query "
+                         "encoding, and effectiveness before and after")
+    rr.add_argument("--rerank-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting of the reranker config (VALUE read as YAML), repeatable")
+    rr.add_argument("--rerank-depth", type=positive_int, metavar="N", help="candidates reranked per query "
+                         "(default: the config's)")
+    rr.add_argument("--rerank-queries", type=positive_int, metavar="N",
+                    help="rerank only the first N queries (before/after effectiveness on those N)")
+
     ix = p.add_argument_group("index")
     ix.add_argument("--quantization", choices=["auto", "max", "fixed", "float"],
                     help="document weight quantisation (default auto: 8-bit max scaling for float weights)")
@@ -120,7 +132,7 @@ def register(subparsers) -> None:
 
 _DIRECT = ("dataset", "encoder", "model_path", "vectors", "output", "cache_dir", "k", "latency_k", "latency_queries", "algorithms",
            "threads", "query_scale", "repeats", "max_docs", "batch_size", "device", "dtype", "encode_threads",
-           "plots")
+           "plots", "rerank", "rerank_depth", "rerank_queries")
 # what python -m benchmarks.pipeline adds (its options; read here when present)
 _BASELINE_OPTIONS = ("baselines", "bm25_k1", "bm25_b", "pisa_algorithm")
 
@@ -146,6 +158,15 @@ def config_from_args(args: argparse.Namespace):
             d[key] = v
     if args.metrics:
         d["metrics"] = list(args.metrics)
+    if getattr(args, "rerank_set", None):
+        from lsr.rerank.base import reranker_config
+
+        from .rerank import parse_settings
+
+        if d.get("rerank") is None:
+            raise InputError("--rerank-set goes with --rerank")
+        name, rcfg = reranker_config(d["rerank"], **parse_settings(args.rerank_set))
+        d["rerank"] = {"reranker": name, **rcfg.to_dict()}
     index = dict(d.get("index") or {})
     quant = quantization_from_args(args, index.get("quantization") or {})
     if quant:

@@ -47,6 +47,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "query_scale, dense_df, dense_mb, and a `planner:` mapping of PlannerConfig keys, whose "
                         "defaults are the package's configs/search/planner.yaml); command-line options override it")
     p.add_argument("--tag", default="lsr", help="run tag, the 6th column (default lsr)")
+    rr = p.add_argument_group("reranking (a second stage; text queries)")
+    rr.add_argument("--rerank", metavar="YAML|PRESET",
+                    help="rerank each query's top --depth hits with this reranker config (a YAML file with "
+                         "`reranker: maxsim|icr|sft` and its settings, or a shipped preset: lsr rerank --list); "
+                         "the run then holds the top k after reranking")
+    rr.add_argument("--rerank-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting of the reranker config (VALUE read as YAML), repeatable")
+    rr.add_argument("--depth", type=int, help="first-stage candidates reranked per query (default: the "
+                         "reranker config's depth)")
+    rr.add_argument("--docs", metavar="SOURCE", help="document texts for the reranker (default: the index's "
+                         "stored text); a corpus file or irds:<id>")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the SHA-256 check of the index files on open (sizes and structure are "
                         "still checked)")
@@ -77,7 +88,13 @@ def run(args: argparse.Namespace) -> int:
     queries = read_queries(args.queries, args.query_format)
     if not queries:
         raise InputError(f"{args.queries}: no queries")
-    results = Searcher(index, config).search_batch(queries)
+    searcher = Searcher(index, config)
+    if args.rerank:
+        results = _search_and_rerank(args, searcher, queries, config.k)
+    else:
+        if args.depth is not None or args.docs is not None or args.rerank_set:
+            raise InputError("--depth, --docs and --rerank-set go with --rerank")
+        results = searcher.search_batch(queries)
     if args.output:
         results.write_trec(args.output, tag=args.tag)
         n_q = len(set(results.query_ids))
@@ -92,3 +109,23 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise LsrError(f"cannot write the run to standard output ({e.strerror or e})") from None
     return 0
+
+
+def _search_and_rerank(args: argparse.Namespace, searcher, queries, k: int):
+    from lsr.errors import InputError
+    from lsr.progress import quiet_libraries
+    from lsr.rerank import Pipeline, load_reranker
+
+    from .rerank import parse_settings
+
+    missing = [q.id for q in queries if q.text is None]
+    if missing:
+        raise InputError(f"--rerank needs text queries; query {missing[0]!r} is term weights")
+    with quiet_libraries():
+        reranker = load_reranker(args.rerank, **parse_settings(args.rerank_set))
+    pipeline = Pipeline(searcher, reranker, depth=args.depth, docs=args.docs)
+    results = pipeline.search_batch(queries, k=k)
+    t = pipeline.last_timings
+    print(f"lsr search: retrieval {t['retrieval_s']:.2f} s, reranking ({reranker.name}, depth "
+          f"{pipeline.depth}) {t['rerank_s']:.2f} s", file=sys.stderr)
+    return results

@@ -18,8 +18,9 @@ from .base import (
     reranker_class,
     reranker_config,
 )
+from .pipeline import Pipeline
 from .sources import DocSource, open_docs, query_texts
 
 __all__ = ["RERANKERS", "Reranker", "RerankerConfig", "available_presets", "available_rerankers",
-           "load_reranker", "register_reranker", "reranker_class", "reranker_config", "DocSource",
+           "load_reranker", "Pipeline", "register_reranker", "reranker_class", "reranker_config", "DocSource",
            "open_docs", "query_texts"]
