@@ -199,6 +199,9 @@ class SFTReranker(Reranker):
         ckpt = Checkpoint(config.model, config.revision, what="sft reranker model")
         self.checkpoint = ckpt
         self.tokenizer = load_tokenizer(ckpt)
+        # lengths are managed here (document-only truncation to max_length): the tokenizer's own
+        # limit would only warn about the untruncated prompts it is given
+        self.tokenizer.model_max_length = 1 << 62
         self.yes_id = self._answer_id(config.yes_token, "yes_token")
         self.no_id = self._answer_id(config.no_token, "no_token")
         if self.yes_id == self.no_id:
