@@ -264,3 +264,24 @@ def test_presets():
     assert name == "sft" and cfg.model == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert cfg.template.endswith("<|im_end|>\n<|im_start|>assistant\n") and "<think>" not in cfg.template
     assert (cfg.yes_token, cfg.no_token) == ("yes", "no")
+
+
+def test_truncation_with_tokens_spanning_the_document_edges(tiny_lm):
+    """WordPiece joins "ab" + "out" into the one token "about": a token can run across either end of
+    the document, and truncation then tokenises the text beside the document alone."""
+    tok = _minilm_tokenizer()
+    assert len(tok("about", add_special_tokens=False)["input_ids"]) == 1
+    word = tok("word", add_special_tokens=False)["input_ids"]
+    out_ = tok("out", add_special_tokens=False)["input_ids"]
+    rr = _reranker(tiny_lm[0], template="{query} | {document}out", max_length=10)
+    doc = "word " * 30 + "ab"
+    assert rr.encode("q", [doc])[0] == tok("q |", add_special_tokens=False)["input_ids"] + word * 7 + out_
+    assert rr.encode("q", ["ab"])[0] == tok("q | about", add_special_tokens=False)["input_ids"]
+    # at the start: "ab" + "out word word ..." -> "about", "word", ...
+    rr = _reranker(tiny_lm[0], template="{query} ab{document} end", max_length=3)
+    q, ab, end = (tok(t, add_special_tokens=False)["input_ids"] for t in ("q", "ab", "end"))
+    about = tok("about", add_special_tokens=False)["input_ids"]
+    assert rr.encode("q", ["out" + " word" * 20])[0] == q + about + end      # one document token kept
+    rr = _reranker(tiny_lm[0], template="{query} ab{document} end", max_length=2)
+    with pytest.raises(InputError, match="without its document is 3 tokens"):   # q ab end: 3 > 2
+        rr.encode("q", ["out" + " word" * 20])

@@ -288,17 +288,28 @@ class SFTReranker(Reranker):
             b = a
             while b < len(ids) and offsets[b][0] < end:
                 b += 1
-            if b > a and offsets[b - 1][1] > end:
-                # a token spans the document's end and the text after it: tokenise that text alone
-                tail = self.tokenizer(text[end:], add_special_tokens=False)["input_ids"]
-            else:
-                tail = ids[b:]
-            keep = self.max_length - a - len(tail)
+            head, tail, doc = list(ids[:a]), list(ids[b:]), list(ids[a:b])
+            first_straddles = a < b and offsets[a][0] < start
+            if doc and offsets[b - 1][1] > end:
+                # the last document token runs on into the text after the document: cut it with the
+                # document and tokenise that text alone
+                tail = self._tokens(text[end:])
+                doc = doc[:-1]
+            keep = self.max_length - len(head) - len(tail)
+            if first_straddles and (keep <= 0 or not doc):
+                # the first document token began in the text before the document and is not kept
+                # (or was cut with the end): that text is tokenised alone
+                head = self._tokens(text[:start])
+                doc = doc[1:]
+                keep = self.max_length - len(head) - len(tail)
             if keep < 0:
-                raise InputError(f"the prompt without its document is {a + len(tail)} tokens, more than "
-                                 f"max_length {self.max_length} (query {pairs[len(out)][0][:60]!r})")
-            out.append((list(ids[:a + min(keep, b - a)]) + list(tail), True))
+                raise InputError(f"the prompt without its document is {len(head) + len(tail)} tokens, more "
+                                 f"than max_length {self.max_length} (query {pairs[len(out)][0][:60]!r})")
+            out.append((head + doc[:keep] + tail, True))
         return out
+
+    def _tokens(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     # ---------------------------------------------------------------- scoring
     def score(self, query: str, docs: Sequence[str]) -> np.ndarray:
