@@ -285,3 +285,10 @@ def test_truncation_with_tokens_spanning_the_document_edges(tiny_lm):
     rr = _reranker(tiny_lm[0], template="{query} ab{document} end", max_length=2)
     with pytest.raises(InputError, match="without its document is 3 tokens"):   # q ab end: 3 > 2
         rr.encode("q", ["out" + " word" * 20])
+
+
+def test_a_model_that_is_not_a_causal_lm_is_refused(splade_tiny):
+    from lsr.encoders.errors import IncompatibleModelError
+
+    with pytest.raises(IncompatibleModelError, match="BertForMaskedLM, not a causal language model"):
+        _reranker(splade_tiny)

@@ -191,6 +191,7 @@ class SFTReranker(Reranker):
 
         from lsr.encoders.checkpoints import Checkpoint, load_tokenizer
         from lsr.encoders.config import RuntimeConfig
+        from lsr.encoders.errors import IncompatibleModelError
         from lsr.encoders.sides import resolve_device
 
         self.stats = {"forward_passes": 0, "sequences": 0, "tokens": 0, "padded_tokens": 0,
@@ -207,6 +208,11 @@ class SFTReranker(Reranker):
         if self.yes_id == self.no_id:
             raise InputError(f"yes_token {config.yes_token!r} and no_token {config.no_token!r} are the same "
                              f"token of {ckpt.label} (id {self.yes_id})")
+
+        arch = ckpt.architectures
+        if arch and not any(a.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")) for a in arch):
+            raise IncompatibleModelError(f"sft reranker model {ckpt.label} is a {', '.join(arch)}, not a causal "
+                                         "language model (the reranker reads its next-token logits)")
 
         def load():
             import transformers
