@@ -18,7 +18,7 @@ resumable through ``my-index.partial/``)::
 
 Reranking the top candidates (document text from the index's docstore)::
 
-    pipeline = lsr.Searcher(index) >> lsr.load_reranker("sft-qwen3-0.6b")   # or lsr.Pipeline(searcher, reranker, depth=100)
+    pipeline = lsr.Searcher(index) >> lsr.load_reranker("sft-qwen3-reranker-0.6b")   # or lsr.Pipeline(searcher, reranker, depth=100)
     pipeline.search("a text query", k=10)
 """
 
