@@ -164,6 +164,14 @@ def test_chat_template_wraps_prompt_and_matches_reference(tiny_llama_chat, wordp
     assert plain.prompt(QUERY, DOCS).text.startswith("Here are some paragraphs:")
 
 
+def test_prefix_attention_choice_does_not_change_scores(tiny_llama, reranker):
+    rr = ICRReranker(ICRConfig(model=str(tiny_llama), prefix_attention="eager"))
+    assert rr.prefix_attention == "eager" and reranker.prefix_attention == "sdpa"
+    np.testing.assert_allclose(rr.score(QUERY, DOCS), reranker.score(QUERY, DOCS), rtol=0, atol=1e-5)
+    with pytest.raises(LsrError, match="cannot load causal LM"):
+        ICRReranker(ICRConfig(model=str(tiny_llama), prefix_attention="no_such_attention"))
+
+
 def test_use_chat_template_without_one_is_refused(tiny_llama):
     with pytest.raises(InputError, match="no chat template"):
         ICRReranker(ICRConfig(model=str(tiny_llama), use_chat_template=True))
@@ -283,6 +291,7 @@ def test_no_candidates_gives_no_scores(reranker):
     ({"calibration_query": " "}, "calibration_query"),
     ({"max_context": 1}, "max_context"),
     ({"use_chat_template": "yes"}, "use_chat_template"),
+    ({"prefix_attention": ""}, "prefix_attention"),
 ])
 def test_bad_config_is_refused(bad, match):
     with pytest.raises(InputError, match=match):

@@ -179,7 +179,10 @@ class ICRConfig(RerankerConfig):
     ``calibration_query``: the content-free query ("N/A"). ``use_chat_template``: wrap the
     prompt as one user message of the tokenizer's chat template (None: when it has one).
     ``max_context``: the longest prompt in tokens (None: the model's
-    ``max_position_embeddings``; more than that is refused).
+    ``max_position_embeddings``; more than that is refused). ``prefix_attention``: the attention
+    implementation of the prefix pass, as transformers names it (None: the library's default for the
+    model, SDPA where supported; ``flash_attention_2`` on a GPU with flash-attn; ``eager`` builds the
+    prompt x prompt weights of every layer, avoid it for long prompts).
     """
 
     layers: str = "all"
@@ -194,6 +197,7 @@ class ICRConfig(RerankerConfig):
     calibration_query: str = CALIBRATION_QUERY
     use_chat_template: bool | None = None
     max_context: int | None = None
+    prefix_attention: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -235,6 +239,10 @@ class ICRConfig(RerankerConfig):
         if self.max_context is not None and (not _is_int(self.max_context) or self.max_context < 2):
             raise InputError(f"{name}: max_context must be an integer of at least 2 (or null), "
                              f"got {self.max_context!r}")
+        if self.prefix_attention is not None and (not isinstance(self.prefix_attention, str)
+                                                  or not self.prefix_attention.strip()):
+            raise InputError(f"{name}: prefix_attention must name an attention implementation (sdpa, "
+                             f"flash_attention_2, eager, ...) or be null, got {self.prefix_attention!r}")
 
 
 @dataclass
@@ -297,6 +305,8 @@ class ICRReranker(Reranker):
         self.layer_start, self.layer_end = layer_range(config.layers, n_layers)
         keep = self.layer_end + 1
         overrides: dict[str, Any] = {}
+        if config.prefix_attention is not None:
+            overrides["attn_implementation"] = config.prefix_attention
         if keep < n_layers:   # the layers after the range cannot change the attention in it
             overrides["num_hidden_layers"] = keep
             types = getattr(model_config, "layer_types", None)
@@ -312,7 +322,7 @@ class ICRReranker(Reranker):
             return AutoModelForCausalLM.from_pretrained(ckpt.spec, **{key: torch_dtype(config.dtype)},
                                                         **ckpt.hub_kwargs, **overrides)
 
-        if overrides:   # transformers reports the weights of the left-out layers as unexpected: expected here
+        if keep < n_layers:   # transformers reports the weights of the left-out layers as unexpected: expected here
             from transformers.utils import logging as hf_logging
 
             previous = hf_logging.get_verbosity()
