@@ -26,7 +26,8 @@ Since query vectors have unit norm, a MaxSim score computed from the stored
 vectors differs from the exact one by at most ``query_tokens * max_error``;
 :func:`compression_error` measures the actual score error on given pairs.
 
-The store is written into a sibling ``<out>.building-*`` directory and renamed into
+:func:`compress_doc_embeddings` makes a compressed copy of an uncompressed store
+without encoding the documents again. The store is written into a sibling ``<out>.building-*`` directory and renamed into
 place once complete; arrays are memory-mapped when opened.
 """
 
@@ -81,6 +82,50 @@ def _replaceable(path: str) -> None:
         raise InputError(f"{path} exists and is not a document embedding store; not replacing it")
 
 
+def _check_params(compression, residual_bits, pq_m, pq_bits, sample_tokens, dim) -> int | None:
+    if compression not in COMPRESSIONS:
+        raise InputError(f"unknown compression {compression!r} (known: {', '.join(COMPRESSIONS)})")
+    if compression == "residual" and residual_bits not in RESIDUAL_BITS:
+        raise InputError(f"residual_bits must be one of {', '.join(map(str, RESIDUAL_BITS))}, got {residual_bits!r}")
+    if not isinstance(pq_bits, int) or isinstance(pq_bits, bool) or not 1 <= pq_bits <= 16:
+        raise InputError(f"pq_bits must be an integer in [1, 16], got {pq_bits!r}")
+    if not isinstance(sample_tokens, int) or isinstance(sample_tokens, bool) or sample_tokens < 1:
+        raise InputError(f"sample_tokens must be a positive integer, got {sample_tokens!r}")
+    if compression == "pq":
+        pq_m = max(1, dim // 4) if pq_m is None else pq_m
+        if not isinstance(pq_m, int) or isinstance(pq_m, bool) or pq_m < 1 or dim % pq_m:
+            raise InputError(f"pq_m must be a positive divisor of the dimension {dim}, got {pq_m!r}")
+    return pq_m
+
+
+def _start(out_dir, overwrite: bool) -> tuple[str, str]:
+    """``(out, build)``: the output path and a fresh sibling build directory."""
+    out = os.path.abspath(os.fspath(out_dir))
+    if os.path.lexists(out) and not overwrite:
+        raise InputError(f"{out} already exists (use overwrite to replace a document embedding store)")
+    if os.path.lexists(out):
+        _replaceable(out)
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    return out, tempfile.mkdtemp(prefix=os.path.basename(out) + ".building-", dir=parent)
+
+
+def _finish(build: str, out: str, ids: list[str], offsets: np.ndarray, dim: int, model: dict,
+            comp: dict) -> None:
+    _write_npy(os.path.join(build, "offsets.npy"), offsets)
+    with open(os.path.join(build, "doc_ids.json"), "w", encoding="utf-8") as f:
+        json.dump(ids, f, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    manifest = {"format": FORMAT, "version": VERSION, "num_docs": len(ids), "num_tokens": int(offsets[-1]),
+                "dim": dim, "model": model, "compression": comp}
+    with open(os.path.join(build, MANIFEST), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    _move_into_place(build, out)
+
+
 def build_doc_embeddings(reranker, docs: Iterable[tuple[str, str]], out_dir: str | os.PathLike,
                          compression: str = "none", *, centroids: int | None = None,
                          residual_bits: int = 4, pq_m: int | None = None, pq_bits: int = 8,
@@ -99,28 +144,11 @@ def build_doc_embeddings(reranker, docs: Iterable[tuple[str, str]], out_dir: str
     """
     from lsr.progress import Progress
 
-    if compression not in COMPRESSIONS:
-        raise InputError(f"unknown compression {compression!r} (known: {', '.join(COMPRESSIONS)})")
-    if compression == "residual" and residual_bits not in RESIDUAL_BITS:
-        raise InputError(f"residual_bits must be one of {', '.join(map(str, RESIDUAL_BITS))}, got {residual_bits!r}")
-    if not isinstance(pq_bits, int) or isinstance(pq_bits, bool) or not 1 <= pq_bits <= 16:
-        raise InputError(f"pq_bits must be an integer in [1, 16], got {pq_bits!r}")
-    for name, v in (("sample_tokens", sample_tokens), ("batch_docs", batch_docs)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise InputError(f"{name} must be a positive integer, got {v!r}")
     dim = reranker.settings.dim
-    if compression == "pq":
-        pq_m = max(1, dim // 4) if pq_m is None else pq_m
-        if not isinstance(pq_m, int) or isinstance(pq_m, bool) or pq_m < 1 or dim % pq_m:
-            raise InputError(f"pq_m must be a positive divisor of the dimension {dim}, got {pq_m!r}")
-    out = os.path.abspath(os.fspath(out_dir))
-    if os.path.lexists(out) and not overwrite:
-        raise InputError(f"{out} already exists (use overwrite to replace a document embedding store)")
-    if os.path.lexists(out):
-        _replaceable(out)
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    build = tempfile.mkdtemp(prefix=os.path.basename(out) + ".building-", dir=parent)
+    pq_m = _check_params(compression, residual_bits, pq_m, pq_bits, sample_tokens, dim)
+    if not isinstance(batch_docs, int) or isinstance(batch_docs, bool) or batch_docs < 1:
+        raise InputError(f"batch_docs must be a positive integer, got {batch_docs!r}")
+    out, build = _start(out_dir, overwrite)
     try:
         raw_path = os.path.join(build, "raw.f32")
         ids: list[str] = []
@@ -131,7 +159,7 @@ def build_doc_embeddings(reranker, docs: Iterable[tuple[str, str]], out_dir: str
 
             def flush():
                 vecs = reranker.encode_docs([t for _, t in batch])
-                for (did, _), v in zip(batch, vecs):
+                for v in vecs:
                     raw.write(np.ascontiguousarray(v, dtype=np.float32).tobytes())
                     lengths.append(len(v))
                 bar.update(len(batch))
@@ -156,24 +184,34 @@ def build_doc_embeddings(reranker, docs: Iterable[tuple[str, str]], out_dir: str
             raise InputError("no documents to store")
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        n_tok = int(offsets[-1])
-        x = np.memmap(raw_path, dtype=np.float32, mode="r", shape=(n_tok, dim))
+        x = np.memmap(raw_path, dtype=np.float32, mode="r", shape=(int(offsets[-1]), dim))
         comp = _compress(x, build, compression, centroids=centroids, residual_bits=residual_bits,
                          pq_m=pq_m, pq_bits=pq_bits, sample_tokens=sample_tokens, seed=seed)
         del x
         os.unlink(raw_path)
-        _write_npy(os.path.join(build, "offsets.npy"), offsets)
-        with open(os.path.join(build, "doc_ids.json"), "w", encoding="utf-8") as f:
-            json.dump(ids, f, ensure_ascii=False)
-            f.flush()
-            os.fsync(f.fileno())
-        manifest = {"format": FORMAT, "version": VERSION, "num_docs": len(ids), "num_tokens": n_tok,
-                    "dim": dim, "model": reranker.doc_identity(), "compression": comp}
-        with open(os.path.join(build, MANIFEST), "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        _move_into_place(build, out)
+        _finish(build, out, ids, offsets, dim, reranker.doc_identity(), comp)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return DocEmbeddings.open(out)
+
+
+def compress_doc_embeddings(source: DocEmbeddings | str | os.PathLike, out_dir: str | os.PathLike,
+                            compression: str, *, centroids: int | None = None, residual_bits: int = 4,
+                            pq_m: int | None = None, pq_bits: int = 8, sample_tokens: int = 262_144,
+                            seed: int = 0, overwrite: bool = False) -> DocEmbeddings:
+    """A compressed copy of an uncompressed (``none``) store, without encoding the documents again
+    (parameters as in :func:`build_doc_embeddings`)."""
+    src = source if isinstance(source, DocEmbeddings) else DocEmbeddings.open(source)
+    if src.method != "none":
+        raise InputError(f"{src.path} is compressed ({src.method}); compress from an uncompressed store")
+    pq_m = _check_params(compression, residual_bits, pq_m, pq_bits, sample_tokens, src.dim)
+    out, build = _start(out_dir, overwrite)
+    try:
+        comp = _compress(src.arrays["embeddings.npy"], build, compression, centroids=centroids,
+                         residual_bits=residual_bits, pq_m=pq_m, pq_bits=pq_bits,
+                         sample_tokens=sample_tokens, seed=seed)
+        _finish(build, out, list(src.doc_ids), np.asarray(src.offsets), src.dim, src.manifest["model"], comp)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
@@ -442,8 +480,10 @@ def compression_error(reranker, store: DocEmbeddings | str | os.PathLike,
         ref_get = ref.get
     diffs, rels, bound = [], [], 0.0
     tok_err = float(store.manifest["compression"]["token_error"]["max"])
+    queries = list(dict.fromkeys(q for q, _ in items))
+    qvec = dict(zip(queries, reranker.encode_queries(queries)))
     for query, ids in items:
-        q = reranker.encode_queries([query])[0]
+        q = qvec[query]
         exact = reranker.maxsim(q, ref_get(list(ids)))
         approx = reranker.maxsim(q, store.get(list(ids)))
         diffs.append(np.abs(approx - exact))
@@ -458,4 +498,5 @@ def compression_error(reranker, store: DocEmbeddings | str | os.PathLike,
             "bound": bound, "bytes_per_token": store.bytes_per_token}
 
 
-__all__ = ["COMPRESSIONS", "DocEmbeddings", "FORMAT", "VERSION", "build_doc_embeddings", "compression_error"]
+__all__ = ["COMPRESSIONS", "DocEmbeddings", "FORMAT", "VERSION", "build_doc_embeddings", "compress_doc_embeddings",
+           "compression_error"]
