@@ -102,18 +102,27 @@ def test_p_yes_is_the_softmax_of_the_two_logits(tiny_lm, scifact_items):
         ids = tok(prompt, add_special_tokens=False)["input_ids"]
         assert rr.encode(query, [doc])[0] == ids          # one string, no special tokens added
         assert abs(s - _hand_p_yes(rr, ids)) < 1e-6
-    assert rr.stats["sequences"] == 4 and rr.stats["forward_passes"] == 1
+    assert rr.stats["sequences"] == 4 and rr.stats["forward_passes"] == 2    # shared prefix + one batch
+    unshared = _reranker(tiny_lm[0], share_prefix=False)
+    np.testing.assert_allclose(unshared.score(query, docs[:4]), scores, rtol=0, atol=1e-6)
+    assert unshared.stats["forward_passes"] == 1
     assert np.ptp(scores) > 1e-3                            # the model does tell the documents apart
 
 
-def test_batch_sizes_1_and_8_agree(tiny_lm, scifact_items):
-    one = _reranker(tiny_lm[0], batch_size=1)
-    eight = _reranker(tiny_lm[0], batch_size=8)
+@pytest.mark.parametrize("share", [True, False])
+def test_batch_sizes_1_and_8_agree(tiny_lm, scifact_items, share):
+    one = _reranker(tiny_lm[0], batch_size=1, share_prefix=share)
+    eight = _reranker(tiny_lm[0], batch_size=8, share_prefix=share)
     s1 = one.score_many(scifact_items)
     s8 = eight.score_many(scifact_items)
-    assert one.stats["forward_passes"] == 30 and eight.stats["forward_passes"] == 4
+    # 3 queries x 10 candidates: per query one prefix run, then 10 (batch 1) or 2 (batch 8) batches
+    assert (one.stats["forward_passes"], eight.stats["forward_passes"]) == ((33, 9) if share else (30, 4))
     assert eight.stats["padded_tokens"] > eight.stats["tokens"] == one.stats["tokens"]   # padding was exercised
-    for a, b in zip(s1, s8):
+    assert one.stats["prompt_tokens"] == sum(len(ids) for q, d in scifact_items for ids in one.encode(q, d))
+    assert (one.stats["tokens"] < one.stats["prompt_tokens"]) == share      # the prefix is run once per query
+    for a, b, c in zip(s1, s8, _reranker(tiny_lm[0], batch_size=5, share_prefix=not share).score_many(
+            scifact_items)):
+        np.testing.assert_allclose(c, a, rtol=0, atol=1e-5)
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
         assert np.ptp(a) > 1e-3
         for i in range(len(a)):

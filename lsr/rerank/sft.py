@@ -15,8 +15,9 @@ the log-odds pass about 36.7 (and to 0.0 below about -745): with a model that is
 sure of many candidates, the probabilities tie and the ties keep the first-stage order,
 where the log-odds still tell them apart.
 
-Batching: the pairs of all the queries given to :meth:`SFTReranker.score_many` are
-sorted by (token count, token ids), cut into batches of ``batch_size`` sequences, and
+Batching: the pairs given to :meth:`SFTReranker.score_many` (each query's on its own
+with ``share_prefix``, all queries' together without) are sorted by (token count, token
+ids), cut into batches of ``batch_size`` sequences, and
 LEFT padded (the last position is then the last real token of every row) with
 position ids that start at 0 at each row's first real token, so a padded row sees the
 same positions as when run alone. When the tokenizer has no pad token, the end-of-text
@@ -24,6 +25,17 @@ token (or the unknown token, or id 0) fills the padding: padded positions are ma
 out, so any id works and the embeddings are never resized. Scores do not depend on the
 order of the candidates; they depend on the batch size only through floating-point
 rounding of the padded matrix products (well below 1e-5 in float32).
+
+Shared prefix (``share_prefix``, on by default): the prompts of one query begin with the
+same tokens (the template's opening, the instruction, the query). Their longest common
+run of leading token ids is run through the model once per query, and its key/value
+cache (transformers' cache object, copied and repeated over each batch) serves every
+candidate of that query, so only the tokens from the document on are run per candidate.
+The padding then lies between the shared prefix and each candidate's own tokens
+(masked out; positions continue from the prefix length). The scores equal those of
+whole prompts up to floating-point rounding; ``stats`` shows the saving
+(``prompt_tokens`` against ``tokens``). A model whose cache cannot be repeated over a
+batch runs whole prompts.
 
 Truncation cuts the document only: the whole prompt is tokenised once, the tokens that
 cover the document are located with the tokenizer's character offsets, and when the
@@ -39,6 +51,9 @@ From the libraries: transformers loads the model and tokenizer, runs the forward
 computed) and gives the character offsets of the tokens. Written here: the template
 filling, the document-only truncation on those offsets, the padding and batching, and
 the two-logit softmax.
+
+Text that spells a special token of the tokenizer (``<|im_end|>`` in a document, say) is
+read as that token, as in the model card's code: the prompt is one string.
 """
 
 from __future__ import annotations
@@ -93,7 +108,9 @@ class SFTConfig(RerankerConfig):
     model's context when shorter; more than the model's context is refused).
     ``max_doc_words``: cut each document to its first N words before tokenising (None:
     no word cut). ``output``: ``probability`` (P(yes), the default) or ``log_odds``
-    (``l_yes - l_no``; the same ranking without saturating at 1.0).
+    (``l_yes - l_no``; the same ranking without saturating at 1.0). ``share_prefix``: run
+    the leading tokens that a query's prompts share once and reuse their cache (same
+    scores up to rounding, less work).
     """
 
     template: str = QWEN3_RERANKER_TEMPLATE
@@ -103,6 +120,7 @@ class SFTConfig(RerankerConfig):
     max_length: int | None = None
     max_doc_words: int | None = None
     output: str = "probability"
+    share_prefix: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -133,6 +151,8 @@ class SFTConfig(RerankerConfig):
         if self.max_doc_words is not None and (not _is_int(self.max_doc_words) or self.max_doc_words < 1):
             raise InputError(f"{name}: max_doc_words must be a positive integer (or null), "
                              f"got {self.max_doc_words!r}")
+        if not isinstance(self.share_prefix, bool):
+            raise InputError(f"{name}: share_prefix must be true or false, got {self.share_prefix!r}")
         if self.output not in OUTPUTS:
             raise InputError(f"{name}: output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
 
@@ -174,10 +194,11 @@ def cut_words(text: str, n: int | None) -> str:
 class SFTReranker(Reranker):
     """Pointwise yes/no reranker over a Hugging Face causal LM (see the module docstring).
 
-    ``stats``: ``forward_passes`` (model calls), ``sequences`` (prompts scored),
-    ``tokens`` (real prompt tokens run), ``padded_tokens`` (tokens run including the
-    padding), ``truncated_documents`` (prompts whose document was cut to fit
-    ``max_length``).
+    ``stats``: ``forward_passes`` (model calls, shared-prefix runs included),
+    ``sequences`` (prompts scored), ``prompt_tokens`` (the tokens of those prompts),
+    ``tokens`` (tokens run through the model: each shared prefix once, then each
+    prompt's own tokens), ``padded_tokens`` (tokens run including the padding),
+    ``truncated_documents`` (prompts whose document was cut to fit ``max_length``).
     """
 
     name: ClassVar[str] = "sft"
@@ -194,7 +215,7 @@ class SFTReranker(Reranker):
         from lsr.encoders.errors import IncompatibleModelError
         from lsr.encoders.sides import resolve_device
 
-        self.stats = {"forward_passes": 0, "sequences": 0, "tokens": 0, "padded_tokens": 0,
+        self.stats = {"forward_passes": 0, "sequences": 0, "prompt_tokens": 0, "tokens": 0, "padded_tokens": 0,
                       "truncated_documents": 0}
         self.device, dtype = resolve_device(RuntimeConfig(device=config.device, dtype=config.dtype))
         ckpt = Checkpoint(config.model, config.revision, what="sft reranker model")
@@ -248,6 +269,8 @@ class SFTReranker(Reranker):
         params = inspect.signature(self.model.forward).parameters
         self._keep_kw = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
         self._positions = "position_ids" in params
+        # the cache argument's name (``cache`` in recent transformers, ``past_key_values`` before)
+        self._cache_kw = next((k for k in ("cache", "past_key_values") if k in params), None)
         self._torch = torch
 
     # ---------------------------------------------------------------- set-up helpers
@@ -344,8 +367,20 @@ class SFTReranker(Reranker):
         encoded = self._encode(pairs)
         self.stats["truncated_documents"] += sum(t for _, t in encoded)
         seqs = [ids for ids, _ in encoded]
-        order = sorted(range(len(seqs)), key=lambda i: (-len(seqs[i]), seqs[i]))
+        self.stats["sequences"] += len(seqs)
+        self.stats["prompt_tokens"] += sum(len(s) for s in seqs)
         out = np.empty(len(seqs), dtype=np.float64)
+        pooled: list[int] = []
+        if self.config.share_prefix:
+            groups: dict[str, list[int]] = {}
+            for i, (q, _) in enumerate(pairs):
+                groups.setdefault(q, []).append(i)
+            for rows in groups.values():
+                if len(rows) < 2 or not self._shared_prefix_run(rows, seqs, out):
+                    pooled += rows
+        else:
+            pooled = list(range(len(seqs)))
+        order = sorted(pooled, key=lambda i: (-len(seqs[i]), seqs[i]))
         bs = self.config.batch_size
         for b0 in range(0, len(order), bs):
             rows = order[b0:b0 + bs]
@@ -353,8 +388,53 @@ class SFTReranker(Reranker):
             out[rows] = pair_logits[:, 0] - pair_logits[:, 1]
         return out
 
-    def _last_logits(self, seqs: list[list[int]]) -> np.ndarray:
-        """``[l_yes, l_no]`` (float64) at the last position of each sequence, run as one left-padded batch."""
+    def _shared_prefix_run(self, rows: list[int], seqs: list[list[int]], out: np.ndarray) -> bool:
+        """Score ``rows`` (prompts of one query) over their common leading tokens, run once and cached.
+
+        False (nothing scored) when the prompts share no leading token or the model's cache cannot
+        be repeated over a batch.
+        """
+        torch = self._torch
+        first = seqs[rows[0]]
+        n = min(len(seqs[i]) for i in rows) - 1          # every prompt keeps at least one token of its own
+        p = 0
+        while p < n and all(seqs[i][p] == first[p] for i in rows):
+            p += 1
+        if p == 0:
+            return False
+        prefix = torch.tensor([first[:p]], dtype=torch.long, device=self.device)
+        kwargs: dict[str, Any] = {"input_ids": prefix, "attention_mask": torch.ones_like(prefix), "use_cache": True}
+        if self._positions:
+            kwargs["position_ids"] = torch.arange(p, device=self.device)[None]
+        if self._keep_kw:
+            kwargs[self._keep_kw] = 1
+        if self._cache_kw is None:
+            return False
+        with torch.inference_mode():
+            result = self.model(**kwargs)
+        cache = getattr(result, self._cache_kw, None)
+        self.stats["forward_passes"] += 1
+        self.stats["tokens"] += p
+        self.stats["padded_tokens"] += p
+        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+            return False
+        order = sorted(rows, key=lambda i: (-len(seqs[i]), seqs[i]))
+        bs = self.config.batch_size
+        for b0 in range(0, len(order), bs):
+            batch = order[b0:b0 + bs]
+            pair_logits = self._last_logits([seqs[i][p:] for i in batch], prefix=(cache, p))
+            out[batch] = pair_logits[:, 0] - pair_logits[:, 1]
+        return True
+
+    def _last_logits(self, seqs: list[list[int]], prefix: tuple[Any, int] | None = None) -> np.ndarray:
+        """``[l_yes, l_no]`` (float64) at the last position of each sequence, run as one left-padded batch.
+
+        ``prefix``: ``(cache, p)``, the model's cache of ``p`` tokens that come before every
+        sequence (copied and repeated over the batch; the padding then lies between the prefix
+        and each sequence, masked out, and positions continue from ``p``).
+        """
+        import copy
+
         torch = self._torch
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
@@ -362,17 +442,24 @@ class SFTReranker(Reranker):
         for r, s in enumerate(seqs):
             ids[r, width - len(s):] = torch.tensor(s, dtype=torch.long)
             mask[r, width - len(s):] = 1
-        kwargs: dict[str, Any] = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
-                                  "use_cache": False}
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        kwargs: dict[str, Any] = {"input_ids": ids.to(self.device), "use_cache": False}
+        if prefix is not None:
+            cache, p = prefix
+            past = copy.deepcopy(cache)
+            past.batch_repeat_interleave(len(seqs))
+            kwargs.update({self._cache_kw: past, "use_cache": True})
+            mask = torch.cat([torch.ones((len(seqs), p), dtype=torch.long), mask], dim=1)
+            positions = positions + p
+        kwargs["attention_mask"] = mask.to(self.device)
         if self._positions:
-            kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(self.device)
+            kwargs["position_ids"] = positions.to(self.device)
         if self._keep_kw:
             kwargs[self._keep_kw] = 1
         with torch.inference_mode():
             logits = self.model(**kwargs).logits[:, -1, :]
             pair = logits[:, [self.yes_id, self.no_id]].to(torch.float64).cpu().numpy()
         self.stats["forward_passes"] += 1
-        self.stats["sequences"] += len(seqs)
         self.stats["tokens"] += sum(len(s) for s in seqs)
         self.stats["padded_tokens"] += width * len(seqs)
         return pair
