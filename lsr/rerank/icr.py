@@ -18,7 +18,12 @@ prefix and suffix are the text that the tokenizer's chat template puts around on
 user message with the generation prompt (``use_chat_template``; none without a
 template, and then the tokenizer adds its usual special tokens such as BOS). Each
 document is cut to its first ``doc_words`` whitespace-separated words (300, RankGPT's
-and ICR's BEIR setting) before the prompt is built.
+and ICR's BEIR setting) before the prompt is built. Where this differs from the
+reference: it hard-codes chat markers per model family (``[INST]`` .. ``[/INST]`` for
+Mistral, the Llama-3 header tokens without the template's system turn), writes the
+first instruction with a leading space after them, and uses ``" \n\n"`` as the
+separator for Llama; here the model's own chat template wraps the prompt, and the
+separator is one setting for all models.
 
 Which tokens count. Everything before the query part is the *prefix*; the *query
 tokens* are all the tokens after the separator that follows the last document: the
@@ -51,11 +56,12 @@ cannot change the attention inside it, so the model is loaded without them
 
 Cost. Per query: ONE forward pass over the prefix (instruction + documents) that fills
 a :class:`transformers.DynamicCache`, with the model's memory-efficient attention
-(SDPA where the model supports it, which never builds a prompt x prompt matrix); then
-the query part runs twice against that cache, the real query and then "N/A" (the
-cache is cropped back to the prefix between the two), with eager attention and
-``output_attentions=True``, so only the attention rows of the query tokens
-(query tokens x prompt, per layer) exist. The prefix is computed once, never twice.
+(SDPA where the model supports it, which never forms the prompt x prompt attention
+weights); then the query part runs twice against that cache, the real query and then
+"N/A" (the cache is cropped back to the prefix between the two), with eager attention
+and ``output_attentions=True``, so only the attention rows of the query tokens exist
+(heads x query tokens x prompt per layer, all layers' held until that pass ends). The
+prefix is computed once, never twice.
 ``stats`` counts ``queries``, ``forward_passes`` (3 per query with candidates),
 ``prefix_tokens`` and ``query_tokens`` (tokens run through the model in each kind of
 pass), ``documents``, ``documents_cut`` (documents longer than ``doc_words``) and
@@ -502,7 +508,9 @@ class ICRReranker(Reranker):
                          doc_spans=spans, words=words, text=prefix)
 
     def _tokenize(self, text: str):
-        return self.tokenizer(text, add_special_tokens=not self.use_chat_template, return_offsets_mapping=True)
+        # verbose=False: the length is checked against the model's context here, not the tokenizer's max length
+        return self.tokenizer(text, add_special_tokens=not self.use_chat_template, return_offsets_mapping=True,
+                              verbose=False)
 
     # ---------------------------------------------------------------- scoring
     def score(self, query: str, docs: Sequence[str]) -> np.ndarray:
