@@ -239,7 +239,7 @@ def test_settings_come_from_the_checkpoint_files(stanford, pylate, tmp_path):
     assert ids.shape[1] == 4 and bool(att.all())                          # [CLS] [Q] short [SEP], not padded
 
 
-def test_bad_layouts_and_settings(stanford, tmp_path):
+def test_bad_layouts_and_settings(stanford, pylate, tmp_path):
     with pytest.raises(InputError, match="neither a Stanford ColBERT checkpoint"):
         MaxSimReranker(MaxSimConfig(model=str(tmp_path)))
     with pytest.raises(InputError, match="lists Transformer, Pooling"):          # MiniLM itself: a single-vector model
@@ -259,6 +259,17 @@ def test_bad_layouts_and_settings(stanford, tmp_path):
         MaxSimReranker(MaxSimConfig(model=str(d)))
     with pytest.raises(InputError, match="query_length must be an integer"):
         MaxSimConfig(model="x/y", query_length=-2)
+    p = tmp_path / "noprefix"
+    shutil.copytree(pylate[0], p)
+    conf = json.loads((p / "config_sentence_transformers.json").read_text())
+    conf["query_prefix"] = "[QQ] "     # not in the vocabulary: PyLate would add it with an untrained embedding
+    (p / "config_sentence_transformers.json").write_text(json.dumps(conf))
+    with pytest.raises(InputError, match="no query prefix token '\\[QQ\\] '"):
+        MaxSimReranker(MaxSimConfig(model=str(p)))
+    (p / "1_Dense" / "config.json").write_text(json.dumps(
+        {"in_features": 384, "out_features": DIM, "bias": False, "activation_function": "torch.nn.GELU"}))
+    with pytest.raises(InputError, match="activation_function 'torch.nn.GELU' is not supported"):
+        MaxSimReranker(MaxSimConfig(model=str(p)))
 
 
 def test_rerank_through_the_contract_keeps_ids(stanford):

@@ -2,7 +2,8 @@
 
 A store is a directory::
 
-    manifest.json     format, version, counts, dim, the model identity, the compression and its error
+    manifest.json     format, version, counts, dim, the model identity (checkpoint files and the
+                      document settings), the encoder's dtype, the compression and its error
     doc_ids.json      the doc ids, in store order
     offsets.npy       int64 [num_docs + 1]: document i owns tokens offsets[i]:offsets[i+1]
     <compression arrays>
@@ -111,14 +112,14 @@ def _start(out_dir, overwrite: bool) -> tuple[str, str]:
 
 
 def _finish(build: str, out: str, ids: list[str], offsets: np.ndarray, dim: int, model: dict,
-            comp: dict) -> None:
+            encoder_dtype: str | None, comp: dict) -> None:
     _write_npy(os.path.join(build, "offsets.npy"), offsets)
     with open(os.path.join(build, "doc_ids.json"), "w", encoding="utf-8") as f:
         json.dump(ids, f, ensure_ascii=False)
         f.flush()
         os.fsync(f.fileno())
     manifest = {"format": FORMAT, "version": VERSION, "num_docs": len(ids), "num_tokens": int(offsets[-1]),
-                "dim": dim, "model": model, "compression": comp}
+                "dim": dim, "model": model, "encoder_dtype": encoder_dtype, "compression": comp}
     with open(os.path.join(build, MANIFEST), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1)
         f.flush()
@@ -189,7 +190,7 @@ def build_doc_embeddings(reranker, docs: Iterable[tuple[str, str]], out_dir: str
                          pq_m=pq_m, pq_bits=pq_bits, sample_tokens=sample_tokens, seed=seed)
         del x
         os.unlink(raw_path)
-        _finish(build, out, ids, offsets, dim, reranker.doc_identity(), comp)
+        _finish(build, out, ids, offsets, dim, reranker.doc_identity(), reranker.config.dtype, comp)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
@@ -211,7 +212,8 @@ def compress_doc_embeddings(source: DocEmbeddings | str | os.PathLike, out_dir: 
         comp = _compress(src.arrays["embeddings.npy"], build, compression, centroids=centroids,
                          residual_bits=residual_bits, pq_m=pq_m, pq_bits=pq_bits,
                          sample_tokens=sample_tokens, seed=seed)
-        _finish(build, out, list(src.doc_ids), np.asarray(src.offsets), src.dim, src.manifest["model"], comp)
+        _finish(build, out, list(src.doc_ids), np.asarray(src.offsets), src.dim, src.manifest["model"],
+                src.manifest.get("encoder_dtype"), comp)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise

@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from lsr.errors import InputError, LsrError
+from lsr.errors import InputError
 
 from .base import Reranker, RerankerConfig, torch_dtype
 
@@ -302,7 +302,8 @@ def _load_stanford(ckpt, cfg: MaxSimConfig):
     raw = {"query_length": get("query_maxlen", "query_length"), "doc_length": get("doc_maxlen", "doc_length"),
            "attend_to_mask_tokens": get("attend_to_mask_tokens"), "query_expansion": True}
     sources["query_expansion"] = "ColBERT (always)"
-    files = [ckpt.file("config.json"), *ckpt.weight_files(), ckpt.file("artifact.metadata", required=False)]
+    files = [ckpt.file("config.json"), *ckpt.weight_files(), ckpt.file("artifact.metadata", required=False),
+             ckpt.file("tokenizer.json", required=False), ckpt.file("vocab.txt", required=False)]
     return model, tok, proj, dict(layout="stanford", query_marker=qm, doc_marker=dm, skiplist=skip,
                                   lowercase=False, strip=False, raw=raw, sources=sources, files=files)
 
@@ -487,14 +488,16 @@ class MaxSimReranker(Reranker):
             self.dtype = torch_dtype(config.dtype)
             self.model = model.to(device=self.device, dtype=self.dtype).eval()
         except (RuntimeError, AssertionError, ValueError) as e:
-            raise LsrError(f"cannot use device {config.device!r} with {config.dtype}: {e}") from None
+            from lsr.encoders.errors import DeviceError
+
+            raise DeviceError(f"cannot use device {config.device!r} with {config.dtype}: {e}") from None
         self.projection = proj.to(self.device, self.dtype)
-        self._skip = torch.tensor(self.settings.skiplist, dtype=torch.long, device=self.device)
         self._files = info["files"]
         self._identity: dict | None = None
         self.stats = {"forward_passes": 0, "sequences_encoded": 0, "tokens_processed": 0,
                       "docs_from_store": 0}
         self.store = None
+        self._ids_mode = False      # True inside rerank()/score_ids() with a store: candidates are doc ids
         if config.doc_embeddings is not None:
             from .colbert_store import DocEmbeddings
 
@@ -519,7 +522,7 @@ class MaxSimReranker(Reranker):
             s = self.settings
             ident.update(layout=s.layout, doc_marker=s.doc_marker, doc_length=s.doc_length,
                          skiplist=hashlib.sha256(json.dumps(list(s.skiplist)).encode()).hexdigest(),
-                         lowercase=s.lowercase, strip=s.strip, dim=s.dim, dtype=self.config.dtype)
+                         lowercase=s.lowercase, strip=s.strip, dim=s.dim)
             self._identity = ident
         return self._identity
 
@@ -574,6 +577,10 @@ class MaxSimReranker(Reranker):
         """Normalised token vectors (float32, one ``[tokens, dim]`` array per text)."""
         import torch
 
+        for t in texts:
+            if not isinstance(t, str):
+                raise InputError(f"MaxSim: a {'query' if is_query else 'document'} text is a "
+                                 f"{type(t).__name__}, not a string")
         out: list[np.ndarray | None] = [None] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
         bs = self.config.batch_size
@@ -625,7 +632,7 @@ class MaxSimReranker(Reranker):
         (inside :meth:`rerank` with ``doc_embeddings`` set) the candidates are doc ids."""
         queries = list(dict.fromkeys(q for q, _ in items))
         qvec = dict(zip(queries, self.encode_queries(queries)))
-        if getattr(self, "_ids_mode", False):
+        if self._ids_mode:
             ids = list(dict.fromkeys(d for _, ds in items for d in ds))
             dvec = dict(zip(ids, self.store.get(ids)))
             self.stats["docs_from_store"] += len(ids)
