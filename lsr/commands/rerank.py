@@ -49,6 +49,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="compute dtype (default float32)")
     p.add_argument("-o", "--output", help="reranked run file (default: standard output); written atomically")
     p.add_argument("--tag", default="lsr-rerank", help="run tag, the 6th column (default lsr-rerank)")
+    st = p.add_argument_group("precomputed document vectors (maxsim)")
+    st.add_argument("--embed-docs", metavar="DIR",
+                    help="encode every document of --docs with the maxsim model into a memory-mapped store at DIR "
+                         "and exit (no run needed); rerank with it by --set doc_embeddings=DIR")
+    st.add_argument("--compression", choices=["none", "float16", "residual", "pq"], default="none",
+                    help="store compression (faiss): residual = k-means centroids + scalar-quantised residuals "
+                         "(ColBERTv2-style), pq = product quantisation (default none); the token error is in the "
+                         "store's manifest")
+    st.add_argument("--overwrite", action="store_true", help="replace an existing store at --embed-docs")
     p.add_argument("--list", action="store_true", help="list the rerankers and the shipped presets and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress line or bar on stderr")
     p.set_defaults(func=run)
@@ -102,10 +111,15 @@ def run(args: argparse.Namespace) -> int:
         print("rerankers: " + ", ".join(available_rerankers()))
         print("presets:   " + ", ".join(available_presets()))
         return 0
-    for opt in ("run", "queries", "docs"):
+    if args.embed_docs:
+        return _embed_docs(args)
+    for opt in ("run", "queries"):
         if getattr(args, opt) is None:
             raise InputError(f"give --{opt}")
     name, config = config_from_args(args)
+    if args.docs is None and not getattr(config, "doc_embeddings", None):
+        raise InputError("give --docs (the documents' text)" + (" or --set doc_embeddings=DIR" if name == "maxsim"
+                                                                  else ""))
     if args.output:
         check_output_file(args.output, "run file")
     run_ = Results.read_trec(args.run)
@@ -114,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     from lsr.rerank.sources import open_docs, query_texts
 
     queries = query_texts(args.queries)
-    docs = open_docs(args.docs)
+    docs = open_docs(args.docs) if args.docs is not None else None
     import time
 
     with quiet_libraries():
@@ -140,4 +154,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"lsr rerank: {nq} queries, depth {config.depth}, {name} in {elapsed:.1f} s "
               f"({1000 * elapsed / max(nq, 1):.0f} ms/query)" + (f"; {stats}" if stats else "")
               + (f" -> {args.output}" if args.output else ""), file=sys.stderr)
+    return 0
+
+
+def _embed_docs(args: argparse.Namespace) -> int:
+    """``--embed-docs DIR``: the maxsim model's document token vectors of every document of --docs."""
+    from lsr.errors import InputError
+    from lsr.progress import quiet_libraries
+    from lsr.rerank.base import reranker_class
+    from lsr.rerank.colbert_store import build_doc_embeddings
+    from lsr.rerank.sources import iter_docs
+
+    name, config = config_from_args(args)
+    if name != "maxsim":
+        raise InputError(f"--embed-docs stores MaxSim document vectors; the {name} reranker has none")
+    if args.docs is None:
+        raise InputError("give --docs (the documents to encode)")
+    if args.run is not None:
+        raise InputError("--embed-docs builds a store and reranks nothing: leave out --run")
+    with quiet_libraries():
+        reranker = reranker_class(name)(config)
+    store = build_doc_embeddings(reranker, iter_docs(args.docs), args.embed_docs, args.compression,
+                                 overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"lsr rerank: stored {len(store.doc_ids)} documents' token vectors ({args.compression}) -> "
+          f"{args.embed_docs}; rerank with --set doc_embeddings={args.embed_docs}", file=sys.stderr)
     return 0

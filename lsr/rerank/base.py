@@ -146,6 +146,9 @@ class Reranker(ABC):
         if len(results) == 0:
             raise InputError("the run to rerank is empty (no hits)")
         qtexts = query_texts(queries)
+        if docs is None:
+            raise InputError("give the documents' text (docs: an index with stored text, a corpus file, "
+                             "irds:<id> or a mapping)")
         source = open_docs(docs)
         groups = _groups(results)
         for qid, _, _ in groups:

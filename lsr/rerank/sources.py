@@ -22,7 +22,7 @@ naming the id (and how many others are missing).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol, runtime_checkable
 
 from lsr.errors import InputError, LsrError
@@ -130,6 +130,30 @@ class IrdsDocs:
             doc = got[i]
             out[i] = doc.default_text() if hasattr(doc, "default_text") else doc.text
         return out
+
+
+def iter_docs(source) -> Iterator[tuple[str, str]]:
+    """Every ``(doc id, text)`` of a source, in its order (an index: index order, texts read in chunks)."""
+    from lsr.index import Index
+
+    if isinstance(source, Mapping):
+        yield from source.items()
+        return
+    if isinstance(source, Index) or (isinstance(source, (str, os.PathLike)) and os.path.isdir(os.fspath(source))):
+        ix = open_docs(source).index
+        for a in range(0, ix.num_documents, 4096):
+            nums = list(range(a, min(a + 4096, ix.num_documents)))
+            yield from zip(ix.doc_ids(nums), ix.doc_texts(nums))
+        return
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputError(f"cannot read documents from a {type(source).__name__}")
+    from lsr.encoders.corpus import iter_records
+
+    s = os.fspath(source)
+    if not s.startswith(IRDS_PREFIX) and not os.path.isfile(s):
+        raise InputError(f"document source {s}: no such file")
+    for rec in iter_records(s):
+        yield rec.id, rec.text
 
 
 def open_docs(source) -> DocSource:
