@@ -17,14 +17,14 @@ where the log-odds still tell them apart.
 
 Batching: the pairs given to :meth:`SFTReranker.score_many` (each query's on its own
 with ``share_prefix``, all queries' together without) are sorted by (token count, token
-ids), cut into batches of ``batch_size`` sequences, and
-LEFT padded (the last position is then the last real token of every row) with
-position ids that start at 0 at each row's first real token, so a padded row sees the
-same positions as when run alone. When the tokenizer has no pad token, the end-of-text
-token (or the unknown token, or id 0) fills the padding: padded positions are masked
-out, so any id works and the embeddings are never resized. Scores do not depend on the
-order of the candidates; they depend on the batch size only through floating-point
-rounding of the padded matrix products (well below 1e-5 in float32).
+ids), cut into batches of ``batch_size`` sequences, and LEFT padded (the last position
+is then the last real token of every row) with position ids that start at 0 at each
+row's first real token, so a padded row sees the same positions as when run alone.
+When the tokenizer has no pad token, the end-of-text token (or the unknown token, or
+id 0) fills the padding: padded positions are masked out, so any id works and the
+embeddings are never resized. Scores do not depend on the order of the candidates
+(the batches are made from the sorted prompts); they depend on the batch size only
+through the floating-point rounding of the padded matrix products.
 
 Shared prefix (``share_prefix``, on by default): the prompts of one query begin with the
 same tokens (the template's opening, the instruction, the query). Their longest common
