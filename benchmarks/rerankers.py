@@ -37,7 +37,7 @@ def systems(llm: str, minilm_ckpt: str, doc_words: int) -> dict[str, dict]:
     return {
         "icr (all layers)": {"reranker": "icr", "model": llm, "layers": "all", "doc_words": doc_words},
         "icr (middle third)": {"reranker": "icr", "model": llm, "layers": "middle", "doc_words": doc_words},
-        "sft": {"reranker": "sft", "preset": "sft-smollm2-135m-instruct", "model": llm, "max_doc_words": doc_words},
+        "sft": {"reranker": "sft", "preset": "sft-smollm2-135m-instruct", "model": llm, "doc_words": doc_words},
         "maxsim": {"reranker": "maxsim", "model": minilm_ckpt},
     }
 

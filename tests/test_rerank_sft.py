@@ -203,7 +203,7 @@ def test_log_odds_output_and_custom_answers(tiny_lm, scifact_items):
 
 def test_template_and_instruction_are_used(tiny_lm):
     template = "query: {query} | document: {document} | {instruction} | relevant?"
-    rr = _reranker(tiny_lm[0], template=template, instruction="be strict", max_doc_words=3)
+    rr = _reranker(tiny_lm[0], template=template, instruction="be strict", doc_words=3)
     tok = rr.tokenizer
     ids = rr.encode("a {document} query", ["one two three four five"])[0]
     assert ids == tok("query: a {document} query | document: one two three | be strict | relevant?",
@@ -257,7 +257,7 @@ def test_config_validation(tiny_lm):
                          ({"yes_token": ""}, "non-empty"),
                          ({"yes_token": "no"}, "must differ"),
                          ({"max_length": 1}, "max_length"),
-                         ({"max_doc_words": 0}, "max_doc_words"),
+                         ({"doc_words": 0}, "doc_words"),
                          ({"output": "logit"}, "output")]:
         with pytest.raises(InputError, match=pattern):
             SFTConfig(model=m, **bad)

@@ -43,7 +43,7 @@ prompt is longer than ``max_length`` the last document tokens are dropped so tha
 prompt is exactly ``max_length`` tokens; the text before and after the document (the
 instruction, the query and the answer cue at the end) is never cut. A prompt whose
 text without the document already exceeds ``max_length`` is an
-:class:`~lsr.errors.InputError`. ``max_doc_words`` optionally cuts each document to its
+:class:`~lsr.errors.InputError`. ``doc_words`` optionally cuts each document to its
 first N whitespace-separated words before that (as ICR's prompts do).
 
 From the libraries: transformers loads the model and tokenizer, runs the forward pass
@@ -106,7 +106,7 @@ class SFTConfig(RerankerConfig):
     answer strings; each must be exactly one token of the model's tokenizer (checked when
     the model is loaded). ``max_length``: the longest prompt in tokens (None: 8192, or the
     model's context when shorter; more than the model's context is refused).
-    ``max_doc_words``: cut each document to its first N words before tokenising (None:
+    ``doc_words``: cut each document to its first N words before tokenising (None:
     no word cut). ``output``: ``probability`` (P(yes), the default) or ``log_odds``
     (``l_yes - l_no``; the same ranking without saturating at 1.0). ``share_prefix``: run
     the leading tokens that a query's prompts share once and reuse their cache (same
@@ -118,7 +118,7 @@ class SFTConfig(RerankerConfig):
     yes_token: str = "yes"
     no_token: str = "no"
     max_length: int | None = None
-    max_doc_words: int | None = None
+    doc_words: int | None = None
     output: str = "probability"
     share_prefix: bool = True
 
@@ -148,9 +148,9 @@ class SFTConfig(RerankerConfig):
         if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 2):
             raise InputError(f"{name}: max_length must be an integer of at least 2 (or null), "
                              f"got {self.max_length!r}")
-        if self.max_doc_words is not None and (not _is_int(self.max_doc_words) or self.max_doc_words < 1):
-            raise InputError(f"{name}: max_doc_words must be a positive integer (or null), "
-                             f"got {self.max_doc_words!r}")
+        if self.doc_words is not None and (not _is_int(self.doc_words) or self.doc_words < 1):
+            raise InputError(f"{name}: doc_words must be a positive integer (or null), "
+                             f"got {self.doc_words!r}")
         if not isinstance(self.share_prefix, bool):
             raise InputError(f"{name}: share_prefix must be true or false, got {self.share_prefix!r}")
         if self.output not in OUTPUTS:
@@ -302,7 +302,7 @@ class SFTReranker(Reranker):
 
     def _encode(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], bool]]:
         cfg = self.config
-        prompts = [cfg.prompt(q, cut_words(d, cfg.max_doc_words)) for q, d in pairs]
+        prompts = [cfg.prompt(q, cut_words(d, cfg.doc_words)) for q, d in pairs]
         enc = self.tokenizer([p for p, _, _ in prompts], add_special_tokens=False,
                              return_offsets_mapping=True)
         out: list[tuple[list[int], bool]] = []
