@@ -183,6 +183,24 @@ def test_pylate_equals_dense_reference(pylate, q_len):
         np.testing.assert_allclose(g, want, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("layout", ["stanford", "pylate"])
+def test_equals_sentence_transformers_multi_vector_encoder(stanford, pylate, layout):
+    """An independent reader of both layouts: sentence-transformers' MultiVectorEncoder (its own tokenisation,
+    markers, expansion and skiplist) gives the same token counts and MaxSim scores."""
+    from sentence_transformers.multi_vector_encoder import MultiVectorEncoder
+
+    path = (stanford if layout == "stanford" else pylate)[0]
+    mine = MaxSimReranker(MaxSimConfig(model=str(path)))
+    st = MultiVectorEncoder(str(path), device="cpu")
+    qs = st.encode_query(QUERIES, convert_to_numpy=True)
+    ds = st.encode_document(DOCS, convert_to_numpy=True)
+    assert [len(x) for x in qs] == [len(x) for x in mine.encode_queries(QUERIES)]
+    assert [len(x) for x in ds] == [len(x) for x in mine.encode_docs(DOCS)]
+    for query, q in zip(QUERIES, qs):
+        want = np.array([(np.asarray(q) @ np.asarray(d).T).max(axis=1).sum() for d in ds])
+        np.testing.assert_allclose(mine.score(query, DOCS), want, rtol=0, atol=2e-5)
+
+
 def test_query_has_exactly_query_length_tokens(stanford):
     path, _ = stanford
     long_query = " ".join(["word"] * 200)
