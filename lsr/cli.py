@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lsr",
         description="lsr: learned sparse retrieval. Encode text into term weights, "
-                    "build a quantised inverted index, search it exactly, evaluate.",
+                    "build a quantised inverted index, search it exactly, rerank the top hits, evaluate.",
     )
     parser.add_argument("--version", action="version", version=f"lsr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
