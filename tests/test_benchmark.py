@@ -496,3 +496,46 @@ def test_registry_entries_are_valid_and_their_commands_match():
         assert from_command.to_dict() | keep == c.to_dict(), name
         for kind, figures in c.expected.items():
             assert kind in ("lsr", "bm25", "pisa") and all(0 < v <= 1 for v in figures.values()), name
+
+
+# --------------------------------------------------------------------------- the reranking stage
+@pytest.mark.slow
+def test_benchmark_with_a_reranking_stage(env, sf):
+    """``lsr benchmark --rerank``: the reranked run is the reranker's own rerank of lsr's run (first N queries),
+    its latency is timed per query apart from retrieval, and effectiveness is measured before and after."""
+    from benchmarks.rerankers import minilm_colbert
+    from lsr.eval import evaluate
+    from lsr.rerank import load_reranker
+    from lsr.rerank.sources import query_texts
+    from lsr.results import Results
+
+    _, work = env
+    model = minilm_colbert(str(work / "models"), dim=16, seed=5)
+    cfg = work / "maxsim.yaml"
+    cfg.write_text(f"reranker: maxsim\nmodel: {model}\nbatch_size: 16\n")
+    out = work / "scifact-rerank"
+    p = _run_ok(bench(env, *SF_ARGS, "-o", str(out), "--cache-dir", str(work / "cache"), "--no-plots",
+                      "--rerank", str(cfg), "--rerank-depth", "5", "--rerank-queries", "4"))
+    res = json.loads((out / "results.json").read_text())
+    rr = res["rerank"]
+    assert rr["reranker"] == "maxsim" and rr["depth"] == 5 and rr["queries"] == 4 and rr["subset"]
+    assert len(rr["ms_per_query"]) == 4 and rr["ms"]["mean"] > 0 and rr["stats"]["forward_passes"] > 0
+    assert "reranking: maxsim" in p.stdout and "rerank latency (ms per query" in p.stdout
+    first = Results.read_trec(out / "run.trec")
+    qids = first.query_order()[:4]
+    idx = [i for i, q in enumerate(first.query_ids) if q in qids]
+    first4 = Results([first.query_ids[i] for i in idx], [first.doc_ids[i] for i in idx], first.scores[idx],
+                     first.ranks[idx])
+    corpus = {}
+    with open(SCIFACT / "corpus.jsonl") as f:
+        for line in f:
+            r = json.loads(line)
+            corpus[r["_id"]] = (r["title"] + " " + r["text"]).strip()
+    queries = {q: t for q, t in query_texts(str(SCIFACT / "queries.jsonl")).items() if q in qids}
+    want = load_reranker(str(cfg), depth=5).rerank(queries, first4, corpus)
+    got = Results.read_trec(out / "run.rerank.trec")
+    assert got.query_ids == want.query_ids and got.doc_ids == want.doc_ids
+    assert np.allclose(got.scores, want.scores, atol=1e-4)
+    qrels = {q: v for q, v in _scifact_qrels().items() if q in qids}
+    assert rr["metrics_before"]["nDCG@10"] == pytest.approx(evaluate(first4, qrels, ["nDCG@10"]).aggregate["nDCG@10"])
+    assert rr["metrics_after"]["nDCG@10"] == pytest.approx(evaluate(want, qrels, ["nDCG@10"]).aggregate["nDCG@10"])
