@@ -388,10 +388,7 @@ class ICRReranker(Reranker):
             raise LsrError(f"{label}: cannot run with eager attention and return attention weights "
                            f"({one_line(e)}); ICR needs a causal LM whose attention returns them") from e
         finally:
-            try:
-                self._set_attention(self.prefix_attention)
-            except Exception:
-                pass
+            self._set_attention(self.prefix_attention)   # back to the prefix pass's implementation
         att = getattr(out, "attentions", None)
         n = self.layer_end + 1
         if (not isinstance(att, (tuple, list)) or len(att) != n
