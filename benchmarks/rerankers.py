@@ -9,7 +9,7 @@ For each dataset (SciFact test, TREC DL 2019 judged) it runs
 splade-tiny; its encoding is cached), with the reranker's latency timed per
 query apart from retrieval and query encoding, and effectiveness measured
 before and after on the same queries. It prints one table, writes
-``rerankers.json`` and draws ``rerankers.png`` (nDCG@10 against reranking
+``rerankers.json`` (after each system; a rerun with the same output continues where it stopped) and draws ``rerankers.png`` (nDCG@10 against reranking
 milliseconds per query).
 
 Models: ``--llm`` is a Hugging Face directory of a causal LM (SmolLM2-135M-Instruct:
@@ -136,9 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     short = {"icr-all": "icr (all layers)", "icr-middle": "icr (middle third)", "sft": "sft", "maxsim": "maxsim"}
     chosen = [short[s] for s in args.systems.split(",")] if args.systems else list(table)
     os.makedirs(args.output, exist_ok=True)
+    saved = os.path.join(args.output, "rerankers.json")
     rows = []
+    if os.path.isfile(saved):   # a rerun continues: the systems measured already are kept, not run again
+        with open(saved) as f:
+            rows = json.load(f)
     for ds_key in args.datasets.split(","):
         for sys_name in chosen:
+            if any(r["dataset"] == DATASETS[ds_key] and r["system"] == sys_name for r in rows):
+                continue
             out = os.path.join(args.output, ds_key, sys_name.replace(" ", "-").replace("(", "").replace(")", ""))
             cfg = BenchmarkConfig(dataset=DATASETS[ds_key], encoder="splade-tiny", model_path=args.splade,
                                   output=out, cache_dir=os.path.join(args.cache, "bench-encode"), k=100,
@@ -155,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(f"{ds_key:8s} {sys_name:20s} nDCG@10 {row['before'].get('nDCG@10', float('nan')):.4f} -> "
                   f"{row['after'].get('nDCG@10', float('nan')):.4f}  {rr['ms']['mean']:.0f} ms/query", flush=True)
-            with open(os.path.join(args.output, "rerankers.json"), "w") as f:
+            with open(saved + ".tmp", "w") as f:
                 json.dump(rows, f, indent=1)
+            os.replace(saved + ".tmp", saved)
     print(format_table(rows))
     draw(rows, os.path.join(args.output, "rerankers.png"))
     return 0
