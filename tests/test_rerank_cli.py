@@ -50,3 +50,21 @@ def test_embed_docs_then_rerank_from_the_store(colbert, scifact_dir, tmp_path, c
     rc = main(base + ["--run", str(run), "--queries", str(q)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err == ["lsr: error: give --docs (the documents' text) or --set doc_embeddings=DIR"]
+
+
+def test_checkpoint_layout_errors_are_one_line(colbert, tmp_path, capsys):
+    from encoders_helpers import minilm_dir
+
+    q = tmp_path / "q.tsv"
+    q.write_text("a\tcancer\n")
+    run = tmp_path / "run.trec"
+    run.write_text("a Q0 d1 1 2.0 x\n")
+    docs = tmp_path / "d.tsv"
+    docs.write_text("d1\tcells\n")
+    base = ["rerank", "--reranker", "maxsim", "--run", str(run), "--queries", str(q), "--docs", str(docs)]
+    for extra, msg in ((["--model", colbert, "--set", "layout=nonsense"], "layout"),
+                       (["--model", str(minilm_dir())], "followed by Dense modules"),
+                       (["--model", str(minilm_dir()), "--set", "layout=stanford"], "the weights lack linear.weight")):
+        rc = main(base + extra)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and err[0].startswith("lsr: error: ") and msg in err[0], (extra, err)
