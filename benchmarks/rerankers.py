@@ -38,6 +38,8 @@ def systems(llm: str, minilm_ckpt: str, doc_words: int) -> dict[str, dict]:
         "icr (all layers)": {"reranker": "icr", "model": llm, "layers": "all", "doc_words": doc_words},
         "icr (middle third)": {"reranker": "icr", "model": llm, "layers": "middle", "doc_words": doc_words},
         "sft": {"reranker": "sft", "preset": "sft-smollm2-135m-instruct", "model": llm, "doc_words": doc_words},
+        "sft (Yes/No)": {"reranker": "sft", "preset": "sft-smollm2-135m-instruct", "model": llm,
+                         "doc_words": doc_words, "yes_token": "Yes", "no_token": "No"},
         "maxsim": {"reranker": "maxsim", "model": minilm_ckpt},
     }
 
@@ -117,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--llm-gguf", help="GGUF file to convert into --llm (once, into the cache)")
     p.add_argument("--splade", required=True, help="splade-tiny directory (the first stage)")
     p.add_argument("--datasets", default="scifact,dl19", help="of: " + ", ".join(DATASETS))
-    p.add_argument("--systems", help="comma-separated subset of: icr (all layers), icr (middle third), sft, maxsim "
-                                     "(by their first word and qualifier, e.g. 'icr-all,icr-middle,sft,maxsim')")
+    p.add_argument("--systems", help="comma-separated subset of icr-all, icr-middle, sft, sft-Yes (answer tokens "
+                                     "'Yes'/'No' instead of 'yes'/'no'), maxsim (default: all)")
     p.add_argument("--queries", type=int, default=100, help="queries reranked per dataset (the first N)")
     p.add_argument("--depth", type=int, default=20)
     p.add_argument("--doc-words", type=int, default=100, help="document truncation for icr and sft, in words")
@@ -133,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give --llm DIR or --llm-gguf FILE")
     minilm = minilm_colbert(args.cache)
     table = systems(llm, minilm, args.doc_words)
-    short = {"icr-all": "icr (all layers)", "icr-middle": "icr (middle third)", "sft": "sft", "maxsim": "maxsim"}
+    short = {"icr-all": "icr (all layers)", "icr-middle": "icr (middle third)", "sft": "sft",
+             "sft-Yes": "sft (Yes/No)", "maxsim": "maxsim"}
     chosen = [short[s] for s in args.systems.split(",")] if args.systems else list(table)
     os.makedirs(args.output, exist_ok=True)
     saved = os.path.join(args.output, "rerankers.json")
@@ -187,20 +190,29 @@ def draw(rows: list[dict], path: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.2), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
-        sub = [r for r in rows if r["dataset"] == ds]
-        ax.axhline(sub[0]["before"]["nDCG@10"], color="grey", ls="--", label="first stage (splade-tiny)")
-        for r in sub:
-            ax.scatter(r["ms"]["mean"], r["after"]["nDCG@10"], s=40)
-            ax.annotate(r["system"], (r["ms"]["mean"], r["after"]["nDCG@10"]), textcoords="offset points",
-                        xytext=(5, 4), fontsize=8)
+        sub = sorted((r for r in rows if r["dataset"] == ds), key=lambda r: r["ms"]["mean"])
+        first = sub[0]["before"]["nDCG@10"]
+        ax.axhline(first, color="grey", ls="--")
+        ax.annotate(f"first stage (splade-tiny) {first:.3f}", (0.01, first), xycoords=("axes fraction", "data"),
+                    textcoords="offset points", xytext=(0, 4), fontsize=8, color="grey")
+        for i, r in enumerate(sub):
+            x, y = r["ms"]["mean"], r["after"]["nDCG@10"]
+            ax.scatter(x, y, s=40)
+            ax.annotate(f"{r['system']} {y:.3f}", (x, y), textcoords="offset points",
+                        xytext=(-10, 8 if i % 2 == 0 else -14), fontsize=8)
         ax.set_xscale("log")
-        ax.set_xlabel(f"reranking ms per query (top {sub[0]['depth']}, 1 query at a time)")
-        ax.set_ylabel("nDCG@10")
-        ax.set_title(f"{ds} ({sub[0]['queries']} queries)")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        lo, hi = min(r["ms"]["mean"] for r in sub), max(r["ms"]["mean"] for r in sub)
+        ax.set_xlim(lo / 1.6, hi * 2.2)
+        ax.set_xlabel(f"reranking ms per query, mean (top {sub[0]['depth']}, one query at a time)")
+        ax.set_ylabel("nDCG@10 after reranking")
+        ax.set_title(f"{ds} ({sub[0]['queries']} queries)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
