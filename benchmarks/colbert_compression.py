@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         out = top_k(r.rerank(qtext, first, None), 10)
         ndcg = evaluate(out, sub_qrels, ["nDCG@10"]).aggregate["nDCG@10"]
         err = compression_error(r, path, items, base)
-        rows.append({"method": label, **err, "nDCG@10": ndcg})
+        rows.append({**err, "method": label, "nDCG@10": ndcg})
     base_ndcg = rows[0]["nDCG@10"]
     lines = [f"MaxSim (MiniLM, untrained projection to 128) over {len(texts)} documents, {len(subset)} queries x top "
              f"{args.depth} of {args.run}; first stage nDCG@10 {first_ndcg:.4f}; uncompressed store built in "

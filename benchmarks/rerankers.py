@@ -198,8 +198,8 @@ def draw(rows: list[dict], path: str) -> str:
         sub = sorted((r for r in rows if r["dataset"] == ds), key=lambda r: r["ms"]["mean"])
         first = sub[0]["before"]["nDCG@10"]
         ax.axhline(first, color="grey", ls="--")
-        ax.annotate(f"first stage (splade-tiny) {first:.3f}", (0.01, first), xycoords=("axes fraction", "data"),
-                    textcoords="offset points", xytext=(0, 4), fontsize=8, color="grey")
+        ax.annotate(f"first stage (splade-tiny) {first:.3f}", (0.99, first), xycoords=("axes fraction", "data"),
+                    textcoords="offset points", xytext=(0, -11), fontsize=8, color="grey", ha="right")
         for i, r in enumerate(sub):
             x, y = r["ms"]["mean"], r["after"]["nDCG@10"]
             ax.scatter(x, y, s=40)
