@@ -25,7 +25,8 @@ Settings come from, in increasing priority: the defaults, --registry NAME (an en
 given.
 
 Writes into --output: run.trec, queries.jsonl.gz (encoded queries), index/, results.json (git commit,
-configuration, machine facts, every figure) and latency-vs-effectiveness.png, latency-distribution.png.
+configuration, machine facts, every figure) and latency-vs-effectiveness.png, latency-distribution.png;
+with --rerank also run.rerank.trec (the reranked run).
 Encoded documents are cached in --cache-dir, keyed by dataset and encoder: a second run encodes nothing.
 
 Baselines: none. lsr benchmark measures lsr itself and prints "baselines run: none" with the command that
@@ -42,6 +43,7 @@ examples:
   lsr benchmark -d msmarco-passage/trec-dl-2019/judged -e splade-tiny -o bench/dl19
   lsr benchmark --registry splade-tiny-scifact
   lsr benchmark --registry splade-tiny-scifact --model-path models/splade-tiny   # a local copy, no network
+  lsr benchmark -d beir/scifact/test -e splade-tiny --rerank icr-smollm2-135m-instruct --rerank-depth 20
   lsr benchmark --list-registry
 """
 
