@@ -195,10 +195,10 @@ class SideConfig:
         if self.weights != "binary":
             if k not in ("tokens", "words"):
                 raise EncoderConfigError(f"{where}: weights applies to tokens and words only")
-            if self.weights != "counts" and (k == "words" or not self.weights.endswith(".json")):
+            if self.weights != "counts" and (k == "words" or not self.weights.endswith((".json", ".safetensors"))):
                 raise EncoderConfigError(
                     f"{where}: weights must be 'binary', 'counts'"
-                    + (" or a .json file of token weights" if k == "tokens" else "")
+                    + (" or a .json / .safetensors file of token weights" if k == "tokens" else "")
                     + f", got {self.weights!r}")
         if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 1):
             raise EncoderConfigError(f"{where}: top_k must be a positive integer or null, got {self.top_k!r}")

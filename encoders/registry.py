@@ -11,10 +11,11 @@ An encoder *spec* is, in the order tried:
    :func:`register_presets`;
 3. a YAML preset file (``*.yaml`` / ``*.yml``);
 4. a local checkpoint directory: ``lsr-encoder.yaml`` inside it, else a
+   sentence-transformers ``modules.json`` (:mod:`lsr.encoders.st_layout`), else a
    ``*ForMaskedLM`` checkpoint is a SPLADE encoder (max pooling, 256 tokens);
 5. a public hub id of the mapping table (e.g. ``naver/splade-v3``);
-6. any other hub id: its ``config.json`` is fetched and an MLM checkpoint is
-   taken as SPLADE.
+6. any other hub id: its ``modules.json`` (sentence-transformers), else its
+   ``config.json``: an MLM checkpoint is taken as SPLADE.
 
 A path that does not exist is an
 :class:`~lsr.encoders.errors.UnknownEncoderError` "no such directory: PATH",
@@ -190,6 +191,11 @@ def _from_checkpoint(spec: str, revision: str | None) -> EncoderConfig:
     ckpt = Checkpoint(spec, revision, what="model")
     if ckpt.local and os.path.isfile(os.path.join(ckpt.spec, PRESET_IN_CHECKPOINT)):
         return EncoderConfig.from_yaml(os.path.join(ckpt.spec, PRESET_IN_CHECKPOINT))
+    from .st_layout import st_config
+
+    st = st_config(ckpt)
+    if st is not None:
+        return st
     arch = ckpt.architectures
     if any(a.endswith("ForMaskedLM") for a in arch):
         name = os.path.basename(ckpt.spec.rstrip("/")) if ckpt.local else ckpt.spec

@@ -716,16 +716,19 @@ class DeepImpactSide(_HeadSide):
 class TokensSide(SideEncoder):
     """No transformer: the text's WordPieces (no special tokens), up to ``max_length``.
 
-    ``weights``: ``binary`` (1 per distinct token), ``counts`` (occurrences) or
+    ``weights``: ``binary`` (1 per distinct token), ``counts`` (occurrences),
     a JSON file ``{token: weight}`` of learned per-token weights (tokens not
-    in the file get no weight).
+    in the file get no weight), or a ``.safetensors`` file holding one vector
+    ``weight`` indexed by token id (sentence-transformers'
+    ``SparseStaticEmbedding`` weights).
     """
 
     def __init__(self, cfg: SideConfig, runtime: RuntimeConfig, role: str) -> None:
         super().__init__(cfg, runtime, role)
         self.table: dict[str, float] | None = None
         if cfg.weights not in ("binary", "counts"):
-            self.table = _read_weight_table(cfg.weights)
+            self.table = (_read_weight_vector(cfg.weights, self.text.vocab) if cfg.weights.endswith(".safetensors")
+                          else _read_weight_table(cfg.weights))
 
     def identity(self) -> dict:
         return {"model": self.ckpt.spec, "revision": None if self.ckpt.local else self.cfg.revision,
@@ -813,6 +816,29 @@ def _read_weight_table(path: str) -> dict[str, float]:
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
             raise EncoderConfigError(f"{path}: weight of token {t!r} must be a finite number >= 0, got {w!r}")
     return {str(t): float(w) for t, w in data.items()}
+
+
+def _read_weight_vector(path: str, vocab: list[str]) -> dict[str, float]:
+    """``{token: weight}`` from a safetensors file with one vector ``weight`` of the vocabulary's size
+    (tokens of weight 0 left out)."""
+    from .checkpoints import read_tensors
+
+    if not os.path.isfile(path):
+        raise EncoderConfigError(f"token weight file {path} does not exist")
+    tensors = read_tensors(path)
+    w = tensors.get("weight")
+    if w is None or w.ndim != 1 or len(w) != len(vocab):
+        found = ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items()) or "nothing"
+        raise IncompatibleModelError(f"{path}: expected one vector 'weight' of {len(vocab)} token weights "
+                                     f"(the tokenizer's vocabulary), found {found}")
+    w = w.float().numpy()
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if len(bad):
+        i = int(bad[0])
+        raise EncoderConfigError(f"{path}: weight of token {vocab[i]!r} must be a finite number >= 0, "
+                                 f"got {float(w[i])!r}")
+    nz = np.flatnonzero(w)
+    return dict(zip([vocab[i] for i in nz.tolist()], w[nz].tolist()))
 
 
 SIDE_CLASSES: dict[str, type[SideEncoder]] = {

@@ -1,0 +1,275 @@
+"""sentence-transformers ``SparseEncoder`` checkpoints: their modules mapped to lsr's encoder sides.
+
+A sentence-transformers (ST) checkpoint lists its modules in ``modules.json``
+(index, path inside the checkpoint, type). :func:`st_config` reads that list
+and the modules' own config files and returns the :class:`EncoderConfig` that
+encodes the same, or None when the checkpoint has no ``modules.json``. Module
+types are matched by class name under the ``sentence_transformers`` package,
+so the paths of ST 5.x (``sentence_transformers.sparse_encoder.models.MLMTransformer``)
+and 6.x (``sentence_transformers.sparse_encoder.modules.mlm_transformer.MLMTransformer``,
+``sentence_transformers.base.modules.router.Router``) are both accepted.
+
+Stacks understood:
+
+* ``MLMTransformer`` (or ``Transformer`` with ``transformer_task: fill-mask``)
+  + ``SpladePooling``: a ``splade`` side for documents and queries.
+  ``pooling_strategy`` max or sum; ``activation_function`` relu (the
+  ``log1p_relu`` variant, ``log(1 + log(1 + ReLU(x)))``, is refused);
+  ``chunk_size`` only bounds ST's memory and is ignored. ``max_length`` is
+  ST's: ``max_seq_length`` of ``sentence_bert_config.json`` (5.x) if given,
+  else the tokenizer's ``model_max_length`` capped at the model's
+  ``max_position_embeddings``.
+* ``Router`` with routes ``query`` and ``document`` (``router_config.json``),
+  each route one of the stack above or a ``SparseStaticEmbedding`` (the
+  inference-free side): a ``tokens`` side with the module's static per-token
+  weights (``weights: <module>/model.safetensors``), on its own tokenizer and
+  ``model_max_length``.
+
+Anything else (other modules, other routes, query/document prompts, a
+``do_lower_case`` the tokenizer does not already do) is an
+:class:`~lsr.encoders.errors.IncompatibleModelError` naming what was found.
+Hub checkpoints whose modules sit in sub-folders (a ``Router``) are downloaded
+with ``huggingface_hub.snapshot_download`` and used from the local cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from .checkpoints import Checkpoint
+from .config import EncoderConfig, SideConfig
+from .errors import IncompatibleModelError, ModelLoadError, one_line
+
+MODULES_FILE = "modules.json"
+ST_PACKAGE = "sentence_transformers."
+MLM_CLASSES = ("MLMTransformer", "Transformer")
+SPARSE_CLASSES = {"MLMTransformer", "SpladePooling", "SparseStaticEmbedding", "SparseAutoEncoder", "Router"}
+MAX_LENGTH_LIMIT = 100_000   # SideConfig's largest max_length ("no limit" tokenizers are clamped to it)
+
+
+class _Source:
+    """Files of an ST checkpoint: a local directory, or a hub id (files fetched one by one, or the
+    whole snapshot when a module lives in a sub-folder)."""
+
+    def __init__(self, ckpt: Checkpoint) -> None:
+        self.ckpt = ckpt
+        self._snapshot: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.ckpt.label
+
+    def file(self, rel: str) -> str | None:
+        """Local path of a file of the checkpoint (None if absent)."""
+        if self.ckpt.local or self._snapshot is not None:
+            path = os.path.join(self._snapshot or self.ckpt.spec, *rel.split("/"))
+            return path if os.path.isfile(path) else None
+        return _hub_file(self.ckpt, rel)
+
+    def json(self, rel: str, required: bool = True) -> dict | list | None:
+        path = self.file(rel)
+        if path is None:
+            if required:
+                raise IncompatibleModelError(f"sentence-transformers checkpoint {self.label}: no {rel}")
+            return None
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"{rel} of {self.label}: cannot read it as JSON ({one_line(e)})") from None
+
+    def model_spec(self, sub: str) -> str:
+        """What a :class:`SideConfig` names as ``model`` for the module folder ``sub`` ('' = the root)."""
+        if self.ckpt.local:
+            return os.path.join(self.ckpt.spec, sub) if sub else self.ckpt.spec
+        if not sub:
+            return self.ckpt.spec
+        return os.path.join(self.snapshot(), sub)
+
+    def snapshot(self) -> str:
+        if self._snapshot is None:
+            def download() -> str:
+                from huggingface_hub import snapshot_download
+
+                return snapshot_download(self.ckpt.spec, **self.ckpt.hub_kwargs)
+
+            self._snapshot = self.ckpt.guard("snapshot", download)
+        return self._snapshot
+
+
+def _hub_file(ckpt: Checkpoint, rel: str) -> str | None:
+    """A hub checkpoint's file, or None when the repository lacks it or, offline, it is not cached."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(ckpt.spec, rel, revision=ckpt.revision)
+    if isinstance(cached, str):
+        return cached
+    if cached is not None or constants.HF_HUB_OFFLINE:   # cached as absent, or offline and not cached
+        return None
+
+    def fetch() -> str | None:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+        try:
+            return hf_hub_download(ckpt.spec, rel, revision=ckpt.revision)
+        except (EntryNotFoundError, LocalEntryNotFoundError):
+            return None
+
+    return ckpt.guard(rel, fetch)
+
+
+def _class(entry: Any) -> str:
+    """Class name of a ``modules.json`` / router type path; '' when it is not a sentence-transformers class."""
+    t = entry if isinstance(entry, str) else ""
+    return t.rsplit(".", 1)[-1] if t.startswith(ST_PACKAGE) else ""
+
+
+def _stack_text(types: list[str]) -> str:
+    return " + ".join(t.rsplit(".", 1)[-1] if t.startswith(ST_PACKAGE) else t for t in types) or "no modules"
+
+
+def _refuse(src: _Source, types: list[str], why: str = "") -> IncompatibleModelError:
+    return IncompatibleModelError(
+        f"sentence-transformers checkpoint {src.label}: modules {_stack_text(types)} are not supported"
+        + (f" ({why})" if why else "")
+        + "; lsr reads MLMTransformer + SpladePooling and a Router whose routes are that stack or a "
+        "SparseStaticEmbedding")
+
+
+def _lowercases(tokenizer_json: str | None) -> bool:
+    """Whether a tokenizer.json's normaliser lower-cases."""
+    if tokenizer_json is None:
+        return False
+    from tokenizers import Tokenizer
+
+    norm = Tokenizer.from_file(tokenizer_json).normalizer
+    return norm is not None and norm.normalize_str("AZ") == "az"
+
+
+def _splade_side(src: _Source, mlm: tuple[str, str], pool: tuple[str, str], types: list[str]) -> SideConfig:
+    """A ``splade`` side from an MLM module folder and a SpladePooling module folder."""
+    (mlm_cls, mlm_dir), (_, pool_dir) = mlm, pool
+    join = (lambda d, f: f"{d}/{f}" if d else f)
+    sbc = src.json(join(mlm_dir, "sentence_bert_config.json"), required=False) or {}
+    if not isinstance(sbc, dict):
+        raise _refuse(src, types, "sentence_bert_config.json is not a JSON object")
+    task = sbc.get("transformer_task", "fill-mask" if mlm_cls == "MLMTransformer" else None)
+    if task != "fill-mask":
+        raise _refuse(src, types, f"the Transformer's task is {task!r}, not fill-mask: no MLM logits")
+    if sbc.get("do_lower_case") and not _lowercases(src.file(join(mlm_dir, "tokenizer.json"))):
+        raise _refuse(src, types, "do_lower_case on a tokenizer that does not lower-case")
+    pc = src.json(join(pool_dir, "config.json"), required=False) or {}
+    strategy = pc.get("pooling_strategy", "max")
+    if strategy not in ("max", "sum"):
+        raise _refuse(src, types, f"SpladePooling pooling_strategy {strategy!r}")
+    activation = pc.get("activation_function", "relu")
+    if activation != "relu":
+        raise _refuse(src, types, f"SpladePooling activation_function {activation!r}: lsr's SPLADE side "
+                                  "computes log(1 + ReLU(x)) (activation relu)")
+    length = sbc.get("max_seq_length")
+    if length is None:
+        tc = src.json(join(mlm_dir, "tokenizer_config.json"), required=False) or {}
+        mc = src.json(join(mlm_dir, "config.json"), required=False) or {}
+        length = tc.get("model_max_length")
+        limit = mc.get("max_position_embeddings")
+        if isinstance(limit, int) and limit != -1:
+            length = limit if not isinstance(length, (int, float)) else min(length, limit)
+    return SideConfig(kind="splade", model=src.model_spec(mlm_dir), revision=_rev(src, mlm_dir),
+                      pooling=strategy, max_length=_length(length))
+
+
+def _static_side(src: _Source, sub: str, types: list[str]) -> SideConfig:
+    """A ``tokens`` side with the static per-token weights of a SparseStaticEmbedding folder."""
+    join = (lambda f: f"{sub}/{f}" if sub else f)
+    cfg = src.json(join("config.json"), required=False) or {}
+    if isinstance(cfg.get("path"), str) and cfg["path"].endswith(".json"):
+        weights = src.file(join(cfg["path"])) if not os.path.isabs(cfg["path"]) else cfg["path"]
+    else:
+        weights = src.file(join("model.safetensors"))
+    if weights is None or not os.path.isfile(weights):
+        raise _refuse(src, types, f"SparseStaticEmbedding in {sub or 'the root'} has no model.safetensors "
+                                  "(a pytorch_model.bin is not read: convert it to safetensors)")
+    tc = src.json(join("tokenizer_config.json"), required=False) or {}
+    return SideConfig(kind="tokens", model=src.model_spec(sub), revision=_rev(src, sub),
+                      weights=weights, max_length=_length(tc.get("model_max_length")))
+
+
+def _rev(src: _Source, sub: str) -> str | None:
+    return src.ckpt.revision if not src.ckpt.local and not sub else None
+
+
+def _length(value: Any) -> int:
+    """ST's token limit as a SideConfig max_length (none given, or a "no limit" value: 100000)."""
+    if value is None:
+        return MAX_LENGTH_LIMIT
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise IncompatibleModelError(f"sentence-transformers checkpoint: max length {value!r} is not a number")
+    return int(max(3, min(value, MAX_LENGTH_LIMIT)))
+
+
+def _stack_side(src: _Source, stack: list[tuple[str, str, str]]) -> SideConfig:
+    """The side for a list of (type, class, folder) modules, or an error naming them."""
+    types = [t for t, _, _ in stack]
+    classes = [c for _, c, _ in stack]
+    if len(stack) == 2 and classes[0] in MLM_CLASSES and classes[1] == "SpladePooling":
+        return _splade_side(src, stack[0][1:], stack[1][1:], types)
+    if classes == ["SparseStaticEmbedding"]:
+        return _static_side(src, stack[0][2], types)
+    if not set(classes) & SPARSE_CLASSES:
+        raise _refuse(src, types, "a dense embedding model: no MLM head with SpladePooling, so no sparse vectors")
+    raise _refuse(src, types)
+
+
+def st_config(ckpt: Checkpoint) -> EncoderConfig | None:
+    """The encoder config of an ST sparse checkpoint (None when it has no ``modules.json``)."""
+    src = _Source(ckpt)
+    modules = src.json(MODULES_FILE, required=False)
+    if modules is None:
+        return None
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise IncompatibleModelError(f"{MODULES_FILE} of {src.label} is not a list of modules")
+    modules = sorted(modules, key=lambda m: m.get("idx", 0) if isinstance(m.get("idx"), int) else 0)
+    stack = [(str(m.get("type")), _class(m.get("type")), str(m.get("path") or "").strip("/")) for m in modules]
+    _check_prompts(src, [t for t, _, _ in stack])
+    name = os.path.basename(ckpt.spec.rstrip("/")) if ckpt.local else ckpt.spec
+    if [c for _, c, _ in stack] == ["Router"]:
+        doc, query = _router_sides(src, stack[0][2], stack[0][0])
+    else:
+        doc = query = _stack_side(src, stack)
+    what = {"splade": f"SPLADE ({doc.pooling} pooling)", "tokens": "static token weights"}
+    desc = (f"sentence-transformers SparseEncoder {ckpt.label}: documents {what[doc.kind]}, "
+            f"queries {what[query.kind]}")
+    return EncoderConfig(name=name, type="splade", doc=doc, query=query, description=desc)
+
+
+def _check_prompts(src: _Source, types: list[str]) -> None:
+    cfg = src.json("config_sentence_transformers.json", required=False) or {}
+    prompts = cfg.get("prompts") if isinstance(cfg, dict) else None
+    used = {k: v for k, v in (prompts or {}).items() if v} if isinstance(prompts, dict) else {}
+    if used:
+        raise _refuse(src, types, f"prompts {used!r} (lsr does not prepend prompts)")
+
+
+def _router_sides(src: _Source, sub: str, router_type: str) -> tuple[SideConfig, SideConfig]:
+    join = (lambda f: f"{sub}/{f}" if sub else f)
+    rc = src.json(join("router_config.json"), required=False)
+    if rc is None:
+        rc = src.json(join("config.json"))
+    if not isinstance(rc, dict) or not isinstance(rc.get("structure"), dict) or not isinstance(
+            rc.get("types"), dict):
+        raise _refuse(src, [router_type], "router_config.json has no 'types' and 'structure'")
+    routes = rc["structure"]
+    if set(routes) != {"query", "document"}:
+        raise _refuse(src, [router_type], f"Router routes {sorted(routes)}, expected query and document")
+    sides = {}
+    for route in ("document", "query"):
+        names = routes[route] if isinstance(routes[route], list) else []
+        stack = [(str(rc["types"].get(n)), _class(rc["types"].get(n)), join(str(n))) for n in names]
+        sides[route] = _stack_side(src, stack)
+    return sides["document"], sides["query"]
+
+
+__all__ = ["MODULES_FILE", "st_config"]
