@@ -29,8 +29,8 @@ def texts(scifact_dir):
 
 @pytest.fixture(scope="module")
 def st_checkpoints(tmp_path_factory, splade_tiny):
-    """``{name: directory}``: SPLADE max (ST 6.x MLMTransformer), sum, and an inference-free Router, saved
-    by sentence-transformers."""
+    """``{name: directory}``: SPLADE max and sum (MLMTransformer), max on a fill-mask Transformer, and an
+    inference-free Router, saved by sentence-transformers."""
     import torch
     from sentence_transformers import SparseEncoder
     from sentence_transformers.sparse_encoder.modules import (
@@ -38,6 +38,7 @@ def st_checkpoints(tmp_path_factory, splade_tiny):
         Router,
         SparseStaticEmbedding,
         SpladePooling,
+        Transformer,
     )
 
     root = tmp_path_factory.mktemp("st")
@@ -47,6 +48,11 @@ def st_checkpoints(tmp_path_factory, splade_tiny):
                                        SpladePooling(pooling)], device="cpu")
         model.save_pretrained(str(root / pooling))
         out[pooling] = root / pooling
+    # the module sentence-transformers 6.x recommends for new SPLADE models
+    model = SparseEncoder(modules=[Transformer(str(splade_tiny), transformer_task="fill-mask", max_seq_length=64),
+                                   SpladePooling("max")], device="cpu")
+    model.save_pretrained(str(root / "transformer"))
+    out["transformer"] = root / "transformer"
     mlm = MLMTransformer(str(splade_tiny), max_seq_length=100)
     g = torch.Generator().manual_seed(26)
     vocab_size = len(mlm.tokenizer.get_vocab())
@@ -77,7 +83,7 @@ def _assert_equal(ours, theirs, tol=1e-5):
         assert max((abs(a[t] - b[t]) for t in b), default=0.0) <= tol
 
 
-@pytest.mark.parametrize("name", ["max", "sum", "router"])
+@pytest.mark.parametrize("name", ["max", "sum", "transformer", "router"])
 def test_st_checkpoint_encodes_like_sentence_transformers(name, st_checkpoints, texts):
     from sentence_transformers import SparseEncoder
 
@@ -90,8 +96,8 @@ def test_st_checkpoint_encodes_like_sentence_transformers(name, st_checkpoints, 
         assert cfg.query.max_length == 100
     else:
         assert cfg.doc == cfg.query
-        assert (cfg.doc.kind, cfg.doc.pooling) == ("splade", name)
-        assert cfg.doc.max_length == (128 if name == "max" else 96)
+        assert (cfg.doc.kind, cfg.doc.pooling) == ("splade", "sum" if name == "sum" else "max")
+        assert cfg.doc.max_length == {"max": 128, "sum": 96, "transformer": 64}[name]
     st = SparseEncoder(str(path), device="cpu")
     enc = load_encoder(str(path), threads=1)
     st_docs, st_rows, _ = _st_dicts(st, docs, query=False)
