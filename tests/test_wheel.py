@@ -86,6 +86,12 @@ def test_presets_and_registry_list_as_in_the_checkout(venv):
     registry = _run([str(lsr), "benchmark", "--list-registry"], cwd=work).stdout.splitlines()
     want = [f"{n}: {load_registry_entry(n).description}" for n in registry_entries()]
     assert registry == want and any(line.startswith("splade-tiny-scifact: ") for line in registry)
+    from lsr.rerank import available_presets
+
+    rerank = _run([str(lsr), "rerank", "--list"], cwd=work).stdout.splitlines()
+    assert rerank[0] == "rerankers: icr, maxsim, sft"
+    assert rerank[1].split(":", 1)[1].strip().split(", ") == available_presets()
+    assert {"colbertv2", "icr-smollm2-135m-instruct", "sft-qwen3-reranker-0.6b"} <= set(available_presets())
 
 
 @pytest.mark.slow
