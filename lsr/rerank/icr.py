@@ -101,6 +101,7 @@ import numpy as np
 from lsr.errors import InputError, LsrError
 
 from .base import Reranker, RerankerConfig, torch_dtype
+from .text import SLOT, WORD, cut_words, is_int
 
 #: the first instruction of the reference's prompt (it writes it with a leading space after its
 #: hand-written chat prefix; here the chat template supplies what precedes it)
@@ -116,41 +117,25 @@ CALIBRATION_QUERY = "N/A"
 
 LAYER_PRESETS = ("all", "middle")
 
-_SLOT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
-_WORD = re.compile(r"\S+")
 _MARK = "\x00ICR-USER-MESSAGE\x00"
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
     """``template`` with its ``{slot}`` s replaced in one pass (braces inside the values stay as they are)."""
-    return _SLOT.sub(lambda m: values[m.group(1)], template)
+    return SLOT.sub(lambda m: values[m.group(1)], template)
 
 
 def _check_template(name: str, field: str, template: Any, slots: tuple[str, ...], once: str) -> None:
     if not isinstance(template, str):
         raise InputError(f"{name}: {field} must be a string")
-    found = [m.group(1) for m in _SLOT.finditer(template)]
+    found = [m.group(1) for m in SLOT.finditer(template)]
     unknown = sorted(set(found) - set(slots))
     if unknown:
         raise InputError(f"{name}: {field} has unknown slot(s) {', '.join('{' + u + '}' for u in unknown)} "
                          f"(slots: {', '.join('{' + s + '}' for s in slots)})")
     if found.count(once) != 1:
         raise InputError(f"{name}: {field} must hold {{{once}}} exactly once, found {found.count(once)}")
-
-
-def cut_words(text: str, n: int | None) -> str:
-    """``text`` up to the end of its ``n``-th whitespace-separated word (all of it when shorter or n is None)."""
-    if n is None:
-        return text
-    for i, m in enumerate(_WORD.finditer(text), 1):
-        if i == n:
-            return text[:m.end()]
-    return text
 
 
 def layer_range(spec: str, n_layers: int) -> tuple[int, int]:
@@ -210,7 +195,7 @@ class ICRConfig(RerankerConfig):
         name = type(self).__name__
         layers = self.layers
         if isinstance(layers, (list, tuple)):
-            if len(layers) != 2 or not all(_is_int(x) for x in layers):
+            if len(layers) != 2 or not all(is_int(x) for x in layers):
                 raise InputError(f"{name}: layers as a list must be [START, END] (two integers), got {layers!r}")
             layers = f"{layers[0]}-{layers[1]}"
             object.__setattr__(self, "layers", layers)
@@ -223,9 +208,9 @@ class ICRConfig(RerankerConfig):
             if int(m.group(1)) > int(m.group(2)):
                 raise InputError(f"{name}: layers {layers}: START is after END")
             object.__setattr__(self, "layers", f"{int(m.group(1))}-{int(m.group(2))}")
-        if self.doc_words is not None and (not _is_int(self.doc_words) or self.doc_words < 1):
+        if self.doc_words is not None and (not is_int(self.doc_words) or self.doc_words < 1):
             raise InputError(f"{name}: doc_words must be a positive integer (or null), got {self.doc_words!r}")
-        if not _is_int(self.min_doc_words) or self.min_doc_words < 1:
+        if not is_int(self.min_doc_words) or self.min_doc_words < 1:
             raise InputError(f"{name}: min_doc_words must be a positive integer, got {self.min_doc_words!r}")
         if self.doc_words is not None and self.min_doc_words > self.doc_words:
             raise InputError(f"{name}: min_doc_words ({self.min_doc_words}) is above doc_words ({self.doc_words})")
@@ -242,7 +227,7 @@ class ICRConfig(RerankerConfig):
         _check_template(name, "doc_template", self.doc_template, ("i", "text"), "text")
         if self.use_chat_template is not None and not isinstance(self.use_chat_template, bool):
             raise InputError(f"{name}: use_chat_template must be true, false or null, got {self.use_chat_template!r}")
-        if self.max_context is not None and (not _is_int(self.max_context) or self.max_context < 2):
+        if self.max_context is not None and (not is_int(self.max_context) or self.max_context < 2):
             raise InputError(f"{name}: max_context must be an integer of at least 2 (or null), "
                              f"got {self.max_context!r}")
         if self.prefix_attention is not None and (not isinstance(self.prefix_attention, str)
@@ -304,7 +289,7 @@ class ICRReranker(Reranker):
 
         model_config = ckpt.guard("config", load_config)
         n_layers = getattr(model_config, "num_hidden_layers", None)
-        if not _is_int(n_layers) or n_layers < 1:
+        if not is_int(n_layers) or n_layers < 1:
             raise LsrError(f"icr reranker model {ckpt.label}: its config gives no number of layers "
                            "(num_hidden_layers); ICR needs a decoder-only causal LM")
         self.n_layers = n_layers
@@ -408,7 +393,7 @@ class ICRReranker(Reranker):
         cfg = getattr(cfg, "get_text_config", lambda: cfg)()
         for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
             v = getattr(cfg, key, None)
-            if _is_int(v) and v > 0:
+            if is_int(v) and v > 0:
                 return v
         return None
 
@@ -438,7 +423,7 @@ class ICRReranker(Reranker):
         """The token ids of ``query``'s prompt over ``docs`` (cut to fit the context; see the module docstring)."""
         cfg = self.config
         docs = [d.strip() for d in docs]
-        longest = max((len(_WORD.findall(d)) for d in docs), default=0)
+        longest = max((len(WORD.findall(d)) for d in docs), default=0)
         words = cfg.doc_words if cfg.doc_words is not None and cfg.doc_words < longest else None
         built = self._build(query, docs, words)
         if self.max_context is None or built.length <= self.max_context:
@@ -518,7 +503,7 @@ class ICRReranker(Reranker):
         p = self.prompt(query, docs)
         self.stats["documents"] += len(docs)
         if self.config.doc_words is not None:
-            n_words = [len(_WORD.findall(d)) for d in docs]
+            n_words = [len(WORD.findall(d)) for d in docs]
             self.stats["documents_cut"] += sum(n > self.config.doc_words for n in n_words)
             if p.words is not None and p.words < self.config.doc_words:
                 self.stats["documents_cut_further"] += sum(n > p.words for n in n_words)

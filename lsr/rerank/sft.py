@@ -59,7 +59,6 @@ read as that token, as in the model card's code: the prompt is one string.
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -69,6 +68,7 @@ import numpy as np
 from lsr.errors import InputError
 
 from .base import Reranker, RerankerConfig, torch_dtype
+from .text import SLOT, cut_words, is_int
 
 #: Qwen3-Reranker's prompt (its model card), with the instruction, query and document slots
 QWEN3_RERANKER_TEMPLATE = (
@@ -86,13 +86,7 @@ DEFAULT_MAX_LENGTH = 8192
 
 OUTPUTS = ("probability", "log_odds")
 
-_SLOT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SLOTS = ("instruction", "query", "document")
-_WORD = re.compile(r"\S+")
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 @dataclass(frozen=True)
@@ -127,7 +121,7 @@ class SFTConfig(RerankerConfig):
         name = type(self).__name__
         if not isinstance(self.template, str):
             raise InputError(f"{name}: template must be a string")
-        slots = [m.group(1) for m in _SLOT.finditer(self.template)]
+        slots = [m.group(1) for m in SLOT.finditer(self.template)]
         unknown = sorted(set(slots) - set(_SLOTS))
         if unknown:
             raise InputError(f"{name}: template has unknown slot(s) {', '.join('{' + u + '}' for u in unknown)} "
@@ -145,10 +139,10 @@ class SFTConfig(RerankerConfig):
                 raise InputError(f"{name}: {field} must be a non-empty string, got {v!r}")
         if self.yes_token == self.no_token:
             raise InputError(f"{name}: yes_token and no_token must differ, both are {self.yes_token!r}")
-        if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 2):
+        if self.max_length is not None and (not is_int(self.max_length) or self.max_length < 2):
             raise InputError(f"{name}: max_length must be an integer of at least 2 (or null), "
                              f"got {self.max_length!r}")
-        if self.doc_words is not None and (not _is_int(self.doc_words) or self.doc_words < 1):
+        if self.doc_words is not None and (not is_int(self.doc_words) or self.doc_words < 1):
             raise InputError(f"{name}: doc_words must be a positive integer (or null), "
                              f"got {self.doc_words!r}")
         if not isinstance(self.share_prefix, bool):
@@ -167,7 +161,7 @@ class SFTConfig(RerankerConfig):
         pos = 0
         length = 0
         start = end = -1
-        for m in _SLOT.finditer(self.template):
+        for m in SLOT.finditer(self.template):
             text = self.template[pos:m.start()]
             out.append(text)
             length += len(text)
@@ -179,16 +173,6 @@ class SFTConfig(RerankerConfig):
             pos = m.end()
         out.append(self.template[pos:])
         return "".join(out), start, end
-
-
-def cut_words(text: str, n: int | None) -> str:
-    """``text`` up to the end of its ``n``-th whitespace-separated word (all of it when shorter or n is None)."""
-    if n is None:
-        return text
-    for i, m in enumerate(_WORD.finditer(text), 1):
-        if i == n:
-            return text[:m.end()]
-    return text
 
 
 class SFTReranker(Reranker):
@@ -287,7 +271,7 @@ class SFTReranker(Reranker):
         cfg = getattr(cfg, "get_text_config", lambda: cfg)()
         for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
             v = getattr(cfg, key, None)
-            if _is_int(v) and v > 0:
+            if is_int(v) and v > 0:
                 return v
         return None
 
