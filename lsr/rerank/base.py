@@ -324,3 +324,23 @@ def torch_dtype(name: str):
     import torch
 
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def dtype_kwargs(name: str) -> dict:
+    """``from_pretrained``'s dtype argument for a :attr:`RerankerConfig.dtype` name (``dtype`` from
+    transformers 4.56 on, ``torch_dtype`` before)."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {("dtype" if (major, minor) >= (4, 56) else "torch_dtype"): torch_dtype(name)}
+
+
+def model_context(model) -> int | None:
+    """The context length (in tokens) a Hugging Face model's config gives, or None."""
+    cfg = model.config
+    cfg = getattr(cfg, "get_text_config", lambda: cfg)()
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    return None

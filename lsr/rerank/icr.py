@@ -100,7 +100,7 @@ import numpy as np
 
 from lsr.errors import InputError, LsrError
 
-from .base import Reranker, RerankerConfig, torch_dtype
+from .base import Reranker, RerankerConfig, dtype_kwargs, model_context
 from .text import SLOT, WORD, cut_words, is_int
 
 #: the first instruction of the reference's prompt (it writes it with a leading space after its
@@ -305,12 +305,9 @@ class ICRReranker(Reranker):
                 overrides["layer_types"] = list(types[:keep])
 
         def load_model():
-            import transformers
             from transformers import AutoModelForCausalLM
 
-            major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
-            key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
-            return AutoModelForCausalLM.from_pretrained(ckpt.spec, **{key: torch_dtype(config.dtype)},
+            return AutoModelForCausalLM.from_pretrained(ckpt.spec, **dtype_kwargs(config.dtype),
                                                         **ckpt.hub_kwargs, **overrides)
 
         if keep < n_layers:   # transformers reports the weights of the left-out layers as unexpected: expected here
@@ -331,7 +328,7 @@ class ICRReranker(Reranker):
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._check_attention()
 
-        self.context = self._model_context()
+        self.context = model_context(self.model)
         if config.max_context is None:
             self.max_context = self.context
         else:
@@ -387,15 +384,6 @@ class ICRReranker(Reranker):
             if t is not None:
                 return int(t)
         return 0
-
-    def _model_context(self) -> int | None:
-        cfg = self.model.config
-        cfg = getattr(cfg, "get_text_config", lambda: cfg)()
-        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-            v = getattr(cfg, key, None)
-            if is_int(v) and v > 0:
-                return v
-        return None
 
     def _chat_wrap(self) -> tuple[str, str]:
         """The text the chat template puts before and after one user message (with the generation prompt)."""

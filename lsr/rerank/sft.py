@@ -67,7 +67,7 @@ import numpy as np
 
 from lsr.errors import InputError
 
-from .base import Reranker, RerankerConfig, torch_dtype
+from .base import Reranker, RerankerConfig, dtype_kwargs, model_context
 from .text import SLOT, cut_words, is_int
 
 #: Qwen3-Reranker's prompt (its model card), with the instruction, query and document slots
@@ -220,12 +220,9 @@ class SFTReranker(Reranker):
                                          "language model (the reranker reads its next-token logits)")
 
         def load():
-            import transformers
             from transformers import AutoModelForCausalLM
 
-            major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
-            key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
-            return AutoModelForCausalLM.from_pretrained(ckpt.spec, **{key: torch_dtype(config.dtype)},
+            return AutoModelForCausalLM.from_pretrained(ckpt.spec, **dtype_kwargs(config.dtype),
                                                         **ckpt.hub_kwargs)
 
         model = ckpt.guard("causal LM", load)
@@ -235,7 +232,7 @@ class SFTReranker(Reranker):
         if n_out is not None and max(self.yes_id, self.no_id) >= n_out:
             raise InputError(f"the answer token ids {self.yes_id}/{self.no_id} lie outside the output "
                              f"vocabulary ({n_out}) of {ckpt.label}")
-        self.context = self._model_context()
+        self.context = model_context(self.model)
         if config.max_length is None:
             self.max_length = min(DEFAULT_MAX_LENGTH, self.context) if self.context else DEFAULT_MAX_LENGTH
         else:
@@ -265,15 +262,6 @@ class SFTReranker(Reranker):
             raise InputError(f"{field} {text!r} is {len(ids)} tokens {shown} for the tokenizer of "
                              f"{self.checkpoint.label}, not one")
         return int(ids[0])
-
-    def _model_context(self) -> int | None:
-        cfg = self.model.config
-        cfg = getattr(cfg, "get_text_config", lambda: cfg)()
-        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-            v = getattr(cfg, key, None)
-            if is_int(v) and v > 0:
-                return v
-        return None
 
     def describe(self) -> dict:
         return {**super().describe(), "yes_token_id": self.yes_id, "no_token_id": self.no_id,
