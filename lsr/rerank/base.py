@@ -154,8 +154,8 @@ class Reranker(ABC):
         for qid, _, _ in groups:
             if qid not in qtexts:
                 raise InputError(f"query id {qid!r} of the run is not among the queries")
-        needed = list(dict.fromkeys(results.doc_ids[s] for _, s, e in groups
-                                    for s in range(s, min(e, s + depth))))
+        needed = list(dict.fromkeys(results.doc_ids[i] for _, s, e in groups
+                                    for i in range(s, min(e, s + depth))))
         texts = source.texts(needed)
         out_q: list[str] = []
         out_d: list[str] = []
