@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
 from lsr.errors import InputError, LsrError  # noqa: E402
 from lsr.rerank.base import load_reranker, reranker_config  # noqa: E402

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
 from lsr.errors import InputError  # noqa: E402
 from lsr.rerank import load_reranker, reranker_config  # noqa: E402
