@@ -282,6 +282,23 @@ def _lines(n, start=0):
                    for i in range(start, start + n))
 
 
+def _sigterm_when(proc, ready, seconds: float, poll: float) -> bytes:
+    """Wait (at most ``seconds``) until ``ready()``, the process still running, then SIGTERM it; its stderr."""
+    deadline = time.time() + seconds
+    try:
+        while not ready():
+            assert proc.poll() is None, "the process ended first: " + proc.stderr.read().decode()[-2000:]
+            assert time.time() < deadline
+            time.sleep(poll)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return err
+
+
 def test_sigterm_while_reading_removes_the_building_directory(tmp_path):
     proc, writer = _start_fifo_build(tmp_path, _lines(1500))
     try:
@@ -307,20 +324,9 @@ def test_sigterm_during_the_final_assembly_removes_the_building_directory(tmp_pa
     proc = subprocess.Popen([sys.executable, "-m", "lsr", "index", str(src), "-o", str(out), "--run-postings",
                              "5000", "--reorder", "bp", "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    try:
-        # the merge has begun: postings_impacts.npy is created once every run is on disk
-        while not any(os.path.exists(tmp_path / b / "postings_impacts.npy") for b in leftovers(tmp_path)):
-            assert proc.poll() is None, "the build ended before its final assembly was seen: " + \
-                proc.stderr.read().decode()[-2000:]
-            assert time.time() < deadline
-            time.sleep(0.002)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    # the merge has begun: postings_impacts.npy is created once every run is on disk
+    err = _sigterm_when(proc, lambda: any(os.path.exists(tmp_path / b / "postings_impacts.npy")
+                                          for b in leftovers(tmp_path)), 300, 0.002)
     assert proc.returncode == 128 + signal.SIGTERM, err.decode()
     assert leftovers(tmp_path) == [] and not out.exists()
 
@@ -429,18 +435,7 @@ def test_sigterm_during_lsr_encode_keeps_the_finished_parts(tmp_path, splade_tin
     proc = subprocess.Popen([sys.executable, "-m", "lsr", "encode", str(splade_tiny), "--corpus", str(corpus), "-o",
                              str(out), "--part-size", "4", "--batch-size", "2", "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    try:
-        while not (out / "part-00001.jsonl.gz").exists():
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.time() < deadline
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    err = _sigterm_when(proc, (out / "part-00001.jsonl.gz").exists, 240, 0.02)
     assert proc.returncode == 128 + signal.SIGTERM, err.decode()[-2000:]
     assert "lsr: terminated; the finished parts are kept" in err.decode()
     names = os.listdir(out)
