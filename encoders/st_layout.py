@@ -34,13 +34,14 @@ with ``huggingface_hub.snapshot_download`` and used from the local cache.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
+from lsr.io import read_json
+
 from .checkpoints import Checkpoint
 from .config import EncoderConfig, SideConfig
-from .errors import IncompatibleModelError, ModelLoadError, one_line
+from .errors import IncompatibleModelError, ModelLoadError
 
 MODULES_FILE = "modules.json"
 ST_PACKAGE = "sentence_transformers."
@@ -74,11 +75,7 @@ class _Source:
             if required:
                 raise IncompatibleModelError(f"sentence-transformers checkpoint {self.label}: no {rel}")
             return None
-        try:
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)
-        except (OSError, ValueError) as e:
-            raise ModelLoadError(f"{rel} of {self.label}: cannot read it as JSON ({one_line(e)})") from None
+        return read_json(path, ModelLoadError, f"{rel} of {self.label}")
 
     def model_spec(self, sub: str) -> str:
         """What a :class:`SideConfig` names as ``model`` for the module folder ``sub`` ('' = the root)."""

@@ -124,14 +124,19 @@ def vector_files(source: str | os.PathLike) -> list[str]:
     return [source]
 
 
-def read_json_object(path: str | os.PathLike, error: type[LsrError] = InputError, what: str = "file") -> dict:
-    """The JSON object stored at ``path``; an unreadable file, malformed JSON or another JSON type
-    raises ``error`` with one line naming ``path`` and ``what`` it should be."""
+def read_json(path: str | os.PathLike, error: type[LsrError] = InputError, what: str = "file") -> Any:
+    """The JSON value stored at ``path``; an unreadable file or malformed JSON raises ``error`` with one
+    line naming ``path`` and ``what`` it should be."""
     try:
         with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
+            return json.load(f)
     except (OSError, ValueError) as e:
         raise error(f"{os.fspath(path)}: unreadable {what} ({e})") from None
+
+
+def read_json_object(path: str | os.PathLike, error: type[LsrError] = InputError, what: str = "file") -> dict:
+    """:func:`read_json` of a file that must hold a JSON object (another JSON type raises ``error`` too)."""
+    obj = read_json(path, error, what)
     if not isinstance(obj, dict):
         raise error(f"{os.fspath(path)}: {what} must be a JSON object")
     return obj

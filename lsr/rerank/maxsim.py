@@ -142,15 +142,10 @@ class ColbertSettings:
 # ----------------------------------------------------------------------------------------- loading
 def _read_json(ckpt, name: str, required: bool = True):
     from lsr.encoders.errors import ModelLoadError
+    from lsr.io import read_json
 
     path = ckpt.file(name, required=required)
-    if path is None:
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise ModelLoadError(f"{ckpt.what} {ckpt.label}: cannot read {name} ({e})") from None
+    return None if path is None else read_json(path, ModelLoadError, f"{name} of {ckpt.what} {ckpt.label}")
 
 
 def detect_layout(ckpt) -> str:
