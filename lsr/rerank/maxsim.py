@@ -148,6 +148,19 @@ def _read_json(ckpt, name: str, required: bool = True):
     return None if path is None else read_json(path, ModelLoadError, f"{name} of {ckpt.what} {ckpt.label}")
 
 
+def _setting_reader(values: dict, file: str, defaults: dict, default_label: str, sources: dict):
+    """``get(key, name=None)``: ``values[key]`` when set, else ``defaults[key]``; records in ``sources``
+    (under ``name`` or ``key``) which one it was."""
+    def get(key, name=None):
+        if values.get(key) is not None:
+            sources[name or key] = f"{file} {key}"
+            return values[key]
+        sources[name or key] = default_label
+        return defaults[key]
+
+    return get
+
+
 def detect_layout(ckpt) -> str:
     """``stanford`` or ``pylate`` from the checkpoint's files; InputError for neither."""
     if ckpt.file("modules.json", required=False) is not None:
@@ -264,12 +277,7 @@ def _load_stanford(ckpt, cfg: MaxSimConfig):
     if not isinstance(meta, dict):
         raise InputError(f"{ckpt.label}: artifact.metadata is not a JSON object")
 
-    def get(key, name=None):
-        if meta.get(key) is not None:
-            sources[name or key] = f"artifact.metadata {key}"
-            return meta[key]
-        sources[name or key] = "ColBERT default"
-        return _STANFORD_DEFAULTS[key]
+    get = _setting_reader(meta, "artifact.metadata", _STANFORD_DEFAULTS, "ColBERT default", sources)
 
     if get("similarity") != "cosine":
         raise InputError(f"{ckpt.label}: similarity {meta.get('similarity')!r} is not supported (only cosine)")
@@ -362,12 +370,7 @@ def _load_pylate(ckpt, cfg: MaxSimConfig):
         raise InputError(f"{ckpt.label}: config_sentence_transformers.json is not a JSON object")
     sources = {}
 
-    def get(key, name=None):
-        if st.get(key) is not None:
-            sources[name or key] = f"config_sentence_transformers.json {key}"
-            return st[key]
-        sources[name or key] = "PyLate default"
-        return _PYLATE_DEFAULTS[key]
+    get = _setting_reader(st, "config_sentence_transformers.json", _PYLATE_DEFAULTS, "PyLate default", sources)
 
     qm, dm = get("query_prefix") or None, get("document_prefix") or None
     for marker, what in ((qm, "query prefix"), (dm, "document prefix")):
