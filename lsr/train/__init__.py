@@ -1,0 +1,1 @@
+"""Training lsr's encoders on sentence-transformers' sparse trainer (``lsr train``)."""
