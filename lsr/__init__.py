@@ -20,6 +20,12 @@ Reranking the top candidates (document text from the index's docstore)::
 
     pipeline = lsr.Searcher(index) >> lsr.load_reranker("sft-qwen3-reranker-0.6b")   # or lsr.Pipeline(searcher, reranker, depth=100)
     pipeline.search("a text query", k=10)
+
+Training an encoder (sentence-transformers' sparse trainer; the ``train`` extra)::
+
+    cfg = lsr.train.train_config("unicoil", {"model": "BACKBONE", "init_head": "random",
+                                             "data": "beir/scifact/train"})
+    lsr.train(cfg, "runs/unicoil")        # -> runs/unicoil/model, a SparseEncoder directory
 """
 
 __version__ = "0.1.0"
@@ -34,7 +40,8 @@ from .index import Index, IndexBuilder, Searcher, build_index  # noqa: E402
 from .index.text_index import build_index_from_text  # noqa: E402
 from .io import Query, read_queries  # noqa: E402
 from .rerank import Pipeline, Reranker, load_reranker  # noqa: E402
+from . import train  # noqa: E402  (lsr.train(config, output) trains; lsr.train.* is the package)
 
 __all__ += ["IndexConfig", "QuantizationConfig", "SearchConfig", "Index", "IndexBuilder", "Searcher",
             "build_index", "build_index_from_text", "Query", "read_queries", "Pipeline", "Reranker",
-            "load_reranker"]
+            "load_reranker", "train"]

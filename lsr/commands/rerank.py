@@ -64,7 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_settings(items: list[str]) -> dict:
-    """``KEY=VALUE`` strings as a mapping, each VALUE read as YAML (``3`` is an int, ``null`` None)."""
+    """``KEY=VALUE`` strings as a mapping, each VALUE read as YAML (``3`` is an int, ``null`` None);
+    a number in exponent form without a dot (``1e-4``, a string to YAML 1.1) is read as a float."""
+    import re
+
     import yaml
 
     from lsr.errors import InputError
@@ -75,9 +78,12 @@ def parse_settings(items: list[str]) -> dict:
         if not sep or not key.strip():
             raise InputError(f"--set takes KEY=VALUE, got {item!r}")
         try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+            v = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
-            out[key.strip()] = value
+            v = value
+        if isinstance(v, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", v.strip()):
+            v = float(v)
+        out[key.strip()] = v
     return out
 
 
