@@ -307,43 +307,15 @@ def build_loss(cfg: TrainConfig, model):
 
 # --------------------------------------------------------------------------- callbacks
 def _callbacks(cfg: TrainConfig, loss, counter: ActiveTerms, output: str, evaluator, progress: bool):
-    from sentence_transformers.sparse_encoder.callbacks.splade_callbacks import (
-        SpladeRegularizerWeightSchedulerCallback,
-    )
     from transformers import TrainerCallback
 
-    from .losses import flops_weight
+    from .losses import RegularizerWarmupCallback
 
     metrics_path = os.path.join(output, METRICS)
 
     def record(row: dict) -> None:
         with open(metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
-
-    class Warmup(SpladeRegularizerWeightSchedulerCallback):
-        """λ·min(1, t/T)² for both regularisers (``regularizer_warmup_steps`` = T)."""
-
-        def __init__(self) -> None:
-            TrainerCallback.__init__(self)
-            self.loss = loss
-            self.lam = {"q": loss.query_regularizer_weight, "d": loss.document_regularizer_weight}
-            self._current_query_regularizer_weight = 0.0
-            self._current_document_regularizer_weight = 0.0
-
-        def _set(self, step: int) -> None:
-            T = cfg.regularizer_warmup_steps
-            q = flops_weight(step, self.lam["q"], T)
-            d = flops_weight(step, self.lam["d"], T)
-            self.loss.query_regularizer_weight = q
-            self.loss.document_regularizer_weight = d
-            self._current_query_regularizer_weight = q
-            self._current_document_regularizer_weight = d
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self._set(state.global_step)
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self._set(state.global_step)
 
     class Log(TrainerCallback):
         def __init__(self) -> None:
@@ -410,7 +382,7 @@ def _callbacks(cfg: TrainConfig, loss, counter: ActiveTerms, output: str, evalua
             self.run(model, state.global_step)
 
     ev = Evaluate()
-    return [Warmup(), Log(), ev], ev
+    return [RegularizerWarmupCallback(loss, cfg.regularizer_warmup_steps), Log(), ev], ev
 
 
 def _say(line: str) -> None:
