@@ -25,6 +25,19 @@ Stacks understood:
   weights (``weights: <module>/model.safetensors``), on its own tokenizer and
   ``model_max_length``.
 
+* lsr's own modules (:mod:`lsr.encoders.st_modules`, type paths
+  ``lsr.encoders.st_modules.*``): ``Transformer`` + ``ImpactHead`` (kind
+  ``unicoil``) is a ``unicoil`` side for documents and queries, each with its
+  pooling (``document_pooling`` / ``query_pooling``); ``ImpactTransformer`` +
+  ``ImpactHead`` (kind ``deepimpact``) a ``deepimpact`` side; ``WordBag`` a
+  ``words`` side (``max_words`` words, weight 1). The model is the backbone's
+  folder, the head ``<head folder>/model.safetensors`` with prefix ``mlp``.
+
+The max length of a Transformer side is ST's: the module's ``query_length`` /
+``document_length`` (ST 6.x) for that side if set, else ``max_seq_length`` of
+``sentence_bert_config.json`` (5.x) if given, else the tokenizer's
+``model_max_length`` capped at the model's ``max_position_embeddings``.
+
 Anything else (other modules, other routes, query/document prompts, a
 ``do_lower_case`` the tokenizer does not already do) is an
 :class:`~lsr.encoders.errors.IncompatibleModelError` naming what was found.
@@ -41,12 +54,15 @@ from lsr.io import read_json
 
 from .checkpoints import Checkpoint
 from .config import EncoderConfig, SideConfig
-from .errors import IncompatibleModelError, ModelLoadError
+from .errors import EncoderConfigError, IncompatibleModelError, ModelLoadError
 
 MODULES_FILE = "modules.json"
 ST_PACKAGE = "sentence_transformers."
+LSR_PACKAGE = "lsr.encoders.st_modules."   # lsr's own modules (uniCOIL / DeepImpact heads)
 MLM_CLASSES = ("MLMTransformer", "Transformer")
-SPARSE_CLASSES = {"MLMTransformer", "SpladePooling", "SparseStaticEmbedding", "SparseAutoEncoder", "Router"}
+SPARSE_CLASSES = {"MLMTransformer", "SpladePooling", "SparseStaticEmbedding", "SparseAutoEncoder", "Router",
+                  "ImpactHead", "ImpactTransformer", "WordBag"}
+LSR_CLASSES = ("ImpactHead", "ImpactTransformer", "WordBag")
 MAX_LENGTH_LIMIT = 100_000   # SideConfig's largest max_length ("no limit" tokenizers are clamped to it)
 
 
@@ -119,13 +135,18 @@ def _hub_file(ckpt: Checkpoint, rel: str) -> str | None:
 
 
 def _class(entry: Any) -> str:
-    """Class name of a ``modules.json`` / router type path; '' when it is not a sentence-transformers class."""
+    """Class name of a ``modules.json`` / router type path; '' when it is neither a sentence-transformers
+    class nor one of lsr's modules."""
     t = entry if isinstance(entry, str) else ""
+    if t.startswith(LSR_PACKAGE):
+        name = t[len(LSR_PACKAGE):]
+        return name if name in LSR_CLASSES else ""
     return t.rsplit(".", 1)[-1] if t.startswith(ST_PACKAGE) else ""
 
 
 def _stack_text(types: list[str]) -> str:
-    return " + ".join(t.rsplit(".", 1)[-1] if t.startswith(ST_PACKAGE) else t for t in types) or "no modules"
+    return " + ".join(t.rsplit(".", 1)[-1] if t.startswith((ST_PACKAGE, LSR_PACKAGE)) else t
+                      for t in types) or "no modules"
 
 
 def _refuse(src: _Source, types: list[str], why: str = "") -> IncompatibleModelError:
@@ -146,7 +167,8 @@ def _lowercases(tokenizer_json: str | None) -> bool:
     return norm is not None and norm.normalize_str("AZ") == "az"
 
 
-def _splade_side(src: _Source, mlm: tuple[str, str], pool: tuple[str, str], types: list[str]) -> SideConfig:
+def _splade_side(src: _Source, mlm: tuple[str, str], pool: tuple[str, str], types: list[str],
+                 role: str) -> SideConfig:
     """A ``splade`` side from an MLM module folder and a SpladePooling module folder."""
     (mlm_cls, mlm_dir), (_, pool_dir) = mlm, pool
     join = (lambda d, f: f"{d}/{f}" if d else f)
@@ -166,16 +188,24 @@ def _splade_side(src: _Source, mlm: tuple[str, str], pool: tuple[str, str], type
     if activation != "relu":
         raise _refuse(src, types, f"SpladePooling activation_function {activation!r}: lsr's SPLADE side "
                                   "computes log(1 + ReLU(x)) (activation relu)")
-    length = sbc.get("max_seq_length")
+    return SideConfig(kind="splade", model=src.model_spec(mlm_dir), revision=_rev(src, mlm_dir),
+                      pooling=strategy, max_length=_transformer_length(src, mlm_dir, sbc, role))
+
+
+def _transformer_length(src: _Source, sub: str, sbc: dict, role: str) -> int:
+    """ST's token limit of a Transformer module folder for one side (see the module docstring)."""
+    join = (lambda f: f"{sub}/{f}" if sub else f)
+    length = sbc.get("query_length" if role == "query" else "document_length")
     if length is None:
-        tc = src.json(join(mlm_dir, "tokenizer_config.json"), required=False) or {}
-        mc = src.json(join(mlm_dir, "config.json"), required=False) or {}
+        length = sbc.get("max_seq_length")
+    if length is None:
+        tc = src.json(join("tokenizer_config.json"), required=False) or {}
+        mc = src.json(join("config.json"), required=False) or {}
         length = tc.get("model_max_length")
         limit = mc.get("max_position_embeddings")
         if isinstance(limit, int) and limit != -1:
             length = limit if not isinstance(length, (int, float)) else min(length, limit)
-    return SideConfig(kind="splade", model=src.model_spec(mlm_dir), revision=_rev(src, mlm_dir),
-                      pooling=strategy, max_length=_length(length))
+    return _length(length)
 
 
 def _static_side(src: _Source, sub: str, types: list[str]) -> SideConfig:
@@ -207,17 +237,101 @@ def _length(value: Any) -> int:
     return int(max(3, min(value, MAX_LENGTH_LIMIT)))
 
 
-def _stack_side(src: _Source, stack: list[tuple[str, str, str]]) -> SideConfig:
-    """The side for a list of (type, class, folder) modules, or an error naming them."""
+def _stack_side(src: _Source, stack: list[tuple[str, str, str]], role: str) -> SideConfig:
+    """The ``role`` (doc or query) side for a list of (type, class, folder) modules, or an error naming them."""
     types = [t for t, _, _ in stack]
     classes = [c for _, c, _ in stack]
+    if len(stack) == 2 and classes[1] == "ImpactHead" and classes[0] in ("Transformer", "ImpactTransformer"):
+        return _impact_side(src, stack[0][2], stack[1][2], classes[0], types, role)
+    if classes == ["WordBag"]:
+        return _wordbag_side(src, stack[0][2], types)
     if len(stack) == 2 and classes[0] in MLM_CLASSES and classes[1] == "SpladePooling":
-        return _splade_side(src, stack[0][1:], stack[1][1:], types)
+        return _splade_side(src, stack[0][1:], stack[1][1:], types, role)
     if classes == ["SparseStaticEmbedding"]:
         return _static_side(src, stack[0][2], types)
     if not set(classes) & SPARSE_CLASSES:
         raise _refuse(src, types, "a dense embedding model: no MLM head with SpladePooling, so no sparse vectors")
     raise _refuse(src, types)
+
+
+def _module_config(src: _Source, sub: str, what: str, types: list[str]) -> dict:
+    join = (lambda f: f"{sub}/{f}" if sub else f)
+    cfg = src.json(join("config.json"), required=False)
+    if not isinstance(cfg, dict):
+        raise _refuse(src, types, f"{what} in {sub or 'the root'} has no config.json object")
+    return cfg
+
+
+def _int(v: Any, lo: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _impact_side(src: _Source, trans_dir: str, head_dir: str, trans_cls: str, types: list[str],
+                 role: str) -> SideConfig:
+    """A ``unicoil`` or ``deepimpact`` side from a (Impact)Transformer folder and an ImpactHead folder."""
+    join = (lambda d, f: f"{d}/{f}" if d else f)
+    hc = _module_config(src, head_dir, "ImpactHead", types)
+    kind = hc.get("kind")
+    want = {"Transformer": "unicoil", "ImpactTransformer": "deepimpact"}[trans_cls]
+    if kind != want:
+        raise _refuse(src, types, f"ImpactHead kind {kind!r} after a {trans_cls}: expected {want!r}")
+    sizes = hc.get("layer_sizes")
+    if not isinstance(sizes, list) or not sizes or not all(_int(x, 1) for x in sizes) or sizes[-1] != 1:
+        raise _refuse(src, types, f"ImpactHead layer_sizes {sizes!r}: positive integers ending in 1")
+    dim = hc.get("embedding_dimension")
+    if not _int(dim, 1):
+        raise _refuse(src, types, f"ImpactHead embedding_dimension {dim!r}")
+    pooling = hc.get("query_pooling" if role == "query" else "document_pooling", "max")
+    if pooling not in ("max", "sum") or (kind == "deepimpact" and pooling != "max"):
+        raise _refuse(src, types, f"ImpactHead {role} pooling {pooling!r}")
+    head_file = src.file(join(head_dir, "model.safetensors"))
+    if head_file is None:
+        raise _refuse(src, types, f"ImpactHead in {head_dir or 'the root'} has no model.safetensors")
+    sbc = src.json(join(trans_dir, "sentence_bert_config.json"), required=False) or {}
+    if not isinstance(sbc, dict):
+        raise _refuse(src, types, "sentence_bert_config.json is not a JSON object")
+    task = sbc.get("transformer_task", "feature-extraction")
+    if task != "feature-extraction":
+        raise _refuse(src, types, f"the {trans_cls}'s task is {task!r}, not feature-extraction")
+    if sbc.get("do_lower_case") and not _lowercases(src.file(join(trans_dir, "tokenizer.json"))):
+        raise _refuse(src, types, "do_lower_case on a tokenizer that does not lower-case")
+    model = src.model_spec(trans_dir)
+    if kind == "unicoil":
+        special = hc.get("special_token_ids")
+        if not isinstance(special, list) or not all(_int(i, 0) for i in special):
+            raise _refuse(src, types, f"ImpactHead special_token_ids {special!r}")
+        tok = _tokenizer(src, trans_dir)
+        if sorted(set(special)) != sorted(set(int(i) for i in tok.all_special_ids)):
+            raise _refuse(src, types, f"ImpactHead special_token_ids {special} are not the tokenizer's special "
+                                      f"tokens {sorted(tok.all_special_ids)}, which lsr's uniCOIL leaves out")
+        size = max(tok.get_vocab().values()) + 1
+        if dim != size:
+            raise _refuse(src, types, f"ImpactHead embedding_dimension {dim} is not the vocabulary size {size}")
+    else:
+        buckets = sbc.get("num_buckets")
+        if not _int(buckets, 2) or buckets != dim:
+            raise _refuse(src, types, f"ImpactTransformer num_buckets {buckets!r} and ImpactHead "
+                                      f"embedding_dimension {dim!r} must be the same number of word buckets")
+    return SideConfig(kind=kind, model=model, revision=_rev(src, trans_dir), head_file=head_file,
+                      head_prefix="mlp", max_length=_transformer_length(src, trans_dir, sbc, role),
+                      **({"pooling": pooling} if kind == "unicoil" else {}))
+
+
+def _tokenizer(src: _Source, sub: str):
+    from .checkpoints import load_tokenizer
+
+    return load_tokenizer(Checkpoint(src.model_spec(sub), _rev(src, sub), what="model"))
+
+
+def _wordbag_side(src: _Source, sub: str, types: list[str]) -> SideConfig:
+    """A ``words`` side (weight 1) from a WordBag folder (its config and tokenizer)."""
+    cfg = _module_config(src, sub, "WordBag", types)
+    words = cfg.get("max_words")
+    if not _int(words, 3) or words > MAX_LENGTH_LIMIT:
+        raise _refuse(src, types, f"WordBag max_words {words!r}: an integer in 3..{MAX_LENGTH_LIMIT}")
+    if not _int(cfg.get("num_buckets"), 2):
+        raise _refuse(src, types, f"WordBag num_buckets {cfg.get('num_buckets')!r}")
+    return SideConfig(kind="words", model=src.model_spec(sub), revision=_rev(src, sub), max_length=words)
 
 
 def st_config(ckpt: Checkpoint) -> EncoderConfig | None:
@@ -235,11 +349,17 @@ def st_config(ckpt: Checkpoint) -> EncoderConfig | None:
     if [c for _, c, _ in stack] == ["Router"]:
         doc, query = _router_sides(src, stack[0][2], stack[0][0])
     else:
-        doc = query = _stack_side(src, stack)
-    what = {"splade": f"SPLADE ({doc.pooling} pooling)", "tokens": "static token weights"}
-    desc = (f"sentence-transformers SparseEncoder {ckpt.label}: documents {what[doc.kind]}, "
-            f"queries {what[query.kind]}")
-    return EncoderConfig(name=name, type="splade", doc=doc, query=query, description=desc)
+        doc, query = _stack_side(src, stack, "doc"), _stack_side(src, stack, "query")
+    what = {"splade": "SPLADE ({} pooling)", "tokens": "static token weights",
+            "unicoil": "uniCOIL ({} pooling)", "deepimpact": "DeepImpact word impacts",
+            "words": "their words (weight 1)"}
+    desc = (f"sentence-transformers SparseEncoder {ckpt.label}: documents {what[doc.kind].format(doc.pooling)}, "
+            f"queries {what[query.kind].format(query.pooling)}")
+    try:
+        return EncoderConfig(name=name, type=doc.kind if doc.kind in ("unicoil", "deepimpact") else "splade",
+                             doc=doc, query=query, description=desc)
+    except EncoderConfigError as e:   # e.g. routes writing different term spaces
+        raise IncompatibleModelError(f"sentence-transformers checkpoint {src.label}: {e}") from None
 
 
 def _check_prompts(src: _Source, types: list[str]) -> None:
@@ -265,7 +385,7 @@ def _router_sides(src: _Source, sub: str, router_type: str) -> tuple[SideConfig,
     for route in ("document", "query"):
         names = routes[route] if isinstance(routes[route], list) else []
         stack = [(str(rc["types"].get(n)), _class(rc["types"].get(n)), join(str(n))) for n in names]
-        sides[route] = _stack_side(src, stack)
+        sides[route] = _stack_side(src, stack, "doc" if route == "document" else "query")
     return sides["document"], sides["query"]
 
 
