@@ -368,9 +368,10 @@ def build_impact_encoder(backbone: str, kind: str, *, max_length: int = 256, que
     model, queries summed over repeated tokens unless ``query_pooling`` says otherwise)
     or ``deepimpact`` (Router: documents through ImpactTransformer + ImpactHead with a
     two-layer MLP; queries through WordBag, or through the model with
-    ``query_side="model"``). ``max_length`` caps documents (and queries), and
-    ``query_max_length`` caps queries when given (ST's ``document_length`` /
-    ``query_length``). ``init_head`` must be ``"random"``: the head has no trained
+    ``query_side="model"``). ``max_length`` caps documents and queries (ST's
+    ``max_seq_length``; tokens, special tokens included), and ``query_max_length``
+    caps queries when given (ST's ``query_length``); ``query_max_words`` caps a
+    WordBag query. ``init_head`` must be ``"random"``: the head has no trained
     weights, and saying so is the caller's job. Weights are drawn from
     Normal(0, ``init_std``) (default: the backbone's ``initializer_range``, else
     0.02) with a generator seeded by ``seed``; the last bias is ``init_bias`` (1.0:
@@ -388,9 +389,9 @@ def build_impact_encoder(backbone: str, kind: str, *, max_length: int = 256, que
     _check_int("max_length", max_length, 3)
     if query_max_length is not None:
         _check_int("query_max_length", query_max_length, 3)
-    lengths = {"max_seq_length": max_length, "document_length": max_length,
-               "query_length": query_max_length if query_max_length is not None else max_length,
-               "model_kwargs": model_kwargs}
+    # documents (and queries, unless query_max_length) follow max_seq_length, so that setting
+    # model.max_seq_length later changes them; query_length overrides it for queries only
+    lengths = {"max_seq_length": max_length, "query_length": query_max_length, "model_kwargs": model_kwargs}
     if kind == "unicoil":
         trans: Transformer = Transformer(backbone, unpad_inputs=False, **lengths)
         vocab = trans.tokenizer.get_vocab()

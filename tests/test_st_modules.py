@@ -255,6 +255,24 @@ def test_lsr_encode_and_index_on_saved_models(saved, texts, tmp_path, capsys):
     assert np.abs(_lsr_rows(got, want.shape[1], None) - want).max() < 1e-5
 
 
+def test_deepimpact_with_model_query_side(texts, tmp_path):
+    """query_side="model": queries through the same backbone and head (no Router), query_length for queries."""
+    model = build_impact_encoder(str(minilm_dir()), "deepimpact", max_length=48, query_max_length=12,
+                                 query_side="model", seed=7, device="cpu")
+    model.save(str(tmp_path / "m"))
+    cfg = resolve_config(str(tmp_path / "m"))
+    assert (cfg.doc.kind, cfg.query.kind, cfg.doc.max_length, cfg.query.max_length) == (
+        "deepimpact", "deepimpact", 48, 12)
+    queries = texts[1][:8]
+    want = _dense(load_impact_encoder(str(tmp_path / "m"), device="cpu").encode_query(queries,
+                                                                                       convert_to_tensor=True))
+    enc = load_encoder(str(tmp_path / "m"), threads=1)
+    got = enc.encode_queries(queries)
+    assert enc.last_query_stats.truncated > 0
+    assert np.abs(_lsr_rows(got, want.shape[1], None) - want).max() < 1e-5
+    assert all(len(q) > 1 for q in got)
+
+
 def _edit(src, dst, rel: str, **changes):
     shutil.copytree(src, dst)
     cfg = json.loads((dst / rel).read_text())
