@@ -43,19 +43,23 @@ Hashed word space: ST's vectors have a fixed dimension, so a word ``w`` is the
 dimension :func:`word_bucket` ``= zlib.crc32(w.encode("utf-8")) % num_buckets``
 (stable across runs and machines, unlike Python's ``hash``). Two words of one
 text that share a bucket keep the larger impact (a query's keep weight 1).
-``SparseEncoder.decode`` on such a model shows bucket numbers through the
-WordPiece vocabulary, which means nothing; lsr's own path (``lsr encode``,
-``lsr index``) writes the words themselves, so the hash only affects training
-and ST's own encodings. The default ``num_buckets = 2**18`` (262,144): a text
-with ``n`` distinct words has about ``n(n-1)/2 / 2**18`` colliding pairs (0.04
-for 150 words, 0.17 for 300) and a query word meets an unrelated document word
-with probability about ``n / 2**18`` (0.06% for 150 words), while a dense batch
-of vectors stays small (1 MiB per text in float32; SPLADE's 30,522-term
-vocabulary is 0.12 MiB).
+ST's dimensions are bucket numbers, not words: ``SparseEncoder.decode`` looks them
+up in the WordPiece vocabulary and shows an unrelated token, or None past the
+vocabulary's end, so read such vectors by bucket number (:func:`word_bucket`
+gives a word's). lsr's own path (``lsr encode``, ``lsr index``,
+:func:`lsr.encoders.load_encoder`) writes the words themselves, so the hash only
+affects training and ST's own encodings.
+
+The default ``num_buckets = 2**18`` (262,144): a text with ``n`` distinct words
+has about ``n(n-1)/2 / 2**18`` colliding pairs (0.04 for 150 words, 0.17 for
+300) and a query word meets an unrelated document word with probability about
+``n / 2**18`` (0.06% for 150 words), while a dense batch of vectors stays small
+(1 MiB per text in float32; SPLADE's 30,522-term vocabulary is 0.12 MiB).
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -389,22 +393,33 @@ def build_impact_encoder(backbone: str, kind: str, *, max_length: int = 256, que
     _check_int("max_length", max_length, 3)
     if query_max_length is not None:
         _check_int("query_max_length", query_max_length, 3)
+    _check_int("num_buckets", num_buckets, 2)
+    _check_int("query_max_words", query_max_words, 3)
+    if seed is not None:
+        _check_int("seed", seed, 0)
+    if kind == "unicoil":
+        pools = (document_pooling, query_pooling or "sum")
+        if any(p not in POOLINGS for p in pools):
+            raise ValueError(f"uniCOIL poolings must be 'max' or 'sum', got {pools[0]!r} (documents) and "
+                             f"{pools[1]!r} (queries)")
+    elif (document_pooling, query_pooling or "max") != ("max", "max"):
+        raise ValueError("DeepImpact scores each word once: its poolings are 'max'")
+    for name, v, ok in (("init_std", init_std, lambda x: x > 0), ("init_bias", init_bias, lambda x: True)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                              or not ok(v)):
+            raise ValueError(f"{name} must be a finite number{' > 0' if name == 'init_std' else ''}, got {v!r}")
     # documents (and queries, unless query_max_length) follow max_seq_length, so that setting
     # model.max_seq_length later changes them; query_length overrides it for queries only
     lengths = {"max_seq_length": max_length, "query_length": query_max_length, "model_kwargs": model_kwargs}
     if kind == "unicoil":
         trans: Transformer = Transformer(backbone, unpad_inputs=False, **lengths)
-        vocab = trans.tokenizer.get_vocab()
-        dim, sizes = max(vocab.values()) + 1, [1]
+        hidden = trans.get_embedding_dimension()
+        dim, sizes = max(trans.tokenizer.get_vocab().values()) + 1, [1]
         special = list(trans.tokenizer.all_special_ids)
-        pools = (document_pooling, query_pooling or "sum")
     else:
         trans = ImpactTransformer(backbone, num_buckets=num_buckets, **lengths)
         hidden = trans.get_embedding_dimension()
         dim, sizes, special, pools = num_buckets, [hidden, 1], [], ("max", "max")
-        if (document_pooling, query_pooling or "max") != ("max", "max"):
-            raise ValueError("DeepImpact scores each word once: no pooling to choose")
-    hidden = trans.get_embedding_dimension()
     head = ImpactHead(kind, hidden, sizes, dim, document_pooling=pools[0], query_pooling=pools[1],
                       special_token_ids=special, dropout=dropout)
     std = init_std if init_std is not None else float(getattr(trans.config, "initializer_range", 0.02))
