@@ -161,7 +161,9 @@ def test_saved_model_round_trips_and_lsr_encodes_like_st(kind, saved, texts):
     st = load_impact_encoder(path, device="cpu")
     st_docs = _dense(st.encode_document(docs, convert_to_tensor=True, batch_size=8))
     st_queries = _dense(st.encode_query(queries, convert_to_tensor=True, batch_size=8))
-    again = load_impact_encoder(path, device="cpu")
+    from sentence_transformers import SparseEncoder
+
+    again = SparseEncoder(path, trust_remote_code=True, device="cpu")
     assert np.array_equal(_dense(again.encode_document(docs, convert_to_tensor=True, batch_size=8)), st_docs)
     assert np.array_equal(_dense(again.encode_query(queries, convert_to_tensor=True, batch_size=8)), st_queries)
 
@@ -176,6 +178,9 @@ def test_saved_model_round_trips_and_lsr_encodes_like_st(kind, saved, texts):
     assert np.abs(_lsr_rows(lsr_queries, width, vocab) - st_queries).max() < 1e-5
     assert lsr_docs[7] == {} and not st_docs[7].any()
     assert sum(len(v) for v in lsr_docs) == int((st_docs > 0).sum())   # no bucket clashes in these texts
+    # ST 6.x imports a module class outside its own package only with trust_remote_code
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        SparseEncoder(path, device="cpu")
     if kind == "deepimpact":
         assert all(w == 1.0 for q in lsr_queries for w in q.values())
         assert "bank" in lsr_docs[5] and "banking" in lsr_docs[5]
