@@ -196,6 +196,8 @@ def test_tsv_triples(tmp_path):
     bad.write_text("q\tpos\tneg\nonly two\tfields\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"bad.tsv:2: expected 'query<TAB>positive<TAB>negative', found 2 fields"):
         load_training_data(bad)
+    with pytest.raises(InputError, match=r"train.tsv:1: this looks like a qrels line"):
+        load_training_data(SCIFACT / "qrels" / "train.tsv")
 
 
 def test_jsonl_groups_texts_and_ids(tmp_path, small):

@@ -24,7 +24,8 @@ Sources read by :func:`load_training_data`:
   line (MS MARCO's ``triples.train.small.tsv``). There are no ids in the file, so ids are made from
   the texts: ``q<N>`` / ``d<N>`` numbered by first appearance, equal texts sharing one id; lines of
   one (query, positive) merge into one group. Such data cannot be mined with an index
-  (``ids_from_text`` is True): its ids are not the index's.
+  (``ids_from_text`` is True): its ids are not the index's. A file whose first line is a qrels line
+  (the BEIR header, or ``qid docid <integer>``) is refused rather than read as texts.
 * **JSONL groups** (``*.jsonl``, ``*.jsonl.gz``), one object a line, in one of two forms:
 
   - texts: ``{"qid"?: id, "query": text, "positive": text, "negatives": [texts], "scores"?: [...]}``;
@@ -346,6 +347,13 @@ def _groups_of(merged: Mapping[tuple[str, str], list[str]]) -> tuple[Group, ...]
     return tuple(Group(q, p, tuple(d for d in dict.fromkeys(n) if d != p)) for (q, p), n in merged.items())
 
 
+def _looks_like_qrels(parts: list[str]) -> bool:
+    """A BEIR qrels header, or three single tokens of which the last is an integer."""
+    if [x.strip() for x in parts] == ["query-id", "corpus-id", "score"]:
+        return True
+    return all(x.strip() and len(x.split()) == 1 for x in parts) and parts[2].strip().lstrip("-").isdigit()
+
+
 def _load_tsv_triples(path: str, limit: int | None) -> TrainingData:
     qids, dids = _TextIds("q"), _TextIds("d")
     merged: dict[tuple[str, str], list[str]] = {}
@@ -363,6 +371,10 @@ def _load_tsv_triples(path: str, limit: int | None) -> TrainingData:
             if len(parts) != 3:
                 raise InputError(f"{where}: expected 'query<TAB>positive<TAB>negative', found "
                                  f"{len(parts)} field{'s' if len(parts) != 1 else ''}")
+            if n == 0 and _looks_like_qrels(parts):
+                raise InputError(f"{where}: this looks like a qrels line (qid docid relevance), not a text "
+                                 "triple 'query<TAB>positive<TAB>negative'; give the dataset (an ir_datasets "
+                                 "id or a BEIR directory DIR:SPLIT) instead")
             if limit is not None and n >= limit:
                 break
             n += 1
