@@ -87,8 +87,9 @@ class Group:
 class TrainingData:
     """Queries, a document text source, groups, judgments and optional teacher scores.
 
-    ``queries``: ``{qid: text}``; ``docs``: a :class:`lsr.rerank.sources.DocSource` (``texts(ids)``)
-    or a ``{docid: text}`` mapping; ``qrels``: ``{qid: {docid: relevance}}``, the judgments that keep
+    ``queries``: ``{qid: text}``; ``docs``: a :class:`lsr.rerank.sources.DocSource` (``texts(ids)``) or
+    anything :func:`lsr.rerank.sources.open_docs` opens (a ``{docid: text}`` mapping, a corpus file, an
+    index with stored text, ``irds:<id>``); ``qrels``: ``{qid: {docid: relevance}}``, the judgments that keep
     a query's positives (relevance > 0) out of its negatives; ``scores``: teacher scores
     ``{(qid, docid): score}`` or None; ``ids_from_text``: the ids were made from texts (TSV triples,
     JSONL text groups) and mean nothing to an index.
@@ -103,9 +104,9 @@ class TrainingData:
     ids_from_text: bool = False
 
     def __post_init__(self) -> None:
-        from lsr.rerank.sources import open_docs
+        from lsr.rerank.sources import DocSource, open_docs
 
-        if isinstance(self.docs, Mapping):
+        if not isinstance(self.docs, DocSource):   # a mapping, a corpus file, an index, irds:<id>
             object.__setattr__(self, "docs", open_docs(self.docs))
         object.__setattr__(self, "groups", tuple(self.groups))
 
