@@ -77,6 +77,22 @@ def test_training_changes_the_projection_only(run):
     assert state["finished"] and state["model"] == str(out / "model")
 
 
+def test_training_the_backbone_too(tmp_path):
+    """train_backbone: two learning rates (projection, backbone); both change and the checkpoint still
+    scores in lsr as in sentence-transformers."""
+    out = tmp_path / "bb"
+    train_maxsim(_cfg(out, max_steps=2, train_backbone=True, backbone_learning_rate=1e-4), _examples(4))
+    a, b = load_file(str(out / "init" / "model.safetensors")), load_file(str(out / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+    mine = MaxSimReranker(MaxSimConfig(model=str(out / "model")))
+    st = load_encoder(str(out / "model"))
+    docs = [d for _, d in scifact_docs(3)]
+    q = st.encode_query(["what causes cancer?"], convert_to_numpy=True)[0]
+    ds = st.encode_document(docs, convert_to_numpy=True)
+    want = [(np.asarray(q) @ np.asarray(d).T).max(axis=1).sum() for d in ds]
+    np.testing.assert_allclose(mine.score("what causes cancer?", docs), want, rtol=0, atol=2e-5)
+
+
 def test_the_trainer_tokenises_as_lsr_does(run, tmp_path):
     """The trainer's collator (marker prompts, query expansion, document truncation) gives the ids and
     attention masks lsr's reranker gives for the same texts, long documents included."""

@@ -54,10 +54,10 @@ class MaxSimTrainConfig:
     run's directory. ``dim``: the projection's width; ``query_length`` / ``doc_length``: tokens per
     query (padded with mask tokens) and at most per document, markers included; ``train_backbone``:
     train the backbone too (else only the projection); ``epochs`` or ``max_steps`` (> 0 wins);
-    ``batch_size``: queries per step; ``learning_rate`` (AdamW, linear decay after
-    ``warmup_ratio`` of the steps); ``scale``: the loss's ``1 / temperature``; ``seed``: the
-    projection's draw and the trainer's; ``save_steps``: a trainer checkpoint every N steps;
-    ``device``: ``cpu``, ``cuda``, ...
+    ``batch_size``: queries per step; ``learning_rate``: the projection's (AdamW, linear decay after
+    ``warmup_ratio`` of the steps), ``backbone_learning_rate``: the backbone's; ``scale``: the
+    loss's ``1 / temperature``; ``seed``: the projection's draw and the trainer's; ``save_steps``:
+    a trainer checkpoint every N steps; ``device``: ``cpu``, ``cuda``, ...
     """
 
     backbone: str
@@ -70,6 +70,7 @@ class MaxSimTrainConfig:
     max_steps: int = -1
     batch_size: int = 16
     learning_rate: float = 1e-3
+    backbone_learning_rate: float = 2e-5
     warmup_ratio: float = 0.1
     scale: float = 1.0
     seed: int = 0
@@ -90,7 +91,7 @@ class MaxSimTrainConfig:
         if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps == 0 \
                 or self.max_steps < -1:
             raise InputError(f"MaxSimTrainConfig: max_steps must be -1 (use epochs) or > 0, got {self.max_steps!r}")
-        for name in ("epochs", "learning_rate", "scale"):
+        for name in ("epochs", "learning_rate", "backbone_learning_rate", "scale"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise InputError(f"MaxSimTrainConfig: {name} must be a positive number, got {v!r}")
@@ -265,18 +266,31 @@ def build_trainer(cfg: MaxSimTrainConfig, model, data, *, progress: bool = False
     per column, checkpoints in ``OUTPUT/trainer``."""
     from sentence_transformers.multi_vector_encoder import (MultiVectorEncoderTrainer,
                                                             MultiVectorEncoderTrainingArguments)
+    import torch
+    import transformers
     from sentence_transformers.multi_vector_encoder.losses import MultiVectorMultipleNegativesRankingLoss
 
     loss = MultiVectorMultipleNegativesRankingLoss(model, scale=cfg.scale)
     doc_cols = [c for c in data.column_names if c != "query"]
+    # transformers 5 takes the warm-up ratio as a float warmup_steps (warmup_ratio is deprecated there)
+    warmup = ({"warmup_steps": float(cfg.warmup_ratio)} if int(transformers.__version__.split(".")[0]) >= 5
+              else {"warmup_ratio": cfg.warmup_ratio})
+    optimizer = None
+    if cfg.train_backbone:    # two learning rates: the projection's and the backbone's
+        backbone = list(model[0].parameters())
+        ids = {id(p) for p in backbone}
+        head = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+        optimizer = torch.optim.AdamW([{"params": head, "lr": cfg.learning_rate},
+                                       {"params": backbone, "lr": cfg.backbone_learning_rate}], weight_decay=0.0)
     args = MultiVectorEncoderTrainingArguments(
         output_dir=os.path.join(cfg.output, "trainer"), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-        warmup_ratio=cfg.warmup_ratio, seed=cfg.seed, save_strategy="steps", save_steps=cfg.save_steps,
-        save_total_limit=2, logging_steps=cfg.logging_steps, report_to=[], disable_tqdm=not progress,
+        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, seed=cfg.seed, **warmup,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, logging_steps=cfg.logging_steps,
+        report_to=[], disable_tqdm=not progress,
         use_cpu=cfg.device == "cpu", prompts={"query": QUERY_MARKER, **{c: DOC_MARKER for c in doc_cols}},
         batch_sampler="no_duplicates")
-    return MultiVectorEncoderTrainer(model=model, args=args, train_dataset=data, loss=loss)
+    return MultiVectorEncoderTrainer(model=model, args=args, train_dataset=data, loss=loss,
+                                     optimizers=(optimizer, None))
 
 
 def train_maxsim(config: MaxSimTrainConfig, examples: Sequence[tuple[str, str, Sequence[str]]], *,
