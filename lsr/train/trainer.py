@@ -8,7 +8,7 @@
 2. the training groups are read (:mod:`lsr.train.data`), hard negatives mined with an lsr
    index when ``negatives_from`` is set (:mod:`lsr.train.mine`), teacher scores read from a
    file or computed once by a reranker; the groups used are written to ``groups.jsonl``;
-3. the model is built (:func:`build_model`): SPLADE from an MLM checkpoint (``MLMTransformer``
+3. the model is built (:func:`build_model`): SPLADE from an MLM checkpoint (``Transformer`` for fill-mask
    + ``SpladePooling``) or a ``SparseEncoder`` checkpoint, with an inference-free query side
    (``Router`` + ``SparseStaticEmbedding``) on request; uniCOIL and DeepImpact as a backbone
    plus lsr's head modules (:mod:`lsr.encoders.st_modules`);
@@ -20,8 +20,10 @@
    ``metrics.jsonl`` and stderr; the evaluation of :mod:`lsr.train.evaluate` runs before the
    first step, every ``eval.every`` steps and after the last, into ``metrics.jsonl`` too;
 6. the trained model is saved aside and renamed to ``model/``: a sentence-transformers
-   directory that ``SparseEncoder("OUTPUT/model")``, ``lsr encode --encoder OUTPUT/model`` and
-   ``lsr index --encoder OUTPUT/model`` load as it is; ``metrics.png`` draws ``metrics.jsonl``.
+   directory that ``lsr encode --encoder OUTPUT/model`` and ``lsr index --encoder OUTPUT/model``
+   load as it is, and ``SparseEncoder("OUTPUT/model")`` too (uniCOIL and DeepImpact models use
+   lsr's modules, which sentence-transformers imports with ``trust_remote_code=True``:
+   :func:`lsr.encoders.st_modules.load_impact_encoder`); ``metrics.png`` draws ``metrics.jsonl``.
 """
 
 from __future__ import annotations
@@ -162,8 +164,24 @@ def last_checkpoint(output: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- model
-def _is_st_dir(spec: str) -> bool:
-    return os.path.isfile(os.path.join(spec, "modules.json"))
+def _st_module_types(spec: str) -> list[str]:
+    """The module types a local sentence-transformers directory lists ([] for anything else)."""
+    path = os.path.join(spec, "modules.json")
+    if not os.path.isfile(path):
+        return []
+    from lsr.io import read_json
+
+    mods = read_json(path, InputError, f"modules.json of {spec}")
+    return [str(m.get("type", "")) for m in mods if isinstance(m, dict)] if isinstance(mods, list) else []
+
+
+def _is_sparse_st_dir(spec: str) -> bool:
+    return any(t.rsplit(".", 1)[-1] in ("SpladePooling", "Router", "SparseStaticEmbedding")
+               for t in _st_module_types(spec))
+
+
+def _has_impact_head(spec: str) -> bool:
+    return any(t.startswith("lsr.encoders.st_modules.") for t in _st_module_types(spec))
 
 
 def _route_tokenizers(model) -> list:
@@ -200,19 +218,19 @@ def build_model(cfg: TrainConfig):
     from sentence_transformers.sparse_encoder import SparseEncoder
 
     if cfg.encoder == "splade":
-        if _is_st_dir(cfg.model):
+        if _is_sparse_st_dir(cfg.model):
             model = SparseEncoder(cfg.model)
             check_tokenizers(model)
             return model
         from sentence_transformers.sparse_encoder.modules import (
-            MLMTransformer,
             Router,
             SparseStaticEmbedding,
             SpladePooling,
+            Transformer,
         )
 
         try:
-            mlm = MLMTransformer(cfg.model, max_seq_length=cfg.max_length)
+            mlm = Transformer(cfg.model, transformer_task="fill-mask", max_seq_length=cfg.max_length)
         except (OSError, ValueError) as e:
             raise InputError(f"cannot load {cfg.model} as a masked-language model for SPLADE: "
                              f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
@@ -225,11 +243,11 @@ def build_model(cfg: TrainConfig):
         return SparseEncoder(modules=[mlm, pool], similarity_fn_name="dot")
     from lsr.encoders import st_modules
 
-    if _is_st_dir(cfg.model):
+    if _has_impact_head(cfg.model):
         if cfg.init_head is not None:
             raise InputError(f"{cfg.model} is a trained sentence-transformers model; --init-head random "
                              "would replace its head (start from its backbone instead)")
-        model = SparseEncoder(cfg.model)
+        model = st_modules.load_impact_encoder(cfg.model)
         check_tokenizers(model)
         return model
     if cfg.init_head is None:
@@ -237,6 +255,12 @@ def build_model(cfg: TrainConfig):
                          "purpose with --init-head random (or init_head: random in the recipe)")
     return st_modules.build_impact_encoder(cfg.model, cfg.encoder, max_length=cfg.max_length,
                                            init_head=cfg.init_head, seed=cfg.seed)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _has_router(model) -> bool:
@@ -298,6 +322,8 @@ def build_loss(cfg: TrainConfig, model):
 
     counter = ActiveTerms()
     lam_q = cfg.query_regularizer_weight if cfg.regularizer != "none" else 0.0
+    if cfg.query_encoder == "words":
+        lam_q = None    # the query side has no parameters
     lam_d = cfg.document_regularizer_weight if cfg.regularizer != "none" else 0.0
     loss = L.SpladeLoss(model, base, document_regularizer_weight=lam_d, query_regularizer_weight=lam_q,
                         document_regularizer=counter.wrap(reg(), "document"),
@@ -396,19 +422,18 @@ def training_dataset(cfg: TrainConfig, output: str, *, progress: bool = True):
 
     if cfg.data is None:
         raise InputError("no training data: give --data (an ir_datasets id or a TSV/JSONL file)")
-    groups_path = os.path.join(output, GROUPS)
     td = D.load_training_data(cfg.data, negatives_per_query=cfg.negatives)
     if cfg.negatives_from is not None:
-        from lsr.index import Index
-
         from .mine import mine_negatives
 
+        if td.ids_from_text:
+            raise InputError(f"{cfg.data} gives texts, not document ids, so negatives cannot be mined from "
+                             f"{cfg.negatives_from}; train on an ir_datasets id or JSONL groups with ids")
         if progress:
-            _say(f"mining {cfg.negatives} negatives per query from ranks {cfg.mine_window[0]}..."
+            _say(f"mining {cfg.negatives} negatives per query from ranks {cfg.mine_window[0]}.."
                  f"{cfg.mine_window[1] - 1} of {cfg.negatives_from}")
-        index = Index.open(cfg.negatives_from)
-        mined = mine_negatives(index, td.queries, td.qrels, window=cfg.mine_window, per_query=cfg.negatives,
-                               seed=cfg.seed)
+        mined = mine_negatives(cfg.negatives_from, td.queries, td.qrels, window=cfg.mine_window,
+                               per_query=cfg.negatives, seed=cfg.seed, progress=progress)
         td = td.with_negatives(mined)
     if cfg.teacher_scores is not None:
         td = td.with_scores(D.load_teacher_scores(cfg.teacher_scores))
@@ -417,23 +442,38 @@ def training_dataset(cfg: TrainConfig, output: str, *, progress: bool = True):
     elif cfg.distills:
         raise InputError(f"loss {cfg.loss} distils teacher scores: give teacher_scores (a file) or teacher "
                          "(a reranker preset)")
-    D.write_groups(td, groups_path)
-    return D.to_hf_dataset(td, negatives=cfg.negatives, with_scores=cfg.distills, seed=cfg.seed)
+    write_groups(td, os.path.join(output, GROUPS))
+    return D.to_hf_dataset(td, negatives=cfg.negatives, with_scores=cfg.distills,
+                           label="margins" if cfg.loss == "margin_mse" else "scores", seed=cfg.seed)
+
+
+def write_groups(td, path: str) -> None:
+    """The groups trained on, one JSON line each (``qid``, ``positive_id``, ``negative_ids``), written
+    aside and renamed."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for g in td.groups:
+            f.write(json.dumps({"qid": g.qid, "positive_id": g.positive, "negative_ids": list(g.negatives)}) + "\n")
+    os.replace(tmp, path)
 
 
 def teacher_scores(cfg: TrainConfig, td, *, progress: bool = True) -> dict[tuple[str, str], float]:
-    """Scores of every (query, document) pair of the groups by the reranker ``cfg.teacher``."""
+    """Scores of every (query, document) pair of the groups by the reranker ``cfg.teacher``, one
+    ``score`` call per query."""
     from lsr.progress import Progress
     from lsr.rerank import load_reranker
 
     reranker = load_reranker(cfg.teacher)
+    by_query: dict[str, list[str]] = {}
+    for g in td.groups:
+        ids = by_query.setdefault(g.qid, [])
+        ids.extend(d for d in (g.positive, *g.negatives) if d not in ids)
     out: dict[tuple[str, str], float] = {}
-    with Progress("lsr train: teacher", total=len(td.groups), unit="groups", enabled=progress) as bar:
-        for g in td.groups:
-            ids = [d for d in (g.positive, *g.negatives) if (g.qid, d) not in out]
-            if ids:
-                scores = reranker.score(td.queries[g.qid], [td.doc_text(d) for d in ids])
-                out.update({(g.qid, d): float(s) for d, s in zip(ids, scores)})
+    with Progress("lsr train: teacher", total=len(by_query), unit="queries", enabled=progress) as bar:
+        for qid, ids in by_query.items():
+            texts = td.docs.texts(ids)
+            scores = reranker.score(td.queries[qid], [texts[d] for d in ids])
+            out.update({(qid, d): float(s) for d, s in zip(ids, scores)})
             bar.update(1)
     return out
 
@@ -460,10 +500,10 @@ def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = Fals
         transformers.set_seed(config.seed)
         if progress:
             _say(config.describe())
+        model = build_model(config)
         dataset = training_dataset(config, output, progress=progress)
         if len(dataset) == 0:
             raise InputError(f"{config.data}: no training groups")
-        model = build_model(config)
         if device is not None:
             model.to(device)
         loss, counter = build_loss(config, model)
@@ -474,7 +514,8 @@ def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = Fals
             evaluator = IndexEvaluator(config.eval)
         o = config.optim
         extra: dict[str, Any] = {}
-        if _has_router(model):
+        if _has_router(model) or config.encoder != "splade":
+            # the columns' task: a Router picks its route by it, and lsr's uniCOIL head its pooling
             extra["router_mapping"] = {c: ("query" if c == "query" else "document")
                                        for c in dataset.column_names if c != "label"}
         if config.query_encoder == "static":
@@ -500,6 +541,7 @@ def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = Fals
             batch_sampler=BatchSamplers.NO_DUPLICATES if config.loss == "mnrl" else BatchSamplers.BATCH_SAMPLER,
             dataloader_num_workers=o.dataloader_workers,
             report_to="none",
+            dataloader_pin_memory=device not in (None, "cpu") or _cuda(),
             disable_tqdm=True,
             use_cpu=device == "cpu",
             **extra,
@@ -507,6 +549,10 @@ def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = Fals
         callbacks, ev = _callbacks(config, loss, counter, output, evaluator, progress)
         trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
                                        callbacks=callbacks)
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        for cb in (PrinterCallback, ProgressCallback):   # lsr's Log callback reports instead
+            trainer.remove_callback(cb)
         ckpt = last_checkpoint(output) if resume else None
         if resume and progress:
             _say(f"resuming from {ckpt}")
