@@ -53,13 +53,15 @@ MADE_HERE = {MARKER, MODEL_DIR, CHECKPOINTS, METRICS, PLOT, GROUPS, "train-confi
 
 @dataclass
 class TrainResult:
-    """What :func:`train` did: where the model is, how long it took, the evaluations."""
+    """What :func:`train` did: where the model is (and the trained ``SparseEncoder`` itself), how long
+    it took, the evaluations."""
 
     output: str
     model_dir: str
     steps: int
     seconds: float
     evaluations: list[dict] = field(default_factory=list)
+    model: Any = None
 
 
 # --------------------------------------------------------------------------- output directory
@@ -487,7 +489,20 @@ def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = Fals
     output = os.path.abspath(os.fspath(output))
     if not isinstance(config, TrainConfig):
         raise InputError("train() takes a TrainConfig (see lsr.train.train_config)")
+    created = not os.path.lexists(output)
     prepare_output(output, config, resume=resume, overwrite=overwrite)
+    try:
+        return _train(config, output, resume, progress, device)
+    except BaseException:
+        # a run that fails or is interrupted before its first checkpoint leaves no directory behind
+        if created and last_checkpoint(output) is None and not os.path.isdir(os.path.join(output, MODEL_DIR)):
+            shutil.rmtree(output, ignore_errors=True)
+        raise
+
+
+def _train(config: TrainConfig, output: str, resume: bool, progress: bool, device: str | None) -> TrainResult:
+    from lsr.progress import quiet_libraries
+
     t0 = time.perf_counter()
     with quiet_libraries(irds=True):
         import transformers
@@ -500,6 +515,11 @@ def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = Fals
         transformers.set_seed(config.seed)
         if progress:
             _say(config.describe())
+        evaluator = None
+        if config.eval.dataset is not None:
+            from .evaluate import IndexEvaluator
+
+            evaluator = IndexEvaluator(config.eval)
         model = build_model(config)
         dataset = training_dataset(config, output, progress=progress)
         if len(dataset) == 0:
@@ -507,11 +527,6 @@ def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = Fals
         if device is not None:
             model.to(device)
         loss, counter = build_loss(config, model)
-        evaluator = None
-        if config.eval.dataset is not None:
-            from .evaluate import IndexEvaluator
-
-            evaluator = IndexEvaluator(config.eval)
         o = config.optim
         extra: dict[str, Any] = {}
         if _has_router(model) or config.encoder != "splade":
@@ -519,7 +534,7 @@ def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = Fals
             extra["router_mapping"] = {c: ("query" if c == "query" else "document")
                                        for c in dataset.column_names if c != "label"}
         if config.query_encoder == "static":
-            extra["learning_rate_mapping"] = {r"SparseStaticEmbedding\.weight": o.learning_rate_static}
+            extra["learning_rate_mapping"] = {r"sub_modules\.query\.0\.weight$": o.learning_rate_static}
         args = SparseEncoderTrainingArguments(
             output_dir=os.path.join(output, CHECKPOINTS),
             per_device_train_batch_size=o.batch_size,
@@ -563,7 +578,7 @@ def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = Fals
     seconds = time.perf_counter() - t0
     if progress:
         _say(f"trained {steps} steps in {seconds:.0f} s; model in {model_dir}")
-    return TrainResult(output, model_dir, steps, seconds, ev.rows)
+    return TrainResult(output, model_dir, steps, seconds, ev.rows, model)
 
 
 def save_model(model, output: str) -> str:
