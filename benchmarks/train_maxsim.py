@@ -102,6 +102,36 @@ def rerank_row(scifact: str, splade: str, cache: str, out: str, name: str, model
             "machine": {k: res.machine.get(k) for k in ("cpu", "cores", "load_average")}}
 
 
+def compare(qrels_path: str, run_a: str, run_b: str, resamples: int = 10000, seed: int = 0) -> dict:
+    """Per-query nDCG@10 of run B minus run A on the queries of A: mean, queries better / worse, a paired
+    bootstrap 95% interval of the mean (seeded) and the paired t-test's p-value."""
+    import ir_measures
+    import numpy as np
+    from scipy import stats
+
+    qrels: dict[str, dict[str, int]] = {}
+    with open(qrels_path, encoding="utf-8") as f:
+        next(f)                                   # BEIR's header line
+        for line in f:
+            q, d, r = line.split("\t")
+            qrels.setdefault(q, {})[d] = int(r)
+
+    def per_query(path: str) -> dict[str, float]:
+        run = list(ir_measures.read_trec_run(path))
+        return {m.query_id: m.value for m in ir_measures.iter_calc([ir_measures.nDCG @ 10], qrels, run)}
+
+    a, b = per_query(run_a), per_query(run_b)
+    keys = sorted(a)
+    va, vb = np.array([a[k] for k in keys]), np.array([b.get(k, 0.0) for k in keys])
+    d = vb - va
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"queries": len(keys), "a": float(va.mean()), "b": float(vb.mean()), "mean_diff": float(d.mean()),
+            "better": int((d > 0).sum()), "worse": int((d < 0).sum()), "bootstrap_95": [float(lo), float(hi)],
+            "t_test_p": float(stats.ttest_rel(vb, va).pvalue)}
+
+
 def _save(path: str, data: dict) -> None:
     with open(path + ".tmp", "w") as f:
         json.dump(data, f, indent=1)
@@ -125,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--depth", type=int, default=20)
     p.add_argument("--queries", type=int, default=300, help="SciFact test queries reranked (the first N)")
     p.add_argument("--skip-start", action="store_true", help="do not rerank with the untrained start")
+    p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                   help="only compare two SciFact test runs per query (nDCG@10 of B minus A) and exit")
     args = p.parse_args(argv)
+    if args.compare:
+        print(json.dumps(compare(os.path.join(args.scifact, "qrels", "test.tsv"), *args.compare), indent=1))
+        return 0
 
     from lsr.train.maxsim import MaxSimTrainConfig, train_maxsim
 
