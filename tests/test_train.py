@@ -229,3 +229,18 @@ def test_bad_input_is_one_line_and_overwrites_nothing(splade_tiny, scifact_bits,
         assert len(err) == 1 and err[0].startswith("lsr: error: ") and message in err[0], (argv, err)
     assert (keep / "mine.txt").read_text() == "x" and sorted(p.name for p in keep.iterdir()) == ["mine.txt"]
     clear_model_cache()
+
+
+def test_maxsim_recipe_trains_the_projection_into_a_checkpoint_the_reranker_loads(scifact_bits, tmp_path):
+    from lsr.rerank import load_reranker
+
+    cfg = small("maxsim-colbert", model=minilm(), data=scifact_bits["groups"], max_length=48,
+                **{"optim.max_steps": 2})
+    res = train(cfg, tmp_path / "run", progress=False)
+    assert os.path.isfile(os.path.join(res.model_dir, "modules.json")) and res.steps == 2
+    assert [r["step"] for r in read_metrics(str(tmp_path / "run" / METRICS)) if r["type"] == "train"] == [1, 2]
+    reranker = load_reranker({"reranker": "maxsim", "model": res.model_dir})
+    init = load_reranker({"reranker": "maxsim", "model": str(tmp_path / "run" / "maxsim" / "init")})
+    q, docs = scifact_bits["queries"][0], scifact_bits["texts"][:3]
+    trained, start = reranker.score(q, docs), init.score(q, docs)
+    assert np.all(np.isfinite(trained)) and not np.allclose(trained, start)

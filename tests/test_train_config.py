@@ -13,7 +13,8 @@ from lsr.errors import InputError
 from lsr.train import TrainConfig, available_recipes, train_config
 from lsr.train.trainer import MARKER, last_checkpoint, prepare_output
 
-RECIPES = {"distilsplade-max", "splade-pp-ensembledistil", "splade-inference-free", "unicoil", "deepimpact"}
+RECIPES = {"distilsplade-max", "splade-pp-ensembledistil", "splade-inference-free", "unicoil", "deepimpact",
+           "maxsim-colbert"}
 
 
 def test_every_shipped_recipe_loads_and_round_trips():

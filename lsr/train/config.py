@@ -13,7 +13,8 @@ The user-facing fields come first in :class:`TrainConfig`:
     ``SparseEncoder`` directory or hub id (SPLADE), or a plain backbone such as BERT or
     MiniLM (uniCOIL, DeepImpact; their heads are created with ``init_head: random``).
 ``encoder`` / ``query_encoder``
-    the document side (``splade``, ``unicoil``, ``deepimpact``) and the query side: ``same``
+    the document side (``splade``, ``sparterm``, ``unicoil``, ``deepimpact``; or ``maxsim``, the
+    128-d token projection of a ColBERT-style reranker, :mod:`lsr.train.maxsim`) and the query side: ``same``
     (the document side's model), ``static`` (inference-free: one learned weight per
     vocabulary token, sentence-transformers' ``SparseStaticEmbedding``; SPLADE only) or
     ``words`` (DeepImpact's query side, each query word weight 1: the default there).
@@ -46,7 +47,7 @@ from typing import Any, ClassVar
 from lsr.config import _Config, _int_at_least, _number_in, read_yaml_mapping
 from lsr.errors import InputError
 
-ENCODERS = ("splade", "unicoil", "deepimpact")
+ENCODERS = ("splade", "sparterm", "unicoil", "deepimpact", "maxsim")
 QUERY_ENCODERS = ("same", "static", "words")
 LOSSES = ("mnrl", "margin_mse", "kl_div")
 REGULARIZERS = ("flops", "l1", "none")
@@ -181,8 +182,13 @@ class TrainConfig(_Config):
             raise InputError("DeepImpact's queries are their words: set query_encoder: words")
         if self.init_head is not None and self.init_head != "random":
             raise InputError(f"init_head must be 'random' or null, got {self.init_head!r}")
-        if self.init_head is not None and self.encoder == "splade":
-            raise InputError("init_head applies to uniCOIL and DeepImpact heads; SPLADE uses the MLM head")
+        if self.init_head is not None and self.encoder in ("splade", "sparterm", "maxsim"):
+            raise InputError(f"init_head applies to uniCOIL and DeepImpact heads, not {self.encoder}")
+        if self.encoder == "maxsim":
+            if self.loss != "mnrl":
+                raise InputError("the MaxSim projection trains with loss: mnrl (contrastive, hard negatives)")
+            if self.regularizer != "none" and (self.query_regularizer_weight or self.document_regularizer_weight):
+                raise InputError("the MaxSim projection is dense: set regularizer: none")
         w = self.mine_window
         if (not isinstance(w, (list, tuple)) or len(w) != 2 or not all(isinstance(x, int) and not isinstance(x, bool)
                                                                       for x in w) or not 1 <= w[0] < w[1]):

@@ -48,7 +48,8 @@ CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 PLOT = "metrics.png"
 GROUPS = "groups.jsonl"
-MADE_HERE = {MARKER, MODEL_DIR, CHECKPOINTS, METRICS, PLOT, GROUPS, "train-config.yaml"}
+MAXSIM_DIR = "maxsim"
+MADE_HERE = {MARKER, MODEL_DIR, CHECKPOINTS, METRICS, PLOT, GROUPS, MAXSIM_DIR}
 
 
 @dataclass
@@ -422,6 +423,16 @@ def training_dataset(cfg: TrainConfig, output: str, *, progress: bool = True):
     """The ``datasets.Dataset`` of training groups (module docstring, step 2)."""
     from . import data as D
 
+    td = training_groups(cfg, output, progress=progress)
+    return D.to_hf_dataset(td, negatives=cfg.negatives, with_scores=cfg.distills,
+                           label="margins" if cfg.loss == "margin_mse" else "scores", seed=cfg.seed)
+
+
+def training_groups(cfg: TrainConfig, output: str, *, progress: bool = True):
+    """The :class:`~lsr.train.data.TrainingData` of a run: read, negatives mined, teacher scores added;
+    the groups are written to ``OUTPUT/groups.jsonl``."""
+    from . import data as D
+
     if cfg.data is None:
         raise InputError("no training data: give --data (an ir_datasets id or a TSV/JSONL file)")
     td = D.load_training_data(cfg.data, negatives_per_query=cfg.negatives)
@@ -445,8 +456,7 @@ def training_dataset(cfg: TrainConfig, output: str, *, progress: bool = True):
         raise InputError(f"loss {cfg.loss} distils teacher scores: give teacher_scores (a file) or teacher "
                          "(a reranker preset)")
     write_groups(td, os.path.join(output, GROUPS))
-    return D.to_hf_dataset(td, negatives=cfg.negatives, with_scores=cfg.distills,
-                           label="margins" if cfg.loss == "margin_mse" else "scores", seed=cfg.seed)
+    return td
 
 
 def write_groups(td, path: str) -> None:
@@ -500,9 +510,41 @@ def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = Fals
         raise
 
 
+def _train_maxsim(config: TrainConfig, output: str, progress: bool, device: str | None) -> TrainResult:
+    """The MaxSim projection (:mod:`lsr.train.maxsim`) on the same training groups; its run directory is
+    ``OUTPUT/maxsim`` and the trained checkpoint (PyLate layout) is moved to ``OUTPUT/model``."""
+    from . import data as D
+    from .maxsim import MaxSimTrainConfig, train_maxsim
+
+    t0 = time.perf_counter()
+    td = training_groups(config, output, progress=progress)
+    ds = D.to_hf_dataset(td, negatives=config.negatives, seed=config.seed)
+    negs = [c for c in ds.column_names if c.startswith("negative_")]
+    examples = [(r["query"], r["positive"], [r[c] for c in negs]) for r in ds]
+    o = config.optim
+    mcfg = MaxSimTrainConfig(backbone=config.model, output=os.path.join(output, MAXSIM_DIR),
+                             doc_length=config.max_length, epochs=o.epochs,
+                             max_steps=o.max_steps if o.max_steps > 0 else -1, batch_size=o.batch_size,
+                             learning_rate=o.learning_rate, seed=config.seed, save_steps=o.save_steps or 10**9,
+                             logging_steps=o.logging_steps, device=device or ("cuda" if _cuda() else "cpu"))
+    summary = train_maxsim(mcfg, examples, log=_say if progress else None, progress=progress)
+    with open(os.path.join(output, METRICS), "a", encoding="utf-8") as f:
+        for row in summary.get("losses", summary.get("loss_history", [])):
+            f.write(json.dumps({"type": "train", **row}) + "\n")
+    final = os.path.join(output, MODEL_DIR)
+    if os.path.isdir(final):
+        shutil.rmtree(final)
+    os.rename(os.path.join(output, MAXSIM_DIR, MODEL_DIR), final)
+    seconds = time.perf_counter() - t0
+    return TrainResult(output, final, int(summary.get("steps", 0)), seconds, [], None)
+
+
 def _train(config: TrainConfig, output: str, resume: bool, progress: bool, device: str | None) -> TrainResult:
     from lsr.progress import quiet_libraries
 
+    if config.encoder == "maxsim":
+        with quiet_libraries(irds=True):
+            return _train_maxsim(config, output, progress, device)
     t0 = time.perf_counter()
     with quiet_libraries(irds=True):
         import transformers
