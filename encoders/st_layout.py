@@ -32,6 +32,11 @@ Stacks understood:
   ``ImpactHead`` (kind ``deepimpact``) a ``deepimpact`` side; ``WordBag`` a
   ``words`` side (``max_words`` words, weight 1). The model is the backbone's
   folder, the head ``<head folder>/model.safetensors`` with prefix ``mlp``.
+  ``MLMTransformer`` (or ``Transformer`` with ``transformer_task: fill-mask``)
+  + ``SparTermPooling`` is a ``sparterm`` side with the lexical gate and the
+  module's ``pooling`` (max or sum); its ``special_token_ids`` must be the
+  tokenizer's special tokens and its ``embedding_dimension`` the vocabulary
+  size, as lsr's ``sparterm`` side assumes.
 
 The max length of a Transformer side is ST's: the module's ``query_length`` /
 ``document_length`` (ST 6.x) for that side if set, else ``max_seq_length`` of
@@ -61,8 +66,8 @@ ST_PACKAGE = "sentence_transformers."
 LSR_PACKAGE = "lsr.encoders.st_modules."   # lsr's own modules (uniCOIL / DeepImpact heads)
 MLM_CLASSES = ("MLMTransformer", "Transformer")
 SPARSE_CLASSES = {"MLMTransformer", "SpladePooling", "SparseStaticEmbedding", "SparseAutoEncoder", "Router",
-                  "ImpactHead", "ImpactTransformer", "WordBag"}
-LSR_CLASSES = ("ImpactHead", "ImpactTransformer", "WordBag")
+                  "ImpactHead", "ImpactTransformer", "WordBag", "SparTermPooling"}
+LSR_CLASSES = ("ImpactHead", "ImpactTransformer", "WordBag", "SparTermPooling")
 MAX_LENGTH_LIMIT = 100_000   # SideConfig's largest max_length ("no limit" tokenizers are clamped to it)
 
 
@@ -153,8 +158,8 @@ def _refuse(src: _Source, types: list[str], why: str = "") -> IncompatibleModelE
     return IncompatibleModelError(
         f"sentence-transformers checkpoint {src.label}: modules {_stack_text(types)} are not supported"
         + (f" ({why})" if why else "")
-        + "; lsr reads MLMTransformer + SpladePooling and a Router whose routes are that stack or a "
-        "SparseStaticEmbedding")
+        + "; lsr reads MLMTransformer + SpladePooling (or lsr's SparTermPooling), lsr's Transformer + "
+        "ImpactHead / WordBag stacks, and a Router whose routes are such stacks or a SparseStaticEmbedding")
 
 
 def _lowercases(tokenizer_json: str | None) -> bool:
@@ -167,10 +172,9 @@ def _lowercases(tokenizer_json: str | None) -> bool:
     return norm is not None and norm.normalize_str("AZ") == "az"
 
 
-def _splade_side(src: _Source, mlm: tuple[str, str], pool: tuple[str, str], types: list[str],
-                 role: str) -> SideConfig:
-    """A ``splade`` side from an MLM module folder and a SpladePooling module folder."""
-    (mlm_cls, mlm_dir), (_, pool_dir) = mlm, pool
+def _mlm_config(src: _Source, mlm_cls: str, mlm_dir: str, types: list[str]) -> dict:
+    """The ``sentence_bert_config.json`` of an MLM Transformer folder, checked: fill-mask task, and no
+    ``do_lower_case`` on a tokenizer that does not lower-case."""
     join = (lambda d, f: f"{d}/{f}" if d else f)
     sbc = src.json(join(mlm_dir, "sentence_bert_config.json"), required=False) or {}
     if not isinstance(sbc, dict):
@@ -180,6 +184,15 @@ def _splade_side(src: _Source, mlm: tuple[str, str], pool: tuple[str, str], type
         raise _refuse(src, types, f"the Transformer's task is {task!r}, not fill-mask: no MLM logits")
     if sbc.get("do_lower_case") and not _lowercases(src.file(join(mlm_dir, "tokenizer.json"))):
         raise _refuse(src, types, "do_lower_case on a tokenizer that does not lower-case")
+    return sbc
+
+
+def _splade_side(src: _Source, mlm: tuple[str, str], pool: tuple[str, str], types: list[str],
+                 role: str) -> SideConfig:
+    """A ``splade`` side from an MLM module folder and a SpladePooling module folder."""
+    (mlm_cls, mlm_dir), (_, pool_dir) = mlm, pool
+    join = (lambda d, f: f"{d}/{f}" if d else f)
+    sbc = _mlm_config(src, mlm_cls, mlm_dir, types)
     pc = src.json(join(pool_dir, "config.json"), required=False) or {}
     strategy = pc.get("pooling_strategy", "max")
     if strategy not in ("max", "sum"):
@@ -190,6 +203,32 @@ def _splade_side(src: _Source, mlm: tuple[str, str], pool: tuple[str, str], type
                                   "computes log(1 + ReLU(x)) (activation relu)")
     return SideConfig(kind="splade", model=src.model_spec(mlm_dir), revision=_rev(src, mlm_dir),
                       pooling=strategy, max_length=_transformer_length(src, mlm_dir, sbc, role))
+
+
+def _sparterm_side(src: _Source, mlm: tuple[str, str], pool: tuple[str, str], types: list[str],
+                   role: str) -> SideConfig:
+    """A ``sparterm`` side (lexical gate) from an MLM module folder and a SparTermPooling module folder."""
+    (mlm_cls, mlm_dir), (_, pool_dir) = mlm, pool
+    sbc = _mlm_config(src, mlm_cls, mlm_dir, types)
+    pc = _module_config(src, pool_dir, "SparTermPooling", types)
+    pooling = pc.get("pooling")
+    if pooling not in ("max", "sum"):
+        raise _refuse(src, types, f"SparTermPooling pooling {pooling!r}")
+    gate = pc.get("gate")
+    if gate != "lexical":
+        raise _refuse(src, types, f"SparTermPooling gate {gate!r}: lsr reads the lexical gate")
+    special = pc.get("special_token_ids")
+    if not isinstance(special, list) or not all(_int(i, 0) for i in special):
+        raise _refuse(src, types, f"SparTermPooling special_token_ids {special!r}")
+    tok = _tokenizer(src, mlm_dir)
+    if sorted(set(special)) != sorted(set(int(i) for i in tok.all_special_ids)):
+        raise _refuse(src, types, f"SparTermPooling special_token_ids {special} are not the tokenizer's special "
+                                  f"tokens {sorted(tok.all_special_ids)}, which lsr's SparTerm leaves out")
+    dim, size = pc.get("embedding_dimension"), max(tok.get_vocab().values()) + 1
+    if not _int(dim, 1) or dim != size:
+        raise _refuse(src, types, f"SparTermPooling embedding_dimension {dim!r} is not the vocabulary size {size}")
+    return SideConfig(kind="sparterm", model=src.model_spec(mlm_dir), revision=_rev(src, mlm_dir),
+                      pooling=pooling, gate="lexical", max_length=_transformer_length(src, mlm_dir, sbc, role))
 
 
 def _transformer_length(src: _Source, sub: str, sbc: dict, role: str) -> int:
@@ -247,6 +286,8 @@ def _stack_side(src: _Source, stack: list[tuple[str, str, str]], role: str) -> S
         return _wordbag_side(src, stack[0][2], types)
     if len(stack) == 2 and classes[0] in MLM_CLASSES and classes[1] == "SpladePooling":
         return _splade_side(src, stack[0][1:], stack[1][1:], types, role)
+    if len(stack) == 2 and classes[0] in MLM_CLASSES and classes[1] == "SparTermPooling":
+        return _sparterm_side(src, stack[0][1:], stack[1][1:], types, role)
     if classes == ["SparseStaticEmbedding"]:
         return _static_side(src, stack[0][2], types)
     if not set(classes) & SPARSE_CLASSES:
@@ -352,11 +393,11 @@ def st_config(ckpt: Checkpoint) -> EncoderConfig | None:
         doc, query = _stack_side(src, stack, "doc"), _stack_side(src, stack, "query")
     what = {"splade": "SPLADE ({} pooling)", "tokens": "static token weights",
             "unicoil": "uniCOIL ({} pooling)", "deepimpact": "DeepImpact word impacts",
-            "words": "their words (weight 1)"}
+            "words": "their words (weight 1)", "sparterm": "SparTerm ({} pooling, lexical gate)"}
     desc = (f"sentence-transformers SparseEncoder {ckpt.label}: documents {what[doc.kind].format(doc.pooling)}, "
             f"queries {what[query.kind].format(query.pooling)}")
     try:
-        return EncoderConfig(name=name, type=doc.kind if doc.kind in ("unicoil", "deepimpact") else "splade",
+        return EncoderConfig(name=name, type=doc.kind if doc.kind in ("unicoil", "deepimpact", "sparterm") else "splade",
                              doc=doc, query=query, description=desc)
     except EncoderConfigError as e:   # e.g. routes writing different term spaces
         raise IncompatibleModelError(f"sentence-transformers checkpoint {src.label}: {e}") from None

@@ -1,4 +1,4 @@
-"""lsr's sentence-transformers modules for uniCOIL and DeepImpact heads, and a builder for new models.
+"""lsr's sentence-transformers modules for uniCOIL, DeepImpact and SparTerm, and builders for new models.
 
 These are sentence-transformers (ST) 6.x modules, so a model built from them
 trains with ``SparseEncoderTrainer``, saves with ``model.save(dir)`` and loads
@@ -347,6 +347,85 @@ class WordBag(InputModule):
         return cls(tokenizer, **config)
 
 
+# --------------------------------------------------------------------------- SparTerm
+SPARTERM_GATES = ("lexical",)
+
+
+class SparTermPooling(Module):
+    """SparTerm's sparse vector from MLM logits: importance ``pool_i ReLU(logit_{i,v})`` times the lexical gate.
+
+    Input features (ST's fill-mask ``Transformer``): ``token_embeddings`` (the MLM
+    logits, ``[B, L, V]``), ``attention_mask`` and ``input_ids`` (``[B, L]``). Output
+    ``sentence_embedding`` ``[B, V]``: for each vocabulary id ``v``, the ``pooling``
+    (``sum`` or ``max``) of ``ReLU(logit_{i,v})`` over the non-padding positions ``i``
+    (special-token positions included, as lsr's ``sparterm`` side pools), kept where
+    ``v`` is one of the text's own non-padding token ids and not in
+    ``special_token_ids``, 0 elsewhere. Same for queries and documents.
+
+    Args:
+        embedding_dimension: the MLM's output size (the vocabulary size).
+        pooling: ``sum`` (the SparTerm paper) or ``max``.
+        gate: ``lexical`` only (lsr's ``expansion`` gate thresholds a gate model's logits,
+            which gives no gradient to train through; it is an inference-time setting of
+            lsr's ``sparterm`` side).
+        special_token_ids: token ids that are never gated on (the tokenizer's special tokens).
+    """
+
+    config_keys: list[str] = ["embedding_dimension", "pooling", "gate", "special_token_ids"]
+
+    def __init__(self, embedding_dimension: int, pooling: str = "sum", gate: str = "lexical",
+                 special_token_ids: Sequence[int] = ()) -> None:
+        super().__init__()
+        _check_int("embedding_dimension", embedding_dimension, 1)
+        if pooling not in POOLINGS:
+            raise ValueError(f"SparTermPooling pooling must be 'max' or 'sum', got {pooling!r}")
+        if gate not in SPARTERM_GATES:
+            raise ValueError(f"SparTermPooling gate must be 'lexical' (the expansion gate is not trainable), "
+                             f"got {gate!r}")
+        ids = list(special_token_ids) if isinstance(special_token_ids, (list, tuple)) else None
+        if ids is None or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < embedding_dimension
+                              for i in ids):
+            raise ValueError(f"special_token_ids must be a list of token ids below {embedding_dimension}, "
+                             f"got {special_token_ids!r}")
+        self.embedding_dimension = embedding_dimension
+        self.pooling = pooling
+        self.gate = gate
+        self.special_token_ids = sorted(set(ids))
+        self.register_buffer("_special", torch.tensor(self.special_token_ids, dtype=torch.long), persistent=False)
+
+    def lexical_gate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``[B, V]``: 1 at the text's own non-padding, non-special token ids, else 0."""
+        keep = attention_mask.bool()
+        if len(self.special_token_ids):
+            keep = keep & ~torch.isin(input_ids, self._special.to(input_ids.device))
+        gate = torch.zeros(input_ids.shape[0], self.embedding_dimension, dtype=dtype, device=input_ids.device)
+        return gate.scatter_reduce(1, input_ids, keep.to(dtype), reduce="amax", include_self=True)
+
+    def forward(self, features: dict[str, Any], **kwargs) -> dict[str, Any]:
+        if "cu_seq_lens_q" in features:
+            raise ValueError("SparTermPooling needs padded inputs: build the Transformer with unpad_inputs=False")
+        logits = features["token_embeddings"]
+        if logits.dim() != 3 or logits.shape[-1] != self.embedding_dimension:
+            raise ValueError(f"SparTermPooling expects MLM logits [batch, length, {self.embedding_dimension}], "
+                             f"got {list(logits.shape)} (a fill-mask Transformer comes first)")
+        mask = features["attention_mask"]
+        act = torch.relu(logits) * mask.unsqueeze(-1).to(logits.dtype)
+        imp = act.amax(dim=1) if self.pooling == "max" else act.sum(dim=1)
+        features["sentence_embedding"] = imp * self.lexical_gate(features["input_ids"], mask, imp.dtype)
+        return features
+
+    def get_embedding_dimension(self) -> int:
+        return self.embedding_dimension
+
+    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
+        self.save_config(output_path)
+
+    def __repr__(self) -> str:
+        return (f"SparTermPooling(pooling={self.pooling!r}, gate={self.gate!r}, "
+                f"embedding_dimension={self.embedding_dimension})")
+
+
 # --------------------------------------------------------------------------- building and loading
 QUERY_SIDES = {"unicoil": ("model",), "deepimpact": ("words", "model")}
 
@@ -432,14 +511,52 @@ def build_impact_encoder(backbone: str, kind: str, *, max_length: int = 256, que
     return SparseEncoder(modules=modules, device=device)
 
 
+def build_sparterm_encoder(model: str, *, max_length: int = 256, pooling: str = "sum",
+                           query_max_length: int | None = None, device: str | None = None,
+                           model_kwargs: dict | None = None) -> SparseEncoder:
+    """A ``SparseEncoder`` for SparTerm with the lexical gate: ST's fill-mask ``Transformer`` on the MLM
+    checkpoint ``model`` + :class:`SparTermPooling` (``pooling`` sum or max).
+
+    ``max_length`` caps documents and queries (ST's ``max_seq_length``; tokens, special
+    tokens included), ``query_max_length`` caps queries when given (ST's
+    ``query_length``). ``model`` must be a ``*ForMaskedLM`` (or ``*ForPreTraining``)
+    checkpoint: one without a trained MLM head is refused rather than given a random
+    one. The Transformer keeps padded inputs (``unpad_inputs=False``), which
+    :class:`SparTermPooling` needs. No trainable parameters besides the MLM's.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be 'max' or 'sum', got {pooling!r}")
+    _check_int("max_length", max_length, 3)
+    if query_max_length is not None:
+        _check_int("query_max_length", query_max_length, 3)
+    from transformers import AutoConfig
+
+    arch = list(getattr(AutoConfig.from_pretrained(model), "architectures", None) or [])
+    if arch and not any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in arch):
+        raise ValueError(f"{model} is a {', '.join(arch)} checkpoint without an MLM head; SparTerm needs a "
+                         "*ForMaskedLM checkpoint (MLM logits over the vocabulary)")
+    trans = Transformer(model, transformer_task="fill-mask", unpad_inputs=False, max_seq_length=max_length,
+                        query_length=query_max_length, model_kwargs=model_kwargs)
+    tok = trans.tokenizer
+    if tok is None:
+        raise ValueError(f"{model} has no tokenizer")
+    vocab = int(trans.config.vocab_size)
+    size = max(tok.get_vocab().values()) + 1
+    if size != vocab:
+        raise ValueError(f"{model}: the MLM's vocabulary ({vocab}) and the tokenizer's ({size}) differ in size")
+    pool = SparTermPooling(vocab, pooling=pooling, gate="lexical", special_token_ids=list(tok.all_special_ids))
+    return SparseEncoder(modules=[trans, pool], device=device, similarity_fn_name="dot")
+
+
 def load_impact_encoder(path: str, **kwargs) -> SparseEncoder:
     """``SparseEncoder(path, trust_remote_code=True, **kwargs)``: ST 6.x imports module classes outside its
-    own package (here lsr's) only with that flag."""
+    own package (here lsr's) only with that flag. Loads any model saved with this module's classes
+    (uniCOIL, DeepImpact, SparTerm)."""
     kwargs.setdefault("trust_remote_code", True)
     return SparseEncoder(path, **kwargs)
 
 
-MODULE_TYPES = {f"{__name__}.{c.__name__}": c for c in (ImpactHead, ImpactTransformer, WordBag)}
+MODULE_TYPES = {f"{__name__}.{c.__name__}": c for c in (ImpactHead, ImpactTransformer, WordBag, SparTermPooling)}
 
 __all__ = [
     "DEFAULT_NUM_BUCKETS",
@@ -447,8 +564,10 @@ __all__ = [
     "MODULE_TYPES",
     "ImpactHead",
     "ImpactTransformer",
+    "SparTermPooling",
     "WordBag",
     "build_impact_encoder",
+    "build_sparterm_encoder",
     "load_impact_encoder",
     "word_bucket",
 ]
