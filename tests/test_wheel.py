@@ -92,6 +92,10 @@ def test_presets_and_registry_list_as_in_the_checkout(venv):
     assert rerank[0] == "rerankers: icr, maxsim, sft"
     assert rerank[1].split(":", 1)[1].strip().split(", ") == available_presets()
     assert {"colbertv2", "icr-smollm2-135m-instruct", "sft-qwen3-reranker-0.6b"} <= set(available_presets())
+    from lsr.train import available_recipes
+
+    recipes = _run([str(lsr), "train", "--list"], cwd=work).stdout.split()
+    assert recipes == available_recipes() and {"splade-pp-ensembledistil", "unicoil", "maxsim-colbert"} <= set(recipes)
 
 
 @pytest.mark.slow
