@@ -397,8 +397,8 @@ def st_config(ckpt: Checkpoint) -> EncoderConfig | None:
     desc = (f"sentence-transformers SparseEncoder {ckpt.label}: documents {what[doc.kind].format(doc.pooling)}, "
             f"queries {what[query.kind].format(query.pooling)}")
     try:
-        return EncoderConfig(name=name, type=doc.kind if doc.kind in ("unicoil", "deepimpact", "sparterm") else "splade",
-                             doc=doc, query=query, description=desc)
+        kind = doc.kind if doc.kind in ("unicoil", "deepimpact", "sparterm") else "splade"
+        return EncoderConfig(name=name, type=kind, doc=doc, query=query, description=desc)
     except EncoderConfigError as e:   # e.g. routes writing different term spaces
         raise IncompatibleModelError(f"sentence-transformers checkpoint {src.label}: {e}") from None
 
