@@ -246,3 +246,45 @@ def test_malformed_config_is_one_line_error(saved, tmp_path, capsys):
                  "--queries-output", str(tmp_path / "q.jsonl")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lsr: error:") and "SparTermPooling gate 'expansion'" in err[0]
+
+
+def test_trains_with_sparse_encoder_trainer_and_lsr_reads_the_result(tmp_path):
+    """Two steps of SparseEncoderTrainer (SpladeLoss over SparseMultipleNegativesRankingLoss) on SciFact training
+    pairs: the MLM changes, and the saved model encodes in lsr as the in-memory model does."""
+    from datasets import Dataset
+    from sentence_transformers.sparse_encoder import SparseEncoderTrainer, SparseEncoderTrainingArguments
+    from sentence_transformers.sparse_encoder.losses import SparseMultipleNegativesRankingLoss, SpladeLoss
+
+    with open(SCIFACT / "qrels" / "train.tsv", encoding="utf-8") as f:
+        pairs = [line.split("\t")[:2] for line in f.read().splitlines()[1:9]]
+    with open(SCIFACT / "queries.jsonl", encoding="utf-8") as f:
+        queries = {rec["_id"]: rec["text"] for rec in map(json.loads, f)}
+    wanted = {d for _, d in pairs}
+    docs = {}
+    with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec["_id"] in wanted:
+                docs[rec["_id"]] = f"{rec['title']} {rec['text']}"
+    data = Dataset.from_dict({"query": [queries[q] for q, _ in pairs], "positive": [docs[d] for _, d in pairs]})
+    model = build_sparterm_encoder(str(SPLADE_TINY), max_length=48, pooling="sum", device="cpu")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loss = SpladeLoss(model, SparseMultipleNegativesRankingLoss(model), query_regularizer_weight=1e-4,
+                      document_regularizer_weight=1e-4)
+    args = SparseEncoderTrainingArguments(
+        output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, max_steps=2, learning_rate=1e-4,
+        report_to=[], save_strategy="no", use_cpu=True, seed=3,
+        router_mapping={"query": "query", "positive": "document"})
+    SparseEncoderTrainer(model=model, args=args, train_dataset=data, loss=loss).train()
+    changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p)]
+    assert any("word_embeddings" in n for n in changed) and any("cls.predictions" in n for n in changed)
+
+    model.eval()
+    model.save(str(tmp_path / "trained"))
+    texts = list(data["positive"])
+    want = _dense(model.encode_document(texts, convert_to_tensor=True))
+    enc = load_encoder(str(tmp_path / "trained"), threads=1)
+    assert resolve_config(str(tmp_path / "trained")).doc.kind == "sparterm"
+    _assert_close(_rows(enc.encode_documents(texts), model.tokenizer.get_vocab()), want)
+    _assert_close(_dense(load_impact_encoder(str(tmp_path / "trained"), device="cpu").encode_document(
+        texts, convert_to_tensor=True)), want)
