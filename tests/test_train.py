@@ -244,3 +244,19 @@ def test_maxsim_recipe_trains_the_projection_into_a_checkpoint_the_reranker_load
     q, docs = scifact_bits["queries"][0], scifact_bits["texts"][:3]
     trained, start = reranker.score(q, docs), init.score(q, docs)
     assert np.all(np.isfinite(trained)) and not np.allclose(trained, start)
+
+
+def test_sparterm_trains_through_the_trainer_and_loads_in_lsr(splade_tiny, scifact_bits, tmp_path):
+    from lsr.encoders.st_modules import load_impact_encoder
+
+    res = train(small("sparterm", model=str(splade_tiny), data=scifact_bits["groups"], **{"optim.max_steps": 1}),
+                tmp_path / "run", progress=False)
+    model = load_impact_encoder(res.model_dir)
+    texts = scifact_bits["texts"][:4]
+    with torch.no_grad():
+        d_st = st_sparse(model.encode_document(texts, convert_to_tensor=True))
+    enc = load_encoder(res.model_dir)
+    assert enc.describe()["doc"]["kind"] == "sparterm"
+    got = lsr_rows(enc.encode_documents(texts), model.tokenizer.get_vocab(), d_st.shape[1])
+    np.testing.assert_allclose(got, d_st, rtol=1e-5, atol=1e-5)
+    clear_model_cache()

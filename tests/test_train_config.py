@@ -14,7 +14,7 @@ from lsr.train import TrainConfig, available_recipes, train_config
 from lsr.train.trainer import MARKER, last_checkpoint, prepare_output
 
 RECIPES = {"distilsplade-max", "splade-pp-ensembledistil", "splade-inference-free", "unicoil", "deepimpact",
-           "maxsim-colbert"}
+           "maxsim-colbert", "sparterm"}
 
 
 def test_every_shipped_recipe_loads_and_round_trips():

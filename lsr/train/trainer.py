@@ -11,7 +11,8 @@
 3. the model is built (:func:`build_model`): SPLADE from an MLM checkpoint (``Transformer`` for fill-mask
    + ``SpladePooling``) or a ``SparseEncoder`` checkpoint, with an inference-free query side
    (``Router`` + ``SparseStaticEmbedding``) on request; uniCOIL and DeepImpact as a backbone
-   plus lsr's head modules (:mod:`lsr.encoders.st_modules`);
+   plus lsr's head modules, SparTerm as a fill-mask ``Transformer`` + lsr's ``SparTermPooling``
+   (:mod:`lsr.encoders.st_modules`);
 4. the loss is ST's ``SpladeLoss`` around the ranking loss (``SparseMultipleNegativesRankingLoss``,
    ``SparseMarginMSELoss`` or ``SparseDistillKLDivLoss``) with FLOPS or L1 regularisers whose
    weights rise as λ·min(1, t/T)² (:func:`lsr.train.losses.flops_weight`);
@@ -246,6 +247,15 @@ def build_model(cfg: TrainConfig):
         return SparseEncoder(modules=[mlm, pool], similarity_fn_name="dot")
     from lsr.encoders import st_modules
 
+    if cfg.encoder == "sparterm":
+        if _has_impact_head(cfg.model):
+            model = st_modules.load_impact_encoder(cfg.model)
+            check_tokenizers(model)
+            return model
+        try:
+            return st_modules.build_sparterm_encoder(cfg.model, max_length=cfg.max_length, pooling=cfg.pooling)
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot build SparTerm on {cfg.model}: {str(e).strip().splitlines()[0]}") from None
     if _has_impact_head(cfg.model):
         if cfg.init_head is not None:
             raise InputError(f"{cfg.model} is a trained sentence-transformers model; --init-head random "
