@@ -23,6 +23,8 @@ from lsr.encoders.st_modules import (
 )
 from lsr.encoders.text import TextTokenizer
 
+pytestmark = pytest.mark.slow   # real models encode real text
+
 MAX_LENGTH, QUERY_LENGTH = 64, 24
 N = 20
 

@@ -17,6 +17,8 @@ from lsr.cli import main
 from lsr.encoders import IncompatibleModelError, load_encoder, load_query_encoder, resolve_config
 from lsr.encoders.st_modules import SparTermPooling, build_sparterm_encoder, load_impact_encoder
 
+pytestmark = pytest.mark.slow   # real models encode real text
+
 MAX_LENGTH, QUERY_LENGTH = 64, 16
 N = 16
 POOLINGS = ("sum", "max")

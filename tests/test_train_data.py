@@ -24,6 +24,8 @@ from lsr.errors import InputError
 from lsr.train.data import Group, TrainingData, load_teacher_scores, load_training_data, to_hf_dataset
 from lsr.train.mine import MineConfig, mine_negative_hits, mine_negatives, parse_window, write_groups
 
+pytestmark = pytest.mark.slow   # real models encode real text
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LSR_SHARED_DIR", ROOT.parent / "shared"))
 SCIFACT = SHARED / "data" / "beir" / "scifact"
