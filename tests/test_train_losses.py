@@ -92,6 +92,7 @@ def _splade_by_hand(texts: list[str]) -> torch.Tensor:
     return torch.stack(rows)
 
 
+@pytest.mark.slow   # a real model encodes real text
 def test_l1_and_flops_inside_a_real_splade_loss(tiny_splade):
     """SpladeLoss with L1Regularizer on both sides: its regulariser terms are weight x the hand value."""
     model = tiny_splade
@@ -170,6 +171,7 @@ def test_where_sentence_transformers_ratio_lands_a_step_short(tiny_splade):
     assert ours[29] == (1.0, None) and all(q is None for _, q in ours)
 
 
+@pytest.mark.slow   # a real model encodes real text
 def test_warmup_callback_in_a_real_training_run(tiny_splade, tmp_path):
     """Four optimizer steps of SparseEncoderTrainer with the callback: the trainer adds no scheduler of its
     own beside it, and the weight in force at each step is flops_weight of the steps taken before it."""
@@ -231,6 +233,7 @@ def test_nnz_report_by_hand():
         nnz_report(torch.zeros(0, 4))
 
 
+@pytest.mark.slow   # a real model encodes real text
 def test_nnz_report_of_real_splade_vectors(tiny_splade):
     docs = [d for _, d in scifact_docs(4)]
     emb = tiny_splade.encode_document(docs, convert_to_tensor=True).to_dense()

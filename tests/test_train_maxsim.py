@@ -24,6 +24,8 @@ from lsr.rerank.maxsim import MaxSimConfig, MaxSimReranker
 from lsr.train.maxsim import (MaxSimTrainConfig, _dataset, build_trainer, init_checkpoint, load_encoder,
                               train_maxsim)
 
+pytestmark = pytest.mark.slow   # a real model trains on real text
+
 
 def _examples(n: int) -> list[tuple[str, str, list[str]]]:
     queries = {}
