@@ -359,7 +359,6 @@ def _callbacks(cfg: TrainConfig, loss, counter: ActiveTerms, output: str, evalua
     class Log(TrainerCallback):
         def __init__(self) -> None:
             self.bar = None
-            self.t0 = time.monotonic()
 
         def on_train_begin(self, args, state, control, **kwargs):
             from lsr.progress import Progress
