@@ -208,9 +208,11 @@ def plot(results: dict, out: str) -> None:
         b, a = r["before"], r["after"]
         ax.annotate("", xy=(a["document_active_terms"], a["nDCG@10"]),
                     xytext=(b["document_active_terms"], b["nDCG@10"]), arrowprops={"arrowstyle": "->", "alpha": 0.5})
-        ax.scatter([a["document_active_terms"]], [a["nDCG@10"]], label=name)
+        pts = ax.scatter([a["document_active_terms"]], [a["nDCG@10"]], label=name)
+        ax.scatter([b["document_active_terms"]], [b["nDCG@10"]], facecolors="none",
+                   edgecolors=pts.get_facecolor())
     ax.set(xscale="log", xlabel="mean active terms per document (log)", ylabel="nDCG@10, SciFact test",
-           title="lsr train on SciFact train: before (arrow tail) and after")
+           title="lsr train on SciFact train: before (hollow) and after (filled)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)

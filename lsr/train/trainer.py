@@ -625,7 +625,8 @@ def _train(config: TrainConfig, output: str, resume: bool, progress: bool, devic
         trainer.train(resume_from_checkpoint=ckpt)
         model_dir = save_model(model, output)
         steps = trainer.state.global_step
-    plot_metrics(os.path.join(output, METRICS), os.path.join(output, PLOT), title=config.name)
+    plot_metrics(os.path.join(output, METRICS), os.path.join(output, PLOT),
+                 title=f"{os.path.basename(output)} (recipe {config.name})")
     seconds = time.perf_counter() - t0
     if progress:
         _say(f"trained {steps} steps in {seconds:.0f} s; model in {model_dir}")
