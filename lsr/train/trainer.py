@@ -125,8 +125,9 @@ def prepare_output(output: str, cfg: TrainConfig, *, resume: bool, overwrite: bo
         if not overwrite:
             raise InputError(f"{output} holds an lsr training run; --resume to continue it or --overwrite "
                              "to replace it")
-        foreign = sorted(set(os.listdir(output)) - MADE_HERE)
-        foreign = [n for n in foreign if not n.startswith(MODEL_DIR + ".partial")]
+        # lsr's own names, and what an interrupted write of one leaves (model.partial-PID, x.tmp-PID)
+        foreign = sorted(n for n in os.listdir(output)
+                         if n not in MADE_HERE and not any(n.startswith(m + ".") for m in MADE_HERE))
         if foreign:
             raise InputError(f"{output} also holds {', '.join(foreign[:3])}, which lsr did not make; "
                              "nothing was overwritten")
@@ -152,18 +153,19 @@ def _write_json_atomic(path: str, obj: Any) -> None:
 
 
 def last_checkpoint(output: str) -> str | None:
-    """The newest complete ``checkpoints/checkpoint-N`` of a run (None if there is none)."""
-    d = os.path.join(output, CHECKPOINTS)
-    if not os.path.isdir(d):
-        return None
+    """The newest complete trainer checkpoint of a run (``checkpoints/checkpoint-N``, or
+    ``maxsim/trainer/checkpoint-N`` for the MaxSim projection); None if there is none."""
     best = None
-    for name in os.listdir(d):
-        if name.startswith("checkpoint-") and name[len("checkpoint-"):].isdigit():
-            p = os.path.join(d, name)
-            if os.path.isfile(os.path.join(p, "trainer_state.json")):
-                n = int(name[len("checkpoint-"):])
-                if best is None or n > best[0]:
-                    best = (n, p)
+    for d in (os.path.join(output, CHECKPOINTS), os.path.join(output, MAXSIM_DIR, "trainer")):
+        if not os.path.isdir(d):
+            continue
+        for name in os.listdir(d):
+            if name.startswith("checkpoint-") and name[len("checkpoint-"):].isdigit():
+                p = os.path.join(d, name)
+                if os.path.isfile(os.path.join(p, "trainer_state.json")):
+                    n = int(name[len("checkpoint-"):])
+                    if best is None or n > best[0]:
+                        best = (n, p)
     return best[1] if best else None
 
 
@@ -503,8 +505,6 @@ def teacher_scores(cfg: TrainConfig, td, *, progress: bool = True) -> dict[tuple
 def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
           progress: bool = True, device: str | None = None) -> TrainResult:
     """Train ``config`` into ``output`` (module docstring). Returns a :class:`TrainResult`."""
-    from lsr.progress import quiet_libraries
-
     output = os.path.abspath(os.fspath(output))
     if not isinstance(config, TrainConfig):
         raise InputError("train() takes a TrainConfig (see lsr.train.train_config)")
@@ -538,7 +538,7 @@ def _train_maxsim(config: TrainConfig, output: str, progress: bool, device: str 
                              logging_steps=o.logging_steps, device=device or ("cuda" if _cuda() else "cpu"))
     summary = train_maxsim(mcfg, examples, log=_say if progress else None, progress=progress)
     with open(os.path.join(output, METRICS), "a", encoding="utf-8") as f:
-        for row in summary.get("losses", summary.get("loss_history", [])):
+        for row in summary.get("loss_history", []):
             f.write(json.dumps({"type": "train", **row}) + "\n")
     final = os.path.join(output, MODEL_DIR)
     if os.path.isdir(final):
