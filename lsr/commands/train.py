@@ -1,5 +1,5 @@
-"""``lsr train``: train an encoder (SPLADE, inference-free SPLADE, uniCOIL, DeepImpact) on
-sentence-transformers' sparse trainer, from a recipe plus overrides."""
+"""``lsr train``: train an encoder (SPLADE, inference-free SPLADE, SparTerm, uniCOIL, DeepImpact, or a
+MaxSim projection) on sentence-transformers' trainers, from a recipe plus overrides."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ _EPILOG = """\
 Settings come from, in increasing priority: the recipe (a shipped name, see --list, or a YAML file),
 then --set KEY=VALUE (dotted keys for the groups: optim.learning_rate=2e-5, eval.every=100), then the
 options given. The output directory receives model/ (a sentence-transformers SparseEncoder directory that
-lsr encode / lsr index --encoder load as it is), checkpoints/, metrics.jsonl, metrics.png and groups.jsonl.
+lsr encode / lsr index --encoder load as it is; for --recipe maxsim-colbert a checkpoint lsr rerank
+--reranker maxsim loads), checkpoints/, metrics.jsonl, metrics.png and groups.jsonl.
 
 examples:
   lsr train --recipe splade-pp-ensembledistil --output runs/spladepp
@@ -24,9 +25,9 @@ examples:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train an encoder on sentence-transformers' sparse trainer",
-        description="Train a SPLADE, inference-free SPLADE, uniCOIL or DeepImpact encoder from a recipe, with "
-                    "hard negatives mined by an lsr index, periodic evaluation through an lsr index, and "
-                    "checkpoints to resume from.",
+        description="Train a SPLADE, inference-free SPLADE, SparTerm, uniCOIL or DeepImpact encoder (or the "
+                    "projection of a MaxSim reranker) from a recipe, with hard negatives mined by an lsr index, "
+                    "periodic evaluation through an lsr index, and checkpoints to resume from.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", metavar="NAME|YAML", help="a shipped recipe (--list) or a YAML file")
     p.add_argument("-o", "--output", metavar="DIR", help="output directory (new, empty, or an earlier lsr run "
