@@ -260,3 +260,28 @@ def test_sparterm_trains_through_the_trainer_and_loads_in_lsr(splade_tiny, scifa
     got = lsr_rows(enc.encode_documents(texts), model.tokenizer.get_vocab(), d_st.shape[1])
     np.testing.assert_allclose(got, d_st, rtol=1e-5, atol=1e-5)
     clear_model_cache()
+
+
+def test_teacher_scores_from_a_reranker_drive_margin_mse(scifact_bits, splade_tiny, tmp_path):
+    import yaml
+
+    from benchmarks.rerankers import minilm_colbert
+    from lsr.rerank import load_reranker
+    from lsr.train.data import load_training_data
+    from lsr.train.trainer import teacher_scores
+
+    teacher = tmp_path / "teacher.yaml"
+    teacher.write_text(yaml.safe_dump({"reranker": "maxsim", "model": minilm_colbert(str(tmp_path / "c"), dim=16)}))
+    cfg = small(None, model=str(splade_tiny), data=scifact_bits["groups"], loss="margin_mse", teacher=str(teacher),
+                **{"optim.max_steps": 1})
+    td = load_training_data(cfg.data, negatives_per_query=1)
+    scores = teacher_scores(cfg, td, progress=False)
+    reranker = load_reranker(str(teacher))
+    g = td.groups[0]
+    texts = td.docs.texts([g.positive, *g.negatives])
+    want = reranker.score(td.queries[g.qid], [texts[g.positive], texts[g.negatives[0]]])
+    assert [scores[(g.qid, g.positive)], scores[(g.qid, g.negatives[0])]] == pytest.approx(list(want), abs=1e-5)
+    res = train(cfg, tmp_path / "run", progress=False)
+    rows = [r for r in read_metrics(str(tmp_path / "run" / METRICS)) if r["type"] == "train" and "loss" in r]
+    assert res.steps == 1 and np.isfinite(rows[0]["base_loss"])
+    clear_model_cache()
