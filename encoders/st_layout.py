@@ -217,13 +217,7 @@ def _sparterm_side(src: _Source, mlm: tuple[str, str], pool: tuple[str, str], ty
     gate = pc.get("gate")
     if gate != "lexical":
         raise _refuse(src, types, f"SparTermPooling gate {gate!r}: lsr reads the lexical gate")
-    special = pc.get("special_token_ids")
-    if not isinstance(special, list) or not all(_int(i, 0) for i in special):
-        raise _refuse(src, types, f"SparTermPooling special_token_ids {special!r}")
-    tok = _tokenizer(src, mlm_dir)
-    if sorted(set(special)) != sorted(set(int(i) for i in tok.all_special_ids)):
-        raise _refuse(src, types, f"SparTermPooling special_token_ids {special} are not the tokenizer's special "
-                                  f"tokens {sorted(tok.all_special_ids)}, which lsr's SparTerm leaves out")
+    tok = _checked_special_ids(src, types, "SparTermPooling", pc.get("special_token_ids"), mlm_dir, "SparTerm")
     dim, size = pc.get("embedding_dimension"), max(tok.get_vocab().values()) + 1
     if not _int(dim, 1) or dim != size:
         raise _refuse(src, types, f"SparTermPooling embedding_dimension {dim!r} is not the vocabulary size {size}")
@@ -338,13 +332,7 @@ def _impact_side(src: _Source, trans_dir: str, head_dir: str, trans_cls: str, ty
         raise _refuse(src, types, "do_lower_case on a tokenizer that does not lower-case")
     model = src.model_spec(trans_dir)
     if kind == "unicoil":
-        special = hc.get("special_token_ids")
-        if not isinstance(special, list) or not all(_int(i, 0) for i in special):
-            raise _refuse(src, types, f"ImpactHead special_token_ids {special!r}")
-        tok = _tokenizer(src, trans_dir)
-        if sorted(set(special)) != sorted(set(int(i) for i in tok.all_special_ids)):
-            raise _refuse(src, types, f"ImpactHead special_token_ids {special} are not the tokenizer's special "
-                                      f"tokens {sorted(tok.all_special_ids)}, which lsr's uniCOIL leaves out")
+        tok = _checked_special_ids(src, types, "ImpactHead", hc.get("special_token_ids"), trans_dir, "uniCOIL")
         size = max(tok.get_vocab().values()) + 1
         if dim != size:
             raise _refuse(src, types, f"ImpactHead embedding_dimension {dim} is not the vocabulary size {size}")
@@ -356,6 +344,18 @@ def _impact_side(src: _Source, trans_dir: str, head_dir: str, trans_cls: str, ty
     return SideConfig(kind=kind, model=model, revision=_rev(src, trans_dir), head_file=head_file,
                       head_prefix="mlp", max_length=_transformer_length(src, trans_dir, sbc, role),
                       **({"pooling": pooling} if kind == "unicoil" else {}))
+
+
+def _checked_special_ids(src: _Source, types: list[str], module: str, special: Any, tok_dir: str, encoder: str):
+    """The tokenizer of ``tok_dir``, once a module's ``special_token_ids`` are checked to be its special ids
+    (which lsr's ``encoder`` side leaves out)."""
+    if not isinstance(special, list) or not all(_int(i, 0) for i in special):
+        raise _refuse(src, types, f"{module} special_token_ids {special!r}")
+    tok = _tokenizer(src, tok_dir)
+    if sorted(set(special)) != sorted(set(int(i) for i in tok.all_special_ids)):
+        raise _refuse(src, types, f"{module} special_token_ids {special} are not the tokenizer's special "
+                                  f"tokens {sorted(tok.all_special_ids)}, which lsr's {encoder} leaves out")
+    return tok
 
 
 def _tokenizer(src: _Source, sub: str):
