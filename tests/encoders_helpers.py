@@ -144,3 +144,32 @@ def heads_dir(tmp_path_factory) -> Path:
     save_deepimpact_head(d / "deepimpact.safetensors")
     save_deepimpact_head(d / "deepimpact1.safetensors", layers=1, seed=1)
     return d
+
+
+def st_dense(x):
+    """A sentence-transformers embedding tensor (sparse COO or dense) as a float32 NumPy array."""
+    return (x.to_dense() if x.is_sparse else x).float().cpu().numpy()
+
+
+def lsr_rows(vecs: list[dict], width: int, vocab: dict | None = None, bucket=None):
+    """lsr's ``{term: weight}`` dicts as dense rows of ``width``: column ``vocab[term]``, or ``bucket(term,
+    width)`` for hashed word spaces (the larger weight where two terms share a column)."""
+    import numpy as np
+
+    out = np.zeros((len(vecs), width), dtype=np.float32)
+    for i, v in enumerate(vecs):
+        for t, w in v.items():
+            k = vocab[t] if vocab is not None else bucket(t, width)
+            out[i, k] = max(out[i, k], w)
+    return out
+
+
+def copy_with_config(src: Path, dst: Path, rel: str, **changes) -> Path:
+    """A copy of the checkpoint ``src`` at ``dst`` whose JSON file ``rel`` has ``changes`` applied."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / rel).read_text())
+    cfg.update(changes)
+    (dst / rel).write_text(json.dumps(cfg))
+    return dst

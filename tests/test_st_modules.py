@@ -5,13 +5,12 @@ real SciFact text by sentence-transformers and by lsr's own sides."""
 from __future__ import annotations
 
 import json
-import shutil
 import zlib
 
 import numpy as np
 import pytest
 import torch
-from encoders_helpers import SCIFACT, minilm_dir, scifact_docs, scifact_queries
+from encoders_helpers import SCIFACT, copy_with_config, lsr_rows, minilm_dir, scifact_docs, scifact_queries, st_dense
 
 from lsr.cli import main
 from lsr.encoders import IncompatibleModelError, load_encoder, load_query_encoder, resolve_config
@@ -53,8 +52,7 @@ def saved(tmp_path_factory):
     return out
 
 
-def _dense(x) -> np.ndarray:
-    return (x.to_dense() if x.is_sparse else x).float().numpy()
+_dense = st_dense
 
 
 def _bert():
@@ -138,12 +136,7 @@ def test_deepimpact_head_equals_hand_computation(saved, texts):
 
 def _lsr_rows(vecs: list[dict], width: int, vocab: dict | None) -> np.ndarray:
     """lsr's ``{term: weight}`` dicts as ST's dense rows: token ids (uniCOIL) or word buckets (max on a clash)."""
-    out = np.zeros((len(vecs), width), dtype=np.float32)
-    for i, v in enumerate(vecs):
-        for t, w in v.items():
-            k = vocab[t] if vocab is not None else word_bucket(t, width)
-            out[i, k] = max(out[i, k], w)
-    return out
+    return lsr_rows(vecs, width, vocab, bucket=word_bucket)
 
 
 @pytest.mark.parametrize("kind", ["unicoil", "deepimpact"])
@@ -280,12 +273,7 @@ def test_deepimpact_with_model_query_side(texts, tmp_path):
     assert all(len(q) > 1 for q in got)
 
 
-def _edit(src, dst, rel: str, **changes):
-    shutil.copytree(src, dst)
-    cfg = json.loads((dst / rel).read_text())
-    cfg.update(changes)
-    (dst / rel).write_text(json.dumps(cfg))
-    return dst
+_edit = copy_with_config
 
 
 def test_malformed_module_config_is_one_line_error(saved, tmp_path, capsys):

@@ -5,12 +5,12 @@ sentence-transformers, by hand and by lsr's own ``sparterm`` side."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 import torch
-from encoders_helpers import SCIFACT, SPLADE_TINY, minilm_dir, scifact_docs, scifact_queries
+from encoders_helpers import (SCIFACT, SPLADE_TINY, copy_with_config, lsr_rows, minilm_dir, scifact_docs,
+                              scifact_queries, st_dense)
 
 import lsr
 from lsr.cli import main
@@ -49,17 +49,12 @@ def saved(tmp_path_factory):
     return out
 
 
-def _dense(x) -> np.ndarray:
-    return (x.to_dense() if x.is_sparse else x).float().numpy()
+_dense = st_dense
 
 
 def _rows(vecs: list[dict], vocab: dict) -> np.ndarray:
     """lsr's ``{token: weight}`` dicts as ST's dense rows."""
-    out = np.zeros((len(vecs), len(vocab)), dtype=np.float32)
-    for i, v in enumerate(vecs):
-        for t, w in v.items():
-            out[i, vocab[t]] = w
-    return out
+    return lsr_rows(vecs, len(vocab), vocab)
 
 
 def _assert_close(got: np.ndarray, want: np.ndarray) -> None:
@@ -221,12 +216,7 @@ def test_lsr_encode_and_index_on_saved_model(saved, texts, tmp_path, capsys):
     _assert_close(_rows(got, st.tokenizer.get_vocab()), want)
 
 
-def _edit(src, dst, rel: str, **changes):
-    shutil.copytree(src, dst)
-    cfg = json.loads((dst / rel).read_text())
-    cfg.update(changes)
-    (dst / rel).write_text(json.dumps(cfg))
-    return dst
+_edit = copy_with_config
 
 
 def test_malformed_config_is_one_line_error(saved, tmp_path, capsys):

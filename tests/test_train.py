@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from encoders_helpers import lsr_rows, st_dense
 from lsr.cli import main
 from lsr.encoders import load_encoder
 from lsr.encoders.heads import clear_model_cache
@@ -66,16 +67,11 @@ def small(recipe: str | None, **fields):
     return train_config(recipe, base)
 
 
-def st_sparse(t) -> np.ndarray:
-    return (t.to_dense() if t.is_sparse else t).float().cpu().numpy()
+st_sparse = st_dense
 
 
-def lsr_rows(vecs: list[dict], vocab: dict[str, int], dim: int) -> np.ndarray:
-    out = np.zeros((len(vecs), dim), np.float32)
-    for i, v in enumerate(vecs):
-        for t, w in v.items():
-            out[i, vocab[t]] = w
-    return out
+def as_rows(vecs: list[dict], vocab: dict[str, int], dim: int) -> np.ndarray:
+    return lsr_rows(vecs, dim, vocab)
 
 
 def test_splade_trains_evaluates_and_its_checkpoint_encodes_the_same_everywhere(splade_tiny, scifact_bits,
@@ -116,14 +112,14 @@ def test_splade_trains_evaluates_and_its_checkpoint_encodes_the_same_everywhere(
     np.testing.assert_allclose(d_mem, d_st, atol=1e-5)
     enc = load_encoder(res.model_dir)
     vocab = reloaded.tokenizer.get_vocab()
-    np.testing.assert_allclose(lsr_rows(enc.encode_documents(texts), vocab, d_st.shape[1]), d_st, atol=1e-5)
-    np.testing.assert_allclose(lsr_rows(enc.encode_queries(queries), vocab, q_st.shape[1]), q_st, atol=1e-5)
+    np.testing.assert_allclose(as_rows(enc.encode_documents(texts), vocab, d_st.shape[1]), d_st, atol=1e-5)
+    np.testing.assert_allclose(as_rows(enc.encode_queries(queries), vocab, q_st.shape[1]), q_st, atol=1e-5)
     src = tmp_path / "docs.jsonl"
     src.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)))
     assert main(["encode", res.model_dir, "--corpus", str(src), "-o", str(tmp_path / "vectors"), "--no-progress"]) == 0
     got = dict(iter_vectors(str(tmp_path / "vectors")))
     got = [got[str(i)] for i in range(len(texts))]
-    np.testing.assert_allclose(lsr_rows(got, vocab, d_st.shape[1]), d_st, atol=1e-5)
+    np.testing.assert_allclose(as_rows(got, vocab, d_st.shape[1]), d_st, atol=1e-5)
     clear_model_cache()
 
 
@@ -165,8 +161,8 @@ def test_unicoil_head_is_created_only_on_purpose_and_trains(scifact_bits, tmp_pa
         q_st = st_sparse(model.encode_query(queries, convert_to_tensor=True))
     enc = load_encoder(res.model_dir)
     vocab = model.tokenizer.get_vocab()
-    np.testing.assert_allclose(lsr_rows(enc.encode_documents(texts), vocab, d_st.shape[1]), d_st, atol=1e-5)
-    np.testing.assert_allclose(lsr_rows(enc.encode_queries(queries), vocab, q_st.shape[1]), q_st, atol=1e-5)
+    np.testing.assert_allclose(as_rows(enc.encode_documents(texts), vocab, d_st.shape[1]), d_st, atol=1e-5)
+    np.testing.assert_allclose(as_rows(enc.encode_queries(queries), vocab, q_st.shape[1]), q_st, atol=1e-5)
     # a trained uniCOIL directory continues training as it is; --init-head would replace its head
     with pytest.raises(InputError, match="--init-head random would replace its head"):
         train(small("unicoil", model=res.model_dir, data=scifact_bits["groups"]), tmp_path / "again", progress=False)
@@ -187,7 +183,7 @@ def test_inference_free_query_side_trains_and_loads_as_token_weights(splade_tiny
     enc = load_encoder(res.model_dir)
     assert enc.describe()["query"]["kind"] == "tokens"
     vocab = model.tokenizer.get_vocab()
-    np.testing.assert_allclose(lsr_rows(enc.encode_queries(queries), vocab, q_st.shape[1]), q_st, atol=1e-5)
+    np.testing.assert_allclose(as_rows(enc.encode_queries(queries), vocab, q_st.shape[1]), q_st, atol=1e-5)
     clear_model_cache()
 
 
@@ -257,7 +253,7 @@ def test_sparterm_trains_through_the_trainer_and_loads_in_lsr(splade_tiny, scifa
         d_st = st_sparse(model.encode_document(texts, convert_to_tensor=True))
     enc = load_encoder(res.model_dir)
     assert enc.describe()["doc"]["kind"] == "sparterm"
-    got = lsr_rows(enc.encode_documents(texts), model.tokenizer.get_vocab(), d_st.shape[1])
+    got = as_rows(enc.encode_documents(texts), model.tokenizer.get_vocab(), d_st.shape[1])
     np.testing.assert_allclose(got, d_st, rtol=1e-5, atol=1e-5)
     clear_model_cache()
 
