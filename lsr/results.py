@@ -4,7 +4,8 @@
 string ids) so that a batch of 7,000 queries x 1,000 hits stays cheap, and
 iterates as :class:`Hit` tuples. Every stage (search, reranking, evaluation)
 takes and returns this type. TREC run files (``qid Q0 docid rank score tag``)
-are read and written here.
+are read and written here, and pandas frames in PyTerrier's convention (``qid``, ``docno``,
+``score``, ``rank`` from 0) and ir-measures records are made here.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ class Hit(NamedTuple):
     doc_id: str
     score: float
     rank: int
+
+
+def _pandas():
+    try:
+        import pandas
+    except ImportError:
+        raise InputError("Results.to_pandas needs pandas: pip install pandas") from None
+    return pandas
 
 
 def _format_score(s) -> str:
@@ -157,6 +166,56 @@ class Results:
     def _write_lines(self, f, tag: str) -> None:
         for h in self:
             f.write(f"{h.query_id} Q0 {h.doc_id} {h.rank} {_format_score(h.score)} {tag}\n")
+
+    # -- interop ------------------------------------------------------------
+    def to_pandas(self):
+        """A ``pandas.DataFrame`` in PyTerrier's result convention: columns ``qid``, ``docno``,
+        ``score``, ``rank``, one row per hit in this order, ``rank`` counted from 0 (PyTerrier's
+        first rank) where lsr counts from 1."""
+        pd = _pandas()
+        return pd.DataFrame({"qid": list(self.query_ids), "docno": list(self.doc_ids),
+                             "score": self.scores.copy(), "rank": self.ranks - 1})
+
+    @classmethod
+    def from_pandas(cls, df) -> "Results":
+        """Results from a DataFrame with ``qid``, ``docno`` and ``score`` columns (PyTerrier's; other
+        columns are ignored). Each query's hits are ranked by score, descending; equal scores keep
+        the order of the frame's ``rank`` column if it has one, else its row order. Queries keep the
+        order of their first row. A missing column or a NaN score is an
+        :class:`~lsr.errors.InputError`."""
+        missing = [c for c in ("qid", "docno", "score") if c not in getattr(df, "columns", ())]
+        if missing:
+            raise InputError(f"a results frame needs the columns qid, docno and score (missing: "
+                             f"{', '.join(missing)})")
+        qids = [str(x) for x in df["qid"].tolist()]
+        dids = [str(x) for x in df["docno"].tolist()]
+        try:
+            scores = np.asarray(df["score"].to_numpy(), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError("the score column of a results frame holds non-numbers") from None
+        if np.isnan(scores).any():
+            raise InputError(f"{int(np.isnan(scores).sum())} score(s) of the results frame are NaN")
+        tie = (np.asarray(df["rank"].to_numpy(), dtype=np.float64) if "rank" in df.columns
+               else np.arange(len(qids), dtype=np.float64))
+        first: dict[str, int] = {}
+        for q in qids:
+            first.setdefault(q, len(first))
+        qpos = np.asarray([first[q] for q in qids], dtype=np.int64)
+        order = np.lexsort((np.arange(len(qids)), tie, -scores, qpos))
+        q_sorted = qpos[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(q_sorted)) + 1] if len(order) else np.zeros(0, np.int64)
+        ranks = np.arange(len(order), dtype=np.int64) - np.repeat(starts, np.diff(np.r_[starts, len(order)])) + 1
+        return cls([qids[i] for i in order], [dids[i] for i in order], scores[order], ranks)
+
+    def to_ir_measures(self) -> list:
+        """The hits as ``ir_measures.ScoredDoc`` records, for ``ir_measures.calc_aggregate`` /
+        ``iter_calc`` (ir-measures ranks by score; lsr's ties by rank are kept by
+        :func:`lsr.eval.metrics.evaluate`)."""
+        try:
+            import ir_measures
+        except ImportError:
+            raise InputError("Results.to_ir_measures needs ir-measures: pip install 'lsr[eval]'") from None
+        return [ir_measures.ScoredDoc(h.query_id, h.doc_id, float(h.score)) for h in self]
 
     @classmethod
     def read_trec(cls, path: str | os.PathLike) -> "Results":
