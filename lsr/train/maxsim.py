@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lsr.config import _int_at_least, _number_in
 from lsr.errors import InputError
 
 QUERY_MARKER = "[Q] "
@@ -85,16 +86,12 @@ class MaxSimTrainConfig:
                 raise InputError(f"MaxSimTrainConfig: {name} must be a non-empty string, got {v!r}")
         for name, lo in (("dim", 1), ("query_length", 4), ("doc_length", 4), ("batch_size", 1),
                          ("save_steps", 1), ("logging_steps", 1), ("seed", 0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise InputError(f"MaxSimTrainConfig: {name} must be an integer >= {lo}, got {v!r}")
+            _int_at_least(f"MaxSimTrainConfig: {name}", getattr(self, name), lo)
         if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps == 0 \
                 or self.max_steps < -1:
             raise InputError(f"MaxSimTrainConfig: max_steps must be -1 (use epochs) or > 0, got {self.max_steps!r}")
         for name in ("epochs", "learning_rate", "backbone_learning_rate", "scale"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise InputError(f"MaxSimTrainConfig: {name} must be a positive number, got {v!r}")
+            _number_in(f"MaxSimTrainConfig: {name}", getattr(self, name), 0.0, float("inf"), lo_open=True)
         if isinstance(self.warmup_ratio, bool) or not isinstance(self.warmup_ratio, (int, float)) \
                 or not 0 <= self.warmup_ratio < 1:
             raise InputError(f"MaxSimTrainConfig: warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
