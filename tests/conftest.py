@@ -32,3 +32,15 @@ def scifact_dir(shared_dir) -> Path:
     p = shared_dir / "data" / "beir" / "scifact"
     assert (p / "corpus.jsonl").is_file()
     return p
+
+
+@pytest.fixture(scope="session")
+def scifact_splade_index(tmp_path_factory, splade_tiny, scifact_dir) -> Path:
+    """A real index: all 5,183 SciFact documents encoded by the shared splade-tiny (the preset's settings,
+    8-bit impacts), with the encoder recorded so that text queries work. Built once per test session;
+    read-only for the tests that use it."""
+    import lsr
+
+    out = tmp_path_factory.mktemp("scifact-splade") / "index"
+    lsr.build_index(str(scifact_dir / "corpus.jsonl"), out, encoder="splade-tiny", model_path=str(splade_tiny))
+    return out
