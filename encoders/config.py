@@ -45,6 +45,7 @@ TERM_SPACE = {"splade": "wordpiece", "sparterm": "wordpiece", "unicoil": "wordpi
               "tokens": "wordpiece", "deepimpact": "word", "words": "word"}
 DEFAULT_HEAD_PREFIX = {"unicoil": "tok_proj", "deepimpact": "impact_score_encoder"}
 DTYPES = ("float32", "bfloat16", "float16")
+SPLADE_ACTIVATIONS = ("relu", "log1p_relu")   # sentence-transformers' SpladePooling activation_function names
 
 DEEPERIMPACT_PROMPT = "Predict possible search queries for the following document:\n{document}\n---\n"
 
@@ -165,6 +166,8 @@ class SideConfig:
     top_k: int | None = None
     min_weight: float = 0.0
     expansion: ExpansionConfig | None = None
+    activation: str = "relu"
+    trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
         k = self.kind
@@ -204,6 +207,15 @@ class SideConfig:
             raise EncoderConfigError(f"{where}: top_k must be a positive integer or null, got {self.top_k!r}")
         if not _is_num(self.min_weight) or self.min_weight < 0:
             raise EncoderConfigError(f"{where}: min_weight must be a finite number >= 0, got {self.min_weight!r}")
+        if self.activation not in SPLADE_ACTIVATIONS:
+            raise EncoderConfigError(f"{where}: activation must be one of {', '.join(SPLADE_ACTIVATIONS)}, "
+                                     f"got {self.activation!r}")
+        if self.activation != "relu" and k != "splade":
+            raise EncoderConfigError(f"{where}: activation applies to splade only")
+        if not isinstance(self.trust_remote_code, bool):
+            raise EncoderConfigError(f"{where}: trust_remote_code must be true or false")
+        if self.trust_remote_code and k not in ("splade", "sparterm"):
+            raise EncoderConfigError(f"{where}: trust_remote_code applies to splade and sparterm only")
         if self.expansion is not None:
             if k != "deepimpact":
                 raise EncoderConfigError(f"{where}: expansion (doc2query generation) applies to deepimpact only")
@@ -229,8 +241,13 @@ class SideConfig:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
+        """The fields as a dict; ``activation`` and ``trust_remote_code`` only where they differ from their
+        defaults, so the descriptions of encoders that do not use them read as before these fields."""
         d = asdict(self)
         d["expansion"] = self.expansion.to_dict() if self.expansion is not None else None
+        for key, default in (("activation", "relu"), ("trust_remote_code", False)):
+            if d[key] == default:
+                del d[key]
         return d
 
     @classmethod

@@ -98,19 +98,43 @@ class MLMParts:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
-def load_mlm(ckpt: Checkpoint, device, dtype) -> MLMParts:
-    """Load a ``*ForMaskedLM`` checkpoint; a checkpoint without an MLM head is an error."""
+def needs_remote_code(ckpt: Checkpoint) -> bool:
+    """Whether a checkpoint's model class exists only as code in a repository: its ``config.json`` has an
+    ``auto_map`` and a ``model_type`` that transformers does not know."""
+    cfg = ckpt.config_dict
+    if not cfg.get("auto_map"):
+        return False
+    from transformers import CONFIG_MAPPING
+
+    return cfg.get("model_type") not in CONFIG_MAPPING
+
+
+def load_mlm(ckpt: Checkpoint, device, dtype, trust_remote_code: bool = False) -> MLMParts:
+    """Load a ``*ForMaskedLM`` checkpoint; a checkpoint without an MLM head is an error.
+
+    A checkpoint whose model class is code in a repository (:func:`needs_remote_code`) loads only with
+    ``trust_remote_code`` (transformers then imports and runs that code); without it, it is refused.
+    """
     arch = ckpt.architectures
     if arch and not any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in arch):
         raise IncompatibleModelError(
             f"{ckpt.what} {ckpt.label} is a {', '.join(arch)} checkpoint without an MLM head; "
             "SPLADE and SparTerm need a *ForMaskedLM checkpoint (MLM logits over the vocabulary)")
+    if not trust_remote_code and needs_remote_code(ckpt):
+        mapped = ckpt.config_dict["auto_map"]
+        target = mapped.get("AutoModelForMaskedLM") if isinstance(mapped, dict) else None
+        raise IncompatibleModelError(
+            f"{ckpt.what} {ckpt.label}: its model type {ckpt.config_dict.get('model_type')!r} is code from the "
+            f"repository ({target or 'auto_map in config.json'}), which lsr runs only when the side sets "
+            "trust_remote_code: true (in a preset; it executes that Python code)")
 
     def build() -> MLMParts:
         def load():
             from transformers import AutoModelForMaskedLM
 
-            return AutoModelForMaskedLM.from_pretrained(ckpt.spec, output_loading_info=True, **ckpt.hub_kwargs)
+            kwargs = {"trust_remote_code": True} if trust_remote_code else {}
+            return AutoModelForMaskedLM.from_pretrained(ckpt.spec, output_loading_info=True, **kwargs,
+                                                        **ckpt.hub_kwargs)
 
         model, info = ckpt.guard("MLM model", load)
         prefix = getattr(model, "base_model_prefix", "")
@@ -122,7 +146,7 @@ def load_mlm(ckpt: Checkpoint, device, dtype) -> MLMParts:
         model.eval().to(device=device, dtype=dtype)
         return MLMParts(model)
 
-    return cached(("mlm", ckpt.spec, ckpt.revision, str(device), str(dtype)), build)
+    return cached(("mlm", ckpt.spec, ckpt.revision, str(device), str(dtype), bool(trust_remote_code)), build)
 
 
 # --------------------------------------------------------------------------- head models
@@ -261,6 +285,11 @@ def load_head_model(ckpt: Checkpoint, head_file: str | None, head_prefix: str, d
 
 
 # --------------------------------------------------------------------------- pooling kernels
+# activations made of log1p after ReLU: how many times log1p is applied
+LOG1P_ACTIVATIONS = {"log1p_relu": 1, "log1p_log1p_relu": 2}
+SPLADE_HEAD_ACTIVATION = {"relu": "log1p_relu", "log1p_relu": "log1p_log1p_relu"}
+"""The pooling activation of a ``splade`` side for each sentence-transformers ``activation_function``."""
+
 def vocab_chunk(rows: int, vocab: int) -> int:
     """Vocabulary entries per projection chunk: about 512K scores (2 MiB) at a time, at least 2048."""
     return min(vocab, max(2048, (1 << 19) // max(rows, 1)))
@@ -330,8 +359,10 @@ def fused_max_pool(T, lengths: list[int], weight, bias, out, activation: str = "
 
     ``T`` holds the transformed hidden states of all texts' non-padding rows,
     one text after another (``lengths`` rows each); ``out`` is ``[B, V]``.
-    ``activation``: ``log1p_relu`` (SPLADE), ``relu`` (SparTerm's importance)
-    or ``none`` (raw max logits).
+    ``activation``: ``log1p_relu`` (SPLADE), ``log1p_log1p_relu``
+    (``log(1 + log(1 + ReLU))``, sentence-transformers' ``log1p_relu``), ``relu``
+    (SparTerm's importance) or ``none`` (raw max logits). Each is monotone, so it
+    is applied once to the maximum.
     """
     import torch
 
@@ -341,8 +372,9 @@ def fused_max_pool(T, lengths: list[int], weight, bias, out, activation: str = "
     for b, _, c, n, s in _chunk_scores(T, lengths, weight):
         torch.amax(s, 1, out=out[b, c: c + n])   # repeated rows do not change a max
     out.add_(bias)
-    if activation == "log1p_relu":
-        out.relu_().log1p_()
+    if activation in LOG1P_ACTIVATIONS:
+        for _ in range(LOG1P_ACTIVATIONS[activation]):
+            out.relu_().log1p_()
     elif activation == "relu":
         out.relu_()
 
@@ -357,7 +389,7 @@ def fused_sum_pool(T, lengths: list[int], weight, bias, out, activation: str = "
     for b, L, c, n, s in _chunk_scores(T, lengths, weight):
         s = s[:, :L]
         s.add_(bias[c: c + n].unsqueeze(1)).relu_()
-        if activation == "log1p_relu":
+        for _ in range(LOG1P_ACTIVATIONS.get(activation, 0)):
             s.log1p_()
         torch.sum(s, 1, out=out[b, c: c + n])
 
@@ -385,11 +417,14 @@ def pool_logits(logits, m, pooling: str, activation: str = "log1p_relu"):
     """Reference-style pooling of a ``[B, L, V]`` logits tensor with mask ``m`` ``[B, L, 1]`` (bool)."""
     import torch
 
+    logs = LOG1P_ACTIVATIONS.get(activation, 0)
     if pooling == "max":
         x = torch.relu(logits.masked_fill(~m, float("-inf")).amax(1))
-        return torch.log1p(x) if activation == "log1p_relu" else x
+        for _ in range(logs):
+            x = torch.log1p(x)
+        return x
     x = torch.relu(logits)
-    if activation == "log1p_relu":
+    for _ in range(logs):
         x = torch.log1p(x)
     return x.masked_fill(~m, 0.0).sum(1)
 
@@ -403,6 +438,7 @@ __all__ = [
     "fused_sum_pool",
     "load_head_model",
     "load_mlm",
+    "needs_remote_code",
     "padded_pool",
     "pool_logits",
     "vocab_chunk",

@@ -45,6 +45,7 @@ from .checkpoints import Checkpoint, load_tokenizer, tokenizer_hash
 from .config import RuntimeConfig, SideConfig
 from .errors import DeviceError, EncoderConfigError, IncompatibleModelError
 from .heads import (
+    SPLADE_HEAD_ACTIVATION,
     HeadModel,
     MLMParts,
     cached,
@@ -433,7 +434,9 @@ class MLMSide(SideEncoder):
     """SPLADE (``splade``) and SparTerm (``sparterm``) on a ``*ForMaskedLM`` checkpoint.
 
     SPLADE: ``w_v = pool_i log(1 + ReLU(logit_{i,v}))`` over the attended
-    tokens (special tokens included), pool = max (v2, ++, v3) or sum (v1).
+    tokens (special tokens included), pool = max (v2, ++, v3) or sum (v1);
+    with ``activation: log1p_relu``, ``log(1 + log(1 + ReLU(logit)))``
+    (sentence-transformers' name; the OpenSearch v3 models).
 
     SparTerm: importance ``imp_v = pool_i ReLU(logit_{i,v})`` (sum as in the
     paper, or max) times a binary gate ``g_v``: ``lexical`` gates on the
@@ -461,7 +464,7 @@ class MLMSide(SideEncoder):
     @property
     def parts(self) -> MLMParts:
         if self._parts is None:
-            self._parts = load_mlm(self.ckpt, self.device, self.dtype)
+            self._parts = load_mlm(self.ckpt, self.device, self.dtype, self.cfg.trust_remote_code)
             if self._parts.vocab_size != len(self.vocab):
                 raise IncompatibleModelError(
                     f"{self.role} model {self.ckpt.label}: MLM vocabulary ({self._parts.vocab_size}) and "
@@ -478,7 +481,7 @@ class MLMSide(SideEncoder):
             if self.gate_ckpt is None:
                 self._gate_parts = self.parts
             else:
-                self._gate_parts = load_mlm(self.gate_ckpt, self.device, self.dtype)
+                self._gate_parts = load_mlm(self.gate_ckpt, self.device, self.dtype, self.cfg.trust_remote_code)
                 if self._gate_parts.generic or self._gate_parts.vocab_size != len(self.vocab):
                     raise IncompatibleModelError(f"{self.role} gate model {self.gate_ckpt.label} does not fit "
                                                  "the importance model's vocabulary")
@@ -493,7 +496,7 @@ class MLMSide(SideEncoder):
     def _describe_head(self) -> dict:
         d = {"head": "mlm", "pooling": self.cfg.pooling}
         if self.cfg.kind == "splade":
-            d["activation"] = "log1p_relu"
+            d["activation"] = SPLADE_HEAD_ACTIVATION[self.cfg.activation]
         else:
             d.update({"activation": "relu", "gate": self.cfg.gate, "gate_threshold": self.cfg.gate_threshold,
                       "gate_model": self.gate_ckpt.identity() if self.gate_ckpt is not None else None})
@@ -522,18 +525,19 @@ class MLMSide(SideEncoder):
     def _splade_batch(self, parts: MLMParts, ids, mask, lengths) -> np.ndarray:
         import torch
 
+        act = SPLADE_HEAD_ACTIVATION[self.cfg.activation]
         if parts.generic:
             logits = parts.logits(ids, mask)
-            out = pool_logits(logits, mask.bool().unsqueeze(-1), self.cfg.pooling)
+            out = pool_logits(logits, mask.bool().unsqueeze(-1), self.cfg.pooling, act)
         elif self.device.type == "cpu":
             h = parts.hidden(ids, mask)
             T = parts.transform(h[mask.bool()])
             out = torch.empty((len(lengths), parts.vocab_size), dtype=T.dtype)
             pool = fused_max_pool if self.cfg.pooling == "max" else fused_sum_pool
-            pool(T, lengths, parts.weight, parts.bias, out, activation="log1p_relu")
+            pool(T, lengths, parts.weight, parts.bias, out, activation=act)
         else:
             T = parts.transform(parts.hidden(ids, mask))
-            out = padded_pool(T, mask, parts.weight, parts.bias, self.cfg.pooling)
+            out = padded_pool(T, mask, parts.weight, parts.bias, self.cfg.pooling, act)
         return out.float().cpu().numpy()
 
     def _sparterm_batch(self, parts: MLMParts, ids, mask, lengths, id_lists) -> list[tuple]:
@@ -720,15 +724,23 @@ class TokensSide(SideEncoder):
     a JSON file ``{token: weight}`` of learned per-token weights (tokens not
     in the file get no weight), or a ``.safetensors`` file holding one vector
     ``weight`` indexed by token id (sentence-transformers'
-    ``SparseStaticEmbedding`` weights).
+    ``SparseStaticEmbedding`` weights). A relative file path that does not
+    exist as given names a file of the side's checkpoint (``model``: a local
+    directory, or a hub repository whose file is downloaded and cached), e.g.
+    ``idf.json`` or ``query_0_SparseStaticEmbedding/model.safetensors``.
     """
 
     def __init__(self, cfg: SideConfig, runtime: RuntimeConfig, role: str) -> None:
         super().__init__(cfg, runtime, role)
         self.table: dict[str, float] | None = None
+        self.weights_path: str | None = None
         if cfg.weights not in ("binary", "counts"):
-            self.table = (_read_weight_vector(cfg.weights, self.text.vocab) if cfg.weights.endswith(".safetensors")
-                          else _read_weight_table(cfg.weights))
+            path = cfg.weights
+            if not os.path.isabs(path) and not os.path.exists(path):
+                path = self.ckpt.file(path.replace(os.sep, "/"))
+            self.weights_path = path
+            self.table = (_read_weight_vector(path, self.text.vocab) if path.endswith(".safetensors")
+                          else _read_weight_table(path))
 
     def identity(self) -> dict:
         return {"model": self.ckpt.spec, "revision": None if self.ckpt.local else self.cfg.revision,
@@ -738,7 +750,7 @@ class TokensSide(SideEncoder):
         d: dict = {"head": "none", "weights": "file" if self.table is not None else self.cfg.weights}
         if self.table is not None:
             d["weights_file"] = self.cfg.weights
-            d["weights_sha256"] = _file_sha256(self.cfg.weights)
+            d["weights_sha256"] = _file_sha256(self.weights_path)
         return d
 
     def _encode(self, texts, batch_size, stats, progress):

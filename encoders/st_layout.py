@@ -13,17 +13,25 @@ Stacks understood:
 
 * ``MLMTransformer`` (or ``Transformer`` with ``transformer_task: fill-mask``)
   + ``SpladePooling``: a ``splade`` side for documents and queries.
-  ``pooling_strategy`` max or sum; ``activation_function`` relu (the
-  ``log1p_relu`` variant, ``log(1 + log(1 + ReLU(x)))``, is refused);
-  ``chunk_size`` only bounds ST's memory and is ignored. ``max_length`` is
+  ``pooling_strategy`` max or sum; ``activation_function`` relu
+  (``log(1 + ReLU(x))``) or log1p_relu (``log(1 + log(1 + ReLU(x)))``, the
+  OpenSearch v3 models), kept as the side's ``activation``; ``chunk_size``
+  only bounds ST's memory and is ignored. The MLM may be any
+  ``*ForMaskedLM`` with a fast tokenizer (WordPiece, or byte-level BPE as
+  RoBERTa's); its token strings are the terms. A model whose class is code in
+  a repository (``auto_map`` in ``config.json``, e.g. the GTE backbone of
+  OpenSearch doc-v3-gte) is read, but loads only from a preset that sets
+  ``trust_remote_code: true``. ``max_length`` is
   ST's: ``max_seq_length`` of ``sentence_bert_config.json`` (5.x) if given,
   else the tokenizer's ``model_max_length`` capped at the model's
   ``max_position_embeddings``.
 * ``Router`` with routes ``query`` and ``document`` (``router_config.json``),
   each route one of the stack above or a ``SparseStaticEmbedding`` (the
   inference-free side): a ``tokens`` side with the module's static per-token
-  weights (``weights: <module>/model.safetensors``), on its own tokenizer and
-  ``model_max_length``.
+  weights (``weights: <module>/model.safetensors``, or the JSON file its
+  config's ``path`` names), on its own tokenizer and ``model_max_length``.
+  A module path may be empty (the repository root): the OpenSearch
+  inference-free repositories keep their document MLM at the root.
 
 * lsr's own modules (:mod:`lsr.encoders.st_modules`, type paths
   ``lsr.encoders.st_modules.*``): ``Transformer`` + ``ImpactHead`` (kind
@@ -58,7 +66,7 @@ from typing import Any
 from lsr.io import read_json
 
 from .checkpoints import Checkpoint
-from .config import EncoderConfig, SideConfig
+from .config import SPLADE_ACTIVATIONS, EncoderConfig, SideConfig
 from .errors import EncoderConfigError, IncompatibleModelError, ModelLoadError
 
 MODULES_FILE = "modules.json"
@@ -198,11 +206,12 @@ def _splade_side(src: _Source, mlm: tuple[str, str], pool: tuple[str, str], type
     if strategy not in ("max", "sum"):
         raise _refuse(src, types, f"SpladePooling pooling_strategy {strategy!r}")
     activation = pc.get("activation_function", "relu")
-    if activation != "relu":
+    if activation not in SPLADE_ACTIVATIONS:
         raise _refuse(src, types, f"SpladePooling activation_function {activation!r}: lsr's SPLADE side "
-                                  "computes log(1 + ReLU(x)) (activation relu)")
+                                  f"computes {' or '.join(SPLADE_ACTIVATIONS)}")
     return SideConfig(kind="splade", model=src.model_spec(mlm_dir), revision=_rev(src, mlm_dir),
-                      pooling=strategy, max_length=_transformer_length(src, mlm_dir, sbc, role))
+                      pooling=strategy, activation=activation,
+                      max_length=_transformer_length(src, mlm_dir, sbc, role))
 
 
 def _sparterm_side(src: _Source, mlm: tuple[str, str], pool: tuple[str, str], types: list[str],
@@ -245,8 +254,13 @@ def _static_side(src: _Source, sub: str, types: list[str]) -> SideConfig:
     """A ``tokens`` side with the static per-token weights of a SparseStaticEmbedding folder."""
     join = (lambda f: f"{sub}/{f}" if sub else f)
     cfg = src.json(join("config.json"), required=False) or {}
-    if isinstance(cfg.get("path"), str) and cfg["path"].endswith(".json"):
-        weights = src.file(join(cfg["path"])) if not os.path.isabs(cfg["path"]) else cfg["path"]
+    path = cfg.get("path")
+    if isinstance(path, str) and path.endswith(".json"):
+        # a JSON table {token: weight}: in the module's folder, else at the checkpoint's root (idf.json)
+        weights = path if os.path.isabs(path) else (src.file(join(path)) or src.file(path))
+        if weights is None or not os.path.isfile(weights):
+            raise _refuse(src, types, f"SparseStaticEmbedding in {sub or 'the root'} names the weight file "
+                                      f"{path}, which the checkpoint does not have")
     else:
         weights = src.file(join("model.safetensors"))
     if weights is None or not os.path.isfile(weights):
@@ -394,8 +408,11 @@ def st_config(ckpt: Checkpoint) -> EncoderConfig | None:
     what = {"splade": "SPLADE ({} pooling)", "tokens": "static token weights",
             "unicoil": "uniCOIL ({} pooling)", "deepimpact": "DeepImpact word impacts",
             "words": "their words (weight 1)", "sparterm": "SparTerm ({} pooling, lexical gate)"}
-    desc = (f"sentence-transformers SparseEncoder {ckpt.label}: documents {what[doc.kind].format(doc.pooling)}, "
-            f"queries {what[query.kind].format(query.pooling)}")
+    def text(side: SideConfig) -> str:
+        extra = ", log(1 + log(1 + ReLU))" if side.kind == "splade" and side.activation == "log1p_relu" else ""
+        return what[side.kind].format(side.pooling) + extra
+
+    desc = f"sentence-transformers SparseEncoder {ckpt.label}: documents {text(doc)}, queries {text(query)}"
     try:
         kind = doc.kind if doc.kind in ("unicoil", "deepimpact", "sparterm") else "splade"
         return EncoderConfig(name=name, type=kind, doc=doc, query=query, description=desc)
