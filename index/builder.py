@@ -133,6 +133,11 @@ class IndexBuilder:
         self._ids_file = open(os.path.join(self.build_dir, "docids.bin"), "wb")
         self._docstore = ds.DocstoreWriter(self.build_dir) if store_text else None
         self._order: np.ndarray | None = None   # the bp order, new doc i = old doc order[i]
+        # term-major input (add_postings, add_doc_ids): set by the first such call; add / add_batch refuse it
+        self._term_major = False
+        self._max_doc = -1
+        self._doc_lengths: array.array | None = None   # add_doc_lengths
+        self.provenance: dict[str, Any] = {}   # written to the manifest as "provenance" when not empty
         # current batch (Python path)
         self._b_terms: list[int] = []
         self._b_weights: list[float] = []
@@ -208,6 +213,8 @@ class IndexBuilder:
             text: str | None = None) -> None:
         """Add one document (``{term: weight}``, weights finite and >= 0; its ``text`` with ``store_text``)."""
         where = where or f"document {doc_id!r}"
+        if self._term_major:
+            raise LsrError("add: this build takes postings by document number (add_postings); not both")
         if not isinstance(vector, Mapping):
             raise InputError(f"{where}: vector must be a mapping of term to weight")
         if not set(map(type, vector.values())) <= _PLAIN_NUMBERS:
@@ -259,6 +266,8 @@ class IndexBuilder:
         or ids from :meth:`term_ids`) with ``weights`` likewise; with
         ``store_text``, ``texts[i]`` is its text.
         """
+        if self._term_major:
+            raise LsrError("add_batch: this build takes postings by document number (add_postings); not both")
         self._flush_batch()
         indptr = np.asarray(indptr, dtype=np.int64)
         term_ids = np.ascontiguousarray(term_ids, dtype=np.int32)
@@ -283,6 +292,92 @@ class IndexBuilder:
             weights = weights.astype(np.float64, copy=False)
         self._add_arrays(docs, term_ids, weights, lens, None, doc_ids)
         self._bar.update(n)
+
+    # ------------------------------------------------------- term-major input
+    def _start_term_major(self, what: str) -> None:
+        if not self._term_major and (self.n_docs or self._b_lens or self._r_size):
+            raise LsrError(f"{what}: this build already has documents from add / add_batch; not both")
+        if self._docstore is not None:
+            raise InputError(f"{what}: a build from postings stores no text (store_text=False)")
+        self._term_major = True
+
+    def add_postings(self, docs: np.ndarray, term_ids: np.ndarray, weights: np.ndarray) -> None:
+        """Add postings by internal document number, for input that comes term by term (a CIFF file).
+
+        ``docs`` (document numbers, 0-based), ``term_ids`` (ids from :meth:`term_ids` or the
+        ``vocabulary``) and ``weights`` (finite, >= 0; 0 drops the posting) are parallel arrays.
+        The postings of a term must come in ascending document order, within a call and across
+        calls, each (document, term) once: runs are merged by appending each run's part of a term
+        in run order, and :meth:`finish` checks the merged lists (an error names the term).
+        Document ``d``'s external id is the ``d``-th one given to :meth:`add_doc_ids`, which must
+        name every document a posting refers to before :meth:`finish`; a named document without
+        postings counts as empty. Not to be mixed with :meth:`add` / :meth:`add_batch`; stores no
+        text.
+        """
+        self._start_term_major("add_postings")
+        docs = np.asarray(docs)
+        term_ids = np.asarray(term_ids)
+        weights = np.asarray(weights)
+        n = len(docs)
+        if docs.shape != (n,) or term_ids.shape != (n,) or weights.shape != (n,):
+            raise InputError("add_postings: docs, term_ids and weights must be 1-d arrays of one length")
+        if docs.dtype.kind not in "iu" or term_ids.dtype.kind not in "iu" or weights.dtype.kind not in "iuf":
+            raise InputError("add_postings: docs and term_ids must be integers, weights numbers")
+        if not n:
+            return
+        if docs.min() < 0 or docs.max() >= _MAX_DOCS:
+            raise InputError(f"add_postings: a document number is outside 0..{_MAX_DOCS - 1}")
+        if term_ids.min() < 0 or term_ids.max() >= len(self.vocab):
+            raise InputError("add_postings: term id outside the vocabulary")
+        w = weights.astype(np.float64, copy=False)
+        with np.errstate(over="ignore"):
+            bad = ~np.isfinite(w.astype(np.float32)) | (w < 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            term = next(itertools.islice(self.vocab.keys(), int(term_ids[i]), None))
+            raise InputError(f"document number {int(docs[i])}: weight {w[i]:.6g} of term {term!r} is not finite, "
+                             "negative or beyond float32's range")
+        self._max_doc = max(self._max_doc, int(docs.max()))
+        self._add_arrays(docs.astype(np.int32), term_ids.astype(np.int32), w, np.zeros(0, np.int64), None)
+
+    def add_doc_ids(self, doc_ids: Sequence[str]) -> None:
+        """Name the next documents of a build from :meth:`add_postings`, in document number order."""
+        self._start_term_major("add_doc_ids")
+        for did in doc_ids:
+            if not isinstance(did, str) or did.split() != [did]:
+                raise InputError(f"doc id {did!r} is empty, not a string, or contains whitespace")
+        self._add_ids(list(doc_ids))
+
+    def add_doc_lengths(self, lengths: np.ndarray) -> None:
+        """Record the next documents' lengths (integers >= 0, in document number order), stored as the
+        optional ``doc_lengths.npy``; given at all, one a document by :meth:`finish`."""
+        lengths = np.asarray(lengths)
+        if lengths.ndim != 1 or (len(lengths) and (lengths.dtype.kind not in "iu" or lengths.min() < 0)):
+            raise InputError("add_doc_lengths: lengths must be a 1-d array of integers >= 0")
+        if self._doc_lengths is None:
+            self._doc_lengths = array.array("q")
+        self._doc_lengths.frombytes(lengths.astype(np.int64).tobytes())
+
+    def _check_term_major(self, term_offsets: np.ndarray, docs: np.ndarray, chunk: int = 1 << 22) -> None:
+        """Check the merged postings of a build from :meth:`add_postings` (every document named, doc
+        numbers ascending within each term) and count the documents without postings."""
+        if self._max_doc >= self.n_docs:
+            raise InputError(f"a posting refers to document number {self._max_doc}, but only {self.n_docs} "
+                             "document id(s) were given")
+        seen = np.zeros(self.n_docs, dtype=bool)
+        starts = term_offsets[1:-1]
+        for a in range(0, len(docs), chunk):
+            part = np.asarray(docs[a:min(len(docs), a + chunk + 1)])
+            seen[part] = True
+            down = np.flatnonzero(part[1:] <= part[:-1]) + a + 1   # posting p not above posting p - 1
+            down = down[~np.isin(down, starts)]   # except where a new term starts
+            if len(down):
+                p = int(down[0])
+                t = int(np.searchsorted(term_offsets, p, side="right")) - 1
+                term = next(itertools.islice(self.vocab.keys(), t, None))
+                raise InputError(f"the postings of term {term!r} are not in ascending document order "
+                                 f"(document {int(docs[p])} after {int(docs[p - 1])})")
+        self.n_empty = int(self.n_docs - np.count_nonzero(seen))
 
     def _add_arrays(self, docs, terms, weights, lens, wheres, doc_ids=None) -> None:
         # weights are checked as stored (float32): a finite float64 beyond float32's range becomes inf
@@ -405,6 +500,8 @@ class IndexBuilder:
             clipped += scatter_run(counts, docs, w, scale, max_impact, quantize, cursor, out_docs, out_imp)
         if not np.array_equal(cursor, term_offsets[1:]):
             raise LsrError("internal error: merge cursor mismatch")
+        if self._term_major:
+            self._check_term_major(term_offsets, out_docs)
         del runs
         shutil.rmtree(self.runs_dir)
         np.save(os.path.join(d, "term_offsets.npy"), term_offsets)
@@ -466,6 +563,13 @@ class IndexBuilder:
         del id_bytes
         os.unlink(id_bytes_path)
         np.save(os.path.join(d, "docid_offsets.npy"), id_offsets)
+        arrays = list(fmt.ARRAY_DTYPES)
+        if self._doc_lengths is not None:
+            if len(self._doc_lengths) != self.n_docs:
+                raise InputError(f"{len(self._doc_lengths)} document length(s) for {self.n_docs} documents")
+            lengths = np.frombuffer(self._doc_lengths, dtype=np.int64)
+            np.save(os.path.join(d, "doc_lengths.npy"), lengths if self._order is None else lengths[self._order])
+            arrays.append("doc_lengths")
         vocab_terms = list(self.vocab.keys())
         with open(os.path.join(d, fmt.VOCAB), "w", encoding="utf-8") as f:
             json.dump(vocab_terms, f, ensure_ascii=False)
@@ -491,11 +595,13 @@ class IndexBuilder:
             "reorder": reorder_info,
             "config": self.config.to_dict(),
             "encoder": self.encoder,
-            "arrays": {name: fmt.array_entry(os.path.join(d, name + ".npy")) for name in fmt.ARRAY_DTYPES},
+            "arrays": {name: fmt.array_entry(os.path.join(d, name + ".npy")) for name in arrays},
             "files": {fmt.VOCAB: fmt.file_entry(os.path.join(d, fmt.VOCAB))},
         }
         if docstore is not None:
             manifest["docstore"] = docstore
+        if self.provenance:
+            manifest["provenance"] = self.provenance
         fmt.write_json_atomic(os.path.join(d, fmt.MANIFEST), manifest)
         fmt.fsync_dir(d)
         self._move_into_place()
@@ -597,7 +703,7 @@ OWNER_FILE = "building.json"
 _OWNER_FORMAT = "lsr-build-owner/1"
 # files an index directory may hold besides those its manifest lists
 _INDEX_NAMES = frozenset({fmt.MANIFEST, fmt.MANIFEST + ".tmp", fmt.VOCAB, OWNER_FILE, *ds.FILES,
-                          *(name + ".npy" for name in fmt.ARRAY_DTYPES)})
+                          *(name + ".npy" for name in (*fmt.ARRAY_DTYPES, *fmt.OPTIONAL_ARRAY_DTYPES))})
 
 
 def _write_owner(build_dir: str) -> None:

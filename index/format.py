@@ -23,6 +23,12 @@ Layout (format ``lsr-inverted-index``, version 3)::
     docid_offsets.npy      int64[N+1]  external id of doc d is
     docid_bytes.npy        uint8[..]   docid_bytes[off[d]:off[d+1]].decode("utf-8")
 
+Optional, the documents' lengths (written by ``lsr ciff import``, which carries the CIFF
+DocRecords' ``doclength``; listed under ``arrays`` like the others, and an index
+without it opens as before)::
+
+    doc_lengths.npy        int64[N]    length of doc d as its source counted it
+
 Optional, with ``lsr index --store-text`` (manifest entry ``docstore``: format,
 compression, block size, document count, and each file's size and SHA-256;
 :mod:`lsr.index.docstore`)::
@@ -77,6 +83,12 @@ ARRAY_DTYPES: dict[str, str | None] = {
     "block_last_doc": "int32",
     "docid_offsets": "int64",
     "docid_bytes": "uint8",
+}
+
+
+# optional arrays: name -> dtype; checked like the others when the manifest lists them, shape (documents,)
+OPTIONAL_ARRAY_DTYPES: dict[str, str] = {
+    "doc_lengths": "int64",
 }
 
 
@@ -179,6 +191,24 @@ def load_arrays(path: str, manifest: dict[str, Any], verify: bool) -> dict[str, 
             raise IndexFormatError(f"{fpath}: shape {list(arr.shape)}, manifest says {entry.get('shape')}")
         if not arr.flags.c_contiguous:
             raise IndexFormatError(f"{fpath}: array is not C-contiguous")
+        arrays[name] = arr
+    for name, dtype in OPTIONAL_ARRAY_DTYPES.items():
+        entry = manifest["arrays"].get(name)
+        if entry is None:
+            continue
+        if not isinstance(entry, dict):
+            raise IndexFormatError(f"{path}: the manifest's entry of array {name!r} is not an object")
+        fpath = os.path.join(path, name + ".npy")
+        _check_file(path, name + ".npy", entry, verify)
+        try:
+            arr = np.load(fpath, mmap_mode="r", allow_pickle=False)
+        except Exception as e:
+            raise IndexFormatError(f"{fpath} is corrupt ({type(e).__name__}: {e})") from None
+        if (not isinstance(arr, np.ndarray) or str(arr.dtype) != dtype or str(arr.dtype) != entry.get("dtype")
+                or list(arr.shape) != entry.get("shape") or arr.shape != (manifest["counts"]["documents"],)
+                or not arr.flags.c_contiguous):
+            raise IndexFormatError(f"{fpath}: expected a C-contiguous {dtype} array of one value a document, "
+                                   f"as the manifest lists it")
         arrays[name] = arr
     _check_structure(path, manifest, arrays)
     return arrays
