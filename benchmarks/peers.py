@@ -1213,6 +1213,33 @@ autoclass("io.anserini.index.IndexCollection").main(json.loads(sys.argv[1]))
 """
 
 
+def anserini_index_args(json_dir: str, index_dir: str, threads: int) -> list[str]:
+    """Anserini ``IndexCollection`` arguments for a ``JsonVectorCollection`` of integer impacts."""
+    return ["-collection", "JsonVectorCollection", "-input", json_dir, "-index", index_dir,
+            "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(threads),
+            "-impact", "-pretokenized", "-optimize"]
+
+
+def anserini_index(args: list[str], log_path: str | None = None, subprocess_: bool = True) -> None:
+    """Run Anserini's ``IndexCollection`` with ``args``: in a child Python process (like ``python -m
+    pyserini.index.lucene``; the indexer's heap is returned when it ends) or in this process's JVM."""
+    idir = args[args.index("-index") + 1]
+    if subprocess_:
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(open(log_path, "ab")) if log_path else None
+            proc = subprocess.run([sys.executable, "-c", _LUCENE_INDEX_CHILD, json.dumps(args)], cwd=REPO_ROOT,
+                                  stdout=out, stderr=subprocess.STDOUT if out else None)
+        if proc.returncode != 0 or not glob.glob(os.path.join(idir, "segments_*")):
+            raise RuntimeError(f"Anserini IndexCollection failed (exit status {proc.returncode})"
+                               + (f"; see {log_path}" if log_path else ""))
+    else:
+        setup_pyserini_jvm()
+        from jnius import autoclass
+
+        with redirect_fds(log_path):
+            autoclass("io.anserini.index.IndexCollection").main(args)
+
+
 class LuceneEngine(Engine):
     """Lucene impact search through pyserini's Anserini classes (see the module docs)."""
 
@@ -1286,25 +1313,8 @@ class LuceneEngine(Engine):
         t1 = time.perf_counter()
         parts["JsonVectorCollection files"] = t1 - t0
         json_bytes = dir_bytes(jdir)
-        args = ["-collection", "JsonVectorCollection", "-input", jdir, "-index", idir,
-                "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(self.threads),
-                "-impact", "-pretokenized", "-optimize"]
-        if self.index_in_subprocess:
-            # like `python -m pyserini.index.lucene`: a fresh Python process whose JVM runs Anserini's
-            # IndexCollection (the indexer's heap is returned when it ends)
-            with contextlib.ExitStack() as stack:
-                out = stack.enter_context(open(self.log_path, "ab")) if self.log_path else None
-                proc = subprocess.run([sys.executable, "-c", _LUCENE_INDEX_CHILD, json.dumps(args)], cwd=REPO_ROOT,
-                                      stdout=out, stderr=subprocess.STDOUT if out else None)
-            if proc.returncode != 0 or not glob.glob(os.path.join(idir, "segments_*")):
-                raise RuntimeError(f"Anserini IndexCollection failed (exit status {proc.returncode})"
-                                   + (f"; see {self.log_path}" if self.log_path else ""))
-        else:
-            setup_pyserini_jvm()
-            from jnius import autoclass
-
-            with redirect_fds(self.log_path):
-                autoclass("io.anserini.index.IndexCollection").main(args)
+        args = anserini_index_args(jdir, idir, self.threads)
+        anserini_index(args, self.log_path, subprocess_=self.index_in_subprocess)
         parts["IndexCollection -impact -pretokenized -optimize"] = time.perf_counter() - t1
         if not self.keep_json:
             shutil.rmtree(jdir)

@@ -41,7 +41,8 @@ from .index.text_index import build_index_from_text  # noqa: E402
 from .io import Query, read_queries  # noqa: E402
 from .rerank import Pipeline, Reranker, load_reranker  # noqa: E402
 from . import train  # noqa: E402  (lsr.train(config, output) trains; lsr.train.* is the package)
+from . import anserini  # noqa: E402  (lsr.anserini.export_index: an index as a JsonVectorCollection)
 
 __all__ += ["IndexConfig", "QuantizationConfig", "SearchConfig", "Index", "IndexBuilder", "Searcher",
             "build_index", "build_index_from_text", "Query", "read_queries", "Pipeline", "Reranker",
-            "load_reranker", "train"]
+            "load_reranker", "train", "anserini"]

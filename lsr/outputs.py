@@ -12,8 +12,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import shutil
 import sys
-from typing import Iterable
+import tempfile
+from typing import Callable, Iterable
 
 from .errors import InputError
 
@@ -68,4 +70,38 @@ def exchange(a: str, b: str) -> bool:
     raise OSError(err, os.strerror(err), a, None, b)
 
 
-__all__ = ["exchange", "refuse_input_overlap"]
+def start_output_dir(out_dir: str | os.PathLike, overwrite: bool, check_replaceable: Callable[[str], None],
+                     what: str) -> tuple[str, str]:
+    """``(out, build)``: the absolute output path and a fresh sibling directory to write it in.
+
+    An existing ``out`` is refused unless ``overwrite``; with ``overwrite``, ``check_replaceable(out)``
+    must accept it (it raises InputError for anything lsr did not make). The build directory,
+    ``<name>.building-XXXX`` beside ``out``, is renamed into place by :func:`move_into_place`.
+    """
+    out = os.path.abspath(os.fspath(out_dir))
+    if os.path.lexists(out):
+        if not overwrite:
+            raise InputError(f"{out} already exists (use --overwrite to replace {what})")
+        check_replaceable(out)
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    return out, tempfile.mkdtemp(prefix=os.path.basename(out) + ".building-", dir=parent)
+
+
+def move_into_place(build: str, out: str, check_replaceable: Callable[[str], None]) -> None:
+    """Rename the finished ``build`` directory to ``out``; an existing ``out`` (checked again with
+    ``check_replaceable``) is swapped out atomically where the system allows it, then deleted."""
+    if not os.path.lexists(out):
+        os.rename(build, out)
+        return
+    check_replaceable(out)
+    if exchange(build, out):
+        shutil.rmtree(build, ignore_errors=True)   # now the old directory
+    else:
+        old = build + "-old"
+        os.rename(out, old)
+        os.rename(build, out)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = ["exchange", "move_into_place", "refuse_input_overlap", "start_output_dir"]

@@ -38,13 +38,12 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from lsr.errors import InputError, LsrError
-from lsr.outputs import exchange
+from lsr.outputs import move_into_place, start_output_dir
 
 FORMAT = "lsr-colbert-doc-embeddings"
 VERSION = 1
@@ -101,14 +100,7 @@ def _check_params(compression, residual_bits, pq_m, pq_bits, sample_tokens, dim)
 
 def _start(out_dir, overwrite: bool) -> tuple[str, str]:
     """``(out, build)``: the output path and a fresh sibling build directory."""
-    out = os.path.abspath(os.fspath(out_dir))
-    if os.path.lexists(out) and not overwrite:
-        raise InputError(f"{out} already exists (use overwrite to replace a document embedding store)")
-    if os.path.lexists(out):
-        _replaceable(out)
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    return out, tempfile.mkdtemp(prefix=os.path.basename(out) + ".building-", dir=parent)
+    return start_output_dir(out_dir, overwrite, _replaceable, "a document embedding store")
 
 
 def _finish(build: str, out: str, ids: list[str], offsets: np.ndarray, dim: int, model: dict,
@@ -221,17 +213,7 @@ def compress_doc_embeddings(source: DocEmbeddings | str | os.PathLike, out_dir: 
 
 
 def _move_into_place(build: str, out: str) -> None:
-    if not os.path.lexists(out):
-        os.rename(build, out)
-        return
-    _replaceable(out)
-    if exchange(build, out):
-        shutil.rmtree(build, ignore_errors=True)   # now the old store
-    else:
-        old = build + "-old"
-        os.rename(out, old)
-        os.rename(build, out)
-        shutil.rmtree(old, ignore_errors=True)
+    move_into_place(build, out, _replaceable)
 
 
 def _sample(x: np.ndarray, n: int, seed: int) -> np.ndarray:
