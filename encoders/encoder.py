@@ -44,6 +44,12 @@ class QueryEncoder:
     def describe_query(self) -> dict:
         return self.query_side.describe()
 
+    def query_encoder(self, batch_size: int = 64):
+        """A PyTerrier transformer (:class:`lsr.pyterrier.LsrQueryEncoder`): ``query`` -> ``query_toks``."""
+        from lsr.pyterrier import LsrQueryEncoder
+
+        return LsrQueryEncoder(self, batch_size=batch_size)
+
 
 class Encoder(QueryEncoder):
     """A document encoder and a query encoder (see :class:`~lsr.encoders.config.EncoderConfig`)."""
@@ -99,6 +105,12 @@ class Encoder(QueryEncoder):
         """The vectors of :meth:`encode_documents` as one CSR :class:`~lsr.encoders.sides.SparseBatch`
         (token ids and float32 weights for the WordPiece model sides)."""
         return self.doc_side.encode_sparse(texts, batch_size=batch_size, expansions=expansions, progress=progress)
+
+    def doc_encoder(self, text_field: str = "text", batch_size: int = 32):
+        """A PyTerrier transformer (:class:`lsr.pyterrier.LsrDocEncoder`): ``text_field`` -> ``toks``."""
+        from lsr.pyterrier import LsrDocEncoder
+
+        return LsrDocEncoder(self, text_field=text_field, batch_size=batch_size)
 
     @property
     def last_doc_stats(self) -> EncodeStats:

@@ -193,6 +193,12 @@ class Reranker(ABC):
         ranks = np.concatenate([np.arange(1, e - s + 1) for _, s, e in groups]).astype(np.int64)
         return Results(out_q, out_d, scores, ranks)
 
+    def as_transformer(self, text_field: str = "text", **kwargs: Any):
+        """A PyTerrier re-ranking transformer (:class:`lsr.pyterrier.LsrReranker`) over this reranker."""
+        from lsr.pyterrier import LsrReranker
+
+        return LsrReranker(self, text_field, **kwargs)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
 
