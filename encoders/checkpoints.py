@@ -226,11 +226,16 @@ def read_tensors(path: str) -> dict:
 
 # --------------------------------------------------------------------------- tokenizers
 def load_tokenizer(ckpt: Checkpoint):
-    """The checkpoint's fast (Rust) tokenizer, via ``AutoTokenizer.from_pretrained``."""
+    """The checkpoint's fast (Rust) tokenizer, via ``AutoTokenizer.from_pretrained``.
+
+    Tokenizer code from a repository is never run (``trust_remote_code=False``): a checkpoint whose
+    config names model code (``auto_map``) still gets its standard tokenizer, and transformers does not
+    stop to ask on the terminal whether to run that code.
+    """
     def load():
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(ckpt.spec, **ckpt.hub_kwargs)
+        return AutoTokenizer.from_pretrained(ckpt.spec, trust_remote_code=False, **ckpt.hub_kwargs)
 
     tok = ckpt.guard("tokenizer", load)
     if not getattr(tok, "is_fast", False) or getattr(tok, "backend_tokenizer", None) is None:
