@@ -51,9 +51,8 @@ def _check_header(path: str, h: pb.Header) -> None:
         raise bad(f"num_docs {h.num_docs} differs from total_docs {h.total_docs}: the file holds the records "
                   "of part of a collection, lsr imports a whole one")
     if h.total_postings_lists != h.num_postings_lists:
-        raise bad(f"num_postings_lists {h.num_postings_lists} differs from total_postings_lists "
-                  f"{h.total_postings_lists}: the file holds part of a vocabulary (e.g. only query terms), lsr "
-                  "imports a whole index")
+        warnings.warn(f"{path}: the file holds {h.num_postings_lists} of the collection's {h.total_postings_lists} "
+                      "postings lists (total_postings_lists): the index has only those terms", stacklevel=3)
     if h.num_docs == 0:
         raise bad("num_docs is 0: no documents to import")
     if not math.isfinite(h.average_doclength) or h.average_doclength < 0:
@@ -64,7 +63,7 @@ def import_index(path: str | os.PathLike, out_dir: str | os.PathLike, config: In
                  overwrite: bool = False, progress: bool = False):
     """Build an lsr index at ``out_dir`` from the CIFF file ``path``; returns the opened :class:`~lsr.index.Index`.
 
-    CIFF docid ``d`` becomes lsr's document ``d`` (its ``collection_docid`` the external id), each
+    A plain or gzip-compressed (``.ciff.gz``, as Anserini writes on request) file. CIFF docid ``d`` becomes lsr's document ``d`` (its ``collection_docid`` the external id), each
     postings list a term (vocabulary in file order), each ``tf`` the impact: uint8 when every tf is
     at most 255, else uint16 (a tf above 65535 is an error), quantisation recorded as identity
     (scale 1), so a query's scores are sums of query weight times tf. The DocRecords' ``doclength``
@@ -80,7 +79,9 @@ def import_index(path: str | os.PathLike, out_dir: str | os.PathLike, config: In
     whitespace each raise :class:`~lsr.ciff.CiffFormatError` (an :class:`~lsr.errors.InputError`),
     and nothing is left at ``out_dir`` or beside it (the build is written aside and renamed into
     place, :class:`~lsr.index.builder.IndexBuilder`; ``overwrite`` replaces an lsr index or an empty
-    directory). Memory: about 1 million postings, one postings list, and the builder's run buffer.
+    directory). A header whose ``total_terms_in_collection`` or ``average_doclength`` disagree with the
+    doclengths, or whose ``total_postings_lists`` exceeds ``num_postings_lists`` (a partial export), is
+    imported with a warning. Memory: about 1 million postings, one postings list, and the builder's run buffer.
     """
     from lsr.index.builder import IndexBuilder
 
@@ -106,15 +107,18 @@ def import_index(path: str | os.PathLike, out_dir: str | os.PathLike, config: In
             max_tf = _read_postings(r, b, h, progress)
             total_len = _read_doc_records(r, b, n_docs)
             if not r.at_end():
-                raise CiffFormatError(f"{path}: {r.size - r.offset} bytes follow the last of the {n_docs} "
-                                      "DocRecords the header announces (its counts disagree with the content)")
-            if total_len != h.total_terms_in_collection:
-                raise CiffFormatError(f"{path}: CIFF header: total_terms_in_collection {h.total_terms_in_collection} "
-                                      f"but the DocRecords' doclengths sum to {total_len}")
+                more = "more data follows" if r.compressed else f"{r.size - r.offset} bytes follow"
+                raise CiffFormatError(f"{path}: {more} after the last of the {n_docs} DocRecords the header "
+                                      "announces (its counts disagree with the content)")
+            # statistics, not counts of messages: writers fill them in differently (Anserini's doclengths are
+            # Lucene's lossy norms while its total is exact; some writers leave them 0), so a warning
             avg = total_len / n_docs
-            if not math.isclose(h.average_doclength, avg, rel_tol=1e-6, abs_tol=1e-9):
-                raise CiffFormatError(f"{path}: CIFF header: average_doclength {h.average_doclength!r} but the "
-                                      f"DocRecords' doclengths average {avg!r}")
+            if total_len != h.total_terms_in_collection or \
+                    not math.isclose(h.average_doclength, avg, rel_tol=1e-6, abs_tol=1e-9):
+                warnings.warn(f"{path}: the header's total_terms_in_collection {h.total_terms_in_collection} and "
+                              f"average_doclength {h.average_doclength:.6g} differ from the DocRecords' doclengths "
+                              f"(sum {total_len}, average {avg:.6g}); the doclengths are kept, the header's values "
+                              "are recorded in the manifest", stacklevel=2)
             # every tf is known now: the narrowest impact type that holds them, kept exactly (identity)
             b.config = dataclasses.replace(b.config, quantization=QuantizationConfig(bits=8 if max_tf <= 255 else 16))
             b.provenance = {"ciff": {

@@ -9,7 +9,9 @@ being parsed, never the file.
 
 from __future__ import annotations
 
+import gzip
 import os
+import zlib
 from typing import BinaryIO, TypeVar
 
 from google.protobuf.internal.decoder import _DecodeVarint
@@ -38,7 +40,8 @@ def write_delimited(f: BinaryIO, message: Message) -> int:
 
 
 class DelimitedReader:
-    """Read varint-delimited messages from a file one at a time (a buffered chunk in memory)."""
+    """Read varint-delimited messages from a file one at a time (a buffered chunk in memory); a gzip file
+    (recognised by its magic bytes) is decompressed on the way. ``size``: bytes on disk."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
@@ -46,8 +49,12 @@ class DelimitedReader:
             raise InputError(f"{self.path} does not exist")
         if os.path.isdir(self.path):
             raise InputError(f"{self.path} is a directory, not a CIFF file")
-        self._f = open(self.path, "rb")
-        self.size = os.fstat(self._f.fileno()).st_size
+        raw = open(self.path, "rb")
+        self.size = os.fstat(raw.fileno()).st_size
+        self.compressed = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        self._f: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if self.compressed else raw
+        self._raw = raw
         self._buf = b""
         self._at = 0          # position in _buf
         self._consumed = 0    # file offset of _buf[0]
@@ -62,7 +69,10 @@ class DelimitedReader:
         have = len(self._buf) - self._at
         if have >= need:
             return
-        more = self._f.read(max(need - have, _CHUNK))
+        try:
+            more = self._f.read(max(need - have, _CHUNK))
+        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+            raise CiffFormatError(f"{self.path}: the gzip stream is truncated or corrupt ({e})") from None
         self._consumed += self._at
         self._buf = self._buf[self._at:] + more
         self._at = 0
@@ -103,6 +113,7 @@ class DelimitedReader:
 
     def close(self) -> None:
         self._f.close()
+        self._raw.close()
         self._buf = b""
 
     def __enter__(self) -> "DelimitedReader":
