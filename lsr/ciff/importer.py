@@ -50,6 +50,9 @@ def _check_header(path: str, h: pb.Header) -> None:
     if h.total_docs != h.num_docs:
         raise bad(f"num_docs {h.num_docs} differs from total_docs {h.total_docs}: the file holds the records "
                   "of part of a collection, lsr imports a whole one")
+    if h.num_postings_lists > h.total_postings_lists:
+        raise bad(f"num_postings_lists {h.num_postings_lists} exceeds total_postings_lists {h.total_postings_lists}, "
+                  "the vocabulary size")
     if h.total_postings_lists != h.num_postings_lists:
         warnings.warn(f"{path}: the file holds {h.num_postings_lists} of the collection's {h.total_postings_lists} "
                       "postings lists (total_postings_lists): the index has only those terms", stacklevel=3)
