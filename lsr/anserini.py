@@ -45,6 +45,7 @@ FORMAT = "lsr-anserini-json-vector"
 VERSION = 1
 MARKER = "lsr-export.json"
 _PART = "part-{:05d}.jsonl"
+_SLICE_POSTINGS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -144,25 +145,34 @@ def export_index(index, out_dir: str | os.PathLike, *, bits: int = 8, docs_per_f
                 t_ids = np.empty(int(indptr[-1]), np.int32)
                 imps = np.empty(int(indptr[-1]), index.postings_impacts.dtype)
                 invert_range(bundle, first, last, indptr, t_ids, imps, buf)
-                if index.is_float:
-                    q = np.floor(imps.astype(np.float64) * scale + 0.5).astype(np.int64)
-                else:
-                    q = imps.astype(np.int64)
-                ids = index.doc_ids(np.arange(first, last))
-                ip, tl, ql = indptr.tolist(), t_ids.tolist(), q.tolist()
-                for i, did in enumerate(ids):
-                    d = first + i
-                    if d % docs_per_file == 0:
-                        if handle is not None:
-                            handle.close()
-                        files.append(_PART.format(len(files)))
-                        handle = open(os.path.join(build, files[-1]), "wb")
-                    a, b = ip[i], ip[i + 1]
-                    vec = {terms[t]: w for t, w in zip(tl[a:b], ql[a:b]) if w > 0}
-                    empty += not vec
-                    written += len(vec)
-                    handle.write(orjson.dumps({"id": did, "contents": "", "vector": vec}) + b"\n")
-                bar.update(last - first)
+                # the JSON lines, a slice of about a million postings at a time (Python objects cost
+                # tens of bytes a posting, the arrays above a few)
+                a_doc = first
+                while a_doc < last:
+                    fit = int(np.searchsorted(indptr[a_doc - first + 1:], indptr[a_doc - first] + _SLICE_POSTINGS,
+                                              side="right"))
+                    b_doc = a_doc + max(1, fit)
+                    lo, hi = int(indptr[a_doc - first]), int(indptr[b_doc - first])
+                    if index.is_float:
+                        q = np.floor(imps[lo:hi].astype(np.float64) * scale + 0.5).astype(np.int64)
+                    else:
+                        q = imps[lo:hi].astype(np.int64)
+                    ids = index.doc_ids(np.arange(a_doc, b_doc))
+                    ip = (indptr[a_doc - first:b_doc - first + 1] - lo).tolist()
+                    tl, ql = t_ids[lo:hi].tolist(), q.tolist()
+                    for i, did in enumerate(ids):
+                        if (a_doc + i) % docs_per_file == 0:
+                            if handle is not None:
+                                handle.close()
+                            files.append(_PART.format(len(files)))
+                            handle = open(os.path.join(build, files[-1]), "wb")
+                        a, b = ip[i], ip[i + 1]
+                        vec = {terms[t]: w for t, w in zip(tl[a:b], ql[a:b]) if w > 0}
+                        empty += not vec
+                        written += len(vec)
+                        handle.write(orjson.dumps({"id": did, "contents": "", "vector": vec}) + b"\n")
+                    bar.update(b_doc - a_doc)
+                    a_doc = b_doc
                 first = last
         if handle is not None:
             handle.close()
