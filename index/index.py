@@ -79,6 +79,26 @@ class Index:
             ix._docstore   # mapped now, so an --overwrite swap later cannot hand this index another's texts
         return ix
 
+    @classmethod
+    def from_pretrained(cls, repo_id_or_path: str | os.PathLike, revision: str | None = None, verify: bool = True,
+                        cache_dir: str | os.PathLike | None = None, token: str | bool | None = None) -> "Index":
+        """Open a local index directory as it is, or the index in the Hugging Face hub dataset repository
+        ``owner/name`` at ``revision``, downloaded into the Hugging Face cache (``cache_dir``) or taken from
+        it offline (``HF_HUB_OFFLINE=1``), then opened as :meth:`open` opens it. Needs ``lsr[hub]`` for hub
+        ids; errors are one line (:mod:`lsr.index.hub`)."""
+        from .hub import open_pretrained
+
+        return open_pretrained(repo_id_or_path, revision=revision, verify=verify, cache_dir=cache_dir, token=token)
+
+    def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | bool | None = None,
+                    commit_message: str | None = None, revision: str | None = None):
+        """Upload this index to the hub dataset repository ``repo_id`` (created if needed), with a dataset
+        card written into the directory as ``README.md`` (:func:`lsr.index.hub.push_index`)."""
+        from .hub import push_index
+
+        return push_index(self, repo_id, private=private, token=token, commit_message=commit_message,
+                          revision=revision)
+
     # -- facts ------------------------------------------------------------------
     @property
     def num_documents(self) -> int:

@@ -11,7 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Open an index, verify every file's SHA-256, and print its manifest summary. "
                                    "For an index that a one-step `lsr index --encoder` build has not finished "
                                    "yet (DIR missing, DIR.partial present), say how far the build got.")
-    p.add_argument("index", help="index directory")
+    p.add_argument("index", help="index directory, or a Hugging Face hub dataset id owner/name (lsr[hub])")
     p.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
     p.set_defaults(func=run)
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if state is not None and not os.path.exists(args.index):
         _partial(args, state)
         return 0
-    ix = Index.open(args.index, verify=True)
+    ix = Index.from_pretrained(args.index, verify=True)
     m = ix.manifest
     if args.json:
         print(json.dumps(m, indent=1, ensure_ascii=False))

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(`qid<TAB>` alone, an empty text, a {} vector) gets no hits and a warning; the others "
                     "are searched.",
     )
-    p.add_argument("-i", "--index", required=True, help="index directory")
+    p.add_argument("-i", "--index", required=True,
+                   help="index directory, or a Hugging Face hub dataset id owner/name (lsr[hub])")
     p.add_argument("-q", "--queries", required=True, help="query file (.jsonl, .jsonl.gz, .tsv)")
     p.add_argument("-o", "--output", help="run file to write (default: standard output); its directory "
                         "must exist and be writable (checked before the search); written to a temporary "
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.output:
         check_output_file(args.output, "run file")   # before any work: a long search must not end in this
-    index = Index.open(args.index, verify=not args.no_verify)
+    index = Index.from_pretrained(args.index, verify=not args.no_verify)
     queries = read_queries(args.queries, args.query_format)
     if not queries:
         raise InputError(f"{args.queries}: no queries")
