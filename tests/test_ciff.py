@@ -219,6 +219,9 @@ def test_export_refuses_an_existing_output_unless_overwrite(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"old"
     assert main(["ciff", "export", "-i", str(ix.path), "-o", str(out), "--overwrite", "--no-progress"]) == 0
     assert read_ciff(out)[2] == [(0, "d0", 1)]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask   # made as open() makes files, not private
     assert main(["ciff", "export", "-i", str(ix.path), "-o", str(tmp_path / "ix" / "in.ciff")]) == 2
     assert sorted(os.listdir(tmp_path)) == ["ix", "o.ciff"]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +60,16 @@ def _check_output(out: str, index_path: str, overwrite: bool) -> None:
     parent = os.path.dirname(out)
     if not os.path.isdir(parent):
         raise InputError(f"parent directory {parent} does not exist")
+
+
+def _create_beside(out: str) -> tuple[int, str]:
+    """A new file ``<out>.<random>.tmp`` (mode 0o666 less the umask, as ``open`` makes files): (fd, path)."""
+    while True:
+        tmp = f"{out}.{os.urandom(4).hex()}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def _description(ix, n_terms: int, n_post: int, scale: float, bits: int, dropped: int) -> str:
@@ -168,7 +177,7 @@ def export_index(index_or_path, path: str | os.PathLike, *, bits: int = 8, descr
                        total_docs=n_docs, total_terms_in_collection=total,
                        average_doclength=total / n_docs if n_docs else 0.0, description=description)
 
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(out) + ".", suffix=".tmp", dir=os.path.dirname(out))
+    fd, tmp = _create_beside(out)
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as f:
             size = write_delimited(f, header)
