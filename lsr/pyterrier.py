@@ -95,7 +95,7 @@ def _result_frame(inp: pd.DataFrame, rows: np.ndarray, docnos: list[str], scores
                   ranks: np.ndarray) -> pd.DataFrame:
     """Rows ``rows`` of ``inp`` (all its columns) with ``docno``, ``score`` and ``rank`` set."""
     out = inp.iloc[rows].reset_index(drop=True)
-    return out.assign(docno=pd.Series(docnos, dtype=object),
+    return out.assign(docno=list(docnos),
                       score=np.asarray(scores, dtype=np.float64),
                       rank=np.asarray(ranks, dtype=np.int64))
 
@@ -223,25 +223,42 @@ class LsrQueryEncoder(pt.Transformer):
 
 
 class LsrDocEncoder(pt.Transformer):
-    """A document frame's ``text_field`` encoded into ``toks`` (``{term: weight}`` per row) by an lsr
-    encoder's document side (:meth:`lsr.encoders.Encoder.encode_documents`); other columns kept."""
+    """A document frame's text encoded into ``toks`` (``{term: weight}`` per row) by an lsr encoder's
+    document side (:meth:`lsr.encoders.Encoder.encode_documents`); other columns kept.
+    ``text_field``: the text column, or a list of columns joined by a space (empty ones left out, as
+    lsr reads a BEIR title and text), e.g. ``["title", "text"]``."""
 
-    def __init__(self, encoder, text_field: str = "text", batch_size: int = 32) -> None:
+    def __init__(self, encoder, text_field: str | list[str] = "text", batch_size: int = 32) -> None:
         self.encoder = encoder
         self.text_field = text_field
+        self._fields = _text_fields("LsrDocEncoder", text_field)
         self.batch_size = _positive_int("LsrDocEncoder: batch_size", batch_size)
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
-        _check_columns(inp, "LsrDocEncoder", [("text", [self.text_field], [])])
-        texts = inp[self.text_field].tolist()
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise InputError(f"LsrDocEncoder: {self.text_field} on row {i} is a {type(t).__name__}, not text")
+        _check_columns(inp, "LsrDocEncoder", [("text", self._fields, [])])
+        columns = [inp[f].tolist() for f in self._fields]
+        texts = [_joined(values, self._fields, f"LsrDocEncoder: row {i}") for i, values in enumerate(zip(*columns))]
         vecs = self.encoder.encode_documents(texts, batch_size=self.batch_size) if texts else []
         return inp.assign(toks=pd.Series(vecs, index=inp.index, dtype=object))
 
     def __repr__(self) -> str:
         return f"LsrDocEncoder({self.encoder.config.name!r})"
+
+
+def _text_fields(who: str, text_field) -> list[str]:
+    fields = [text_field] if isinstance(text_field, str) else (
+        list(text_field) if isinstance(text_field, (list, tuple)) else [])
+    if not fields or not all(isinstance(f, str) and f for f in fields):
+        raise InputError(f"{who}: text_field must be a column name or a list of them, got {text_field!r}")
+    return fields
+
+
+def _joined(values, fields: list[str], where: str) -> str:
+    """The fields' texts joined by a space, empty or missing (None) ones left out."""
+    for f, v in zip(fields, values):
+        if v is not None and not isinstance(v, str):
+            raise InputError(f"{where}: {f} is a {type(v).__name__}, not text")
+    return " ".join(v for v in values if v)
 
 
 # ------------------------------------------------------------------------------------ indexing
@@ -250,25 +267,31 @@ class LsrIndexer(pt.Indexer):
 
     Each document is a dict with ``docno`` and either ``toks`` (``toks_field``: a
     ``{term: weight}`` dict, as pyterrier_pisa's toks indexer takes; used when the first document
-    has it) or ``text`` (``text_field``), which ``encoder`` encodes: an
+    has it) or text, which ``encoder`` encodes. ``text_field``: the text field, or a list of
+    fields joined by a space (empty ones left out, as ``lsr index`` reads a BEIR title and text),
+    e.g. ``["title", "text"]`` for PyTerrier's BEIR corpora. ``encoder``: an
     :class:`lsr.encoders.Encoder`, or a spec :func:`lsr.encoders.load_encoder` takes (a preset
     name, checkpoint directory, hub id) loaded with ``model_path`` and ``device``. With an encoder
-    the index records it (also for ``toks`` it is told produced), so text queries work on it.
-    ``config``: an :class:`lsr.IndexConfig`; ``store_text`` keeps ``text_field`` in a docstore;
-    ``overwrite`` replaces an existing lsr index at ``path`` (atomically, as
-    :class:`lsr.IndexBuilder` does). Documents stream into the builder ``chunk_docs`` at a time
-    (texts are encoded a chunk at a time, ``batch_size`` per forward pass). ``index`` returns the
-    opened :class:`lsr.Index`; a failed build leaves nothing at ``path``.
+    the index records it (also when it is given ``toks``, which it is then told that encoder made),
+    so text queries work on the index. ``config``: an :class:`lsr.IndexConfig`; ``store_text``
+    keeps the (joined) text in a docstore; ``overwrite`` replaces an existing lsr index at
+    ``path`` (atomically, as :class:`lsr.IndexBuilder` does). Documents stream into the builder:
+    texts are encoded ``chunk_docs`` at a time, ``batch_size`` per forward pass. ``index``
+    returns the opened :class:`lsr.Index`; a failed build leaves nothing at ``path``.
     """
 
-    def __init__(self, path, encoder=None, *, overwrite: bool = False, config=None, text_field: str = "text",
-                 toks_field: str = "toks", store_text: bool = False, batch_size: int = 32, chunk_docs: int = 256,
-                 model_path=None, device: str = "cpu", progress: bool = False) -> None:
+    def __init__(self, path, encoder=None, *, overwrite: bool = False, config=None,
+                 text_field: str | list[str] = "text", toks_field: str = "toks", store_text: bool = False,
+                 batch_size: int = 32, chunk_docs: int = 256, model_path=None, device: str = "cpu",
+                 progress: bool = False) -> None:
         self.path = os.fspath(path)
         self.encoder = encoder
         self.overwrite = bool(overwrite)
         self.config = config
         self.text_field = text_field
+        self._fields = _text_fields("LsrIndexer", text_field)
+        if not isinstance(toks_field, str) or not toks_field:
+            raise InputError(f"LsrIndexer: toks_field must be a field name, got {toks_field!r}")
         self.toks_field = toks_field
         self.store_text = bool(store_text)
         self.batch_size = _positive_int("LsrIndexer: batch_size", batch_size)
@@ -278,8 +301,8 @@ class LsrIndexer(pt.Indexer):
         self.progress = progress
 
     def index_inputs(self) -> list[list[str]]:
-        toks = ["docno", self.toks_field] + ([self.text_field] if self.store_text else [])
-        return [toks, ["docno", self.text_field]] if self.encoder is not None else [toks]
+        toks = ["docno", self.toks_field] + (self._fields if self.store_text else [])
+        return [toks, ["docno", *self._fields]] if self.encoder is not None else [toks]
 
     def _load_encoder(self):
         from lsr.encoders import Encoder, load_encoder
@@ -301,15 +324,14 @@ class LsrIndexer(pt.Indexer):
         if not isinstance(first, Mapping):
             raise InputError(f"LsrIndexer: documents are dicts (docno, toks or text), not {type(first).__name__}")
         use_toks = self.toks_field in first
-        if not use_toks and (self.encoder is None or self.text_field not in first):
+        if not use_toks and (self.encoder is None or not all(f in first for f in self._fields)):
+            text = " + ".join(map(repr, self._fields))
             raise InputError(f"LsrIndexer: the documents need a docno and {self.toks_field!r} ({{term: weight}})"
-                             f"{f' or {self.text_field!r} (text)' if self.encoder is not None else ''}; the first "
-                             f"has the fields {', '.join(map(repr, first))}"
+                             f"{f' or {text} (text)' if self.encoder is not None else ''}; the first has the "
+                             f"fields {', '.join(map(repr, first))}"
                              + ("" if self.encoder is not None else " (give an encoder to index text)"))
         encoder = self._load_encoder()
-        info = None
-        if encoder is not None:
-            info = {**encoder.describe(), "runtime": None}
+        info = None if encoder is None else {**encoder.describe(), "runtime": None}
         with IndexBuilder(self.path, self.config, overwrite=self.overwrite, encoder=info, progress=self.progress,
                           store_text=self.store_text) as builder:
             if use_toks:
@@ -322,46 +344,45 @@ class LsrIndexer(pt.Indexer):
                 builder.encoder["runtime"] = runtime_info(encoder, self.batch_size)
         return builder.index
 
-    def _doc(self, n: int, doc, field: str, kind: type, what: str) -> tuple[str, Any]:
+    @staticmethod
+    def _docno(n: int, doc) -> str:
         if not isinstance(doc, Mapping):
             raise InputError(f"LsrIndexer: document {n} is a {type(doc).__name__}, not a dict")
         docno = doc.get("docno")
         if not isinstance(docno, str):
-            raise InputError(f"LsrIndexer: document {n} has {'no docno' if docno is None else f'docno {docno!r}, not a string'}")
-        value = doc.get(field)
-        if not isinstance(value, kind):
-            got = "no such field" if field not in doc else f"a {type(value).__name__}"
-            raise InputError(f"LsrIndexer: document {docno!r} needs {field!r} as {what} ({got})")
-        return docno, value
+            raise InputError(f"LsrIndexer: document {n} has "
+                             f"{'no docno' if docno is None else f'docno {docno!r}, not a string'}")
+        return docno
 
-    def _text_of(self, n: int, doc, docno: str) -> str | None:
-        if not self.store_text:
-            return None
-        text = doc.get(self.text_field)
-        if not isinstance(text, str):
-            raise InputError(f"LsrIndexer: store_text needs the text of document {docno!r} in {self.text_field!r}")
-        return text
+    def _text(self, doc, docno: str) -> str:
+        missing = [f for f in self._fields if f not in doc]
+        if missing:
+            raise InputError(f"LsrIndexer: document {docno!r} has no {missing[0]!r} field (its text)")
+        return _joined([doc[f] for f in self._fields], self._fields, f"LsrIndexer: document {docno!r}")
 
     def _add_toks(self, builder, it) -> None:
         for n, doc in enumerate(it):
-            docno, toks = self._doc(n, doc, self.toks_field, Mapping, "a {term: weight} dict")
-            builder.add(docno, toks, where=f"document {docno!r}", text=self._text_of(n, doc, docno))
+            docno = self._docno(n, doc)
+            toks = doc.get(self.toks_field)
+            if not isinstance(toks, Mapping):
+                got = "no such field" if self.toks_field not in doc else f"a {type(toks).__name__}"
+                raise InputError(f"LsrIndexer: document {docno!r} needs {self.toks_field!r} as a {{term: weight}} "
+                                 f"dict ({got})")
+            builder.add(docno, toks, where=f"document {docno!r}",
+                        text=self._text(doc, docno) if self.store_text else None)
 
     def _add_texts(self, builder, encoder, it) -> None:
         from lsr.index.text_index import _TermTable
 
-        term_ids = _TermTable(builder)
+        term_ids = _TermTable(builder)   # terms numbered as `lsr index --encoder` numbers them
         n = 0
         while True:
             chunk = list(itertools.islice(it, self.chunk_docs))
             if not chunk:
                 break
-            ids, texts = [], []
-            for doc in chunk:
-                docno, text = self._doc(n, doc, self.text_field, str, "text")
-                ids.append(docno)
-                texts.append(text)
-                n += 1
+            ids = [self._docno(n + i, doc) for i, doc in enumerate(chunk)]
+            texts = [self._text(doc, docno) for doc, docno in zip(chunk, ids)]
+            n += len(chunk)
             batch = encoder.encode_documents_sparse(texts, batch_size=self.batch_size)
             builder.add_batch(ids, batch.indptr, term_ids(batch), batch.weights,
                               texts if self.store_text else None)
