@@ -389,3 +389,43 @@ def test_doc_v3_gte_layout_with_trust_remote_code(tmp_path, splade_tiny, texts):
     assert got["activation"] == "log1p_log1p_relu"
     _assert_equal(got["docs"], got["st_docs"])
     _assert_equal(got["queries"], got["st_queries"])
+
+
+HUB_ID_SCRIPT = """
+import json, sys
+from lsr.encoders import load_encoder, resolve_config
+texts = json.loads(sys.argv[1])
+out = {}
+for hub_id in sys.argv[2:]:
+    cfg = resolve_config(hub_id)
+    enc = load_encoder(hub_id, threads=1)
+    out[hub_id] = {"doc_model": cfg.doc.model, "activation": cfg.doc.activation, "query_kind": cfg.query.kind,
+                   "docs": enc.encode_documents(texts), "queries": enc.encode_queries(texts)}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_public_hub_ids_from_the_cache(layouts, texts, tmp_path):
+    """The public ids themselves, resolved offline from a Hugging Face cache holding checkpoints of their
+    layout: read through modules.json (the MLM at the root named by the hub id), equal to the directories."""
+    commit = "27" * 20
+    ids = {"opensearch-project/opensearch-neural-sparse-encoding-doc-v3-distill": "doc-v3-distill",
+           "opensearch-project/opensearch-neural-sparse-encoding-doc-v2-distill": "doc-v2-distill"}
+    for hub_id, name in ids.items():
+        repo = tmp_path / "hub" / ("models--" + hub_id.replace("/", "--"))
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(commit)
+        shutil.copytree(layouts[name], repo / "snapshots" / commit)
+    sample = texts[0][:3] + texts[1][:3]
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-c", HUB_ID_SCRIPT, json.dumps(sample), *ids], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    for hub_id, name in ids.items():
+        assert got[hub_id]["doc_model"] == hub_id and got[hub_id]["query_kind"] == "tokens"
+        assert got[hub_id]["activation"] == ("log1p_relu" if "v3" in name else "relu")
+        enc = load_encoder(str(layouts[name]), threads=1)
+        _assert_equal(got[hub_id]["docs"], enc.encode_documents(sample), tol=1e-6)
+        _assert_equal(got[hub_id]["queries"], enc.encode_queries(sample), tol=1e-6)
