@@ -344,6 +344,30 @@ def test_experiment_runs_without_java(text_index, toks_indexes, maxsim):
     assert not pt.java.started()
 
 
+def test_experiment_orders_equal_scores_as_trec_eval_does(toks_indexes):
+    """PyTerrier evaluates the score column (ir-measures), so equal scores are ordered by trec_eval's rule,
+    not by lsr's rank: pt.Experiment equals `lsr eval --ties trec_eval` on an index with many ties."""
+    from ir_measures import RR, P, nDCG
+
+    from lsr.eval.metrics import evaluate
+
+    ix, _ = toks_indexes
+    rng = np.random.default_rng(0)
+    judged: dict = defaultdict(dict)
+    for q, _ in TOPICS_TOKS:
+        for d in rng.choice(60, 12, replace=False):
+            judged[q][f"d{d:03d}"] = int(rng.integers(1, 3))
+    qrels = pd.DataFrame([(q, d, r) for q, docs in judged.items() for d, r in docs.items()],
+                         columns=["qid", "docno", "label"])
+    ex = pt.Experiment([lp.LsrRetriever(ix, k=30)], toks_topics(), qrels, eval_metrics=[nDCG @ 10, RR, P @ 5])
+    run = lsr.Searcher(ix).search_batch(TOPICS_TOKS, k=30)
+    trec = evaluate(run, dict(judged), ["nDCG@10", "RR", "P@5"], ties="trec_eval").aggregate
+    ours = evaluate(run, dict(judged), ["nDCG@10", "RR", "P@5"], ties="rank").aggregate
+    for m in ("nDCG@10", "RR", "P@5"):
+        assert ex.loc[0, m] == pytest.approx(trec[m], abs=1e-12)
+    assert ours != trec   # the ties here do change the measures
+
+
 # ------------------------------------------------------------------------------ bad input
 class Const(Reranker):
     """Scores every candidate 0 (never reached: the frame is refused first)."""
