@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -120,6 +122,12 @@ def results_frame(res: lsr.Results) -> list[tuple]:
 
 def frame_rows(df) -> list[tuple]:
     return list(zip(df["qid"].astype(str), df["docno"], df["score"].tolist(), df["rank"].tolist()))
+
+
+def test_import_lsr_does_not_import_pyterrier():
+    code = ("import sys, lsr, lsr.encoders, lsr.rerank; "
+            "assert not any(m == 'pyterrier' or m.startswith(('pyterrier.', 'lsr.pyterrier')) for m in sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ------------------------------------------------------------------------------ retrieval
