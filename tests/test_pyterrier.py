@@ -10,7 +10,6 @@ with ``lsr search`` + ``lsr eval`` on the same index. No test may start Java.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -19,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pd = pytest.importorskip("pandas")
-pt = pytest.importorskip("pyterrier")
+import pandas as pd  # noqa: E402
+import pyterrier as pt  # noqa: E402
 
 import lsr  # noqa: E402
 import lsr.pyterrier as lp  # noqa: E402
@@ -286,29 +285,10 @@ def test_sum_and_linear_fusion_equal_the_hand_computation(toks_indexes):
 def maxsim(tmp_path_factory):
     """A real MaxSim reranker: a Stanford-layout ColBERT checkpoint from MiniLM with a seeded projection
     (as tests/test_rerank_maxsim.py builds it)."""
-    torch = pytest.importorskip("torch")
-    from safetensors.torch import save_file
-    from transformers import BertModel
-
-    from encoders_helpers import minilm_dir
+    from encoders_helpers import stanford_colbert
     from lsr.rerank.maxsim import MaxSimConfig, MaxSimReranker
 
-    src = minilm_dir()
-    d = tmp_path_factory.mktemp("colbert")
-    cfg = json.loads((src / "config.json").read_text())
-    cfg["architectures"] = ["HF_ColBERT"]
-    (d / "config.json").write_text(json.dumps(cfg))
-    bert = BertModel.from_pretrained(src)
-    g = torch.Generator().manual_seed(1)
-    tensors = {f"bert.{k}": v.contiguous() for k, v in bert.state_dict().items()}
-    tensors["linear.weight"] = torch.randn(32, 384, generator=g) / 384 ** 0.5
-    save_file(tensors, str(d / "model.safetensors"))
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(src / name, d / name)
-    meta = {"query_maxlen": 32, "doc_maxlen": 180, "dim": 32, "mask_punctuation": True,
-            "attend_to_mask_tokens": False, "query_token_id": "[unused0]", "doc_token_id": "[unused1]",
-            "query_token": "[Q]", "doc_token": "[D]", "similarity": "cosine", "interaction": "colbert"}
-    (d / "artifact.metadata").write_text(json.dumps(meta))
+    d = stanford_colbert(tmp_path_factory.mktemp("colbert"), dim=32, seed=1)
     return MaxSimReranker(MaxSimConfig(model=str(d), depth=6, batch_size=8, query_length=16, doc_length=48))
 
 

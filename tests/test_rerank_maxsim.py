@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoTokenizer, BertModel
 
-from encoders_helpers import minilm_dir, scifact_docs, scifact_queries
+from encoders_helpers import minilm_dir, stanford_colbert, scifact_docs, scifact_queries
 from lsr.errors import InputError, LsrError
 from lsr.rerank import load_reranker
 from lsr.rerank.colbert_store import (DocEmbeddings, build_doc_embeddings, compress_doc_embeddings,
@@ -47,23 +47,8 @@ def _projection(seed: int) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def stanford(tmp_path_factory) -> tuple[Path, torch.Tensor]:
     """A Stanford-layout checkpoint: MiniLM under ``bert.``, a random ``linear.weight``."""
-    src = minilm_dir()
-    d = tmp_path_factory.mktemp("stanford")
-    cfg = json.loads((src / "config.json").read_text())
-    cfg["architectures"] = ["HF_ColBERT"]
-    (d / "config.json").write_text(json.dumps(cfg))
-    bert = BertModel.from_pretrained(src)
-    w = _projection(1)
-    tensors = {f"bert.{k}": v.contiguous() for k, v in bert.state_dict().items()}
-    tensors["linear.weight"] = w
-    save_file(tensors, str(d / "model.safetensors"))
-    for name in TOKENIZER_FILES:
-        shutil.copy(src / name, d / name)
-    meta = {"query_maxlen": 32, "doc_maxlen": 180, "dim": DIM, "mask_punctuation": True,
-            "attend_to_mask_tokens": False, "query_token_id": "[unused0]", "doc_token_id": "[unused1]",
-            "query_token": "[Q]", "doc_token": "[D]", "similarity": "cosine", "interaction": "colbert",
-            "meta": {"version": "colbert-v0.4"}}
-    (d / "artifact.metadata").write_text(json.dumps(meta))
+    d = stanford_colbert(tmp_path_factory.mktemp("stanford"), dim=DIM, seed=1)
+    w = _projection(1)   # the helper's projection, made again
     return d, w
 
 
