@@ -1,4 +1,5 @@
-"""CIFF export and import throughput: ``python -m benchmarks.ciff_bench --index DIR --out-dir TMP``.
+"""CIFF export and import throughput, and the Anserini export's: ``python -m benchmarks.ciff_bench --index DIR
+--out-dir TMP``.
 
 Exports the index to ``TMP/bench.ciff`` with :func:`lsr.ciff.export_index` (as ``lsr ciff export``
 does: the index opened with its checksums verified), then imports that file into ``TMP/bench-index``
@@ -7,7 +8,8 @@ that its peak resident memory (``ru_maxrss``) is its own; then checks that the i
 same postings as the index (every term's doc ids and impacts, the doc ids), and prints a table:
 postings, seconds and postings per second of each step, the CIFF file's bytes against the index's,
 and each step's peak RSS (which counts the pages of memory-mapped files it touched, the index's
-or the build's, as well as its own allocations). ``--keep`` leaves the two outputs in TMP.
+or the build's, as well as its own allocations). Last, it times :func:`lsr.anserini.export_index` (``lsr
+anserini export``) into ``TMP/bench-anserini`` the same way. ``--keep`` leaves the outputs in TMP.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from typing import Sequence
 _CHILD = r"""
 import json, resource, sys, time
 step, src, dst = sys.argv[1:4]
-import lsr.ciff
+import lsr.anserini, lsr.ciff
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 t0 = time.perf_counter()
 if step == "export":
     st = lsr.ciff.export_index(src, dst)
     n = st.postings
+elif step == "anserini":
+    n = lsr.anserini.export_index(src, dst).postings
 else:
     n = lsr.ciff.import_index(src, dst).num_postings
 sec = time.perf_counter() - t0
@@ -72,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.makedirs(args.out_dir, exist_ok=True)
     ciff = os.path.join(args.out_dir, "bench.ciff")
     imported = os.path.join(args.out_dir, "bench-index")
-    for path in (ciff, imported):
+    anserini = os.path.join(args.out_dir, "bench-anserini")
+    for path in (ciff, imported, anserini):
         if os.path.isdir(path):
             shutil.rmtree(path)
         elif os.path.exists(path):
@@ -81,12 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ex = _child("export", args.index, ciff)
     im = _child("import", ciff, imported)
     same = None if args.no_check else _same_postings(ix, Index.open(imported, verify=False))
+    an = _child("anserini", args.index, anserini)
+    an_bytes = sum(os.path.getsize(os.path.join(anserini, f)) for f in os.listdir(anserini))
     ciff_bytes = os.path.getsize(ciff)
     rows = [("step", "postings", "seconds", "postings/s", "peak RSS MiB"),
             ("export", f"{ex['postings']:,}", f"{ex['seconds']:.1f}", f"{ex['postings'] / ex['seconds']:,.0f}",
              f"{ex['peak_rss'] / 2**20:,.0f}"),
             ("import", f"{im['postings']:,}", f"{im['seconds']:.1f}", f"{im['postings'] / im['seconds']:,.0f}",
-             f"{im['peak_rss'] / 2**20:,.0f}")]
+             f"{im['peak_rss'] / 2**20:,.0f}"),
+            ("anserini export", f"{an['postings']:,}", f"{an['seconds']:.1f}",
+             f"{an['postings'] / an['seconds']:,.0f}", f"{an['peak_rss'] / 2**20:,.0f}")]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(f"index {os.path.abspath(args.index)}: {ix.num_documents:,} documents, {ix.num_terms:,} terms, "
           f"{ix.num_postings:,} postings, {ix.manifest['impact_dtype']}")
@@ -94,11 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
     print(f"ciff bytes {ciff_bytes:,}; index bytes {ix.size_bytes():,} (ciff/index {ciff_bytes / ix.size_bytes():.2f}); "
           f"imported index bytes {Index.open(imported, verify=False).size_bytes():,}")
+    print(f"anserini export bytes {an_bytes:,} (/index {an_bytes / ix.size_bytes():.2f})")
     print(f"import holds the index's postings: {'not checked' if same is None else same}")
     print(f"machine: {platform.node()}, {os.cpu_count()} cpus, python {platform.python_version()}")
     if not args.keep:
         os.unlink(ciff)
         shutil.rmtree(imported)
+        shutil.rmtree(anserini)
     return 0 if same is not False else 1
 
 

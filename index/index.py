@@ -116,6 +116,19 @@ class Index:
     def is_float(self) -> bool:
         return self.manifest["impact_dtype"] == "float32"
 
+    def integer_scale(self, bits: int = 8) -> tuple[float, int]:
+        """``(scale, largest value)`` for writing this index's impacts as integers (the exports):
+        ``(1, 255 or 65535)`` for a quantised index, whose impacts are kept as they are;
+        ``((2**bits - 1) / largest weight, 2**bits - 1)`` for a float one, each impact written as
+        ``floor(weight * scale + 0.5)``. ``bits``: 8 or 16."""
+        if bits not in (8, 16):
+            raise InputError(f"integer impacts have 8 or 16 bits, got {bits!r}")
+        if not self.is_float:
+            return 1.0, int(np.iinfo(self.postings_impacts.dtype).max)
+        top = float(np.max(self.term_max)) if self.num_terms else 0.0
+        cap = (1 << bits) - 1
+        return (cap / top if top > 0 else 1.0), cap
+
     @property
     def quantization(self) -> dict[str, Any]:
         return self.manifest["quantization"]

@@ -61,19 +61,6 @@ class ExportStats:
     seconds: float
 
 
-def export_quantization(index, bits: int = 8) -> tuple[float, int]:
-    """``(scale, max impact)`` for exporting ``index`` as integers: ``(1, 2**8 - 1 or 2**16 - 1)`` for
-    a quantised index (its impacts are kept), ``((2**bits - 1) / largest weight, 2**bits - 1)`` for a
-    float one."""
-    if bits not in (8, 16):
-        raise InputError(f"export bits must be 8 or 16, got {bits!r}")
-    if not index.is_float:
-        return 1.0, int(np.iinfo(index.postings_impacts.dtype).max)
-    top = float(np.max(index.term_max)) if index.num_terms else 0.0
-    cap = (1 << bits) - 1
-    return (cap / top if top > 0 else 1.0), cap
-
-
 def _replaceable(path: str) -> None:
     if not os.path.isdir(path):
         raise InputError(f"{path} exists and is not a directory: --overwrite replaces only an earlier "
@@ -117,7 +104,7 @@ def export_index(index, out_dir: str | os.PathLike, *, bits: int = 8, docs_per_f
     for name, v in (("docs_per_file", docs_per_file), ("range_postings", range_postings)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise InputError(f"{name} must be a positive integer, got {v!r}")
-    scale, cap = export_quantization(index, bits)
+    scale, cap = index.integer_scale(bits)
     spaced = next((t for t in index.terms if not t or any(c.isspace() for c in t)), None)
     if spaced is not None:
         raise InputError(f"{index.path}: the term {spaced!r} is empty or holds white space, which Anserini's "
@@ -195,4 +182,4 @@ def export_index(index, out_dir: str | os.PathLike, *, bits: int = 8, docs_per_f
     return ExportStats(out, n_docs, written, len(files), empty, scale, time.perf_counter() - t0)
 
 
-__all__ = ["ExportStats", "export_index", "export_quantization"]
+__all__ = ["ExportStats", "export_index"]

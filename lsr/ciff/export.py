@@ -124,11 +124,7 @@ def export_index(index_or_path, path: str | os.PathLike, *, bits: int = 8, descr
         raise InputError(f"{n_docs} documents: CIFF doc ids are int32")
     term_offsets = ix.term_offsets
     imps = ix.postings_impacts
-    if ix.is_float:
-        top = float(ix.term_max.max()) if n_terms_all else 0.0
-        scale = ((1 << bits) - 1) / top if top > 0 else 1.0
-    else:
-        scale = 1.0
+    scale = ix.integer_scale(bits)[0]
     df = np.diff(term_offsets)
     order = sorted(range(n_terms_all), key=ix.terms.__getitem__)   # code point order = UTF-8 byte order
     buf = np.empty(int(df.max()) if len(df) else 0, np.int32)
