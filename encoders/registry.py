@@ -10,7 +10,8 @@ An encoder *spec* is, in the order tried:
    they name hub ids), then names given to :func:`register_encoder` /
    :func:`register_presets`;
 3. a YAML preset file (``*.yaml`` / ``*.yml``);
-4. a local checkpoint directory: ``lsr-encoder.yaml`` inside it, else a
+4. a local checkpoint directory: an ONNX export (``lsr-onnx.json``, :mod:`lsr.encoders.onnx`),
+   else ``lsr-encoder.yaml`` inside it, else a
    sentence-transformers ``modules.json`` (:mod:`lsr.encoders.st_layout`), else a
    ``*ForMaskedLM`` checkpoint is a SPLADE encoder (max pooling, 256 tokens);
 5. a public hub id of the mapping table (e.g. ``naver/splade-v3``);
@@ -189,6 +190,10 @@ def _with_revision(cfg: EncoderConfig, revision: str | None) -> EncoderConfig:
 
 def _from_checkpoint(spec: str, revision: str | None) -> EncoderConfig:
     ckpt = Checkpoint(spec, revision, what="model")
+    from .onnx import export_config, is_export
+
+    if ckpt.local and is_export(ckpt.spec):
+        return export_config(ckpt.spec)
     if ckpt.local and os.path.isfile(os.path.join(ckpt.spec, PRESET_IN_CHECKPOINT)):
         return EncoderConfig.from_yaml(os.path.join(ckpt.spec, PRESET_IN_CHECKPOINT))
     from .st_layout import st_config

@@ -860,7 +860,13 @@ SIDE_CLASSES: dict[str, type[SideEncoder]] = {
 
 
 def make_side(cfg: SideConfig, runtime: RuntimeConfig, role: str) -> SideEncoder:
-    """The side encoder for a side config."""
+    """The side encoder for a side config: a neural side whose model is an ONNX export directory
+    (:mod:`lsr.encoders.onnx`) runs that export with onnxruntime."""
+    if cfg.neural:
+        from .onnx import OnnxSide, is_export
+
+        if is_export(cfg.model):
+            return OnnxSide(cfg, runtime, role)
     return SIDE_CLASSES[cfg.kind](cfg, runtime, role)
 
 
