@@ -19,6 +19,7 @@ import numpy as np
 
 from lsr.config import ALGORITHMS
 
+from .kernels.approx import approx_batch, approx_one
 from .kernels.blockmax import N_BUCKETS, blockmax_batch, blockmax_one, query_pairs
 from .kernels.bundles import AutoWork, FilterBuffers, PlannerSettings, RangeBuffers
 from .kernels.exhaustive import exhaustive_batch, exhaustive_one
@@ -181,10 +182,19 @@ PROCESSORS: dict[str, Processor] = {proc.name: proc for proc in (
     Processor("bmm", maxscore_one, maxscore_batch, _daat, lambda s, k: (True,), no_work),
     Processor("wand", wand_one, wand_batch, _daat, lambda s, k: (False,), no_work),
     Processor("bmw", wand_one, wand_batch, _daat, lambda s, k: (True,), no_work),
+    Processor("approx", approx_one, approx_batch, _taat, lambda s, k: approx_params(s.config.approx), range_buffers,
+              fallback="exhaustive"),
 )}
 
 if tuple(PROCESSORS) != ALGORITHMS:   # a programming error: the two lists must name the same processors
     raise RuntimeError(f"lsr.config.ALGORITHMS {ALGORITHMS} does not match the registry {tuple(PROCESSORS)}")
+
+
+def approx_params(ac) -> tuple:
+    """The ``approx`` kernels' settings from an :class:`~lsr.config.ApproxConfig`: ``(alpha, query_cut,
+    query_mass, max_blocks)`` with 0 for no query cut and -1 for no block budget."""
+    return (float(ac.alpha), int(ac.query_cut or 0), float(ac.query_mass),
+            -1 if ac.max_blocks is None else int(ac.max_blocks))
 
 
 def planner_settings(config, n_docs: int) -> PlannerSettings:

@@ -149,7 +149,7 @@ class IndexConfig(_Config):
             raise InputError(f"batch_docs must be positive, got {self.batch_docs}")
 
 
-ALGORITHMS = ("auto", "exhaustive", "blockmax", "filtered", "maxscore", "bmm", "wand", "bmw")
+ALGORITHMS = ("auto", "exhaustive", "blockmax", "filtered", "maxscore", "bmm", "wand", "bmw", "approx")
 """The query processors' names (``lsr.index.processors.PROCESSORS`` holds one entry for each; a test checks that)."""
 LARGE_K = ("exhaustive", "filtered")  # what ``auto`` runs for k > max_k on queries with doc id locality
 
@@ -240,6 +240,62 @@ _SHIPPED_PLANNER: PlannerConfig | None = None
 
 
 @dataclass(frozen=True)
+class ApproxConfig(_Config):
+    """The approximate processor's knobs (``algorithm = "approx"``; :mod:`lsr.index.kernels.approx`):
+    the block-max traversal made approximate. Every returned score is the document's exact score;
+    which documents are returned depends on the knobs. The defaults (all exact, so ``approx`` at its
+    defaults returns the exhaustive top k) are ``configs/search/approx.yaml``; settings measured
+    against recall are in docs/benchmarks.md.
+
+    * ``alpha`` in (0, 1]: a range block is scored only while ``alpha`` times its score bound beats
+      the k-th score found so far (1 = exact; smaller prunes more, as BMP's alpha).
+    * ``query_cut``: only the this many query terms with the largest bound (weight x the term's
+      largest impact) drive the traversal (None = all); the others are added to the scores of the
+      hits found.
+    * ``query_mass`` in (0, 1]: likewise, the fewest terms whose bounds reach this share of the
+      query's total bound (1 = all). With both, the stricter one decides.
+    * ``max_blocks``: stop after scoring this many range blocks (an anytime budget; None = no limit).
+    """
+
+    alpha: float = 1.0
+    query_cut: int | None = None
+    query_mass: float = 1.0
+    max_blocks: int | None = None
+
+    def __post_init__(self) -> None:
+        _number_in("alpha", self.alpha, 0, 1, lo_open=True)
+        if self.query_cut is not None:
+            _int_at_least("query_cut", self.query_cut, 1)
+        _number_in("query_mass", self.query_mass, 0, 1, lo_open=True)
+        if self.max_blocks is not None:
+            _int_at_least("max_blocks", self.max_blocks, 1)
+
+    @property
+    def is_exact(self) -> bool:
+        """Whether these settings return the exhaustive top k."""
+        return self.alpha == 1 and self.query_cut is None and self.query_mass == 1 and self.max_blocks is None
+
+
+APPROX_KEYS = tuple(f.name for f in dataclasses.fields(ApproxConfig))
+
+
+def shipped_approx() -> ApproxConfig:
+    """The approximate processor's shipped defaults: ``configs/search/approx.yaml`` (package data), read once."""
+    global _SHIPPED_APPROX
+    if _SHIPPED_APPROX is None:
+        import yaml
+
+        from lsr import configs
+
+        data = yaml.safe_load(configs.path("search", "approx.yaml").read_text(encoding="utf-8"))
+        _SHIPPED_APPROX = ApproxConfig.from_dict(data)
+    return _SHIPPED_APPROX
+
+
+_SHIPPED_APPROX: ApproxConfig | None = None
+
+
+@dataclass(frozen=True)
 class SearchConfig(_Config):
     """Search settings.
 
@@ -255,7 +311,9 @@ class SearchConfig(_Config):
         indexes are scored exhaustively);
       - ``maxscore``, ``bmm`` (block-max MaxScore), ``wand``, ``bmw`` (Block-Max WAND):
         document-at-a-time dynamic pruning (they decode the index's doc ids into memory once,
-        4 bytes a posting).
+        4 bytes a posting);
+      - ``approx``: the block-max traversal made approximate by the knobs of ``approx``
+        (:class:`ApproxConfig`); exact scores, approximate top k (at its defaults, exact).
 
     * ``k``: hits per query.
     * ``threads``: threads for batch search (0 = all cores).
@@ -266,14 +324,17 @@ class SearchConfig(_Config):
       held in memory as dense impact rows, at most ``dense_mb`` MiB of them, the most frequent
       terms first; the term-at-a-time processors add such a term in one vectorised pass
       (:mod:`lsr.index.kernels.dense`; integer impacts; 0 = none). Time and memory only.
+    * ``approx``: the ``approx`` processor's knobs (:class:`ApproxConfig`; defaults from
+      ``configs/search/approx.yaml``).
     * ``planner``: the planner's and the pruning processors' internals (:class:`PlannerConfig`;
       defaults from ``configs/search/planner.yaml``).
 
     :meth:`from_dict` also takes the planner's keys at the top level (as before they had their
-    own section) and moves them into ``planner``.
+    own section) and moves them into ``planner``; :meth:`with_overrides` takes the planner's and
+    the approximate processor's keys at the top level.
     """
 
-    _nested: ClassVar[dict[str, type]] = {"planner": PlannerConfig}
+    _nested: ClassVar[dict[str, type]] = {"planner": PlannerConfig, "approx": ApproxConfig}
 
     algorithm: str = "auto"
     k: int = 10
@@ -281,6 +342,7 @@ class SearchConfig(_Config):
     query_scale: float = 100.0
     dense_df: float = 0.0625
     dense_mb: int = 1024
+    approx: ApproxConfig = field(default_factory=shipped_approx)
     planner: PlannerConfig = field(default_factory=shipped_planner)
 
     def __post_init__(self) -> None:
@@ -294,6 +356,8 @@ class SearchConfig(_Config):
         _int_at_least("dense_mb", self.dense_mb, 0)
         if not isinstance(self.planner, PlannerConfig):
             raise InputError("planner must be a PlannerConfig (or a mapping of its settings)")
+        if not isinstance(self.approx, ApproxConfig):
+            raise InputError("approx must be an ApproxConfig (or a mapping of its settings)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None):
@@ -311,13 +375,19 @@ class SearchConfig(_Config):
             d["planner"] = {**shipped_planner().to_dict(), **planner, **flat}
         elif isinstance(d.get("planner"), dict):
             d["planner"] = {**shipped_planner().to_dict(), **d["planner"]}
+        if isinstance(d.get("approx"), dict):
+            d["approx"] = {**shipped_approx().to_dict(), **d["approx"]}
         return super().from_dict(d)
 
     def with_overrides(self, **overrides: Any) -> "SearchConfig":
-        """A copy with settings replaced; the planner's keys (:class:`PlannerConfig`) may be given
-        at the top level, e.g. ``with_overrides(k=100, max_k=50)``."""
+        """A copy with settings replaced; the planner's keys (:class:`PlannerConfig`) and the approximate
+        processor's (:class:`ApproxConfig`) may be given at the top level, e.g.
+        ``with_overrides(k=100, max_k=50)``, ``with_overrides(algorithm="approx", alpha=0.9)``."""
         planner = {key: overrides.pop(key) for key in PLANNER_KEYS if key in overrides}
+        approx = {key: overrides.pop(key) for key in APPROX_KEYS if key in overrides}
         cfg = dataclasses.replace(self, **overrides) if overrides else self
         if planner:
             cfg = dataclasses.replace(cfg, planner=dataclasses.replace(cfg.planner, **planner))
+        if approx:
+            cfg = dataclasses.replace(cfg, approx=dataclasses.replace(cfg.approx, **approx))
         return cfg

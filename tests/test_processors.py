@@ -65,6 +65,7 @@ REFERENCES = {
     "maxscore": {"maxscore_one": "exhaustive.exhaustive_ref", "maxscore_batch": "exhaustive.exhaustive_ref",
                  "next_geq": "next_geq_ref"},
     "wand": {"wand_one": "exhaustive.exhaustive_ref", "wand_batch": "exhaustive.exhaustive_ref"},
+    "approx": {"approx_one": "approx_ref", "approx_batch": "approx_ref", "kept_terms": "kept_terms_ref"},
     "cost": {"exhaustive_cost": "exhaustive_cost_ref", "bounds_cost": "bounds_cost_ref"},
     "topk": {"acc_block_maxima": "acc_block_maxima_ref", "listed_block_maxima": "acc_block_maxima_ref",
              "kth_lower_bound": "kth_lower_bound_ref", "doc_bound": "doc_bound_ref",

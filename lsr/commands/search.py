@@ -42,11 +42,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "section of a --config file, PlannerConfig), exhaustive "
                         "(term-at-a-time, the reference), blockmax (doc-range block-max traversal), filtered "
                         "(high-impact terms in full, the others only in range blocks that can reach the top k; "
-                        "integer impacts), or "
-                        "document-at-a-time MaxScore, block-max MaxScore (bmm), WAND, Block-Max WAND (bmw)")
+                        "integer impacts), "
+                        "document-at-a-time MaxScore, block-max MaxScore (bmm), WAND, Block-Max WAND (bmw), or "
+                        "approx (approximate: the block-max traversal with the knobs below; exact scores, the "
+                        "top k approximate; at its defaults exact)")
+    ap = p.add_argument_group("approximate search (--algorithm approx; ApproxConfig, the `approx:` section of "
+                              "--config; defaults: the package's configs/search/approx.yaml, all exact)")
+    ap.add_argument("--alpha", type=float, help="score a range block only while alpha x its bound beats the k-th "
+                         "score so far; in (0, 1], 1 = exact (default 1)")
+    ap.add_argument("--query-cut", type=int, help="only the N query terms with the largest weight x term maximum "
+                         "drive the search; the others are added to the hits' scores (default: all)")
+    ap.add_argument("--query-mass", type=float, help="only the fewest query terms whose bounds reach this share of "
+                         "the query's total bound drive the search; in (0, 1] (default 1 = all)")
+    ap.add_argument("--max-blocks", type=int, help="stop after scoring N range blocks (default: no limit)")
     p.add_argument("--config", help="YAML file with search settings (keys of SearchConfig: algorithm, k, threads, "
-                        "query_scale, dense_df, dense_mb, and a `planner:` mapping of PlannerConfig keys, whose "
-                        "defaults are the package's configs/search/planner.yaml); command-line options override it")
+                        "query_scale, dense_df, dense_mb, an `approx:` mapping of ApproxConfig keys, and a "
+                        "`planner:` mapping of PlannerConfig keys, whose defaults are the package's "
+                        "configs/search/planner.yaml); command-line options override it")
     p.add_argument("--tag", default="lsr", help="run tag, the 6th column (default lsr)")
     rr = p.add_argument_group("reranking (a second stage; text queries)")
     rr.add_argument("--rerank", metavar="YAML|PRESET",
@@ -67,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace):
     from lsr.config import SearchConfig
+    from lsr.errors import InputError
 
     base = SearchConfig.from_yaml(args.config) if args.config else SearchConfig()
     d = base.to_dict()
@@ -74,6 +87,15 @@ def config_from_args(args: argparse.Namespace):
                      ("algorithm", args.algorithm)):
         if val is not None:
             d[key] = val
+    knobs = {key: val for key, val in (("alpha", args.alpha), ("query_cut", args.query_cut),
+                                       ("query_mass", args.query_mass), ("max_blocks", args.max_blocks))
+             if val is not None}
+    if knobs:
+        if d["algorithm"] != "approx":
+            flags = ", ".join("--" + key.replace("_", "-") for key in knobs)
+            raise InputError(f"{flags} go{'es' if len(knobs) == 1 else ''} with --algorithm approx "
+                             f"(the algorithm is {d['algorithm']})")
+        d["approx"] = {**d["approx"], **knobs}
     return SearchConfig.from_dict(d)
 
 
