@@ -19,9 +19,10 @@ Engines (class, engine name: what it does)
 
 * :class:`LsrEngine` ``lsr``: :class:`lsr.index.Searcher`, one setting per
   algorithm of ``lsr.index.search.ALGORITHMS`` (read at run time, so new
-  processors and planners are included); per query :meth:`Searcher.search`
+  processors and planners are included), plus named ``variants`` (search
+  settings such as the ``approx`` processor's knobs); per query :meth:`Searcher.search`
   (the public single-query path, term strings in), batches
-  :meth:`Searcher.search_batch` on all threads. Exact.
+  :meth:`Searcher.search_batch` on all threads. Exact, except ``approx`` with pruning knobs.
 * :class:`ScipyEngine` ``scipy``: ``D @ q`` with ``D`` the CSR matrix (documents x
   terms) of the integer impacts in the accumulator dtype, then ``argpartition``
   and a tie-exact top k. Single-threaded. Exact.
@@ -45,7 +46,8 @@ Engines (class, engine name: what it does)
   with the integer weights, which BMP rescales so that the largest is 32
   (``ceil(w * 32 / max w)``), so its scores are in its own units and its
   ranking is not lsr's exactly; ``alpha = beta = 1`` (no extra block or
-  query-term pruning). bmp 0.2.8 also never scores the last block of its
+  query-term pruning) unless ``search`` lists (alpha, beta) settings (the
+  approximate sweep, :mod:`benchmarks.approx_bench`). bmp 0.2.8 also never scores the last block of its
   candidate order (a one-block collection returns nothing). Judged by
   recall against the exact top k.
 * :class:`SeismicEngine` ``seismic`` (``pyseismic-lsr``): ``SeismicDataset`` filled
@@ -483,14 +485,19 @@ class LsrEngine(Engine):
     name = "lsr"
     package = "lsr"
 
-    def __init__(self, algorithms: Sequence[str] | None = None):
+    def __init__(self, algorithms: Sequence[str] | None = None, variants: dict[str, dict] | None = None):
+        """``algorithms``: lsr's processors at their default settings (default: every one; none when only
+        ``variants`` are given); ``variants``: more settings by name, each a mapping of
+        :meth:`lsr.config.SearchConfig.with_overrides` keywords (e.g. ``{"algorithm": "approx",
+        "alpha": 0.9}``)."""
         super().__init__()
-        self._algorithms = tuple(algorithms) if algorithms else _lsr_algorithms()
+        self._variants = dict(variants or {})
+        self._algorithms = tuple(algorithms) if algorithms else (() if self._variants else _lsr_algorithms())
         self._searchers: dict[str, Any] = {}
         self.memory_note = ""   # what the searchers hold in memory besides the index (set by build)
 
     def settings(self) -> list[str]:
-        return list(self._algorithms)
+        return list(self._algorithms) + list(self._variants)
 
     def build(self, data, work_dir: str | None = None) -> BuildStats:
         """Opens the index the data came from (lsr's build is timed by the benchmark itself)."""
@@ -504,6 +511,10 @@ class LsrEngine(Engine):
             s = Searcher(ix, SearchConfig(algorithm=algo, threads=1))
             s.warmup()
             self._searchers[algo] = s
+        for name, kw in self._variants.items():
+            s = Searcher(ix, SearchConfig(threads=1).with_overrides(**kw))
+            s.warmup()
+            self._searchers[name] = s
         load = time.perf_counter() - t
         dense_rows = getattr(Searcher(ix), "dense_rows", None)
         if dense_rows is not None:   # the rows the searchers share (the default settings)
@@ -908,9 +919,13 @@ class BmpEngine(Engine):
     lsr_units = False
     MAX_QUERY_WEIGHT = 32   # bmp rescales query weights so that the largest is this (ceil)
 
-    def __init__(self, bsize: int = 32, alpha: float = 1.0, beta: float = 1.0, log_path: str | None = None):
+    def __init__(self, bsize: int = 32, alpha: float = 1.0, beta: float = 1.0, log_path: str | None = None,
+                 search: Sequence[tuple[float, float]] | None = None):
+        """``search``: several (alpha, beta) settings on one build (default: the one ``alpha``, ``beta``)."""
         super().__init__()
         self.bsize, self.alpha, self.beta = int(bsize), float(alpha), float(beta)
+        pairs = [(float(a), float(b)) for a, b in (search or [(alpha, beta)])]
+        self.search_settings = {f"bsize={self.bsize},alpha={a:g},beta={b:g}": (a, b) for a, b in pairs}
         self.log_path = log_path
         self.searcher = None
 
@@ -927,7 +942,7 @@ class BmpEngine(Engine):
         return True, ""
 
     def settings(self) -> list[str]:
-        return [f"bsize={self.bsize},alpha={self.alpha:g},beta={self.beta:g}"]
+        return list(self.search_settings)
 
     def build(self, data, work_dir: str) -> BuildStats:
         import bmp
@@ -970,7 +985,8 @@ class BmpEngine(Engine):
                 for terms, weights in zip(queries.terms, queries.weights)]
 
     def search_one(self, q, k, setting):
-        return self.searcher.search(q, k, self.alpha, self.beta)
+        alpha, beta = self.search_settings[setting]
+        return self.searcher.search(q, k, alpha, beta)
 
     def to_hits(self, raw) -> Hits:
         docnos, scores = raw
@@ -978,7 +994,8 @@ class BmpEngine(Engine):
 
     def describe(self):
         d = super().describe()
-        d.update(bsize=self.bsize, alpha=self.alpha, beta=self.beta, compress_range=False,
+        d.update(bsize=self.bsize, search={s: {"alpha": a, "beta": b} for s, (a, b) in self.search_settings.items()},
+                 compress_range=False,
                  query_weights=f"rescaled by bmp so that the largest is {self.MAX_QUERY_WEIGHT} (ceil); scores in "
                                "bmp's units",
                  api="bmp.Indexer / bmp.Searcher.search(query, k, alpha, beta)")
