@@ -168,19 +168,20 @@ def approx_one(ix, q_terms, q_weights, k, params, bufs, out_docs, out_scores):
     exact = alpha >= 1.0
     if max_ub > zero:
         # 2. bucket sort of the blocks with ub > 0, highest bucket first (as blockmax_one)
+        #    (each block's key computed once and kept in ``tail``, free after the bounds pass)
         nb = N_BUCKETS
         bucket_counts[:] = 0
         for b in range(n_blocks):
             u = ub[b]
             if u > zero:
                 key = nb - 1 - np.int64(np.floor(np.float64(u) * np.float64(nb - 1) / np.float64(max_ub)))
+                tail[b] = key
                 bucket_counts[key + 1] += 1
         for c in range(nb):
             bucket_counts[c + 1] += bucket_counts[c]
         for b in range(n_blocks):
-            u = ub[b]
-            if u > zero:
-                key = nb - 1 - np.int64(np.floor(np.float64(u) * np.float64(nb - 1) / np.float64(max_ub)))
+            if ub[b] > zero:
+                key = tail[b]
                 order[bucket_counts[key]] = b
                 bucket_counts[key] += 1
         # 3. score blocks in order of their bounds while alpha * bound can beat theta
