@@ -84,7 +84,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import os
 import platform
 import resource
@@ -98,6 +97,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # benchmarks/ runs from a checkout
+
+from lsr.eval.benchmark import paired_latency  # noqa: F401  (also imported from here by scripts and tests)
 
 from .cache import default_cache_dir
 from .peers import topk_exact  # noqa: F401  (the tie-exact dense top k, shared with the SciPy peer)
@@ -511,28 +512,6 @@ def _ms_stats(seconds: Sequence[float]) -> dict[str, float]:
         return {}
     return {"mean_ms": float(a.mean()), "p50_ms": float(np.median(a)), "p99_ms": float(np.percentile(a, 99)),
             "qps_1thread": float(len(a) / (a.sum() / 1e3)) if a.sum() > 0 else None}
-
-
-def paired_latency(a_seconds: Sequence[float], b_seconds: Sequence[float]) -> dict[str, Any] | None:
-    """Per-query comparison of engine A against engine B timed on the same queries (paired samples).
-
-    ``median_ratio``: the median over the queries of A's time / B's time; ``a_faster``: the number
-    of queries where A took less time (``ties``: as long); ``sign_test_p``: the two-sided exact
-    binomial (sign test) probability of a split at least that uneven if neither engine were faster
-    (ties left out). Paired ratios cancel what the query itself costs, so they separate two engines
-    more sharply than their separate medians. None when the lists differ in length or are empty.
-    """
-    a = np.asarray(a_seconds, dtype=np.float64)
-    b = np.asarray(b_seconds, dtype=np.float64)
-    if len(a) == 0 or len(a) != len(b) or np.any(b <= 0):
-        return None
-    wins = int(np.sum(a < b))
-    ties = int(np.sum(a == b))
-    n = len(a) - ties
-    lo = min(wins, n - wins)
-    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(lo + 1)) / (1 << n)) if n else 1.0  # exact integers
-    return {"queries": int(len(a)), "median_ratio": float(np.median(a / b)), "a_faster": wins, "ties": ties,
-            "sign_test_p": float(p)}
 
 
 class _Judge:

@@ -27,7 +27,11 @@ One call runs the whole pipeline through the project's own code paths:
    (``Searcher.search``, one query at a time on the calling thread, torch
    limited to one thread) of query encoding, of retrieval (pre-encoded
    queries, ``latency_k`` hits) and end to end (encode then search, one
-   timed block); queries/s with ``threads`` threads
+   timed block), timed together with the baselines' searches: per query,
+   every system in an order shuffled per (round, query), ``latency_rounds``
+   rounds, a query's time the median over them (:func:`interleaved_ms`), and
+   every system compared with the first processor per query
+   (:func:`paired_latency`: median ratio, sign test); queries/s with ``threads`` threads
    (``Searcher.search_batch`` on pre-encoded queries, median of
    ``repeats``).
 5. **Metrics** (:func:`lsr.eval.evaluate`, ir-measures, lsr's tie rule).
@@ -156,7 +160,9 @@ class BenchmarkConfig(_Config):
       on those N). The reranking latency is timed per query (one query's
       ``depth`` candidates a call, after one warm-up query), apart from
       query encoding and retrieval.
-    * ``repeats``: batch repetitions for queries/s (median); ``plots``.
+    * ``repeats``: batch repetitions for queries/s (median); ``latency_rounds``:
+      passes of the interleaved latency timing (each query's time is the median
+      over the passes); ``plots``.
     * ``name``; ``expected`` (``{system kind: {metric: value}}``) and
       ``expected_source``: published or previously measured figures to
       compare with (filled from a registry entry).
@@ -192,6 +198,7 @@ class BenchmarkConfig(_Config):
     rerank_depth: int | None = None
     rerank_queries: int | None = None
     repeats: int = 3
+    latency_rounds: int = 3
     plots: bool = True
     expected: dict | None = None
     expected_source: str | None = None
@@ -214,6 +221,7 @@ class BenchmarkConfig(_Config):
         _positive_int("batch_size", self.batch_size)
         _positive_int("encode_threads", self.encode_threads, allow_none=True)
         _positive_int("repeats", self.repeats)
+        _positive_int("latency_rounds", self.latency_rounds)
         _positive_int("rerank_depth", self.rerank_depth, allow_none=True)
         _positive_int("rerank_queries", self.rerank_queries, allow_none=True)
         if self.rerank is not None:
@@ -420,6 +428,7 @@ class SystemResult:
     build_seconds: float | None = None
     settings: dict = field(default_factory=dict)
     checks: dict = field(default_factory=dict)
+    paired: dict | None = None     # per-query latency against the first lsr processor (paired_latency)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -523,8 +532,10 @@ def format_table(r: BenchmarkResult) -> str:
     lat = r.latency
     timed = lat.get("queries_timed")
     which = "" if timed in (None, ds.get("queries")) else f", first {timed} queries"
-    lines.append(f"latency (ms): 1 thread, one query at a time{which}, k={lat.get('k')}; ret: search of the encoded "
-                 "query; e2e: query text in, hits out (query encoding + search; baselines over text: their search)")
+    lines.append(f"latency (ms): 1 thread, one query at a time{which}, k={lat.get('k')}, every system interleaved per "
+                 f"query in a shuffled order, median of {lat.get('rounds')} rounds; ret: search of the encoded query; "
+                 "e2e: query text in, hits out (query encoding + search; baselines over text: their search); "
+                 "ret/first: median per-query ratio to the first lsr processor (sign test p)")
     lines.append(f"QPS: {lat.get('qps_threads')} threads, batch of all queries, k={lat.get('k')}; runs: k={r.config.k}")
     ran = r.baselines.get("ran") or []
     if ran:
@@ -532,14 +543,17 @@ def format_table(r: BenchmarkResult) -> str:
     else:
         lines.append("baselines run: none (lsr benchmark measures lsr itself; BM25 and PISA run from a source "
                      f"checkout: {baselines_hint(r.config)})")
-    header = ["system", *r.metrics, "ret mean", "ret p50", "ret p90", "ret p99", "e2e p50", "QPS",
+    header = ["system", *r.metrics, "ret mean", "ret p50", "ret p90", "ret p99", "ret/first (p)", "e2e p50", "QPS",
               "index MiB", "build s"]
     rows = []
     for s in r.systems:
         rt = s.retrieval_ms or {}
+        pr = (s.paired or {}).get("retrieval")
         rows.append([s.name, *[_f(s.metrics.get(m), ".4f") for m in r.metrics],
                      _f(rt.get("mean"), ".3f"), _f(rt.get("median"), ".3f"), _f(rt.get("p90"), ".3f"),
-                     _f(rt.get("p99"), ".3f"), _f((s.end_to_end_ms or {}).get("median"), ".2f"),
+                     _f(rt.get("p99"), ".3f"),
+                     "-" if pr is None else f"{pr['median_ratio']:.3f} ({pr['sign_test_p']:.2g})",
+                     _f((s.end_to_end_ms or {}).get("median"), ".2f"),
                      _f(s.qps, ".0f"), _f(None if s.index_bytes is None else s.index_bytes / 2**20, ".1f"),
                      _f(s.build_seconds, ".2f")])
     lines.append("")
@@ -731,17 +745,50 @@ class _NoGC:
             gc.enable()
 
 
-def _time_each(fn: Callable[[int], Any], n: int) -> tuple[list[float], list[Any]]:
-    """Call ``fn(i)`` for i in range(n); per-call milliseconds and the return values."""
-    ms, out = [], []
-    clock = time.perf_counter_ns
+def paired_latency(a_ms: Sequence[float], b_ms: Sequence[float]) -> dict[str, Any] | None:
+    """Per-query comparison of system A against system B timed on the same queries (paired samples).
+
+    ``median_ratio``: the median over the queries of A's time / B's time; ``a_faster``: the number
+    of queries where A took less time (``ties``: as long); ``sign_test_p``: the two-sided exact
+    binomial (sign test) probability of a split at least that uneven if neither were faster (ties
+    left out). Paired ratios cancel what the query itself costs, so they separate two systems more
+    sharply than their separate medians. None when the lists differ in length or are empty.
+    """
+    a = np.asarray(a_ms, dtype=np.float64)
+    b = np.asarray(b_ms, dtype=np.float64)
+    if len(a) == 0 or len(a) != len(b) or np.any(b <= 0):
+        return None
+    wins = int(np.sum(a < b))
+    ties = int(np.sum(a == b))
+    n = len(a) - ties
+    lo = min(wins, n - wins)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(lo + 1)) / (1 << n)) if n else 1.0  # exact integers
+    return {"queries": int(len(a)), "median_ratio": float(np.median(a / b)), "a_faster": wins, "ties": ties,
+            "sign_test_p": float(p)}
+
+
+def interleaved_ms(timers: Mapping[str, tuple[Callable[[int], Any], int]], rounds: int,
+                   seed: int = 0, clock: Callable[[], int] = time.perf_counter_ns) -> dict[str, list[float]]:
+    """Milliseconds per query of each timer, timed interleaved: ``timers[name] = (fn, n)`` calls
+    ``fn(i)`` for queries ``i < n``. In each of ``rounds`` passes over the queries, query i runs
+    every timer that takes it in an order shuffled per (pass, query) (seeded by ``seed``), so that
+    all systems see the same machine conditions and none always follows one that just read the
+    same data; a query's time is the median over the passes. Python's garbage collector is paused.
+    ``clock``: nanoseconds (``time.perf_counter_ns``).
+    """
+    names = list(timers)
+    per = {k: np.zeros((rounds, n)) for k, (_, n) in timers.items()}
+    n_max = max((n for _, n in timers.values()), default=0)
     with _NoGC():
-        for i in range(n):
-            t0 = clock()
-            r = fn(i)
-            ms.append((clock() - t0) / 1e6)
-            out.append(r)
-    return ms, out
+        for r in range(rounds):
+            for i in range(n_max):
+                live = [k for k in names if i < timers[k][1]]
+                for j in np.random.default_rng([seed, r, i]).permutation(len(live)):
+                    fn = timers[live[j]][0]
+                    t0 = clock()
+                    fn(i)
+                    per[live[j]][r, i] = (clock() - t0) / 1e6
+    return {k: np.median(v, axis=0).tolist() if v.size else [] for k, v in per.items()}
 
 
 def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
@@ -902,6 +949,8 @@ def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None 
     qids = [q.id for q in queries]
     lsr_index = None
     prepared = None
+    run_path = None
+    timers: dict[str, tuple[Callable[[int], Any], int]] = {}   # system -> (search query i, queries)
 
     # -- lsr: encode (cached), index, search, evaluate, time
     if lsr_wanted:
@@ -1006,52 +1055,24 @@ def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None 
         files["run"] = run_path
         ev = evaluate(run, ds, metrics, name="lsr")
 
-        say("timing query encoding and retrieval (1 thread)")
-        with _TorchThreads(1), phases("latency"), warnings.catch_warnings():
+        # warm-up; the timing itself comes after the baselines are built (all interleaved)
+        with _TorchThreads(1), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for i in range(min(20, len(items))):
                 qenc.encode_queries([qtexts[i]])
                 for s in searchers.values():
                     s.search(qvecs[i], k=latency_k)
-            n_lat = min(cfg.latency_queries or len(items), len(items))
-            # interleaved per query (encoding, then each processor on the encoded query, then each end to end),
-            # so that every measurement sees the same machine conditions
-            clock = time.perf_counter_ns
-            qenc_ms: list[float] = []
-            rows = {a: ([], []) for a in searchers}
-            with _NoGC():
-                for i in range(n_lat):
-                    t0 = clock()
-                    qenc.encode_queries([qtexts[i]])
-                    qenc_ms.append((clock() - t0) / 1e6)
-                    for a, s in searchers.items():
-                        t0 = clock()
-                        s.search(qvecs[i], k=latency_k)
-                        rows[a][0].append((clock() - t0) / 1e6)
-                    for a, s in searchers.items():
-                        t0 = clock()
-                        s.search(qenc.encode_queries([qtexts[i]])[0], k=latency_k)
-                        rows[a][1].append((clock() - t0) / 1e6)
-        qenc_info = {"ms": latency_stats(qenc_ms), "ms_per_query": _round_list(qenc_ms),
-                     "batch_queries_per_second": len(queries) / batch_s if batch_s > 0 else None}
-        say(f"timing queries/s ({qps_threads} threads)")
+        n_lat = min(cfg.latency_queries or len(items), len(items))
+        timers["query encoding"] = (lambda i: qenc.encode_queries([qtexts[i]]), n_lat)
         for a, s in searchers.items():
-            with warnings.catch_warnings(), phases("qps"):
-                warnings.simplefilter("ignore")
-                s.search_batch(items, k=latency_k)
-                secs = _median_seconds(lambda s=s: s.search_batch(items, k=latency_k), cfg.repeats)
-            ret_ms, e2e_ms = rows[a]
-            systems.append(SystemResult(
-                name=f"lsr {a}", kind="lsr", run=run_path, metrics=dict(ev.aggregate),
-                retrieval_ms=latency_stats(ret_ms), retrieval_ms_per_query=_round_list(ret_ms),
-                end_to_end_ms=latency_stats(e2e_ms), end_to_end_ms_per_query=_round_list(e2e_ms),
-                qps=len(items) / secs if secs > 0 else None, qps_threads=qps_threads,
-                index_bytes=index_info["bytes"], build_seconds=index_info["build_seconds"],
-                settings={"algorithm": a, "query_scale": cfg.query_scale},
-                checks={"same_run_as": first} if a != first else {}))
+            timers[f"lsr {a} ret"] = (lambda i, s=s: s.search(qvecs[i], k=latency_k), n_lat)
+            timers[f"lsr {a} e2e"] = (lambda i, s=s: s.search(qenc.encode_queries([qtexts[i]])[0], k=latency_k),
+                                      n_lat)
+        qenc_info = {"batch_queries_per_second": len(queries) / batch_s if batch_s > 0 else None}
 
-    # -- baselines, in the order given
-    lsr_run = next((x.run for x in systems if x.kind == "lsr"), None)
+    # -- baselines, in the order given: built, run and evaluated; timed below with lsr
+    lsr_run = run_path if lsr_wanted else None
+    started = []
     for b in baselines:
         if b.input == "text":
             e2e = None
@@ -1065,8 +1086,46 @@ def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None 
                 p = searcher.prepare([(prepared.ids[i], qenc.encode_queries([qtexts[i]])[0])])
                 return b.search(b.prepare([_impact_query(p, 0)])[0], latency_k)
         with phases(b.kind):
-            systems.append(_run_baseline(b, cfg, ds, source, qids_b, qin, metrics, out, latency_k, qps_threads,
-                                         files, say, e2e, lsr_run))
+            st = _start_baseline(b, cfg, ds, source, qids_b, qin, metrics, out, files, say, lsr_run)
+        n_b = min(cfg.latency_queries or len(st.natives), len(st.natives))
+        timers[f"{b.kind} ret"] = (lambda i, st=st: st.baseline.search(st.natives[i], latency_k), n_b)
+        if e2e is not None:
+            timers[f"{b.kind} e2e"] = (e2e, n_b)
+        started.append(st)
+
+    # -- latency: every system one query at a time, interleaved per query in a shuffled order
+    say(f"timing query encoding and retrieval (1 thread, {cfg.latency_rounds} interleaved passes)")
+    with _TorchThreads(1), phases("latency"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ms = interleaved_ms(timers, cfg.latency_rounds)
+    if lsr_wanted:
+        qenc_info.update({"ms": latency_stats(ms["query encoding"]), "ms_per_query": _round_list(ms["query encoding"])})
+        say(f"timing queries/s ({qps_threads} threads)")
+        for a, s in searchers.items():
+            with warnings.catch_warnings(), phases("qps"):
+                warnings.simplefilter("ignore")
+                s.search_batch(items, k=latency_k)
+                secs = _median_seconds(lambda s=s: s.search_batch(items, k=latency_k), cfg.repeats)
+            ret_ms, e2e_ms = ms[f"lsr {a} ret"], ms[f"lsr {a} e2e"]
+            systems.append(SystemResult(
+                name=f"lsr {a}", kind="lsr", run=run_path, metrics=dict(ev.aggregate),
+                retrieval_ms=latency_stats(ret_ms), retrieval_ms_per_query=_round_list(ret_ms),
+                end_to_end_ms=latency_stats(e2e_ms), end_to_end_ms_per_query=_round_list(e2e_ms),
+                qps=len(items) / secs if secs > 0 else None, qps_threads=qps_threads,
+                index_bytes=index_info["bytes"], build_seconds=index_info["build_seconds"],
+                settings={"algorithm": a, "query_scale": cfg.query_scale},
+                checks={"same_run_as": first} if a != first else {}))
+    for st in started:
+        with phases(st.baseline.kind):
+            systems.append(_finish_baseline(st, cfg, latency_k, qps_threads, ms[f"{st.baseline.kind} ret"],
+                                            ms.get(f"{st.baseline.kind} e2e")))
+    if lsr_wanted:
+        # paired per query against the first lsr processor (the same queries, timed interleaved)
+        ref = systems[0]
+        for x in systems[1:]:
+            x.paired = {"against": ref.name,
+                        "retrieval": _paired(x.retrieval_ms_per_query, ref.retrieval_ms_per_query),
+                        "end_to_end": _paired(x.end_to_end_ms_per_query, ref.end_to_end_ms_per_query)}
     rerank_info = None
     if cfg.rerank is not None:
         with phases("rerank"):
@@ -1093,6 +1152,10 @@ def run_benchmark(config: BenchmarkConfig, *, log: Callable[[str], None] | None 
         index=index_info,
         latency={"k": latency_k, "threads": 1, "qps_threads": qps_threads, "repeats": cfg.repeats,
                  "queries_timed": min(cfg.latency_queries or len(queries), len(queries)),
+                 "rounds": cfg.latency_rounds,
+                 "order": "per query, every system (query encoding, each lsr processor's search and end to end, "
+                          "each baseline) in an order shuffled per (round, query); a query's time is the median "
+                          "over the rounds; paired: each system against the first lsr processor per query",
                  "warmup": "warmup() plus 20 queries per lsr processor, 10 per baseline",
                  "statistics": "ms per query; percentiles by linear interpolation (numpy)"},
         machine=machine, git=git, notes=notes, files=files, phases=phases, created_at=created,
@@ -1182,9 +1245,21 @@ def _impact_query(p, i: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(p.terms[a:b], dtype=np.int32), np.asarray(p.weights[a:b], dtype=np.int64)
 
 
-def _run_baseline(b: Baseline, cfg, ds, source, qids: list[str], qin: list, metrics, out, latency_k, qps_threads,
-                  files, say, e2e: Callable[[int], Any] | None, lsr_run: str | None) -> SystemResult:
-    """Build, search, evaluate and time one baseline exactly as the lsr rows are (see :class:`Baseline`)."""
+@dataclass
+class _StartedBaseline:
+    """A baseline built, run and evaluated; its latency is timed with the other systems."""
+
+    baseline: Any
+    natives: list
+    run_path: str
+    metrics: dict
+    built: dict
+    check: dict
+
+
+def _start_baseline(b: Baseline, cfg, ds, source, qids: list[str], qin: list, metrics, out, files, say,
+                    lsr_run: str | None) -> _StartedBaseline:
+    """Build one baseline, run all its queries at ``cfg.k`` and evaluate the run (see :class:`Baseline`)."""
     from lsr.results import Results
 
     from .metrics import evaluate
@@ -1200,15 +1275,7 @@ def _run_baseline(b: Baseline, cfg, ds, source, qids: list[str], qin: list, metr
     for i in range(min(10, len(natives))):
         b.search(natives[i], cfg.k)
     say(f"{b.name}: searching {len(natives)} queries, k={cfg.k}")
-    n_lat = min(cfg.latency_queries or len(natives), len(natives))
-    run_ms, raws = _time_each(lambda i: b.search(natives[i], cfg.k), len(natives))
-    lat_ms = (run_ms if latency_k == cfg.k
-              else _time_each(lambda i: b.search(natives[i], latency_k), n_lat)[0])[:n_lat]
-    e2e_ms = None
-    if e2e is not None:
-        with _TorchThreads(1), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            e2e_ms, _ = _time_each(e2e, n_lat)
+    raws = [b.search(n, cfg.k) for n in natives]
     rows = [(qid, did, score, rank) for qid, raw in zip(qids, raws)
             for rank, (did, score) in enumerate(b.hits(raw), 1)]
     res = Results.from_hits(rows)
@@ -1216,8 +1283,6 @@ def _run_baseline(b: Baseline, cfg, ds, source, qids: list[str], qin: list, metr
     res.write_trec(run_path, tag=b.name.replace(" ", "-"))
     files[f"run_{b.kind}"] = run_path
     ev = evaluate(res, ds, metrics, name=b.kind)
-    b.search_batch(natives, latency_k, qps_threads)
-    secs = _median_seconds(lambda: b.search_batch(natives, latency_k, qps_threads), cfg.repeats)
     check = {}
     if b.input == "impacts" and lsr_run is not None:
         # the same integer dot products: per query, the same scores as lsr's run (ties may order or cut
@@ -1225,15 +1290,29 @@ def _run_baseline(b: Baseline, cfg, ds, source, qids: list[str], qin: list, metr
         mine, theirs = Results.read_trec(lsr_run).to_dict(), res.to_dict()
         same = sum(1 for q in mine if sorted(mine[q].values()) == sorted(theirs.get(q, {}).values()))
         check = {"queries_with_lsr_scores": same, "queries": len(mine)}
+    return _StartedBaseline(b, natives, run_path, dict(ev.aggregate), built, check)
+
+
+def _finish_baseline(st: _StartedBaseline, cfg, latency_k, qps_threads, lat_ms: list[float],
+                     e2e_ms: list[float] | None) -> SystemResult:
+    """The baseline's row: its interleaved latencies (``lat_ms``, ``e2e_ms``), its queries/s; closes it."""
+    b = st.baseline
+    b.search_batch(st.natives, latency_k, qps_threads)
+    secs = _median_seconds(lambda: b.search_batch(st.natives, latency_k, qps_threads), cfg.repeats)
     b.close()
+    built = st.built
     return SystemResult(
-        name=b.name, kind=b.kind, run=run_path, metrics=dict(ev.aggregate),
+        name=b.name, kind=b.kind, run=st.run_path, metrics=st.metrics,
         retrieval_ms=latency_stats(lat_ms), retrieval_ms_per_query=_round_list(lat_ms),
         end_to_end_ms=latency_stats(lat_ms if e2e_ms is None else e2e_ms),
         end_to_end_ms_per_query=None if e2e_ms is None else _round_list(e2e_ms),
-        qps=len(natives) / secs if secs > 0 else None, qps_threads=qps_threads,
+        qps=len(st.natives) / secs if secs > 0 else None, qps_threads=qps_threads,
         index_bytes=built.get("bytes"), build_seconds=round(float(built.get("seconds", 0.0)), 3),
-        settings=dict(built.get("settings") or {}), checks=check)
+        settings=dict(built.get("settings") or {}), checks=st.check)
+
+
+def _paired(a: list[float] | None, b: list[float] | None) -> dict | None:
+    return None if a is None or b is None else paired_latency(a, b)
 
 
 # --------------------------------------------------------------------------- the registry

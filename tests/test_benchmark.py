@@ -161,6 +161,48 @@ def _ndcg10(run: dict, qrels: dict) -> float:
 
 
 # --------------------------------------------------------------------------- tests
+def test_interleaved_timing_shuffles_per_query_and_takes_the_median_of_the_rounds():
+    from lsr.eval.benchmark import interleaved_ms
+
+    calls = []
+    fake = {"a": [5.0, 1.0, 3.0], "b": [2.0, 2.0, 2.0], "c": [1.0, 4.0, 9.0]}   # ms per round, same every query
+    now = [0]
+
+    def timer(name):
+        def fn(i):   # takes fake[name][round] ms on the clock below
+            r = sum(1 for n, j in calls if n == name and j == i)
+            calls.append((name, i))
+            now[0] += int(fake[name][r] * 1e6)
+        return fn
+
+    got = interleaved_ms({"a": (timer("a"), 4), "b": (timer("b"), 4), "c": (timer("c"), 2)}, rounds=3,
+                         clock=lambda: now[0])
+    assert [len(got[k]) for k in "abc"] == [4, 4, 2]
+    # every timer ran every query it takes once a round; within a (round, query) the order is shuffled
+    assert len(calls) == 3 * (4 + 4 + 2)
+    groups, at = [], 0
+    for _ in range(3):
+        for i in range(4):
+            size = 3 if i < 2 else 2
+            group = calls[at:at + size]
+            assert {j for _, j in group} == {i} and len({n for n, _ in group}) == size
+            groups.append(tuple(n for n, _ in group))
+            at += size
+    orders = {g for g in groups if len(g) == 3}
+    assert len(orders) > 1
+    # the median over the rounds, per query
+    assert got == {"a": [3.0] * 4, "b": [2.0] * 4, "c": [4.0] * 2}
+
+
+def test_paired_latency_ratio_and_sign_test():
+    from lsr.eval.benchmark import paired_latency
+
+    r = paired_latency([1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 6.0, 2.0])
+    assert r == {"queries": 4, "median_ratio": 0.75, "a_faster": 2, "ties": 1, "sign_test_p": 1.0}
+    assert paired_latency([1.0] * 20, [2.0] * 20)["sign_test_p"] == pytest.approx(2 / 2**20)
+    assert paired_latency([1.0], [1.0, 2.0]) is None
+
+
 @pytest.mark.slow
 def test_table_json_runs_and_plots(sf):
     """lsr benchmark: lsr's rows only, and the line that says which baselines ran (none) and how to run them."""
@@ -170,7 +212,7 @@ def test_table_json_runs_and_plots(sf):
                         f"first {N_DOCS} documents only (smoke test)")
     header = next(x for x in lines if x.startswith("system"))
     assert header.split() == ["system", "nDCG@10", "R@100", "R@1000", "ret", "mean", "ret", "p50", "ret", "p90",
-                              "ret", "p99", "e2e", "p50", "QPS", "index", "MiB", "build", "s"]
+                              "ret", "p99", "ret/first", "(p)", "e2e", "p50", "QPS", "index", "MiB", "build", "s"]
     rows = {x.split("  ")[0]: x for x in lines[lines.index(header) + 1:] if x and not x.startswith(("note", "results"))}
     assert set(rows) == {"lsr exhaustive", "lsr bmw"}
     assert ("baselines run: none (lsr benchmark measures lsr itself; BM25 and PISA run from a source checkout: "
@@ -213,6 +255,14 @@ def test_table_json_runs_and_plots(sf):
         assert (s["end_to_end_ms_per_query"] is None) == (s["kind"] == "bm25")
     lsr = [s for s in r["systems"] if s["kind"] == "lsr"]
     assert lsr[0]["metrics"] == lsr[1]["metrics"] and lsr[1]["checks"] == {"same_run_as": "exhaustive"}
+    # timed interleaved, paired per query against the first processor
+    assert r["latency"]["rounds"] == 3 and "shuffled" in r["latency"]["order"]
+    assert lsr[0]["paired"] is None
+    pr = lsr[1]["paired"]
+    assert pr["against"] == "lsr exhaustive" and pr["retrieval"]["queries"] == 30
+    ratios = np.array(lsr[1]["retrieval_ms_per_query"]) / np.array(lsr[0]["retrieval_ms_per_query"])
+    assert pr["retrieval"]["median_ratio"] == pytest.approx(float(np.median(ratios)), rel=1e-2)  # 4-digit lists
+    assert 0 < pr["retrieval"]["sign_test_p"] <= 1 and pr["end_to_end"]["queries"] == 30
     assert r["seconds"] > 0 and {"encode", "index", "latency", "plots"} <= set(r["phase_seconds"])
 
 
@@ -263,6 +313,9 @@ def test_pipeline_runs_the_baselines_like_lsr(sf, sf_peers):
     for name in ("run.bm25.trec", "run.pisa.trec"):
         assert (out / name).stat().st_size > 0
     assert {"bm25", "pisa"} <= set(r["phase_seconds"])
+    # the baselines were timed in the same interleaved passes, paired with lsr's first processor per query
+    pisa = next(s for s in r["systems"] if s["kind"] == "pisa")
+    assert pisa["paired"]["against"] == "lsr exhaustive" and pisa["paired"]["retrieval"]["queries"] == 30
 
 
 @pytest.mark.peers

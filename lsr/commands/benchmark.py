@@ -101,6 +101,9 @@ def register(subparsers) -> None:
     se.add_argument("--query-scale", type=float, metavar="S",
                     help="integer indexes: query weights become round(w * S) (default 100)")
     se.add_argument("--repeats", type=positive_int, metavar="N", help="QPS batch repetitions, median (default 3)")
+    se.add_argument("--latency-rounds", type=positive_int, metavar="N",
+                    help="passes of the latency timing: per query every system runs in a shuffled order, and a "
+                         "query's time is the median over the passes (default 3)")
 
     rr = p.add_argument_group("reranking (a second stage after lsr's first)")
     rr.add_argument("--rerank", metavar="YAML|PRESET",
@@ -133,7 +136,7 @@ def register(subparsers) -> None:
 
 
 _DIRECT = ("dataset", "encoder", "model_path", "vectors", "output", "cache_dir", "k", "latency_k", "latency_queries", "algorithms",
-           "threads", "query_scale", "repeats", "max_docs", "batch_size", "device", "dtype", "encode_threads",
+           "threads", "query_scale", "repeats", "latency_rounds", "max_docs", "batch_size", "device", "dtype", "encode_threads",
            "plots", "rerank", "rerank_depth", "rerank_queries")
 # what python -m benchmarks.pipeline adds (its options; read here when present)
 _BASELINE_OPTIONS = ("baselines", "bm25_k1", "bm25_b", "pisa_algorithm")
