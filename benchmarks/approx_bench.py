@@ -47,15 +47,15 @@ from .cache import default_cache_dir
 
 SEISMIC_BUILDS = "n_postings=1000,centroid_fraction=0.1,summary_energy=0.4;" \
                  "n_postings=2000,centroid_fraction=0.1,summary_energy=0.4;" \
-                 "n_postings=4000,centroid_fraction=0.1,summary_energy=0.4;" \
                  "n_postings=2000,centroid_fraction=0.2,summary_energy=0.4;" \
-                 "n_postings=2000,centroid_fraction=0.1,summary_energy=0.6"
+                 "n_postings=2000,centroid_fraction=0.1,summary_energy=0.6;" \
+                 "n_postings=4000,centroid_fraction=0.1,summary_energy=0.4"
 SEISMIC_SEARCH = "5:0.7,5:0.9,10:0.7,10:0.8,10:0.9,10:1.0,20:0.8,20:0.9,20:1.0"
 BMP_SEARCH = "1:1,0.9:1,0.8:1,0.7:1,0.6:1,0.5:1,0.8:0.8,0.6:0.8"
-LSR_ALPHA = "1,0.95,0.9,0.85,0.8,0.7,0.6,0.5"
-LSR_CUT = "0,20,12,8,5"
-LSR_ALPHA_MASS = "1,0.9,0.8"
-LSR_MASS = "0.95,0.9,0.8"
+LSR_ALPHA = "1,0.98,0.96,0.94,0.92,0.9,0.85,0.8"
+LSR_CUT = "0,16,12,8"
+LSR_ALPHA_MASS = "1,0.95"
+LSR_MASS = "0.98,0.95,0.9"
 
 
 def _kv(s: str) -> dict:
@@ -167,11 +167,17 @@ def run(args, argv: Sequence[str], log) -> dict:
         add(f"bmp bsize={args.bmp_bsize}", P.BmpEngine(bsize=args.bmp_bsize, search=_pairs(args.bmp_search),
                                                        log_path=peer_log), "bmp")
     if "seismic" in args.engines:
+        spent = 0.0
         for i, spec in enumerate(s for s in args.seismic_builds.split(";") if s.strip()):
             b = _kv(spec)
             label = "seismic " + ",".join(f"{k}={v:g}" for k, v in b.items())
+            if spent > args.seismic_budget:
+                skipped[label] = f"not built: the Seismic builds before it took {spent:.0f} s (--seismic-budget)"
+                log(f"{label}: skipped: {skipped[label]}")
+                continue
             add(label, P.SeismicEngine(search=[(int(q), h) for q, h in _pairs(args.seismic_search)], build=b,
                                        threads=args.build_threads, log_path=peer_log), f"seismic-{i}")
+            spent += builds.get(label, {}).get("seconds", 0.0)
 
     native = {label: e.prepare(qs) for label, e in engines}
     t = time.perf_counter()
@@ -347,8 +353,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--engines", type=lambda s: [x.strip() for x in s.split(",")], default=["pisa", "bmp", "seismic"],
                     help="peers beside lsr (default pisa,bmp,seismic)")
     ap.add_argument("--seismic-builds", default=SEISMIC_BUILDS,
-                    help="Seismic build settings, ';'-separated K=V,... lists (default: n_postings 1000/2000/4000 "
-                         "at centroid_fraction 0.1, summary_energy 0.4, and 2000 at 0.2 / 0.6)")
+                    help="Seismic build settings, ';'-separated K=V,... lists, built in this order (default: "
+                         "n_postings 1000 and 2000 at centroid_fraction 0.1, summary_energy 0.4; 2000 at "
+                         "centroid_fraction 0.2; 2000 at summary_energy 0.6; 4000)")
+    ap.add_argument("--seismic-budget", type=float, default=300.0,
+                    help="build no further Seismic setting once the builds took this many seconds (default 300)")
     ap.add_argument("--seismic-search", default=SEISMIC_SEARCH, help=f"query_cut:heap_factor pairs (default {SEISMIC_SEARCH})")
     ap.add_argument("--bmp-bsize", type=int, default=32, help="BMP block size (default 32)")
     ap.add_argument("--bmp-search", default=BMP_SEARCH, help=f"BMP alpha:beta pairs (default {BMP_SEARCH})")
