@@ -271,3 +271,34 @@ def test_real_splade_index(scifact_splade_index, scifact_dir):
     assert recalls[-1] < recalls[0]
     cut = [_recall(lsr.Searcher(ix, algorithm="approx", query_cut=c), exact, queries, 10) for c in (1000, 8, 2)]
     assert cut[0] == 1.0 and cut[2] <= cut[1] + 0.01 and cut[2] < 1.0, cut
+
+
+# --------------------------------------------------------------------------- the benchmark's pieces
+def test_benchmark_engines_take_approx_settings(seeded):
+    from benchmarks import peers as P
+    from benchmarks.approx_bench import lsr_variants, parser, pareto
+
+    data = P.PeerData(seeded)
+    qs = P.QuerySet.from_queries(seeded, [("a", {"t1": 3.0, "t12": 5.0}), ("b", {"t3": 2.0, "t20": 1.0})])
+    args = parser().parse_args(["--collection", "real", "--lsr-alpha", "1,0.5", "--lsr-cut", "0,1",
+                                "--lsr-alpha-mass", "1", "--lsr-mass", "0.5"])
+    variants = lsr_variants(args)
+    assert list(variants) == ["auto", "approx alpha=1", "approx alpha=1,cut=1", "approx alpha=0.5",
+                              "approx alpha=0.5,cut=1", "approx alpha=1,mass=0.5"]
+    eng = P.LsrEngine(variants=variants)
+    assert eng.settings() == list(variants)
+    eng.build(data)
+    want = P.LsrEngine(["exhaustive"])
+    want.build(data)
+    exact = want.search(qs, 10, "exhaustive")
+    for s in eng.settings():
+        for h, w in zip(eng.search(qs, 10, s), exact):
+            got = data.exact_scores(h.docs, *[x[qs.ids.index("a" if w is exact[0] else "b")]
+                                              for x in (qs.terms, qs.weights)])
+            assert h.scores.tolist() == got.tolist()   # exact scores of what it returns
+            if s in ("auto", "approx alpha=1"):
+                assert h.docs.tolist() == w.docs.tolist()
+    bmp = P.BmpEngine(bsize=16, search=[(1.0, 1.0), (0.5, 0.8)])
+    assert bmp.settings() == ["bsize=16,alpha=1,beta=1", "bsize=16,alpha=0.5,beta=0.8"]
+    assert P.BmpEngine().settings() == ["bsize=32,alpha=1,beta=1"]
+    assert pareto([(1.0, 2.0), (0.9, 1.0), (0.9, 1.5), (0.8, 1.0), (1.0, 2.0)]) == [True, True, False, False, True]
