@@ -142,10 +142,20 @@ def export_config(directory: str) -> EncoderConfig:
 
 # --------------------------------------------------------------------------- export
 def _graph_module(parts, cfg: SideConfig):
-    """The traced computation: token ids -> pooled vocabulary weights (see the module docstring)."""
+    """The traced computation: token ids -> pooled vocabulary weights (see the module docstring).
+
+    Max pooling on a BERT / DistilBERT MLM head is computed as the torch side's fused pooling does
+    it (:func:`lsr.encoders.heads.fused_max_pool`): the vocabulary scores of each token without the
+    bias, their max over the tokens, then the bias and the activation on the ``[batch, vocabulary]``
+    result only (the activation is monotone and ``max_i (x_i + b) = max_i x_i + b``). Padding rows
+    are replaced by the text's first attended row before the projection, which cannot change a
+    maximum, so no ``[batch, sequence, vocabulary]`` mask or bias pass is needed. Sum pooling (and
+    MLM heads of other families) use the masked reference pooling
+    (:func:`lsr.encoders.heads.pool_logits`) on the full logits.
+    """
     import torch
 
-    from .heads import pool_logits
+    from .heads import LOG1P_ACTIVATIONS, pool_logits
 
     act = SPLADE_HEAD_ACTIVATION[cfg.activation]
     pooling = cfg.pooling
@@ -159,6 +169,28 @@ def _graph_module(parts, cfg: SideConfig):
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
             return pool_logits(logits, attention_mask.unsqueeze(-1) > 0, pooling, act).float()
 
+    class SpladeMaxGraph(torch.nn.Module):
+        def __init__(self, parts) -> None:
+            super().__init__()
+            self.model = parts.model
+            self.backbone = parts.backbone
+            self.transform_fn = parts.transform
+            self.weight_t = torch.nn.Parameter(parts.weight.detach().t().contiguous(), requires_grad=False)
+            self.bias = torch.nn.Parameter(parts.bias.detach().clone(), requires_grad=False)
+
+        def forward(self, input_ids, attention_mask):
+            h = self.backbone(input_ids=input_ids, attention_mask=attention_mask)[0]
+            t = self.transform_fn(h)
+            keep = attention_mask.unsqueeze(-1) > 0
+            first = attention_mask.argmax(1).view(-1, 1, 1).expand(-1, 1, t.shape[-1])
+            t = torch.where(keep, t, torch.gather(t, 1, first))
+            x = torch.matmul(t, self.weight_t).amax(1) + self.bias
+            for _ in range(LOG1P_ACTIVATIONS[act]):
+                x = torch.log1p(torch.relu(x))
+            return x.float()
+
+    if pooling == "max" and not parts.generic:
+        return SpladeMaxGraph(parts).eval()
     return SpladeGraph(parts.model).eval()
 
 
@@ -409,7 +441,7 @@ class OnnxSide(SideEncoder):
         limit = self.graph_info.get("max_positions")
         if isinstance(limit, int) and cfg.max_length > limit:
             raise EncoderConfigError(f"{role} side: max_length {cfg.max_length} exceeds the model's {limit} positions")
-        self._feed_names = list(INPUTS)
+        self._sessions: dict[int, Any] = {}
 
     def identity(self) -> dict:
         """The export directory and its graph's SHA-256 (checked against the export's record)."""
@@ -429,8 +461,11 @@ class OnnxSide(SideEncoder):
                          "source": {k: src.get(k) for k in ("model", "revision", "sha256", "tokenizer_hash")}}}
 
     def session(self, threads: int):
-        """The onnxruntime session with ``threads`` intra-op threads."""
-        return _session(self.graph_path, threads)
+        """The onnxruntime session with ``threads`` intra-op threads (kept by the side once made)."""
+        sess = self._sessions.get(threads)
+        if sess is None:
+            sess = self._sessions[threads] = _session(self.graph_path, threads)
+        return sess
 
     def _encode(self, texts, batch_size, stats, progress):
         enc = self.text.encode(texts)

@@ -109,7 +109,8 @@ class TextTokenizer:
     def encode(self, texts: list[str], add_special_tokens: bool = True) -> Encoded:
         """Token ids (truncated to ``max_length``) and truncation flags."""
         cut = [self._precut(t) for t in texts]
-        encs = self.backend.encode_batch(cut, add_special_tokens=add_special_tokens)
+        encs = ([self.backend.encode(cut[0], add_special_tokens=add_special_tokens)] if len(cut) == 1
+                else self.backend.encode_batch(cut, add_special_tokens=add_special_tokens))
         ids: list[list[int]] = []
         trunc: list[bool] = []
         for i, e in enumerate(encs):

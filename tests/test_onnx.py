@@ -268,3 +268,17 @@ def test_searcher_answers_text_queries_through_the_onnx_query_encoder(tmp_path, 
     ref = lsr.Results.concat(searcher.search(torch_encoder.encode_queries([t])[0], query_id=str(i))
                              for i, t in enumerate(texts[:20]))
     assert [x.split()[:3] for x in lines] == [[h.query_id, "Q0", h.doc_id] for h in ref]
+
+
+def test_single_text_tokenization_equals_the_batch_path(torch_encoder):
+    """One text is tokenised with ``Tokenizer.encode`` (the single-query fast path), a list with
+    ``encode_batch``: the same ids and truncation flags, with and without special tokens."""
+    tok = torch_encoder.query_side.text
+    texts = _scifact_query_texts() + [t for _, t in scifact_docs(30)]     # documents: truncated at 64
+    for special in (True, False):
+        batch = tok.encode(texts, add_special_tokens=special)
+        assert any(batch.truncated)
+        for i, t in enumerate(texts):
+            one = tok.encode([t], add_special_tokens=special)
+            assert one.ids == [batch.ids[i]] and one.truncated == [batch.truncated[i]]
+
