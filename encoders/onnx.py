@@ -295,6 +295,9 @@ def export_onnx(spec, out_dir: str | os.PathLike, *, model_path: str | os.PathLi
             raise InputError(f"encoder {cfg.name!r}: its {role} side is {kind}; ONNX export supports "
                              f"{', '.join(EXPORTABLE_KINDS)} sides (and sides without a transformer)")
     sides = {role: (encoder.doc_side if role == "doc" else encoder.query_side) for role in ("doc", "query")}
+    if any(isinstance(sides[r], OnnxSide) for r in neural):
+        raise InputError(f"encoder {cfg.name!r} already runs an ONNX export ({sides[neural[0]].cfg.model}); "
+                         "export the torch model it came from (its lsr-onnx.json names it)")
     hashes = {sides[r].tokenizer_hash for r in ("doc", "query")}
     if len(hashes) > 1:
         raise InputError(f"encoder {cfg.name!r}: its document and query tokenizers differ; an export holds one "

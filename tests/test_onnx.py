@@ -211,6 +211,8 @@ def test_cli_export_overwrite_and_errors(tmp_path, capsys):
         assert main(bad) == 2, bad
         line = _one_error_line(capsys)
         assert words in line, line
+    assert main(["onnx", "export", str(out), "-o", str(tmp_path / "o5")]) == 2
+    assert "already runs an ONNX export" in _one_error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "other"]
 
 
