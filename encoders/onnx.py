@@ -65,6 +65,8 @@ OUTPUT = "weights"
 EXPORTABLE_KINDS = ("splade",)
 # largest batch x sequence x vocabulary logits tensor one onnxruntime call may build (bytes, float32)
 LOGITS_BUDGET = 256 << 20
+# an export whose graph differs from torch by more than this on the check batch is refused
+CHECK_TOLERANCE = 1e-4
 
 
 def is_export(path: str) -> bool:
@@ -209,7 +211,8 @@ def _example_inputs(side: SideEncoder):
 
 
 def _export_graph(side, path: str, opset: int) -> float:
-    """Trace ``side``'s graph into ``path``; returns the largest difference to torch on a padded batch."""
+    """Trace ``side``'s graph into ``path``; returns the largest difference between onnxruntime and the
+    torch side on a padded batch (an export above :data:`CHECK_TOLERANCE` is refused)."""
     import torch
 
     parts = side.parts
@@ -223,12 +226,17 @@ def _export_graph(side, path: str, opset: int) -> float:
             warnings.simplefilter("ignore")
             torch.onnx.export(module, args, path, dynamo=False, input_names=list(INPUTS), output_names=[OUTPUT],
                               dynamic_axes=axes, opset_version=opset, do_constant_folding=True)
-            ref = module(*args).numpy()
     except Exception as e:  # a model the tracer cannot export
         raise IncompatibleModelError(f"cannot export the {side.role} side of {side.ckpt.label} to ONNX "
                                      f"(opset {opset}): {one_line(e)}") from e
+    with torch.inference_mode():   # what the torch side computes for the same batch
+        ref = side._splade_batch(parts, args[0], args[1], [int(n) for n in mask.sum(1)])
     got = _session(path, 1).run([OUTPUT], {"input_ids": ids, "attention_mask": mask})[0]
-    return float(np.abs(got - ref).max())
+    diff = float(np.abs(got - ref).max())
+    if not diff <= CHECK_TOLERANCE:
+        raise IncompatibleModelError(f"the ONNX graph of the {side.role} side of {side.ckpt.label} does not "
+                                     f"reproduce torch (largest difference {diff:.3g} on the check batch)")
+    return diff
 
 
 @dataclass
