@@ -106,7 +106,7 @@ def _best(rows: list[dict], engine_pred, target: float, key: str) -> dict | None
 def run(args, argv: Sequence[str], log) -> dict:
     from lsr.index import Index
 
-    from .peer_bench import _machine_facts, _prepare_collection
+    from .peer_bench import CpuWatch, _machine_facts, _prepare_collection
     from .peer_bench import parser as peer_parser
 
     work = os.path.abspath(os.path.expanduser(args.work_dir or default_cache_dir()))
@@ -197,7 +197,9 @@ def run(args, argv: Sequence[str], log) -> dict:
 
     lat: dict[tuple, list[float]] = {}
     hits: dict[tuple, list] = {}
+    other: dict[str, float | None] = {}
     for k in ks:
+        watch = CpuWatch().__enter__()
         t = time.perf_counter()
         gc.collect()
         gc.disable()
@@ -213,7 +215,10 @@ def run(args, argv: Sequence[str], log) -> dict:
                     hits.setdefault((label, s, k), []).append(raw)
         finally:
             gc.enable()
-        log(f"k={k}: timed pass in {time.perf_counter() - t:.1f} s")
+        watch.__exit__()
+        other[f"k={k}"] = watch.other
+        log(f"k={k}: timed pass in {time.perf_counter() - t:.1f} s; other processes used "
+            f"{watch.other if watch.other is not None else float('nan'):.1f} CPU s meanwhile")
 
     rows = []
     for k in ks:
@@ -258,7 +263,7 @@ def run(args, argv: Sequence[str], log) -> dict:
               "collection": {**coll_facts, "documents": data.n_docs, "postings": data.n_postings,
                              "terms": data.n_terms, "index_path": index_path},
               "queries": nq, "ks": ks, "threads": 1, "builds": builds, "skipped": skipped,
-              "rows": rows, "best": best, "environment": env}
+              "rows": rows, "best": best, "other_processes_cpu_seconds": other, "environment": env}
     for _, e in engines:
         e.close()
     import shutil
@@ -293,6 +298,10 @@ def format_table(result: dict) -> str:
                 else:
                     lines.append(f"k={k}, recall@{k} >= {target}: {name}: {r['build']} {r['setting']}: "
                                  f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms (recall {r['recall_at_k']:.3f})")
+    oth = {k: v for k, v in result.get("other_processes_cpu_seconds", {}).items() if v is not None}
+    if oth:
+        lines.append("CPU seconds used by other processes during the timed passes: "
+                     + ", ".join(f"{k} {v:.1f}" for k, v in oth.items()))
     if result["skipped"]:
         lines += [f"skipped: {k}: {v}" for k, v in result["skipped"].items()]
     return "\n".join(lines)
