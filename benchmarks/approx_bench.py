@@ -340,6 +340,14 @@ def draw(result: dict, path: str) -> str:
         for y in (0.95, 0.99):
             ax.axhline(y, color="gray", lw=0.5, ls=":")
         ax.set_xscale("log")
+        from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter
+
+        ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)
+                 if 0.5 * min(r["p50_ms"] for r in rows) <= t <= 2 * max(r["p50_ms"] for r in rows)]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("p50 latency per query (ms, one thread)")
         ax.set_ylabel(f"recall@{k} (against the exact top {k})")
         lo = min((r["recall_at_k"] for r in rows if r["recall_at_k"] is not None), default=0.0)
@@ -390,6 +398,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     import numba
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--redraw"]:   # python -m benchmarks.approx_bench --redraw RESULT.json OUT.png
+        with open(argv[1]) as f:
+            result = json.load(f)
+        print(draw(result, argv[2]))
+        return result
     args = parser().parse_args(argv)
     if args.queries is None:
         args.queries = 500 if args.collection == "real" else 200
