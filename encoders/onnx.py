@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from lsr.errors import InputError
+from lsr.outputs import marked_dir_check
 
 from .config import EncoderConfig, RuntimeConfig, SideConfig
 from .errors import DeviceError, EncoderConfigError, IncompatibleModelError, ModelLoadError, one_line
@@ -251,26 +252,7 @@ class ExportReport:
     seconds: float
 
 
-def _replaceable(path: str) -> None:
-    if not os.path.isdir(path):
-        raise InputError(f"{path} exists and is not a directory: --overwrite replaces only an earlier "
-                         "ONNX export or an empty directory")
-    entries = set(os.listdir(path))
-    if not entries:
-        return
-    try:
-        with open(os.path.join(path, MARKER), encoding="utf-8") as f:
-            marker = json.load(f)
-    except (OSError, ValueError):
-        marker = None
-    if not isinstance(marker, dict) or marker.get("format") != FORMAT:
-        raise InputError(f"{path} is not an lsr ONNX export (no {MARKER}) and not empty: --overwrite "
-                         "replaces only an earlier export or an empty directory (choose another output)")
-    listed = marker.get("all_files") if isinstance(marker.get("all_files"), list) else []
-    foreign = sorted(e for e in entries - {MARKER, *listed})
-    if foreign:
-        raise InputError(f"{path} holds {foreign[0]!r}, which lsr did not write: --overwrite would delete it "
-                         "(move it, or choose another output)")
+_replaceable = marked_dir_check(MARKER, FORMAT, "all_files", "ONNX export")
 
 
 def export_onnx(spec, out_dir: str | os.PathLike, *, model_path: str | os.PathLike | None = None,

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .outputs import move_into_place, refuse_input_overlap, start_output_dir
+from .outputs import marked_dir_check, move_into_place, refuse_input_overlap, start_output_dir
 
 FORMAT = "lsr-anserini-json-vector"
 VERSION = 1
@@ -61,25 +61,7 @@ class ExportStats:
     seconds: float
 
 
-def _replaceable(path: str) -> None:
-    if not os.path.isdir(path):
-        raise InputError(f"{path} exists and is not a directory: --overwrite replaces only an earlier "
-                         "Anserini export or an empty directory")
-    entries = set(os.listdir(path))
-    if not entries:
-        return
-    try:
-        with open(os.path.join(path, MARKER), encoding="utf-8") as f:
-            marker = json.load(f)
-    except (OSError, ValueError):
-        marker = None
-    if not isinstance(marker, dict) or marker.get("format") != FORMAT:
-        raise InputError(f"{path} is not an lsr Anserini export (no {MARKER}) and not empty: --overwrite "
-                         "replaces only an earlier export or an empty directory (choose another output)")
-    foreign = sorted(entries - {MARKER, *marker.get("files", [])})
-    if foreign:
-        raise InputError(f"{path} holds {foreign[0]!r}, which lsr did not write: --overwrite would delete it "
-                         "(move it, or choose another output)")
+_replaceable = marked_dir_check(MARKER, FORMAT, "files", "Anserini export")
 
 
 def export_index(index, out_dir: str | os.PathLike, *, bits: int = 8, docs_per_file: int = 1_000_000,

@@ -88,6 +88,38 @@ def start_output_dir(out_dir: str | os.PathLike, overwrite: bool, check_replacea
     return out, tempfile.mkdtemp(prefix=os.path.basename(out) + ".building-", dir=parent)
 
 
+def marked_dir_check(marker: str, fmt: str, files_key: str, what: str) -> Callable[[str], None]:
+    """A ``check_replaceable`` for output directories that lsr marks with a JSON file ``marker`` whose
+    ``format`` is ``fmt`` and whose ``files_key`` lists the other files it wrote: the returned check
+    accepts an empty directory or such a one holding nothing else, and raises InputError otherwise
+    (``what`` names the output, e.g. "Anserini export")."""
+
+    def check(path: str) -> None:
+        import json
+
+        if not os.path.isdir(path):
+            raise InputError(f"{path} exists and is not a directory: --overwrite replaces only an earlier "
+                             f"{what} or an empty directory")
+        entries = set(os.listdir(path))
+        if not entries:
+            return
+        try:
+            with open(os.path.join(path, marker), encoding="utf-8") as f:
+                rec = json.load(f)
+        except (OSError, ValueError):
+            rec = None
+        if not isinstance(rec, dict) or rec.get("format") != fmt:
+            raise InputError(f"{path} is not an lsr {what} (no {marker}) and not empty: --overwrite replaces only "
+                             "an earlier export or an empty directory (choose another output)")
+        listed = rec.get(files_key) if isinstance(rec.get(files_key), list) else []
+        foreign = sorted(entries - {marker, *listed})
+        if foreign:
+            raise InputError(f"{path} holds {foreign[0]!r}, which lsr did not write: --overwrite would delete it "
+                             "(move it, or choose another output)")
+
+    return check
+
+
 def move_into_place(build: str, out: str, check_replaceable: Callable[[str], None]) -> None:
     """Rename the finished ``build`` directory to ``out``; an existing ``out`` (checked again with
     ``check_replaceable``) is swapped out atomically where the system allows it, then deleted."""
@@ -104,4 +136,4 @@ def move_into_place(build: str, out: str, check_replaceable: Callable[[str], Non
         shutil.rmtree(old, ignore_errors=True)
 
 
-__all__ = ["exchange", "move_into_place", "refuse_input_overlap", "start_output_dir"]
+__all__ = ["exchange", "marked_dir_check", "move_into_place", "refuse_input_overlap", "start_output_dir"]
