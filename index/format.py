@@ -169,11 +169,14 @@ def _is_count(v: Any) -> bool:
 
 
 def load_arrays(path: str, manifest: dict[str, Any], verify: bool) -> dict[str, np.ndarray]:
-    """Memory-map every array, checking presence, size, dtype, shape (and SHA-256 if ``verify``)."""
+    """Memory-map every array (the optional ones the manifest lists too), checking presence, size,
+    dtype, shape (and SHA-256 if ``verify``)."""
     arrays: dict[str, np.ndarray] = {}
     impact = manifest["impact_dtype"]
-    for name, dtype in ARRAY_DTYPES.items():
-        entry = manifest["arrays"].get(name)
+    listed = manifest["arrays"]
+    optional = {name: dt for name, dt in OPTIONAL_ARRAY_DTYPES.items() if name in listed}
+    for name, dtype in {**ARRAY_DTYPES, **optional}.items():
+        entry = listed.get(name)
         if not isinstance(entry, dict):
             raise IndexFormatError(f"{path}: manifest lists no array {name!r}")
         fpath = os.path.join(path, name + ".npy")
@@ -189,26 +192,10 @@ def load_arrays(path: str, manifest: dict[str, Any], verify: bool) -> dict[str, 
             raise IndexFormatError(f"{fpath}: dtype {arr.dtype}, expected {want}")
         if list(arr.shape) != entry.get("shape"):
             raise IndexFormatError(f"{fpath}: shape {list(arr.shape)}, manifest says {entry.get('shape')}")
+        if name in optional and arr.shape != (manifest["counts"]["documents"],):
+            raise IndexFormatError(f"{fpath}: shape {list(arr.shape)}, expected one value a document")
         if not arr.flags.c_contiguous:
             raise IndexFormatError(f"{fpath}: array is not C-contiguous")
-        arrays[name] = arr
-    for name, dtype in OPTIONAL_ARRAY_DTYPES.items():
-        entry = manifest["arrays"].get(name)
-        if entry is None:
-            continue
-        if not isinstance(entry, dict):
-            raise IndexFormatError(f"{path}: the manifest's entry of array {name!r} is not an object")
-        fpath = os.path.join(path, name + ".npy")
-        _check_file(path, name + ".npy", entry, verify)
-        try:
-            arr = np.load(fpath, mmap_mode="r", allow_pickle=False)
-        except Exception as e:
-            raise IndexFormatError(f"{fpath} is corrupt ({type(e).__name__}: {e})") from None
-        if (not isinstance(arr, np.ndarray) or str(arr.dtype) != dtype or str(arr.dtype) != entry.get("dtype")
-                or list(arr.shape) != entry.get("shape") or arr.shape != (manifest["counts"]["documents"],)
-                or not arr.flags.c_contiguous):
-            raise IndexFormatError(f"{fpath}: expected a C-contiguous {dtype} array of one value a document, "
-                                   f"as the manifest lists it")
         arrays[name] = arr
     _check_structure(path, manifest, arrays)
     return arrays

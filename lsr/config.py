@@ -8,6 +8,7 @@ records how it was built. Nothing here reads environment variables.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -223,20 +224,19 @@ class PlannerConfig(_Config):
 PLANNER_KEYS = tuple(f.name for f in dataclasses.fields(PlannerConfig))
 
 
+@functools.lru_cache(maxsize=None)
+def _shipped(cls: type, name: str):
+    """The shipped settings file ``configs/search/<name>`` (package data) as a ``cls``, read once."""
+    import yaml
+
+    from lsr import configs
+
+    return cls.from_dict(yaml.safe_load(configs.path("search", name).read_text(encoding="utf-8")))
+
+
 def shipped_planner() -> PlannerConfig:
     """The planner's shipped defaults: ``configs/search/planner.yaml`` (package data), read once."""
-    global _SHIPPED_PLANNER
-    if _SHIPPED_PLANNER is None:
-        import yaml
-
-        from lsr import configs
-
-        data = yaml.safe_load(configs.path("search", "planner.yaml").read_text(encoding="utf-8"))
-        _SHIPPED_PLANNER = PlannerConfig.from_dict(data)
-    return _SHIPPED_PLANNER
-
-
-_SHIPPED_PLANNER: PlannerConfig | None = None
+    return _shipped(PlannerConfig, "planner.yaml")
 
 
 @dataclass(frozen=True)
@@ -281,18 +281,7 @@ APPROX_KEYS = tuple(f.name for f in dataclasses.fields(ApproxConfig))
 
 def shipped_approx() -> ApproxConfig:
     """The approximate processor's shipped defaults: ``configs/search/approx.yaml`` (package data), read once."""
-    global _SHIPPED_APPROX
-    if _SHIPPED_APPROX is None:
-        import yaml
-
-        from lsr import configs
-
-        data = yaml.safe_load(configs.path("search", "approx.yaml").read_text(encoding="utf-8"))
-        _SHIPPED_APPROX = ApproxConfig.from_dict(data)
-    return _SHIPPED_APPROX
-
-
-_SHIPPED_APPROX: ApproxConfig | None = None
+    return _shipped(ApproxConfig, "approx.yaml")
 
 
 @dataclass(frozen=True)
