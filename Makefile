@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install $(PIP_Q) --upgrade pip
 	# the local CPU wheel first, so that nothing resolves an unpinned (CUDA) torch
 	$(VENV)/bin/pip install $(PIP_Q) $(TORCH)
-	$(VENV)/bin/pip install $(PIP_Q) -e '.[encoders,eval,train,pyterrier,hub,test,onnx]'
+	$(VENV)/bin/pip install $(PIP_Q) -e '.[encoders,eval,train,pyterrier,hub,test,onnx,serve,distributed]'
 	touch $@
 
 $(DEMOENV)/.installed: pyproject.toml
@@ -59,7 +59,7 @@ test-fast: $(VENV)/.installed
 
 $(VENV)/.peers: $(VENV)/.installed
 	# torch is already the pinned wheel, so pyserini's torch requirement is met as it is
-	$(VENV)/bin/pip install $(PIP_Q) -e '.[encoders,eval,train,pyterrier,hub,test,peers,onnx]'
+	$(VENV)/bin/pip install $(PIP_Q) -e '.[encoders,eval,train,pyterrier,hub,test,peers,onnx,serve,distributed]'
 	touch $@
 
 # pytest exits 5 when no test is selected; that is a failure here (the tier must exist)

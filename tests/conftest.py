@@ -44,3 +44,16 @@ def scifact_splade_index(tmp_path_factory, splade_tiny, scifact_dir) -> Path:
     out = tmp_path_factory.mktemp("scifact-splade") / "index"
     lsr.build_index(str(scifact_dir / "corpus.jsonl"), out, encoder="splade-tiny", model_path=str(splade_tiny))
     return out
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for the whole session (``ray.init(num_cpus=2)``), shut down at the end.
+    A small object store keeps it within the test machine's memory."""
+    import ray   # the distributed extra, which `make test` installs
+    ray.init(num_cpus=2, object_store_memory=256 * 2**20, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
