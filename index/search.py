@@ -55,12 +55,19 @@ class Searcher:
     (:class:`~lsr.config.PlannerConfig`) may be overridden by name too, e.g.
     ``Searcher("idx", max_k=50)``. The query processor is
     ``config.algorithm``, dispatched through :data:`lsr.index.processors.PROCESSORS`.
+    Text queries are encoded by the query encoder the index records, or by
+    ``query_encoder``: a loaded encoder (anything with ``encode_queries``) or a spec that
+    :func:`lsr.encoders.load_encoder` loads, e.g. the ``lsr onnx export`` directory of the
+    index's model. A spec is checked against the index's record: the query tokenizer must be the
+    recorded one, and where both name the weights (SHA-256; an ONNX export names those it was
+    exported from) they must agree.
     ``max_k`` is the largest k at which the ``auto`` planner tries the block-max
     traversal on this index: ``PlannerConfig.max_k`` scaled to the collection's
     size (:func:`~lsr.index.processors.scaled_max_k`).
     """
 
-    def __init__(self, index: Index | str | os.PathLike, config: SearchConfig | None = None, **overrides: Any):
+    def __init__(self, index: Index | str | os.PathLike, config: SearchConfig | None = None,
+                 query_encoder: Any = None, **overrides: Any):
         self.index = index if isinstance(index, Index) else Index.open(index)
         cfg = config or SearchConfig()
         self.config = cfg.with_overrides(**overrides) if overrides else cfg
@@ -68,7 +75,7 @@ class Searcher:
         # (e.g. one per algorithm) share one accumulator instead of each holding its own; a call on
         # one thread runs to its end before the next, and every kernel leaves its buffers clean
         self._local = self.index._scratch
-        self._query_encoder = None
+        self._query_encoder = _own_query_encoder(query_encoder, self.index.encoder)
         self._settings = planner_settings(self.config, self.index.num_documents)
         self.max_k = self._settings.max_k
         self._index_arrays: IndexArrays | None = None
@@ -315,6 +322,35 @@ class Searcher:
         weight = 1.0 if self.index.is_float else 1
         self.search({term: weight}, k=1)
         self.search_batch([("w", {term: weight})], k=1, threads=1)
+
+
+def _own_query_encoder(spec: Any, recorded: Mapping[str, Any] | None):
+    """``Searcher(query_encoder=...)``: None, a loaded encoder, or a spec loaded and checked against
+    the index's encoder record (see :class:`Searcher`)."""
+    if spec is None:
+        return None
+    if hasattr(spec, "encode_queries"):
+        return spec
+    if not isinstance(spec, (str, os.PathLike)):
+        raise InputError(f"query_encoder: expected an encoder or an encoder spec (a name, a checkpoint or an "
+                         f"ONNX export directory), got {type(spec).__name__}")
+    from lsr.encoders import load_encoder
+    from lsr.encoders.errors import IncompatibleModelError
+
+    enc = load_encoder(str(spec))
+    if not recorded:
+        return enc
+    mine = enc.describe_query()
+    theirs = recorded.get("query") if isinstance(recorded.get("query"), Mapping) else {}
+    if theirs.get("tokenizer_hash") and mine.get("tokenizer_hash") != theirs["tokenizer_hash"]:
+        raise IncompatibleModelError(f"query encoder {spec}: its tokenizer differs from the one the index "
+                                     "records, so its terms would not match the index's")
+    source = (mine.get("onnx") or {}).get("source") or {}
+    sha = source.get("sha256") or mine.get("sha256")
+    if sha and theirs.get("sha256") and sha != theirs["sha256"]:
+        raise IncompatibleModelError(f"query encoder {spec}: its weights (SHA-256 {sha[:12]}...) are not "
+                                     f"the index's query model's ({theirs['sha256'][:12]}...)")
+    return enc
 
 
 def _query_items(queries) -> list[tuple[str, QueryLike]]:

@@ -272,6 +272,55 @@ def test_searcher_answers_text_queries_through_the_onnx_query_encoder(tmp_path, 
     assert [x.split()[:3] for x in lines] == [[h.query_id, "Q0", h.doc_id] for h in ref]
 
 
+def test_searcher_query_encoder_replaces_the_recorded_one(tmp_path, export_dir, torch_encoder, capsys):
+    """An index built with torch searched through its model's ONNX export (Searcher(query_encoder=...)
+    and ``lsr search --query-encoder``): the same hits as the recorded torch encoder; an export of other
+    weights or another tokenizer is refused."""
+    import lsr
+    from lsr.cli import main
+    from lsr.encoders.errors import IncompatibleModelError
+    from lsr.encoders.onnx import OnnxSide
+    from lsr.index.search import _own_query_encoder
+
+    corpus = tmp_path / "corpus.jsonl"
+    with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as f, open(corpus, "w", encoding="utf-8") as out:
+        for _, line in zip(range(300), f):
+            out.write(line)
+    assert main(["index", "--encoder", "splade-tiny", "--model-path", str(SPLADE_TINY), "--corpus", str(corpus),
+                 "-o", str(tmp_path / "ix"), "--threads", "1", "--no-progress"]) == 0
+    ix = lsr.Index.open(tmp_path / "ix")
+    assert ix.encoder["query"].get("backend") is None   # torch recorded
+    torch_s = lsr.Searcher(ix, k=10)
+    onnx_s = lsr.Searcher(ix, k=10, query_encoder=str(export_dir))
+    assert isinstance(onnx_s._query_encoder.query_side, OnnxSide)
+    texts = _scifact_query_texts()[:30]
+    same = sum([h.doc_id for h in onnx_s.search(t)] == [h.doc_id for h in torch_s.search(t)] for t in texts)
+    assert same >= len(texts) - 1   # a weight on a rounding boundary of the query scale may swap a tie
+    queries = tmp_path / "q.tsv"
+    queries.write_text("".join(f"{i}\t{t}\n" for i, t in enumerate(texts)), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["search", "-i", str(tmp_path / "ix"), "-q", str(queries), "--query-format", "text", "-k", "10",
+                 "--query-encoder", str(export_dir), "-o", str(tmp_path / "run")]) == 0
+    want = onnx_s.search_batch([(str(i), t) for i, t in enumerate(texts)])
+    assert [x.split()[:3] for x in (tmp_path / "run").read_text().splitlines()] == \
+        [[h.query_id, "Q0", h.doc_id] for h in want]
+    # the checks, against the index's real record with one field changed
+    rec = json.loads(json.dumps(ix.encoder))
+    rec["query"]["sha256"] = "0" * 64
+    with pytest.raises(IncompatibleModelError, match="weights"):
+        _own_query_encoder(str(export_dir), rec)
+    rec = json.loads(json.dumps(ix.encoder))
+    rec["query"]["tokenizer_hash"] = "another"
+    with pytest.raises(IncompatibleModelError, match="tokenizer"):
+        _own_query_encoder(str(export_dir), rec)
+    assert _own_query_encoder(torch_encoder, rec) is torch_encoder   # a loaded encoder is the caller's choice
+    capsys.readouterr()
+    assert main(["search", "-i", str(tmp_path / "ix"), "-q", str(queries), "--query-format", "text",
+                 "--query-encoder", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lsr: error:"), err
+
+
 def test_single_text_tokenization_equals_the_batch_path(torch_encoder):
     """One text is tokenised with ``Tokenizer.encode`` (the single-query fast path), a list with
     ``encode_batch``: the same ids and truncation flags, with and without special tokens."""

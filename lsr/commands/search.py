@@ -59,6 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "query_scale, dense_df, dense_mb, an `approx:` mapping of ApproxConfig keys, and a "
                         "`planner:` mapping of PlannerConfig keys, whose defaults are the package's "
                         "configs/search/planner.yaml); command-line options override it")
+    p.add_argument("--query-encoder", metavar="SPEC",
+                   help="encode text queries with this encoder instead of the one the index records: e.g. the "
+                        "`lsr onnx export` directory of the index's model (checked: the same tokenizer and, where "
+                        "both are known, the same weights)")
     p.add_argument("--tag", default="lsr", help="run tag, the 6th column (default lsr)")
     rr = p.add_argument_group("reranking (a second stage; text queries)")
     rr.add_argument("--rerank", metavar="YAML|PRESET",
@@ -111,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     queries = read_queries(args.queries, args.query_format)
     if not queries:
         raise InputError(f"{args.queries}: no queries")
-    searcher = Searcher(index, config)
+    searcher = Searcher(index, config, query_encoder=args.query_encoder)
     if args.rerank:
         results = _search_and_rerank(args, searcher, queries, config.k)
     else:
