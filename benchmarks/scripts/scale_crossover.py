@@ -36,7 +36,7 @@ from lsr.config import IndexConfig, QuantizationConfig
 from lsr.eval.plots import _pyplot
 from lsr.eval.report import _table
 from lsr.index import build_index
-from benchmarks.peer_bench import paired_latency
+from lsr.eval.benchmark import paired_latency
 from lsr.io import iter_vectors
 from _common import open_index, read_queries, setting_value
 
