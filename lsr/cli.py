@@ -25,7 +25,7 @@ from . import __version__
 from .errors import LsrError
 
 # Sub-command modules, in the order ``lsr --help`` lists them.
-COMMANDS = ["encode", "index", "search", "rerank", "eval", "benchmark", "train", "mine", "ciff", "anserini", "onnx", "info"]
+COMMANDS = ["encode", "index", "search", "rerank", "eval", "benchmark", "train", "mine", "ciff", "anserini", "onnx", "serve", "info"]
 
 
 def _available_commands() -> list:
