@@ -23,38 +23,27 @@ LOCAL_RAY = "local"
 
 def open_searcher(index: Any, config: ServeConfig, verify: bool = True, ray: bool = False):
     """The searcher a server answers with: an :class:`lsr.Searcher` of ``index`` (a directory, a hub
-    id or an opened :class:`lsr.Index`) under ``config.search`` with one thread per call, its text
-    queries encoded by the index's recorded query encoder with ``config.encoder_threads`` torch
-    threads. For a sharded index, its sharded searcher (with ``ray``, the Ray one:
-    :class:`lsr.distributed.search.RayShardedSearcher`)."""
+    id or an opened index; a sharded index gets :class:`lsr.index.sharded.ShardedSearcher`) under
+    ``config.search`` with one thread per call, text queries encoded by the index's recorded query
+    encoder with ``config.encoder_threads`` torch threads. With ``ray``, a sharded index is searched
+    by shard actors instead (:class:`lsr.distributed.search.RayShardedSearcher`)."""
     from lsr.index import Index, Searcher
 
     search = config.search.with_overrides(threads=1)
-    ix = index if not isinstance(index, (str, os.PathLike)) else Index.from_pretrained(index, verify=verify)
-    if callable(getattr(ix, "search_batch_with_status", None)):
-        return ix
-    if _is_sharded(ix):
-        if ray:
+    if ray and isinstance(index, (str, os.PathLike)):
+        from lsr.index.sharded import is_sharded
+
+        if is_sharded(index):
             from lsr.distributed.search import RayShardedSearcher
 
-            return RayShardedSearcher(ix.path, search)
-        from lsr.index.sharded import ShardedSearcher
-
-        return ShardedSearcher(ix, search)
+            return RayShardedSearcher(os.fspath(index), search)
+    ix = Index.from_pretrained(index, verify=verify) if isinstance(index, (str, os.PathLike)) else index
     encoder = None
     if ix.encoder:
         from lsr.encoders import load_query_encoder
 
         encoder = load_query_encoder(ix.encoder, threads=config.encoder_threads)
     return Searcher(ix, search, query_encoder=encoder)
-
-
-def _is_sharded(ix: Any) -> bool:
-    try:
-        from lsr.index.sharded import ShardedIndex
-    except ImportError:
-        return False
-    return isinstance(ix, ShardedIndex)
 
 
 def load_serve_reranker(spec: Any, settings: dict | None = None):
