@@ -79,6 +79,7 @@ class EncodeReport:
     expanded: int = 0
     seconds: float = 0.0
     complete: bool = False
+    runtime: dict | None = None   # what encoder.json records as the runtime, when this call encoded
 
     @property
     def docs_per_second(self) -> float:
@@ -273,6 +274,22 @@ def iter_chunks(source: str, *, chunk_docs: int, skip: int = 0, limit: int | Non
         yield chunk
 
 
+def encode_chunks(encoder: Encoder, source: str, *, chunk_docs: int, skip: int = 0, limit: int | None = None,
+                  expansion_field: str | None = None, batch_size: int = 32, sparse: bool = True,
+                  progress: Callable[[int], None] | None = None) -> Iterator[tuple]:
+    """``(doc ids, texts, vectors, EncodeStats)`` per chunk of :func:`iter_chunks`, encoded in this process
+    with one ``encode_documents_sparse`` call (a SparseBatch; ``sparse=False``: ``encode_documents``,
+    a list of dicts) each. :meth:`lsr.distributed.encode.RayEncoding.chunks` yields the same on Ray."""
+    for chunk in iter_chunks(source, chunk_docs=chunk_docs, skip=skip, limit=limit,
+                             expansion_field=expansion_field):
+        texts = [r.text for r in chunk]
+        exps = [r.expansion for r in chunk]
+        fn = encoder.encode_documents_sparse if sparse else encoder.encode_documents
+        vecs = fn(texts, batch_size=batch_size, expansions=exps if any(e is not None for e in exps) else None,
+                  progress=progress)
+        yield [r.id for r in chunk], texts, vecs, encoder.last_doc_stats
+
+
 def check_encode_args(part_size, limit, chunk_docs, part_seconds) -> None:
     for name, v in (("part size", part_size), ("chunk size", chunk_docs)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -294,7 +311,7 @@ def encode_corpus(encoder: Encoder, source: str, output: str, *, batch_size: int
                   part_size: int = 10_000, expansion_field: str | None = None, limit: int | None = None,
                   progress: bool = False, overwrite: bool = False,
                   on_part: Callable[[int, int], None] | None = None, chunk_docs: int = CHUNK_DOCS,
-                  part_seconds: float = PART_SECONDS) -> EncodeReport:
+                  part_seconds: float = PART_SECONDS, ray=None) -> EncodeReport:
     """Encode the documents of ``source`` into the vector collection directory ``output``.
 
     Resumable (see the module docstring). ``on_part(part_index, docs_done)``
@@ -306,14 +323,22 @@ def encode_corpus(encoder: Encoder, source: str, output: str, *, batch_size: int
     contains ``source``. ``progress``: a bar on a terminal, else a line on stderr every
     30 s (:class:`lsr.progress.Progress`). Chunks hold ``min(chunk_docs,
     part_size)`` documents. Returns an :class:`EncodeReport`; ``encoder.json``
-    is written when the whole input is encoded.
+    is written when the whole input is encoded. ``ray``: a
+    :class:`lsr.distributed.encode.RayEncodeConfig` to encode the chunks on a Ray actor pool instead of
+    in this process (same parts, same resume; the runtime recorded adds ``ray``).
     """
     from lsr.progress import Progress
 
     check_encode_args(part_size, limit, chunk_docs, part_seconds)
     chunk_docs = min(chunk_docs, part_size)
     output = os.fspath(output)
-    description = encoder.describe()
+    on_ray = None
+    if ray is not None:
+        from lsr.distributed.encode import RayEncoding
+
+        refuse_input_overlap(output, [source])
+        on_ray = RayEncoding(encoder, ray, batch_size=batch_size)
+    description = on_ray.describe() if on_ray is not None else encoder.describe()
     want = {"format": STATE_FORMAT, "source": source_fingerprint(source), "encoder": description,
             "device": encoder.runtime.device, "chunk_docs": chunk_docs, "limit": limit,
             "expansion_field": expansion_field}
@@ -363,16 +388,14 @@ def encode_corpus(encoder: Encoder, source: str, output: str, *, batch_size: int
             on_part(len(parts.stats) - 1, parts.totals()["docs"])
 
     with Progress("lsr encode", total, unit="docs", enabled=progress, initial=report.resumed_from) as bar:
-        for chunk in iter_chunks(source, chunk_docs=chunk_docs, skip=report.resumed_from, limit=limit,
-                                 expansion_field=expansion_field):
-            exps = [r.expansion for r in chunk]
-            vecs = encoder.encode_documents([r.text for r in chunk], batch_size=batch_size,
-                                            expansions=exps if any(e is not None for e in exps) else None,
-                                            progress=bar.update)
-            st = encoder.last_doc_stats
-            buf_ids.extend(r.id for r in chunk)
-            buf_vecs.extend(vecs)
-            for i, v in enumerate((len(chunk), st.truncated, st.empty, st.expanded)):
+        where = dict(chunk_docs=chunk_docs, skip=report.resumed_from, limit=limit, expansion_field=expansion_field,
+                     progress=bar.update)
+        chunks = (encode_chunks(encoder, source, batch_size=batch_size, sparse=False, **where) if on_ray is None
+                  else on_ray.chunks(source, **where))
+        for ids, _texts, vecs, st in chunks:
+            buf_ids.extend(ids)
+            buf_vecs.extend(vecs if isinstance(vecs, list) else vecs.to_dicts())
+            for i, v in enumerate((len(ids), st.truncated, st.empty, st.expanded)):
                 counts[i] += v
             if len(buf_ids) >= part_size or time.monotonic() - part_t0 >= part_seconds:
                 flush()
@@ -381,7 +404,8 @@ def encode_corpus(encoder: Encoder, source: str, output: str, *, batch_size: int
     done = parts.totals()
     report.parts = len(parts.stats)
     report.docs, report.truncated, report.empty, report.expanded = (done[k] for k in STAT_KEYS)
-    write_json(os.path.join(output, ENCODER_FILE), {**description, "runtime": runtime_info(encoder, batch_size)})
+    report.runtime = on_ray.runtime_info() if on_ray is not None else runtime_info(encoder, batch_size)
+    write_json(os.path.join(output, ENCODER_FILE), {**description, "runtime": report.runtime})
     parts.finish()
     report.complete = True
     return report
@@ -470,4 +494,4 @@ def encode_query_file(encoder: QueryEncoder, source: str, output: str, *, batch_
 
 
 __all__ = ["CHUNK_DOCS", "PART_NAME", "PART_SECONDS", "STATE_FILE", "EncodeReport", "ResumableParts",
-           "encode_corpus", "encode_query_file", "iter_chunks"]
+           "encode_chunks", "encode_corpus", "encode_query_file", "iter_chunks"]

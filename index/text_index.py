@@ -191,7 +191,7 @@ def build_index_from_text(corpus: str | os.PathLike, out_dir: str | os.PathLike,
                           progress: bool = False, device: str = "cpu", dtype: str = "float32",
                           threads: int | None = None, part_size: int = 100_000, part_seconds: float = 60.0,
                           chunk_docs: int | None = None, on_part: Callable[[int, int], None] | None = None,
-                          model_path: str | os.PathLike | None = None):
+                          model_path: str | os.PathLike | None = None, ray: Any = None):
     """Encode the documents of ``corpus`` with ``encoder`` and build the index ``out_dir`` in one step.
 
     ``corpus``: a JSONL or TSV file (optionally gzipped) or ``irds:<id>``, as
@@ -208,10 +208,12 @@ def build_index_from_text(corpus: str | os.PathLike, out_dir: str | os.PathLike,
     in chunks of ``chunk_docs`` (default 256, at most ``part_size``);
     ``on_part(part_index, docs_done)`` is called after each part is on disk.
     Returns the opened :class:`~lsr.index.Index` (its ``encode_report``:
-    documents, truncated, empty, parts, resumed_from, seconds).
+    documents, truncated, empty, parts, resumed_from, seconds). ``ray``: a
+    :class:`lsr.distributed.encode.RayEncodeConfig` to encode on a Ray actor pool (the same index;
+    the recorded runtime adds ``ray``).
     """
     from lsr.encoders import Encoder, load_encoder
-    from lsr.encoders.collection import (CHUNK_DOCS, ResumableParts, check_encode_args, iter_chunks,
+    from lsr.encoders.collection import (CHUNK_DOCS, ResumableParts, check_encode_args, encode_chunks,
                                          runtime_info)
     from lsr.encoders.corpus import count_records, source_fingerprint
     from lsr.progress import Progress
@@ -234,10 +236,20 @@ def build_index_from_text(corpus: str | os.PathLike, out_dir: str | os.PathLike,
     if not os.path.isdir(os.path.dirname(out_dir)):
         raise InputError(f"parent directory {os.path.dirname(out_dir)} does not exist")
     if not isinstance(encoder, Encoder):
-        encoder = load_encoder(encoder, device=device, dtype=dtype, threads=threads, model_path=model_path)
+        if ray is not None:   # the device is the Ray actors', not this process's
+            from lsr.distributed.encode import driver_encoder
+
+            encoder = driver_encoder(encoder, device=device, dtype=dtype, threads=threads, model_path=model_path)
+        else:
+            encoder = load_encoder(encoder, device=device, dtype=dtype, threads=threads, model_path=model_path)
     elif model_path is not None:
         raise InputError("model_path applies to an encoder spec, not to a loaded Encoder")
-    description = encoder.describe()
+    on_ray = None
+    if ray is not None:
+        from lsr.distributed.encode import RayEncoding
+
+        on_ray = RayEncoding(encoder, ray, batch_size=batch_size)
+    description = on_ray.describe() if on_ray is not None else encoder.describe()
     want = {"format": STATE_FORMAT, "output": out_dir, "source": source_fingerprint(corpus),
             "encoder": description, "device": encoder.runtime.device, "chunk_docs": chunk_docs,
             "limit": limit, "expansion_field": expansion_field, "store_text": bool(store_text)}
@@ -253,8 +265,7 @@ def build_index_from_text(corpus: str | os.PathLike, out_dir: str | os.PathLike,
     if total is not None and limit is not None:
         total = min(total, limit)
 
-    side = encoder.doc_side
-    vocab = side.vocab
+    vocab = on_ray.vocab if on_ray is not None else encoder.doc_side.vocab
     t0 = time.perf_counter()
     info = {**description, "runtime": None}
     builder = IndexBuilder(out_dir, config, overwrite=overwrite, encoder=info, store_text=store_text,
@@ -272,15 +283,12 @@ def build_index_from_text(corpus: str | os.PathLike, out_dir: str | os.PathLike,
             part = _Part(store_text)
             part_t0 = time.monotonic()
             if not parts.complete:
-                for chunk in iter_chunks(corpus, chunk_docs=chunk_docs, skip=done["docs"], limit=limit,
-                                         expansion_field=expansion_field):
-                    ids = [r.id for r in chunk]
-                    texts = [r.text for r in chunk]
-                    exps = [r.expansion for r in chunk]
-                    batch = encoder.encode_documents_sparse(
-                        texts, batch_size=batch_size, expansions=exps if any(e is not None for e in exps) else None,
-                        progress=bar.update)
-                    part.add(ids, texts, batch, encoder.last_doc_stats)
+                where = dict(chunk_docs=chunk_docs, skip=done["docs"], limit=limit,
+                             expansion_field=expansion_field, progress=bar.update)
+                chunks = (encode_chunks(encoder, corpus, batch_size=batch_size, **where) if on_ray is None
+                          else on_ray.chunks(corpus, keep_text=store_text, **where))
+                for ids, texts, batch, stats in chunks:
+                    part.add(ids, texts, batch, stats)
                     feed(ids, batch, texts if store_text else None)
                     if len(part.ids) >= part_size or time.monotonic() - part_t0 >= part_seconds:
                         parts.commit(part.write, part.counts)
@@ -292,7 +300,8 @@ def build_index_from_text(corpus: str | os.PathLike, out_dir: str | os.PathLike,
                     parts.commit(part.write, part.counts)
                 parts.finish()
         totals = parts.totals()
-        builder.encoder["runtime"] = runtime_info(encoder, batch_size)
+        builder.encoder["runtime"] = (on_ray.runtime_info() if on_ray is not None
+                                      else runtime_info(encoder, batch_size))
         index = builder.finish()
     parts.clear()
     try:

@@ -113,6 +113,16 @@ def add_encoder_args(p: argparse.ArgumentParser, *, queries: bool = True) -> Non
     if queries:
         run_g.add_argument("--query-batch-size", type=positive_int, default=64, metavar="N",
                            help="queries per batch (default 64)")
+    run_g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help="encode the documents on Ray: an actor pool, one model per actor, in corpus order "
+                            "(the same output as without --ray). No ADDRESS: the Ray instance running in "
+                            "this process or a new local one; ADDRESS: auto, host:port or ray://host:port "
+                            "(give --ray after ENCODER, or as --ray=ADDRESS). Needs the distributed extra; "
+                            "each actor runs --threads torch threads (default 1) on as many Ray CPUs, or one "
+                            "GPU with --device cuda")
+    run_g.add_argument("--ray-actors", type=positive_int, metavar="N",
+                       help="Ray actors encoding at once (default: the cluster's CPUs / --threads, or its "
+                            "GPUs with --device cuda); each holds a copy of the model")
 
     d2q = p.add_argument_group("doc2query generation (DeeperImpact; overrides the preset's expansion settings)")
     d2q.add_argument("--d2q-model", metavar="SPEC", help="causal LM (directory or hub id) that generates queries")
@@ -170,10 +180,26 @@ def build_config(args):
 
 
 def load_from_args(args):
-    """The Encoder that ``args`` (the options of :func:`add_encoder_args` and ``args.encoder``) describe."""
+    """The Encoder that ``args`` (the options of :func:`add_encoder_args` and ``args.encoder``) describe
+    (with --ray, its device and dtype are checked where the Ray actors run, not here)."""
+    if args.ray is not None:
+        from lsr.distributed.encode import driver_encoder
+
+        return driver_encoder(build_config(args), device=args.device, dtype=args.dtype, threads=args.threads)
     from lsr.encoders import load_encoder
 
     return load_encoder(build_config(args), device=args.device, dtype=args.dtype, threads=args.threads)
+
+
+def ray_from_args(args):
+    """The RayEncodeConfig of --ray / --ray-actors, or None without --ray."""
+    if args.ray is None:
+        if args.ray_actors is not None:
+            raise InputError("--ray-actors applies with --ray")
+        return None
+    from lsr.distributed.encode import RayEncodeConfig
+
+    return RayEncodeConfig(address=args.ray or None, actors=args.ray_actors)
 
 
 def run(args) -> int:
@@ -207,16 +233,23 @@ def _run(args) -> int:
     if bool(args.queries) != bool(args.queries_output):
         raise InputError("--queries and --queries-output go together")
 
+    ray = ray_from_args(args)
+    if ray is not None and not args.corpus:
+        raise InputError("--ray encodes documents (--corpus); queries are encoded in this process")
     encoder = load_from_args(args)
     progress = not args.no_progress
     if args.corpus:
         rep = encode_corpus(encoder, args.corpus, args.output, batch_size=args.batch_size,
                             part_size=args.part_size, expansion_field=args.expansion_field, limit=args.limit,
-                            progress=progress, overwrite=args.overwrite)
+                            progress=progress, overwrite=args.overwrite, ray=ray)
         rate = f", {rep.docs_per_second:.1f} docs/s" if rep.encoded else ""
         resumed = f" (resumed after {rep.resumed_from})" if rep.resumed_from and rep.encoded else ""
         done = " (already complete)" if not rep.encoded and rep.complete else ""
-        threads = f" on {encoder.doc_side.threads} thread(s)" if rep.encoded and args.device == "cpu" else ""
+        if ray is not None:
+            threads = (f" on Ray ({rep.runtime['ray']['actors']} actor(s), {rep.runtime['threads']} thread(s) "
+                       "each)" if rep.encoded else "")
+        else:
+            threads = f" on {encoder.doc_side.threads} thread(s)" if rep.encoded and args.device == "cpu" else ""
         print(f"lsr encode: {rep.docs} documents in {rep.parts} parts -> {rep.output}{done}{resumed}; "
               f"encoded {rep.encoded} in {rep.seconds:.1f}s{rate}{threads}; truncated {rep.truncated} at "
               f"{encoder.config.doc.max_length} tokens; empty {rep.empty}", file=sys.stderr)
