@@ -44,7 +44,8 @@ _TEXT_ONLY = {"corpus": None, "store_text": False, "restart": False, "limit": No
               "query_max_length": None, "doc_top_k": None, "query_top_k": None, "doc_min_weight": None,
               "query_min_weight": None, "device": "cpu", "dtype": "float32", "threads": None, "batch_size": 32,
               "d2q_model": None, "d2q_gguf_file": None, "d2q_num_queries": None, "d2q_max_new_tokens": None,
-              "d2q_top_k": None, "d2q_top_p": None, "d2q_temperature": None, "d2q_seed": None, "no_d2q": False}
+              "d2q_top_k": None, "d2q_top_p": None, "d2q_temperature": None, "d2q_seed": None, "no_d2q": False,
+              "ray": None, "ray_actors": None}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -199,23 +200,26 @@ def _run_text(args: argparse.Namespace) -> int:
     from lsr.index.text_index import build_index_from_text
     from lsr.progress import quiet_libraries
 
-    from .encode import load_from_args
+    from .encode import load_from_args, ray_from_args
 
     config = config_from_args(args)
+    ray = ray_from_args(args)
     with quiet_libraries(args.no_progress, irds=args.corpus.startswith("irds:")):
         encoder = load_from_args(args)
         ix = build_index_from_text(args.corpus, args.output, config, encoder=encoder, batch_size=args.batch_size,
                                    limit=args.limit, expansion_field=args.expansion_field,
                                    store_text=args.store_text, overwrite=args.overwrite, restart=args.restart,
-                                   progress=not args.no_progress,
+                                   progress=not args.no_progress, ray=ray,
                                    **({"part_size": args.part_size} if args.part_size else {}))
     rep = ix.encode_report
     encoded = rep["docs"] - rep["resumed_from"]
     rate = f", {encoded / rep['seconds']:.1f} docs/s" if encoded and rep["seconds"] > 0 else ""
     resumed = f" (resumed after {rep['resumed_from']})" if rep["resumed_from"] else ""
     runtime = ix.manifest["encoder"]["runtime"]
+    where = (f"Ray ({runtime['ray']['actors']} actor(s), {runtime['threads']} thread(s) each)" if "ray" in runtime
+             else f"{runtime['threads']} thread(s)")
     print(f"lsr index: encoded {encoded} documents{resumed} in {rep['seconds']:.1f}s{rate} on "
-          f"{runtime['threads']} thread(s); truncated {rep['truncated']} at {encoder.config.doc.max_length} "
+          f"{where}; truncated {rep['truncated']} at {encoder.config.doc.max_length} "
           f"tokens; empty {rep['empty']}", file=sys.stderr)
     _summary(ix)
     return 0
