@@ -23,6 +23,7 @@ loop (``/health`` answers meanwhile); each request searches on its own thread on
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -153,6 +154,13 @@ class _StatusSearcher:
         return results
 
 
+def _usable_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
 def _hits(results) -> list[dict]:
     return [{"doc_id": d, "score": s, "rank": r}
             for d, s, r in zip(results.doc_ids, results.scores.tolist(), results.ranks.tolist())]
@@ -250,8 +258,16 @@ def create_app(searcher: Any, reranker: Any = None, config: ServeConfig | None =
     def info() -> Response:
         return Response(info_body, media_type="application/json")
 
+    import anyio
+
+    limiter = anyio.CapacityLimiter(config.search_threads or _usable_cpus())
+
     @app.post("/search")
-    def search(body: Any = fastapi.Body(None)) -> Response:
+    async def search(body: Any = fastapi.Body(None)) -> Response:
+        # the search runs on a worker thread (the event loop keeps answering), at most search_threads at once
+        return await anyio.to_thread.run_sync(answer, body, limiter=limiter)
+
+    def answer(body: Any) -> Response:
         qid, query, k, depth = parse_search_request(body, config, reranker is not None)
         t0 = time.perf_counter()
         status = None

@@ -46,6 +46,9 @@ class ServeConfig(_Config):
 
     * ``search``: :class:`~lsr.config.SearchConfig` of the searcher ``lsr serve`` opens (its
       ``threads`` is replaced by 1: each request runs on one thread, requests run in parallel).
+    * ``search_threads`` (default 0 = this process's usable CPUs): searches that run at once, each on
+      its own worker thread; further requests wait for a free one (the event loop goes on accepting
+      them and answering ``/health``).
     * ``encoder_threads`` (default 1): torch threads of the query encoder per text query.
     * ``access_log`` (default False): log every request (uvicorn's access log).
     * ``log_level`` (default ``warning``): uvicorn's log level.
@@ -69,6 +72,7 @@ class ServeConfig(_Config):
     max_rerank_depth: int = 1000
     rerank_depth: int | None = None
     search: SearchConfig = field(default_factory=SearchConfig)
+    search_threads: int = 0
     encoder_threads: int = 1
     access_log: bool = False
     log_level: str = "warning"
@@ -96,6 +100,7 @@ class ServeConfig(_Config):
                                  f"({self.max_rerank_depth})")
         if not isinstance(self.search, SearchConfig):
             raise InputError("search must be a SearchConfig (or a mapping of its settings)")
+        _int_at_least("search_threads", self.search_threads, 0)
         _int_at_least("encoder_threads", self.encoder_threads, 1)
         if not isinstance(self.access_log, bool):
             raise InputError(f"access_log must be true or false, got {self.access_log!r}")
