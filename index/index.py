@@ -55,7 +55,7 @@ class Index:
 
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = True) -> "Index":
-        """Open an index directory.
+        """Open an index directory (a sharded one opens as a :class:`lsr.index.sharded.ShardedIndex`).
 
         Always checks the format name and version, every file's presence,
         size, dtype and shape, and the structure the query kernels rely on:
@@ -69,6 +69,10 @@ class Index:
         damaged impact that breaks none of these rules goes unnoticed).
         """
         path = os.path.abspath(os.fspath(path))
+        from .sharded import is_sharded, open_index
+
+        if is_sharded(path):   # a sharded index directory (lsr.index.sharded)
+            return open_index(path, verify)
         manifest = fmt.read_manifest(path)
         terms = fmt.check_vocab(path, manifest, verify)
         arrays = fmt.load_arrays(path, manifest, verify)

@@ -66,6 +66,15 @@ class Searcher:
     size (:func:`~lsr.index.processors.scaled_max_k`).
     """
 
+    def __new__(cls, index: Any = None, *args: Any, **kwargs: Any):
+        """A sharded index (:mod:`lsr.index.sharded`) gets a :class:`~lsr.index.sharded.ShardedSearcher`."""
+        if cls is Searcher and not isinstance(index, Index) and index is not None:
+            from .sharded import ShardedLayout, ShardedSearcher, is_sharded
+
+            if isinstance(index, ShardedLayout) or (isinstance(index, (str, os.PathLike)) and is_sharded(index)):
+                return ShardedSearcher(index, *args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(self, index: Index | str | os.PathLike, config: SearchConfig | None = None,
                  query_encoder: Any = None, **overrides: Any):
         self.index = index if isinstance(index, Index) else Index.open(index)

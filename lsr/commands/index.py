@@ -95,6 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-postings", type=int,
                    help="postings buffered before a sorted run is spilled to disk; bounds memory at about "
                         "24 bytes a posting (default 32,000,000)")
+    p.add_argument("--shards", type=positive_int, metavar="S",
+                   help="write a sharded index: build as usual, then split the documents into S contiguous "
+                        "ranges, each a normal index in OUTPUT/shard-NNNNN with one global quantisation "
+                        "(lsr.index.sharded; needs the index's disk space twice while it splits)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing lsr index (or empty directory) at --output, atomically; anything "
                         "else there is refused")
@@ -161,10 +165,22 @@ def run(args: argparse.Namespace) -> int:
     from lsr.index import build_index
 
     with terminate_cleanly("the build's temporary files were removed"):
-        ix = build_index(args.input, args.output, config_from_args(args), overwrite=args.overwrite,
-                         progress=not args.no_progress and sys.stderr.isatty(), allow_partial=args.allow_partial)
+        ix, _ = _maybe_sharded(args, lambda out: build_index(
+            args.input, out, config_from_args(args), overwrite=args.overwrite,
+            progress=not args.no_progress and sys.stderr.isatty(), allow_partial=args.allow_partial))
     _summary(ix)
     return 0
+
+
+def _maybe_sharded(args: argparse.Namespace, build):
+    """``(index, built)``: ``build(args.output)``, or with --shards the index built aside and split into
+    a sharded index at --output (:func:`lsr.index.sharded.build_sharded`)."""
+    if not args.shards:
+        ix = build(args.output)
+        return ix, ix
+    from lsr.index.sharded import build_sharded
+
+    return build_sharded(build, args.output, args.shards, overwrite=args.overwrite)
 
 
 class Terminated(BaseException):
@@ -206,16 +222,17 @@ def _run_text(args: argparse.Namespace) -> int:
     ray = ray_from_args(args)
     with quiet_libraries(args.no_progress, irds=args.corpus.startswith("irds:")):
         encoder = load_from_args(args)
-        ix = build_index_from_text(args.corpus, args.output, config, encoder=encoder, batch_size=args.batch_size,
-                                   limit=args.limit, expansion_field=args.expansion_field,
-                                   store_text=args.store_text, overwrite=args.overwrite, restart=args.restart,
-                                   progress=not args.no_progress, ray=ray,
-                                   **({"part_size": args.part_size} if args.part_size else {}))
-    rep = ix.encode_report
+        ix, built = _maybe_sharded(args, lambda out: build_index_from_text(
+            args.corpus, out, config, encoder=encoder, batch_size=args.batch_size,
+            limit=args.limit, expansion_field=args.expansion_field,
+            store_text=args.store_text, overwrite=args.overwrite, restart=args.restart,
+            progress=not args.no_progress, ray=ray,
+            **({"part_size": args.part_size} if args.part_size else {})))
+    rep = built.encode_report
     encoded = rep["docs"] - rep["resumed_from"]
     rate = f", {encoded / rep['seconds']:.1f} docs/s" if encoded and rep["seconds"] > 0 else ""
     resumed = f" (resumed after {rep['resumed_from']})" if rep["resumed_from"] else ""
-    runtime = ix.manifest["encoder"]["runtime"]
+    runtime = built.manifest["encoder"]["runtime"]
     where = (f"Ray ({runtime['ray']['actors']} actor(s), {runtime['threads']} thread(s) each)" if "ray" in runtime
              else f"{runtime['threads']} thread(s)")
     print(f"lsr index: encoded {encoded} documents{resumed} in {rep['seconds']:.1f}s{rate} on "
@@ -228,6 +245,11 @@ def _run_text(args: argparse.Namespace) -> int:
 def _summary(ix) -> None:
     m = ix.manifest
     q = m["quantization"]
+    if getattr(ix, "is_sharded", False):
+        print(f"indexed {ix.num_documents} documents, {ix.num_terms} terms, {ix.num_postings} postings "
+              f"in {ix.num_shards} shard(s) -> {ix.path} ({ix.size_bytes() / 2**20:.1f} MiB; "
+              f"impacts {m['impact_dtype']}, quantization {q['method']}, scale {q['scale']:.6g})")
+        return
     print(f"indexed {ix.num_documents} documents, {ix.num_terms} terms, {ix.num_postings} postings "
           f"in {m['build_seconds']:.1f} s -> {ix.path} ({ix.size_bytes() / 2**20:.1f} MiB; "
           f"impacts {m['impact_dtype']}, quantization {q['method']}, scale {q['scale']:.6g}"

@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(m, indent=1, ensure_ascii=False))
         return 0
+    if getattr(ix, "is_sharded", False):
+        _sharded(ix)
+        return 0
     c, q = m["counts"], m["quantization"]
     enc = m.get("encoder") or {}
     print(f"index       {ix.path}")
@@ -77,3 +80,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"partial     {state['path']} also exists: {state['docs_done']} documents of an unfinished "
               "one-step build (rerun it, or --restart to discard it)")
     return 0
+
+
+def _sharded(ix) -> None:
+    """Summary of a sharded index (lsr.index.sharded): the shared settings and one line a shard."""
+    m = ix.manifest
+    c, q = m["counts"], m["quantization"]
+    enc = m.get("encoder") or {}
+    print(f"index       {ix.path}")
+    print(f"format      {m['format']} v{m['format_version']} ({m['created_by']}, {m['created_at']})")
+    print(f"documents   {c['documents']} ({c.get('empty_documents', 0)} empty) in {ix.num_shards} shard(s)")
+    print(f"terms       {c['terms']}")
+    print(f"postings    {c['postings']}")
+    print(f"impacts     {m['impact_dtype']}, quantization {q['method']}, scale {q['scale']:.6g} (one for all shards)")
+    print(f"encoder     {enc.get('name', enc) if enc else 'none recorded'}")
+    for e, shard in zip(m["shards"], ix.shards):
+        print(f"shard       {e['path']}: documents [{e['doc_start']}, {e['doc_end']}), {e['postings']} postings, "
+              f"{shard.size_bytes() / 2**20:.2f} MiB")
+    print(f"size        {ix.size_bytes() / 2**20:.2f} MiB, checksums OK")

@@ -64,7 +64,7 @@ class IndexDocs:
     def __init__(self, index) -> None:
         from lsr.index import Index
 
-        self.index = index if isinstance(index, Index) else Index.open(index)
+        self.index = index if isinstance(index, Index) or getattr(index, "is_sharded", False) else Index.open(index)
         if not self.index.has_text:
             raise InputError(f"{self.index.path} stores no document text (build it with --store-text); "
                              "give the documents as a corpus file or irds:<id> instead")
@@ -139,7 +139,8 @@ def iter_docs(source) -> Iterator[tuple[str, str]]:
     if isinstance(source, Mapping):
         yield from source.items()
         return
-    if isinstance(source, Index) or (isinstance(source, (str, os.PathLike)) and os.path.isdir(os.fspath(source))):
+    if isinstance(source, Index) or getattr(source, "is_sharded", False) or (
+            isinstance(source, (str, os.PathLike)) and os.path.isdir(os.fspath(source))):
         ix = open_docs(source).index
         for a in range(0, ix.num_documents, 4096):
             nums = list(range(a, min(a + 4096, ix.num_documents)))
@@ -160,7 +161,7 @@ def open_docs(source) -> DocSource:
     """A :class:`DocSource` for ``source`` (see the module docstring)."""
     from lsr.index import Index
 
-    if isinstance(source, Index):
+    if isinstance(source, Index) or getattr(source, "is_sharded", False):   # an index or a sharded one
         return IndexDocs(source)
     if isinstance(source, Mapping):
         return MappingDocs(source)
