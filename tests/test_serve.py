@@ -426,3 +426,39 @@ def test_ray_serve_deployment_answers_the_same(ray_local, vec_index, tmp_path):
         serve.shutdown()
     assert rc == 0
     assert tree_checksums(vec_index) == before
+
+
+@pytest.fixture(scope="module")
+def text_index(tmp_path_factory, splade_tiny, scifact_dir) -> Path:
+    """150 SciFact documents encoded by splade-tiny, with their text stored (for the reranker)."""
+    out = tmp_path_factory.mktemp("text") / "index"
+    lsr.build_index(str(scifact_dir / "corpus.jsonl"), out, encoder="splade-tiny", model_path=str(splade_tiny),
+                    store_text=True, limit=150)
+    return out
+
+
+@pytest.mark.slow
+def test_rerank_equals_the_python_pipeline(text_index, tmp_path):
+    from benchmarks.rerankers import minilm_colbert
+
+    colbert = minilm_colbert(str(tmp_path / "cache"), dim=16, seed=3)
+    cfg = tmp_path / "maxsim.yaml"
+    cfg.write_text(f"reranker: maxsim\nmodel: {colbert}\n")
+    s = Server(["-i", str(text_index), "--port", "0", "--rerank", str(cfg), "--depth", "20"], tmp_path / "serve.err")
+    try:
+        searcher = lsr.Searcher(text_index)
+        reranker = lsr.load_reranker(str(cfg))
+        for text, depth in (("vitamin D and bone density", None), ("cancer cells in mice", 10)):
+            body = {"query": text, "k": 5, **({"rerank_depth": depth} if depth else {})}
+            r = s.post(body)
+            assert r.status_code == 200, r.text
+            want = lsr.Pipeline(searcher, reranker, depth=depth or 20).search(text, k=5)
+            got = r.json()["hits"]
+            assert [h["doc_id"] for h in got] == want.doc_ids and [h["rank"] for h in got] == want.ranks.tolist()
+            np.testing.assert_allclose([h["score"] for h in got], want.scores, rtol=1e-5, atol=1e-5)
+        r = s.post({"query": "x", "rerank_depth": 1001})
+        assert r.status_code == 422 and "rerank_depth must be at most 1000" in r.json()["error"]
+        r = s.post({"query": {"cancer": 1.0}})
+        assert r.status_code == 400 and r.json() == {"error": "query '0': a pipeline with a reranker takes text queries"}
+    finally:
+        assert s.stop() == 0
