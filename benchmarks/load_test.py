@@ -7,10 +7,13 @@ the same app, on a Ray instance this script starts or joins, ``--ray ADDRESS``).
 ``--duration`` seconds or ``--requests`` requests, after ``--warmup`` requests that are not counted;
 each worker sends its next request when the previous one is answered (closed loop).
 
-Fault injection (``--kill-shard N``, Ray sharded deployment): ``--kill-after`` seconds into each level,
-shard N's actor is killed with ``ray.kill`` (Ray restarts it: ``no_restart=False``); the report gives
-the failed and incomplete (503, ``"complete": false``) responses after the kill and the recovery time:
-from the kill to the first complete answer to a request sent after the last failed one.
+Fault injection (``--kill-shard N|any``, Ray sharded deployment): ``--kill-after`` seconds into each
+level, shard N's named actor is killed with ``ray.kill`` (``no_restart=False``), or (``any``) one shard
+actor's process is sent SIGKILL; Ray restarts it and retries the calls. The report gives the failed
+and incomplete (503, ``"complete": false``) responses after the kill, the longest latency in the 5 s
+after it, and the recovery time: from the kill to the first complete answer to a request sent after
+the last failed one; when none failed (Ray retried the calls on the restarted actor), from the kill to
+the answer of the slowest request in flight in the 5 s after it.
 
 Queries: ``--queries FILE`` (what ``lsr search`` reads: JSONL with "vector" or "text", TSV), else
 ``--random-queries N`` queries of 2-8 terms drawn from the index's 2,000 most frequent terms
@@ -22,7 +25,7 @@ Examples::
     python -m benchmarks.load_test --url http://127.0.0.1:8080 --queries q.jsonl --concurrency 1 8 32
     python -m benchmarks.load_test --index SHARDED_IDX --ray --port 8765 --duration 20 --out ray.json
     python -m benchmarks.load_test --index SHARDED_IDX --ray --port 8765 --concurrency 8 --duration 30 \\
-        --kill-shard 1 --kill-after 10 --out fault.json
+        --kill-shard any --kill-after 10 --out fault.json
 """
 
 from __future__ import annotations
@@ -127,6 +130,7 @@ class Level:
     samples: list[Sample] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     kill_at: float | None = None
+    killed: str | None = None    # what the fault injection killed
     client_cpu_s: float = 0.0    # this client's CPU time over the level (it shares the machine with the server)
 
 
@@ -167,7 +171,7 @@ async def run_level(url: str, queries: list, concurrency: int, k: int, duration:
         async def killer():
             await asyncio.sleep(kill_after)
             level.kill_at = time.perf_counter() - t0
-            await asyncio.get_running_loop().run_in_executor(None, kill)
+            level.killed = await asyncio.get_running_loop().run_in_executor(None, kill)
 
         tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
         if kill is not None:
@@ -199,7 +203,7 @@ def fault_report(level: Level) -> dict:
     t = level.kill_at
     after = [s for s in level.samples if s.end >= t]
     bad = [s for s in after if not (s.status == 200 and s.complete)]
-    rep = {"kill_at_s": round(t, 3), "requests_after_kill": len(after), "failed_after_kill": len(bad),
+    rep = {"killed": level.killed, "kill_at_s": round(t, 3), "requests_after_kill": len(after), "failed_after_kill": len(bad),
            "incomplete_503": sum(1 for s in bad if s.status == 503),
            "no_response": sum(1 for s in bad if s.status == 0)}
     if bad:
@@ -208,30 +212,56 @@ def fault_report(level: Level) -> dict:
         rep["first_failure_s"] = round(min(s.end for s in bad) - t, 3)
         rep["last_failure_s"] = round(max(s.end for s in bad) - t, 3)
         rep["recovery_s"] = round(min(good) - t, 3) if good else None   # None: not recovered in the run
-    else:
-        rep["recovery_s"] = 0.0
-    window = [(s.end - s.start) * 1000 for s in after if s.start < t + 5]
-    rep["max_latency_ms_in_5s_after_kill"] = round(max(window), 3) if window else None
+    window = [s for s in after if s.start < t + 5]
+    slowest = max(window, key=lambda s: s.end - s.start, default=None)
+    rep["max_latency_ms_in_5s_after_kill"] = round((slowest.end - slowest.start) * 1000, 3) if slowest else None
+    if not bad:   # the calls were retried on the restarted actor: recovered when the slowest one was answered
+        rep["recovery_s"] = round(max(0.0, slowest.end - t), 3) if slowest else 0.0
     return rep
 
 
 # ------------------------------------------------------------------------------------------ Ray
-def shard_actor_killer(shard: int, namespace: str | None):
-    """A function that kills shard ``shard``'s actor (Ray restarts it), found by its name."""
-    import ray
+def shard_actor_killer(ray, target: str, namespace: str | None):
+    """A function that kills a shard actor mid-load and says which; Ray restarts it.
+
+    ``target`` a shard number: the named actor serving that shard (:func:`find_shard_actor`), killed
+    with ``ray.kill(no_restart=False)``. ``any``: one live ``ShardWorker`` actor of
+    :class:`lsr.distributed.search.RayShardedSearcher` (found with Ray's state API, which needs the
+    dashboard) whose process is sent SIGKILL, as a crash would end it (it must run on this machine)."""
+    if target == "any":
+        from ray.util.state import list_actors
+
+        address = ray.get_runtime_context().gcs_address
+
+        def live():
+            acts = list_actors(address=address, filters=[("class_name", "=", "ShardWorker"), ("state", "=", "ALIVE")])
+            if not acts:
+                raise SystemExit("load_test: no live ShardWorker actor to kill (is the index sharded, served with --ray?)")
+            return sorted(acts, key=lambda a: a.actor_id)[0]
+
+        live()   # fail before the load starts if there is none
+
+        def kill_any():
+            a = live()
+            os.kill(a.pid, signal.SIGKILL)
+            return f"ShardWorker actor {a.actor_id} (pid {a.pid}) sent SIGKILL"
+
+        return kill_any
+    shard = int(target)
+    find_shard_actor(ray, shard, namespace)   # fail before the load starts if it is not there
 
     def kill():
-        actor = find_shard_actor(ray, shard, namespace)
+        name, actor = find_shard_actor(ray, shard, namespace)
         ray.kill(actor, no_restart=False)
+        return f"actor {name} (shard {shard}) killed by ray.kill"
 
-    find_shard_actor(ray, shard, namespace)   # fail before the load starts if it is not there
     return kill
 
 
 def find_shard_actor(ray, shard: int, namespace: str | None):
-    """The named actor serving shard ``shard``: the name of
-    :func:`lsr.distributed.search.shard_actor_name` where it exists, else any named actor whose name
-    says ``shard`` and ends in the shard's number."""
+    """``(name, handle)`` of the named actor serving shard ``shard``: the name
+    ``lsr.distributed.search.shard_actor_name(shard)`` gives where that exists, else any named actor
+    whose name says ``shard`` and ends in the shard's number."""
     try:
         from lsr.distributed.search import shard_actor_name   # the Ray searcher's own naming
     except ImportError:
@@ -244,13 +274,13 @@ def find_shard_actor(ray, shard: int, namespace: str | None):
         if namespace is not None and ns != namespace:
             continue
         if shard_actor_name is not None:
-            match = name == shard_actor_name(shard) or name.endswith("/" + shard_actor_name(shard))
+            match = name == shard_actor_name(shard)
         else:
             match = "shard" in name.lower() and re.search(rf"(?<!\d)0*{shard}$", name) is not None
         if match:
-            return ray.get_actor(name, namespace=ns)
-    raise SystemExit(f"load_test: no Ray actor for shard {shard} among the named actors "
-                     f"{sorted(a['name'] for a in named)}")
+            return name, ray.get_actor(name, namespace=ns)
+    raise SystemExit(f"load_test: no named Ray actor for shard {shard} among {sorted(a['name'] for a in named)}; "
+                     "--kill-shard any kills an unnamed shard actor's process instead")
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -291,7 +321,8 @@ def parse_args(argv=None):
     p.add_argument("--requests", type=int, help="requests per level instead of --duration")
     p.add_argument("--warmup", type=int, default=50, help="uncounted requests before each level (default 50)")
     p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds (default 30)")
-    p.add_argument("--kill-shard", type=int, metavar="N", help="kill shard N's Ray actor during each level")
+    p.add_argument("--kill-shard", metavar="N|any", help="kill the Ray actor of shard N (a named actor), or any "
+                        "one shard actor's process (any), during each level")
     p.add_argument("--kill-after", type=float, default=5.0, help="seconds into the level (default 5)")
     p.add_argument("--ray-namespace", help="namespace of the shard actors (default: search all)")
     p.add_argument("--out", help="write the report as JSON here")
@@ -316,7 +347,7 @@ def main(argv=None) -> int:
 
             ray = _ray
             if args.ray == "local":
-                ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False)
+                ray.init(num_cpus=args.ray_cpus, log_to_driver=False)   # the dashboard: the state API of --kill-shard any
             else:
                 ray.init(address=args.ray, log_to_driver=False)
         url = args.url
@@ -330,7 +361,7 @@ def main(argv=None) -> int:
                 argv += ["--config", args.serve_config]
             child = ChildServer(argv)
             url = child.url
-        kill = shard_actor_killer(args.kill_shard, args.ray_namespace) if args.kill_shard is not None else None
+        kill = shard_actor_killer(ray, args.kill_shard, args.ray_namespace) if args.kill_shard is not None else None
         rows = []
         for c in args.concurrency:
             if args.warmup:

@@ -398,34 +398,40 @@ def test_text_queries_through_the_recorded_encoder(scifact_splade_index, tmp_pat
 
 
 @pytest.mark.slow
-def test_ray_serve_deployment_answers_the_same(ray_local, vec_index, tmp_path):
-    """The same app deployed on Ray Serve (``--ray ADDRESS``, joining the session's local Ray)."""
+@pytest.mark.parametrize("kind", ["plain", "sharded"])
+def test_ray_serve_deployment_answers_the_same(ray_local, kind, request, vec_index, tmp_path):
+    """The same app deployed on Ray Serve (``--ray ADDRESS``, joining the session's local Ray): a plain
+    Searcher in the replica, or for a sharded index RayShardedSearcher's shard actors."""
     from ray import serve
 
+    index = vec_index if kind == "plain" else request.getfixturevalue("sharded_index")
     address = ray_local.get_runtime_context().gcs_address
     with socket.socket() as sk:
         sk.bind(("127.0.0.1", 0))
         port = sk.getsockname()[1]
     cfg = tmp_path / "serve.yaml"
     cfg.write_text("ray_replica_cpus: 0.5\nray_app_name: lsr-test\n")
-    before = tree_checksums(vec_index)
-    s = Server(["-i", str(vec_index), "--ray", address, "--port", str(port), "--config", str(cfg)],
+    before = tree_checksums(index)
+    s = Server(["-i", str(index), "--ray", address, "--port", str(port), "--config", str(cfg)],
                tmp_path / "serve.err", timeout=240)
     try:
         assert s.url == f"http://127.0.0.1:{port}"
         searcher = lsr.Searcher(vec_index)
         for i, q in enumerate(_queries(8, seed=7)):
-            r = s.post({"query": q, "k": 10})
+            k = (10, 1000)[i % 2]
+            r = s.post({"query": q, "k": k})
             assert r.status_code == 200, r.text
-            assert r.json()["hits"] == _hits(searcher.search(q, k=10))
+            assert r.json()["hits"] == _hits(searcher.search(q, k=k))
+            if kind == "sharded":
+                assert r.json()["shards"] == {"total": 3, "answered": [0, 1, 2], "missing": []}
         r = s.post({"query": {"t1": 1}, "k": 0})
         assert r.status_code == 422 and "k must be a positive integer" in r.json()["error"]
-        assert httpx.get(s.url + "/info").json() == json.loads((vec_index / "manifest.json").read_text())
+        assert httpx.get(s.url + "/info").json() == json.loads((index / "manifest.json").read_text())
     finally:
         rc = s.stop()
         serve.shutdown()
     assert rc == 0
-    assert tree_checksums(vec_index) == before
+    assert tree_checksums(index) == before
 
 
 @pytest.fixture(scope="module")
@@ -462,3 +468,33 @@ def test_rerank_equals_the_python_pipeline(text_index, tmp_path):
         assert r.status_code == 400 and r.json() == {"error": "query '0': a pipeline with a reranker takes text queries"}
     finally:
         assert s.stop() == 0
+
+
+# ------------------------------------------------------------------------------------------ load test
+def test_load_test_script_runs_against_a_child_server(vec_index, tmp_path):
+    from benchmarks import load_test
+
+    out = tmp_path / "load.json"
+    assert load_test.main(["--index", str(vec_index), "--requests", "40", "--concurrency", "1", "4",
+                           "--warmup", "4", "--random-queries", "50", "--out", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert [r["concurrency"] for r in rep["levels"]] == [1, 4]
+    for r in rep["levels"]:
+        assert r["requests"] == r["ok"] == 40 and r["errors"] == 0 and r["qps"] > 0
+        assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
+
+
+def test_fault_report_counts_failures_and_recovery():
+    from benchmarks.load_test import Level, Sample, fault_report
+
+    lv = Level(2, kill_at=1.0)
+    lv.samples = [Sample(0.5, 0.6, 200, True), Sample(0.9, 1.2, 503, False), Sample(1.1, 1.3, 0, False),
+                  Sample(1.3, 1.35, 200, True), Sample(1.35, 1.5, 503, False), Sample(1.5, 1.8, 200, True),
+                  Sample(1.6, 1.7, 200, True)]
+    rep = fault_report(lv)
+    assert rep["failed_after_kill"] == 3 and rep["incomplete_503"] == 2 and rep["no_response"] == 1
+    assert rep["first_failure_s"] == 0.2 and rep["last_failure_s"] == 0.5
+    assert rep["recovery_s"] == 0.7      # the first complete answer to a request sent after 1.35 ends at 1.7
+    lv.samples = [Sample(0.9, 2.4, 200, True), Sample(1.1, 1.2, 200, True)]
+    rep = fault_report(lv)               # no failure: retried on the restarted actor, answered at 2.4
+    assert rep["failed_after_kill"] == 0 and rep["recovery_s"] == 1.4 and rep["max_latency_ms_in_5s_after_kill"] == 1500.0

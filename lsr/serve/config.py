@@ -58,6 +58,8 @@ class ServeConfig(_Config):
     * ``ray_app_name`` (default ``lsr``): the Serve application's name.
     * ``ray_replicas`` (default 1): replicas of the deployment.
     * ``ray_replica_cpus`` (default 1.0): CPUs Ray reserves for each replica.
+    * ``ray_shards_per_actor`` (default 1): for a sharded index, consecutive shards each shard actor
+      of a replica's :class:`~lsr.distributed.search.RayShardedSearcher` opens.
     """
 
     _nested: ClassVar[dict[str, type]] = {"search": SearchConfig}
@@ -79,6 +81,7 @@ class ServeConfig(_Config):
     ray_app_name: str = "lsr"
     ray_replicas: int = 1
     ray_replica_cpus: float = 1.0
+    ray_shards_per_actor: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host.strip():
@@ -110,6 +113,7 @@ class ServeConfig(_Config):
             raise InputError(f"ray_app_name must be a non-empty name, got {self.ray_app_name!r}")
         _int_at_least("ray_replicas", self.ray_replicas, 1)
         _number_in("ray_replica_cpus", self.ray_replica_cpus, 0, float("inf"))
+        _int_at_least("ray_shards_per_actor", self.ray_shards_per_actor, 1)
 
     def with_overrides(self, **overrides: Any) -> "ServeConfig":
         """A copy with the given settings replaced (``None`` values are skipped), validated again."""

@@ -31,19 +31,28 @@ def open_searcher(index: Any, config: ServeConfig, verify: bool = True, ray: boo
 
     search = config.search.with_overrides(threads=1)
     if ray and isinstance(index, (str, os.PathLike)):
-        from lsr.index.sharded import is_sharded
+        from lsr.index.sharded import is_sharded, read_sharded_manifest
 
         if is_sharded(index):
-            from lsr.distributed.search import RayShardedSearcher
+            from lsr.distributed.search import RayShardedSearcher, ShardActorsConfig
 
-            return RayShardedSearcher(os.fspath(index), search)
+            path = os.path.abspath(os.fspath(index))
+            info = read_sharded_manifest(path).get("encoder")
+            return RayShardedSearcher(path, search, actors=ShardActorsConfig(
+                                          shards_per_actor=config.ray_shards_per_actor, verify=verify),
+                                      query_encoder=_query_encoder(info, config), verify=verify)
     ix = Index.from_pretrained(index, verify=verify) if isinstance(index, (str, os.PathLike)) else index
-    encoder = None
-    if ix.encoder:
-        from lsr.encoders import load_query_encoder
+    return Searcher(ix, search, query_encoder=_query_encoder(ix.encoder, config))
 
-        encoder = load_query_encoder(ix.encoder, threads=config.encoder_threads)
-    return Searcher(ix, search, query_encoder=encoder)
+
+def _query_encoder(info: dict | None, config: ServeConfig):
+    """The recorded query encoder ``info`` describes, running ``config.encoder_threads`` torch threads
+    per call (None without one)."""
+    if not info:
+        return None
+    from lsr.encoders import load_query_encoder
+
+    return load_query_encoder(info, threads=config.encoder_threads)
 
 
 def load_serve_reranker(spec: Any, settings: dict | None = None):
