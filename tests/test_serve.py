@@ -498,3 +498,28 @@ def test_fault_report_counts_failures_and_recovery():
     lv.samples = [Sample(0.9, 2.4, 200, True), Sample(1.1, 1.2, 200, True)]
     rep = fault_report(lv)               # no failure: retried on the restarted actor, answered at 2.4
     assert rep["failed_after_kill"] == 0 and rep["recovery_s"] == 1.4 and rep["max_latency_ms_in_5s_after_kill"] == 1500.0
+
+
+def test_searcher_failures_are_json_errors(vec_index):
+    from fastapi.testclient import TestClient
+
+    from lsr.index.sharded import ShardStatus, ShardsUnavailable
+    from lsr.serve import create_app
+
+    class Broken:
+        def __init__(self, exc):
+            self.index, self.exc = lsr.Index.open(vec_index), exc
+
+        def search(self, *a, **kw):
+            raise self.exc
+
+    with TestClient(create_app(Broken(RuntimeError("disk on fire\nsecond line"))),
+                    raise_server_exceptions=False) as client:
+        r = client.post("/search", json={"query": {"t1": 1}})
+        assert r.status_code == 500 and r.json() == {"error": "internal error: RuntimeError: disk on fire"}
+    down = ShardsUnavailable(ShardStatus(2, (0,), (1,)))
+    with TestClient(create_app(Broken(down))) as client:
+        r = client.post("/search", json={"query": {"t1": 1}})
+        assert r.status_code == 503
+        assert r.json() == {"error": str(down), "complete": False,
+                            "shards": {"total": 2, "answered": [0], "missing": [1]}}

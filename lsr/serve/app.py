@@ -14,10 +14,11 @@ Endpoints (none writes anything; the index is opened read-only):
 Text queries go through the searcher (:meth:`lsr.index.search.Searcher.search`), which encodes them
 with the index's recorded query encoder. Errors are JSON ``{"error": "one line"}``: 400 for malformed
 JSON and for queries lsr refuses (e.g. a text query on an index that records no encoder), 413 for a
-body over :attr:`ServeConfig.max_request_bytes` (refused before it is parsed), 422 for a body of the
-wrong shape or over a limit, 404/405 for unknown paths and methods. Search endpoints are plain
-``def`` functions, which FastAPI runs in its thread pool, so a running search never blocks the event
-loop (``/health`` answers meanwhile); each request searches on its own thread only.
+body over :attr:`ServeConfig.max_request_bytes` (refused before it is parsed), 415 for a body not sent
+as JSON, 422 for a body of the wrong shape or over a limit, 404/405 for unknown paths and methods, 500
+(with the exception's first line) for a failure of the server itself. A search runs on a worker
+thread, at most :attr:`ServeConfig.search_threads` at once, so it never blocks the event loop
+(``/health`` answers meanwhile); each request searches on its own thread only.
 """
 
 from __future__ import annotations
@@ -248,7 +249,15 @@ def create_app(searcher: Any, reranker: Any = None, config: ServeConfig | None =
 
     @app.exception_handler(LsrError)
     async def _lsr(request, exc):
+        status = getattr(exc, "status", None)
+        if status is not None and hasattr(status, "missing"):   # ShardsUnavailable: no hits, shards named
+            return error(503, str(exc), complete=False, shards=shard_status_dict(status))
         return error(400, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _internal(request, exc):   # answered as JSON; the traceback goes to the server's log
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return error(500, f"internal error: {type(exc).__name__}{': ' + first if first else ''}")
 
     @app.get("/health")
     def health() -> dict:
