@@ -93,7 +93,8 @@ def merge_topk(docs: Sequence[np.ndarray], scores: Sequence[np.ndarray], counts:
     """Merge per-shard top-k lists into one top k per query.
 
     Part ``i`` gives ``docs[i]`` (global doc numbers, [nq, k_i]), ``scores[i]`` ([nq, k_i]) and
-    ``counts[i]`` ([nq]: query q's hits are the first ``counts[i][q]`` columns). Returns ``(docs
+    ``counts[i]`` ([nq]: query q's hits are the first ``counts[i][q]`` columns, in rank order as a
+    searcher returns them: score descending, ties by ascending doc number). Returns ``(docs
     int64[nq, k], scores[nq, k], counts int64[nq])``: per query the ``k`` best of all parts' hits,
     score descending, ties by ascending doc number; columns past ``counts[q]`` are 0. Scores keep the
     parts' dtype (their common type).
@@ -101,6 +102,15 @@ def merge_topk(docs: Sequence[np.ndarray], scores: Sequence[np.ndarray], counts:
     if not len(docs) or not (len(docs) == len(scores) == len(counts)):
         raise ValueError("merge_topk: one docs, scores and counts array per part, at least one part")
     parts = [(np.asarray(x, np.int64), np.asarray(y), np.asarray(c, np.int64)) for x, y, c in zip(docs, scores, counts)]
+    if len(parts) == 1:   # one part: already in order; cut to k, zeros past the counts
+        d, s, c = parts[0]
+        c = np.minimum(c, k)
+        keep = np.arange(min(k, d.shape[1]))[None, :] < c[:, None]
+        d = np.where(keep, d[:, :k], 0)
+        s = np.where(keep, s[:, :k], np.zeros(1, s.dtype))
+        if d.shape[1] < k:
+            d, s = np.pad(d, ((0, 0), (0, k - d.shape[1]))), np.pad(s, ((0, 0), (0, k - s.shape[1])))
+        return d, s, c
     d = np.concatenate([x for x, _, _ in parts], axis=1)
     s = np.concatenate([y for _, y, _ in parts], axis=1)
     valid = np.concatenate([np.arange(x.shape[1])[None, :] < c[:, None] for x, _, c in parts], axis=1)
@@ -345,6 +355,8 @@ class ShardedIndex(ShardedLayout):
     def doc_ids(self, docs: Sequence[int] | np.ndarray) -> list[str]:
         """External ids of global doc numbers."""
         which, docs = self._split(docs)
+        if self.num_shards == 1:
+            return self.shards[0].doc_ids(docs)
         out: list[str] = [""] * len(docs)
         for i in np.unique(which):
             pos = np.flatnonzero(which == i)

@@ -148,6 +148,8 @@ def test_merge_topk_against_a_plain_sort():
                 local = np.sort(rng.choice(n_docs, c[q], replace=False))
                 vals = rng.integers(1, 4, c[q])   # few values: many ties
                 sc = (vals / 4).astype(np.float32) if is_float else vals.astype(np.int32)
+                rank = np.lexsort((local, -sc.astype(np.float64)))   # each part in rank order, as searchers give it
+                local, sc = local[rank], sc[rank]
                 d[q, :c[q]] = local
                 s[q, :c[q]] = sc
                 d[q, c[q]:] = 999   # garbage past the count
