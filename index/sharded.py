@@ -33,10 +33,9 @@ import datetime as _dt
 import os
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 

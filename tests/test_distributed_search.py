@@ -54,6 +54,7 @@ def test_ray_search_equals_unsharded_for_every_exact_algorithm(ray_local, indexe
             _same(rs.search(q, k=10, query_id=qid), lsr.Searcher(ix, algorithm=algo).search(q, k=10, query_id=qid))
         got, status = rs.search_batch_with_status(queries, k=10)
         assert status == ShardStatus(3, (0, 1, 2), ()) and status.complete
+        _same(got, lsr.Searcher(ix, algorithm=EXACT[-1]).search_batch(queries, k=10))
 
 
 def test_a_killed_actor_restarts_and_one_that_stays_down_is_named(ray_local, indexes):

@@ -102,7 +102,8 @@ def test_layout_and_manifest(quantised):
     sh = sharded[3]
     root = sh.path
     assert sorted(os.listdir(root)) == ["manifest.json", "shard-00000", "shard-00001", "shard-00002"]
-    m = json.load(open(os.path.join(root, "manifest.json")))
+    with open(os.path.join(root, "manifest.json"), encoding="utf-8") as f:
+        m = json.load(f)
     assert m["format"] == "lsr-sharded-index" and m["format_version"] == 1
     assert m["counts"]["documents"] == ix.num_documents and m["counts"]["postings"] == ix.num_postings
     assert m["quantization"] == ix.quantization and m["encoder"] == ix.encoder
@@ -178,7 +179,7 @@ def test_approx_runs_on_shards(quantised):
 def test_bad_sharded_indexes(quantised, tmp_path):
     import shutil
 
-    ix, sharded = quantised
+    _, sharded = quantised
     src = sharded[3].path
 
     def copy(name):

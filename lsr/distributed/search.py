@@ -35,6 +35,8 @@ from lsr.config import SearchConfig
 from lsr.errors import InputError, LsrError
 from lsr.results import Results
 
+from lsr.index.sharded import ShardStatus
+
 from . import import_ray
 
 
@@ -235,7 +237,7 @@ class RayShardedSearcher:
         return self._scatter(p, k, threads, single)
 
     def search_batch_with_status(self, queries, k: int | None = None,
-                                 threads: int | None = None) -> tuple[Results, "ShardStatus"]:  # noqa: F821
+                                 threads: int | None = None) -> tuple[Results, ShardStatus]:
         """The top k of every query over the shards that answered, and which answered: with
         ``status.complete`` false the hits are the top k of the answered shards only."""
         results, status, _ = self._run(queries, k, threads, single=False)
