@@ -25,8 +25,11 @@ input (path, size, mtime), encoder description, device, chunk size, limit and
 expansion field; anything else is refused with the name of what differs
 (``--threads``, ``--batch-size`` and ``--part-size`` may change).
 
-:class:`ResumableParts` and :func:`iter_chunks` are shared with the one-step
-indexer (:mod:`lsr.index.text_index`), which keeps CSR parts the same way.
+:class:`ResumableParts`, :func:`iter_chunks` and :func:`encode_chunks` are shared
+with the one-step indexer (:mod:`lsr.index.text_index`), which keeps CSR parts
+the same way. With ``ray`` the chunks are encoded on a Ray actor pool instead
+(:mod:`lsr.distributed.encode`, which yields what :func:`encode_chunks` yields,
+in the same order); the writing and resuming here are the same.
 """
 
 from __future__ import annotations

@@ -27,6 +27,10 @@ encoder's identity and settings, and the runtime it ran with). A part reaches di
 minute of encoding; an interrupted encode continues where it stopped when the same command is run
 again. `lsr index --encoder ENCODER --corpus SRC -o DIR` encodes and indexes in one step.
 
+On Ray: --ray [ADDRESS] encodes the documents on a Ray actor pool (--ray-actors N, one model per
+actor, --threads per actor, default 1; one GPU each with --device cuda) and writes the same parts in
+the same order; see docs/encoders.md, "Encoding on Ray".
+
 Threads: by default torch runs as many threads as there are free CPUs, chosen when encoding starts
 and again every few seconds (a busy machine gets fewer threads than it has CPUs: threads that wait
 for a CPU slow the others down).
@@ -39,6 +43,7 @@ examples:
   lsr encode splade-tiny --model-path models/splade-tiny --corpus corpus.jsonl --output vectors/
   lsr encode configs/encoders/splade-tiny.yaml --corpus irds:beir/scifact --output sf/ \\
       --queries irds:beir/scifact/test --queries-output sf-queries.jsonl
+  lsr encode splade-v3 --corpus corpus.jsonl --output vectors/ --ray --ray-actors 2
 """
 
 

@@ -106,7 +106,7 @@ def connect(address: str | None = None):
                 pass
         except OSError as e:
             raise InputError(f"cannot reach a Ray cluster at {address} ({e.strerror or e})") from None
-    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address is None:
         kwargs["include_dashboard"] = False
     try:
@@ -243,8 +243,11 @@ def _ray_cause(e: BaseException) -> LsrError | None:
 
 @contextlib.contextmanager
 def _data_context(ray):
-    """Ray Data's settings for one encode: order preserved, no Ray progress bars or INFO lines
-    (lsr draws its own progress); the previous settings come back afterwards."""
+    """Ray Data's settings for one encode: order preserved, no Ray progress bars, INFO lines or warning
+    that a small corpus leaves actors idle (lsr draws its own progress); the previous settings come back
+    afterwards."""
+    import warnings
+
     ctx = ray.data.DataContext.get_current()
     saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start)
     log = logging.getLogger("ray.data")
@@ -254,7 +257,9 @@ def _data_context(ray):
     ctx.print_on_execution_start = False
     log.setLevel(logging.ERROR)
     try:
-        yield ctx
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
+            yield ctx
     finally:
         ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start = saved
         log.setLevel(level)
