@@ -283,6 +283,14 @@ def test_bad_input_is_one_error_line(tmp_path, vec_index):
     assert r.returncode == 2 and r.stderr.startswith("lsr: error: ServeConfig: unknown setting(s) max_kk")
     r = _cli(["-i", str(vec_index), "--port", "70000"])
     assert r.returncode == 2 and "--port: expected a port number in [0, 65535], got '70000'" in r.stderr
+    r = _cli(["-i", str(vec_index), "--ray", "--port", "0"])
+    assert r.returncode == 2 and r.stderr == "lsr: error: lsr serve --ray needs a fixed port (Ray Serve's HTTP proxy), not 0\n"
+    with socket.socket() as closed:   # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        free = closed.getsockname()[1]
+    r = _cli(["-i", str(vec_index), "--ray", f"127.0.0.1:{free}", "--port", "8799"])
+    assert r.returncode == 2 and r.stderr.startswith(f"lsr: error: cannot reach Ray at 127.0.0.1:{free}: ")
+    assert r.stderr.count("\n") == 1
     r = _cli(["-i", str(vec_index), "--depth", "5"])
     assert r.returncode == 2 and r.stderr == "lsr: error: --rerank-set and --depth go with --rerank\n"
     busy = socket.socket()

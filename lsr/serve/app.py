@@ -68,8 +68,8 @@ def _count(name: str, v: Any, limit: int) -> int:
 
 
 def parse_search_request(body: Any, config: ServeConfig, reranks: bool) -> tuple[str, Any, int, int | None]:
-    """``(query_id, query, k, rerank_depth)`` of a ``/search`` body, or :class:`_BadRequest` (422)
-    saying what is wrong with it."""
+    """``(query_id, query, k, rerank_depth)`` of a ``/search`` body, or :class:`_BadRequest` saying
+    what is wrong with it (415: not JSON; 422: the wrong shape, types or values, or over a limit)."""
     from lsr.io import check_vector
 
     if isinstance(body, (bytes, bytearray)):

@@ -70,6 +70,8 @@ def run_ray(index: Any, config: ServeConfig, reranker: Any, reranker_settings: d
     Index.open(path, verify=verify)   # a missing or damaged index is an error here, not in a replica
     ray, serve = _ray()
     started = not ray.is_initialized()
+    if started and address != LOCAL_RAY:
+        _check_reachable(address)
     if started:
         try:
             ray.init(address=None if address == LOCAL_RAY else address, configure_logging=False)
@@ -99,6 +101,20 @@ def run_ray(index: Any, config: ServeConfig, reranker: Any, reranker_settings: d
             pass
         if started:
             ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """A ``HOST:PORT`` Ray address must accept a TCP connection within 5 s (Ray itself retries an
+    unreachable one for minutes); other forms (``auto``, ``ray://...``) are left to Ray."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "/" in address:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise LsrError(f"cannot reach Ray at {address}: {e.strerror or e}") from None
 
 
 __all__ = ["deployment", "run_ray", "DEPLOYMENT_NAME"]
