@@ -31,7 +31,9 @@ as it is; otherwise ``address=None`` starts a local one (``ray.init()``) and an
 address connects to that cluster (``ray.init(address=...)``) after a short TCP
 check, so an unreachable address fails in seconds rather than after Ray's
 minute of retries. A Ray instance started here stays up for the rest of the
-process (``ray.shutdown()`` ends it).
+process (``ray.shutdown()`` ends it). ``ray.init`` replaces the process's SIGTERM
+handler; the one in place before is put back (so ``lsr`` still exits cleanly on
+SIGTERM, keeping the finished parts).
 
 Errors: an :class:`~lsr.errors.LsrError` raised while reading the corpus or
 encoding a chunk (a malformed record, a duplicate id, a model that does not
@@ -43,7 +45,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -109,11 +113,16 @@ def connect(address: str | None = None):
     kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address is None:
         kwargs["include_dashboard"] = False
+    main = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if main else None
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
         msg = " ".join(str(e).split()) or type(e).__name__
         raise InputError(f"cannot connect to Ray at {address or 'a new local instance'}: {msg}") from None
+    finally:
+        if sigterm is not None:   # ray.init installs its own SIGTERM handler: the caller's comes back
+            signal.signal(signal.SIGTERM, sigterm)
     return ray
 
 
