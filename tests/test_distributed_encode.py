@@ -121,6 +121,33 @@ def test_cli_bad_address(corpus, splade_tiny, tmp_path):
     assert not (tmp_path / "v").exists() and not (tmp_path / "ix").exists()
 
 
+def test_actor_rows_round_trip(corpus, splade_tiny):
+    """EncodeActor (called in this process) returns each chunk as encode_documents_sparse gives it, and an
+    encoder that cannot load as an error row with the LsrError's message."""
+    import pyarrow as pa
+
+    from lsr.distributed.encode import EncodeActor
+    from lsr.encoders import RuntimeConfig, load_encoder
+
+    enc = load_encoder("splade-tiny", model_path=str(splade_tiny), threads=1)
+    docs = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines()[:10]]
+    texts = [f"{d['title']} {d['text']}" for d in docs] + ["   "]
+    ids = [d["_id"] for d in docs] + ["blank"]
+    table = pa.table({"ids": [ids[:6], ids[6:]], "texts": [texts[:6], texts[6:]],
+                      "expansions": [[None] * 6, [None] * 5]})
+    out = EncodeActor(enc.config, RuntimeConfig(threads=1), 4, True)(table).to_pylist()
+    assert [r["ids"] for r in out] == [ids[:6], ids[6:]] and out[1]["texts"] == texts[6:]
+    assert [r["error"] for r in out] == ["", ""] and out[1]["empty"] == 1
+    for r, part in zip(out, (texts[:6], texts[6:])):
+        ref = enc.encode_documents_sparse(part, batch_size=4)
+        assert np.array_equal(np.frombuffer(r["indptr"], np.int64), ref.indptr)
+        assert np.array_equal(np.frombuffer(r["tok"], np.int32), ref.ids)
+        assert np.array_equal(np.frombuffer(r["weights"], np.float32), ref.weights)
+        assert r["token_ids"] and r["vocab_size"] == len(ref.terms)
+    bad = EncodeActor(enc.config, RuntimeConfig(device="cuda", threads=1), 4, False)(table).to_pylist()
+    assert all(r["error"] and "cuda" in r["error"] and not r["error_input"] for r in bad)
+
+
 # --- on the session's local Ray ------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -233,3 +260,18 @@ def test_cli_ray_sigterm_keeps_parts(ray_local, corpus, splade_tiny, local_encod
     assert r.returncode == 0 and "resumed after" in r.stderr, r.stderr
     # part sizes differ from the reference's (16 vs 64 documents), the vectors do not
     _same_vectors(_read_parts(local_encode), _read_parts(tmp_path / "v"))
+
+
+@pytest.mark.slow
+def test_pool_must_fit_the_cluster(ray_local, splade_tiny, corpus, tmp_path):
+    """The session's Ray has 2 CPUs and no GPU: pools that cannot run are refused before anything is written."""
+    from lsr.distributed.encode import RayEncodeConfig, driver_encoder
+    from lsr.encoders import encode_corpus
+
+    for device, threads, actors, msg in (("cuda", None, None, "no GPUs"), ("cuda:1", None, None, "give 'cuda'"),
+                                         ("cpu", 1, 3, "need 3 CPUs; the cluster has 2"),
+                                         ("cpu", 3, None, "3 threads per Ray actor")):
+        enc = driver_encoder("splade-tiny", model_path=str(splade_tiny), device=device, threads=threads)
+        with pytest.raises(InputError, match=msg):
+            encode_corpus(enc, str(corpus), str(tmp_path / "v"), ray=RayEncodeConfig(actors=actors))
+    assert not (tmp_path / "v").exists()
