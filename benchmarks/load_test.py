@@ -84,7 +84,8 @@ class ChildServer:
     def __init__(self, argv: list[str], timeout: float = 600.0):
         import httpx
 
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="lsr-serve-", suffix=".log", delete=False)
+        # the child's stderr, kept after the run (its path is printed when the server fails)
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="lsr-serve-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-m", "lsr", "serve", *argv], stdout=subprocess.DEVNULL,
                                      stderr=self.log, cwd=ROOT)
         deadline = time.monotonic() + timeout
@@ -237,7 +238,7 @@ def shard_actor_killer(ray, target: str, namespace: str | None):
             acts = list_actors(address=address, filters=[("class_name", "=", "ShardWorker"), ("state", "=", "ALIVE")])
             if not acts:
                 raise SystemExit("load_test: no live ShardWorker actor to kill (is the index sharded, served with --ray?)")
-            return sorted(acts, key=lambda a: a.actor_id)[0]
+            return min(acts, key=lambda a: a.actor_id)
 
         live()   # fail before the load starts if there is none
 
@@ -263,7 +264,9 @@ def find_shard_actor(ray, shard: int, namespace: str | None):
     ``lsr.distributed.search.shard_actor_name(shard)`` gives where that exists, else any named actor
     whose name says ``shard`` and ends in the shard's number."""
     try:
-        from lsr.distributed.search import shard_actor_name   # the Ray searcher's own naming
+        from lsr.distributed.search import (
+            shard_actor_name,  # the Ray searcher's own naming
+        )
     except ImportError:
         shard_actor_name = None
     from ray.util import list_named_actors
@@ -288,7 +291,7 @@ def table(rows: list[dict]) -> str:
     head = f"{'conc':>5} {'requests':>9} {'ok':>8} {'errors':>7} {'QPS':>9} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        f = lambda v: f"{v:9.2f}" if v is not None else f"{'-':>9}"   # noqa: E731
+        f = lambda v: f"{v:9.2f}" if v is not None else f"{'-':>9}"
         lines.append(f"{r['concurrency']:>5} {r['requests']:>9} {r['ok']:>8} {r['errors']:>7} {r['qps']:>9.1f} "
                      f"{f(r['p50_ms'])} {f(r['p99_ms'])} {f(r['max_ms'])}")
         if r["error_kinds"]:
@@ -395,7 +398,7 @@ def main(argv=None) -> int:
                     from ray import serve
 
                     serve.shutdown()
-                except Exception:   # noqa: BLE001
+                except Exception:   # noqa: BLE001, S110  (Serve never started: nothing to stop)
                     pass
             ray.shutdown()
     return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import random
 import re
 import signal
@@ -62,7 +61,7 @@ class Server:
     def __init__(self, args: list[str], log: Path, timeout: float = 180.0):
         self.log = log
         self.proc = subprocess.Popen([sys.executable, "-m", "lsr", "serve", *args], stdout=subprocess.DEVNULL,
-                                     stderr=open(log, "w"), cwd=ROOT)
+                                     stderr=open(log, "w"), cwd=ROOT)  # noqa: SIM115  (the child's log)
         deadline = time.monotonic() + timeout
         self.url = None
         while time.monotonic() < deadline:
@@ -268,7 +267,7 @@ def test_index_unchanged_and_graceful_stop(server, vec_index):
 # ------------------------------------------------------------------------------------------ CLI errors
 def _cli(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lsr", "serve", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+                          cwd=ROOT, timeout=120, check=False)
 
 
 def test_bad_input_is_one_error_line(tmp_path, vec_index):
@@ -301,7 +300,7 @@ def test_bad_input_is_one_error_line(tmp_path, vec_index):
     finally:
         busy.close()
     assert r.returncode == 2 and r.stderr.count("\n") == 1
-    assert r.stderr.startswith(f"lsr: error: cannot listen on 127.0.0.1:") and "in use" in r.stderr
+    assert r.stderr.startswith("lsr: error: cannot listen on 127.0.0.1:") and "in use" in r.stderr
 
 
 def test_config_validation():
@@ -510,8 +509,8 @@ def test_fault_report_counts_failures_and_recovery():
 
 def test_searcher_failures_are_json_errors(vec_index):
     from fastapi.testclient import TestClient
-
     from lsr.index.sharded import ShardStatus, ShardsUnavailable
+
     from lsr.serve import create_app
 
     class Broken:

@@ -272,7 +272,7 @@ def create_app(searcher: Any, reranker: Any = None, config: ServeConfig | None =
     limiter = anyio.CapacityLimiter(config.search_threads or _usable_cpus())
 
     @app.post("/search")
-    async def search(body: Any = fastapi.Body(None)) -> Response:
+    async def search(body: Any = fastapi.Body(None)) -> Response:   # noqa: B008  (FastAPI's way to take the body)
         # the search runs on a worker thread (the event loop keeps answering), at most search_threads at once
         return await anyio.to_thread.run_sync(answer, body, limiter=limiter)
 

@@ -115,11 +115,11 @@ class ServeConfig(_Config):
         _number_in("ray_replica_cpus", self.ray_replica_cpus, 0, float("inf"))
         _int_at_least("ray_shards_per_actor", self.ray_shards_per_actor, 1)
 
-    def with_overrides(self, **overrides: Any) -> "ServeConfig":
+    def with_overrides(self, **overrides: Any) -> ServeConfig:
         """A copy with the given settings replaced (``None`` values are skipped), validated again."""
         d = self.to_dict()
         d.update({key: val for key, val in overrides.items() if val is not None})
         return type(self).from_dict(d)
 
 
-__all__ = ["ServeConfig", "LOG_LEVELS"]
+__all__ = ["LOG_LEVELS", "ServeConfig"]

@@ -10,7 +10,8 @@ the replica after its constructor). For a sharded index the replica's searcher i
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lsr.errors import InputError, LsrError
 
@@ -36,9 +37,8 @@ def deployment(serve: Any):
 
         def __init__(self, index: str, config: dict, reranker: Any, reranker_settings: dict | None,
                      verify: bool) -> None:
-            from lsr.serve.server import load_serve_reranker, open_searcher
-
             from lsr.serve.config import ServeConfig
+            from lsr.serve.server import load_serve_reranker, open_searcher
 
             self.config = ServeConfig.from_dict(config)
             self.searcher = open_searcher(index, self.config, verify=verify, ray=True)
@@ -86,7 +86,7 @@ def run_ray(index: Any, config: ServeConfig, reranker: Any, reranker_settings: d
         app = dep.bind(path, config.to_dict(), reranker, reranker_settings, False)
         try:
             serve.run(app, name=app_name, route_prefix="/", blocking=False)
-        except Exception as e:   # a replica that failed to start: Ray's error, first line
+        except Exception as e:   # noqa: BLE001  (a replica that failed to start: Ray's error, first line)
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise LsrError(f"the Ray Serve deployment did not start: {first}") from None
         if announce is not None:
@@ -97,7 +97,7 @@ def run_ray(index: Any, config: ServeConfig, reranker: Any, reranker_settings: d
     finally:
         try:
             serve.delete(app_name)
-        except Exception:   # noqa: BLE001  (nothing deployed, or Ray already gone)
+        except Exception:   # noqa: BLE001, S110  (nothing deployed, or Ray already gone)
             pass
         if started:
             ray.shutdown()
@@ -117,4 +117,4 @@ def _check_reachable(address: str) -> None:
         raise LsrError(f"cannot reach Ray at {address}: {e.strerror or e}") from None
 
 
-__all__ = ["deployment", "run_ray", "DEPLOYMENT_NAME"]
+__all__ = ["DEPLOYMENT_NAME", "deployment", "run_ray"]

@@ -11,7 +11,8 @@ import os
 import signal
 import socket
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lsr.errors import InputError, LsrError
 
@@ -160,4 +161,4 @@ def run(index: Any, config: ServeConfig | None = None, reranker: Any = None, rer
     del stops
 
 
-__all__ = ["run", "open_searcher", "load_serve_reranker", "bind_socket", "LOCAL_RAY"]
+__all__ = ["LOCAL_RAY", "bind_socket", "load_serve_reranker", "open_searcher", "run"]
