@@ -391,8 +391,8 @@ def encode_corpus(encoder: Encoder, source: str, output: str, *, batch_size: int
             on_part(len(parts.stats) - 1, parts.totals()["docs"])
 
     with Progress("lsr encode", total, unit="docs", enabled=progress, initial=report.resumed_from) as bar:
-        where = dict(chunk_docs=chunk_docs, skip=report.resumed_from, limit=limit, expansion_field=expansion_field,
-                     progress=bar.update)
+        where = {"chunk_docs": chunk_docs, "skip": report.resumed_from, "limit": limit,
+                 "expansion_field": expansion_field, "progress": bar.update}
         chunks = (encode_chunks(encoder, source, batch_size=batch_size, sparse=False, **where) if on_ray is None
                   else on_ray.chunks(source, **where))
         for ids, _texts, vecs, st in chunks:

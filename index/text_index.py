@@ -283,8 +283,8 @@ def build_index_from_text(corpus: str | os.PathLike, out_dir: str | os.PathLike,
             part = _Part(store_text)
             part_t0 = time.monotonic()
             if not parts.complete:
-                where = dict(chunk_docs=chunk_docs, skip=done["docs"], limit=limit,
-                             expansion_field=expansion_field, progress=bar.update)
+                where = {"chunk_docs": chunk_docs, "skip": done["docs"], "limit": limit,
+                         "expansion_field": expansion_field, "progress": bar.update}
                 chunks = (encode_chunks(encoder, corpus, batch_size=batch_size, **where) if on_ray is None
                           else on_ray.chunks(corpus, keep_text=store_text, **where))
                 for ids, texts, batch, stats in chunks:

@@ -88,7 +88,7 @@ def _host_port(address: str) -> tuple[str, int] | None:
     """(host, port) of a ``host:port`` or ``ray://host:port`` address; None for ``auto``/``local``."""
     if address in _SPECIAL_ADDRESSES:
         return None
-    rest = address[len("ray://"):] if address.startswith("ray://") else address
+    rest = address.removeprefix("ray://")
     if "://" in rest:
         raise InputError(f"Ray address {address!r}: expected 'auto', host:port or ray://host:port")
     host, sep, port = rest.rpartition(":")
