@@ -46,48 +46,20 @@ class PreparedQueries:
     empty: tuple = ()     # ids of the queries with no terms (empty text or vector): no hits
 
 
-class Searcher:
-    """Exact top-k search over an :class:`Index`.
+class QuerySide:
+    """The query side every searcher shares: text encoding, term mapping and weight scaling
+    (:meth:`prepare`), the k check, the warnings and the making of :class:`~lsr.results.Results`.
 
-    ``index`` is an Index or a path. Settings come from ``config`` (a
-    :class:`~lsr.config.SearchConfig`) with keyword overrides, e.g.
-    ``Searcher("idx", k=100, threads=2)``; the planner's settings
-    (:class:`~lsr.config.PlannerConfig`) may be overridden by name too, e.g.
-    ``Searcher("idx", max_k=50)``. The query processor is
-    ``config.algorithm``, dispatched through :data:`lsr.index.processors.PROCESSORS`.
-    Text queries are encoded by the query encoder the index records, or by
-    ``query_encoder``: a loaded encoder (anything with ``encode_queries``) or a spec that
-    :func:`lsr.encoders.load_encoder` loads, e.g. the ``lsr onnx export`` directory of the
-    index's model. A spec is checked against the index's record: the query tokenizer must be the
-    recorded one, and where both name the weights (SHA-256; an ONNX export names those it was
-    exported from) they must agree.
-    ``max_k`` is the largest k at which the ``auto`` planner tries the block-max
-    traversal on this index: ``PlannerConfig.max_k`` scaled to the collection's
-    size (:func:`~lsr.index.processors.scaled_max_k`).
+    A subclass sets ``index`` (anything with the :class:`Index` attributes these use: ``encoder``,
+    ``vocab``, ``terms``, ``is_float``, ``term_max``, ``num_documents``, ``doc_ids``), ``config`` (a
+    :class:`~lsr.config.SearchConfig`) and ``_query_encoder`` (None: the index's recorded one, made on
+    first use). :class:`Searcher`, :class:`~lsr.index.sharded.ShardedSearcher` and
+    :class:`~lsr.distributed.search.RayShardedSearcher` are its subclasses.
     """
 
-    def __new__(cls, index: Any = None, *args: Any, **kwargs: Any):
-        """A sharded index (:mod:`lsr.index.sharded`) gets a :class:`~lsr.index.sharded.ShardedSearcher`."""
-        if cls is Searcher and not isinstance(index, Index) and index is not None:
-            from .sharded import ShardedLayout, ShardedSearcher, is_sharded
-
-            if isinstance(index, ShardedLayout) or (isinstance(index, (str, os.PathLike)) and is_sharded(index)):
-                return ShardedSearcher(index, *args, **kwargs)
-        return super().__new__(cls)
-
-    def __init__(self, index: Index | str | os.PathLike, config: SearchConfig | None = None,
-                 query_encoder: Any = None, **overrides: Any):
-        self.index = index if isinstance(index, Index) else Index.open(index)
-        cfg = config or SearchConfig()
-        self.config = cfg.with_overrides(**overrides) if overrides else cfg
-        # the single-query path's work buffers: the index's, per thread, so that searchers of one index
-        # (e.g. one per algorithm) share one accumulator instead of each holding its own; a call on
-        # one thread runs to its end before the next, and every kernel leaves its buffers clean
-        self._local = self.index._scratch
-        self._query_encoder = _own_query_encoder(query_encoder, self.index.encoder)
-        self._settings = planner_settings(self.config, self.index.num_documents)
-        self.max_k = self._settings.max_k
-        self._index_arrays: IndexArrays | None = None
+    index: Any
+    config: SearchConfig
+    _query_encoder: Any = None
 
     # ------------------------------------------------------------------ queries
     def _encode_texts(self, texts: list[str]) -> list[dict]:
@@ -207,13 +179,77 @@ class Searcher:
             warnings.warn(f"{p.dropped_terms} query term weight(s) rounded to 0 at query_scale and were ignored",
                           stacklevel=3)
 
-    # ------------------------------------------------------------------ search
     def _check_k(self, k: int | None) -> int:
         k = self.config.k if k is None else k
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"k must be a positive integer, got {k!r}")
         return int(min(k, self.index.num_documents))
 
+    def _results(self, qids: list[str], docs: np.ndarray, scores: np.ndarray, counts: np.ndarray,
+                 names: Mapping[int, str] | None = None) -> Results:
+        """Results from ``docs[q, :counts[q]]`` / ``scores``; doc ids from the index, or from ``names``
+        (doc number -> id) where the caller has them and the index does not (Ray's driver)."""
+        mask = np.arange(docs.shape[1])[None, :] < counts[:, None]
+        flat_docs = docs[mask]
+        flat_scores = scores[mask]
+        ranks = (np.cumsum(mask, axis=1)[mask]).astype(np.int64)
+        q: list[str] = []
+        for qid, c in zip(qids, counts.tolist()):
+            q.extend([qid] * c)
+        ids = self.index.doc_ids(flat_docs) if names is None else [names[d] for d in flat_docs.tolist()]
+        return Results(q, ids, flat_scores, ranks)
+
+    def __rshift__(self, reranker):
+        """``searcher >> reranker``: a :class:`lsr.rerank.Pipeline` with the reranker's default depth."""
+        from lsr.rerank.pipeline import Pipeline
+
+        return Pipeline(self, reranker)
+
+
+class Searcher(QuerySide):
+    """Exact top-k search over an :class:`Index`.
+
+    ``index`` is an Index or a path. Settings come from ``config`` (a
+    :class:`~lsr.config.SearchConfig`) with keyword overrides, e.g.
+    ``Searcher("idx", k=100, threads=2)``; the planner's settings
+    (:class:`~lsr.config.PlannerConfig`) may be overridden by name too, e.g.
+    ``Searcher("idx", max_k=50)``. The query processor is
+    ``config.algorithm``, dispatched through :data:`lsr.index.processors.PROCESSORS`.
+    Text queries are encoded by the query encoder the index records, or by
+    ``query_encoder``: a loaded encoder (anything with ``encode_queries``) or a spec that
+    :func:`lsr.encoders.load_encoder` loads, e.g. the ``lsr onnx export`` directory of the
+    index's model. A spec is checked against the index's record: the query tokenizer must be the
+    recorded one, and where both name the weights (SHA-256; an ONNX export names those it was
+    exported from) they must agree.
+    ``max_k`` is the largest k at which the ``auto`` planner tries the block-max
+    traversal on this index: ``PlannerConfig.max_k`` scaled to the collection's
+    size (:func:`~lsr.index.processors.scaled_max_k`).
+    """
+
+    def __new__(cls, index: Any = None, *args: Any, **kwargs: Any):
+        """A sharded index (:mod:`lsr.index.sharded`) gets a :class:`~lsr.index.sharded.ShardedSearcher`."""
+        if cls is Searcher and not isinstance(index, Index) and index is not None:
+            from .sharded import ShardedLayout, ShardedSearcher, is_sharded
+
+            if isinstance(index, ShardedLayout) or (isinstance(index, (str, os.PathLike)) and is_sharded(index)):
+                return ShardedSearcher(index, *args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(self, index: Index | str | os.PathLike, config: SearchConfig | None = None,
+                 query_encoder: Any = None, **overrides: Any):
+        self.index = index if isinstance(index, Index) else Index.open(index)
+        cfg = config or SearchConfig()
+        self.config = cfg.with_overrides(**overrides) if overrides else cfg
+        # the single-query path's work buffers: the index's, per thread, so that searchers of one index
+        # (e.g. one per algorithm) share one accumulator instead of each holding its own; a call on
+        # one thread runs to its end before the next, and every kernel leaves its buffers clean
+        self._local = self.index._scratch
+        self._query_encoder = _own_query_encoder(query_encoder, self.index.encoder)
+        self._settings = planner_settings(self.config, self.index.num_documents)
+        self.max_k = self._settings.max_k
+        self._index_arrays: IndexArrays | None = None
+
+    # ------------------------------------------------------------------ search
     def _buffer(self, name: str, n: int, dtype) -> np.ndarray:
         """A zeroed per-thread work array, reused by the single-query path."""
         bufs = getattr(self._local, "bufs", None)
@@ -308,22 +344,6 @@ class Searcher:
             for q in np.flatnonzero(counts < 0):   # queries the processor does not take
                 counts[q] = self._run_one(PROCESSORS[proc.fallback], p, int(q), k, out_docs[q], out_scores[q])
         return self._results(p.ids, out_docs, out_scores, counts)
-
-    def _results(self, qids: list[str], docs: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> Results:
-        mask = np.arange(docs.shape[1])[None, :] < counts[:, None]
-        flat_docs = docs[mask]
-        flat_scores = scores[mask]
-        ranks = (np.cumsum(mask, axis=1)[mask]).astype(np.int64)
-        q: list[str] = []
-        for qid, c in zip(qids, counts.tolist()):
-            q.extend([qid] * c)
-        return Results(q, self.index.doc_ids(flat_docs), flat_scores, ranks)
-
-    def __rshift__(self, reranker):
-        """``searcher >> reranker``: a :class:`lsr.rerank.Pipeline` with the reranker's default depth."""
-        from lsr.rerank.pipeline import Pipeline
-
-        return Pipeline(self, reranker)
 
     def warmup(self) -> None:
         """Compile the kernels for this index's dtypes (cached on disk after the first run)."""

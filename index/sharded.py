@@ -48,6 +48,7 @@ from lsr.results import Results
 
 from . import format as fmt
 from .index import Index
+from .search import QuerySide, Searcher, _own_query_encoder, _query_items
 
 FORMAT_NAME = "lsr-sharded-index"
 FORMAT_VERSION = 1
@@ -655,7 +656,7 @@ def search_shards(searchers: Sequence, starts: Sequence[int], p, k: int, threads
     return docs, scores, counts
 
 
-class ShardedSearcher:
+class ShardedSearcher(QuerySide):
     """Exact top-k search over a :class:`ShardedIndex`: queries prepared once (the shards share the
     vocabulary; the score type from every term's largest impact over all shards, as the unsharded
     index decides it), each shard's top k by an ordinary :class:`~lsr.index.Searcher` with the same
@@ -664,59 +665,28 @@ class ShardedSearcher:
 
     def __init__(self, index: ShardedIndex | str | os.PathLike, config: SearchConfig | None = None,
                  query_encoder: Any = None, **overrides: Any):
-        from . import search as _search
-
         self.index = index if isinstance(index, ShardedIndex) else ShardedIndex.open(index)
         cfg = config or SearchConfig()
         self.config = cfg.with_overrides(**overrides) if overrides else cfg
-        own = getattr(_search, "_own_query_encoder", None)
-        if query_encoder is not None and own is None:   # pragma: no cover - older search module
-            raise InputError("query_encoder is not supported by this lsr")
-        self._query_encoder = own(query_encoder, self.index.encoder) if own else None
-        self.searchers = [_search.Searcher(ix, self.config) for ix in self.index.shards]
-
-    # the query side is the ordinary searcher's, over the shared vocabulary and the global term maxima
-    def _encode_texts(self, texts: list[str]) -> list[dict]:
-        from .search import Searcher
-
-        return Searcher._encode_texts(self, texts)
-
-    def prepare(self, queries):
-        """Map terms to ids and weights to the query weight type (:meth:`lsr.index.Searcher.prepare`)."""
-        from .search import Searcher
-
-        return Searcher.prepare(self, queries)
-
-    def _check_k(self, k: int | None) -> int:
-        from .search import Searcher
-
-        return Searcher._check_k(self, k)
-
-    def _results(self, qids, docs, scores, counts) -> Results:
-        from .search import Searcher
-
-        return Searcher._results(self, qids, docs, scores, counts)
+        self._query_encoder = _own_query_encoder(query_encoder, self.index.encoder)
+        self.searchers = [Searcher(ix, self.config) for ix in self.index.shards]
 
     def search(self, query, k: int | None = None, query_id: str = "0") -> Results:
         """Top-k of one query (each shard on the calling thread with its reused work buffers)."""
-        from .search import Searcher
-
         k = self._check_k(k)
         p = self.prepare([(query_id, query)])
-        Searcher._warn(p)
+        self._warn(p)
         docs, scores, counts = merge_topk(*search_shards(self.searchers, self.index.starts, p, k, single=True), k)
         return self._results(p.ids, docs, scores, counts)
 
     def search_batch(self, queries, k: int | None = None, threads: int | None = None) -> Results:
         """Top-k of every query: each shard's batch in parallel over the queries, then the merge."""
-        from .search import Searcher, _query_items
-
         items = _query_items(queries)
         k = self._check_k(k)
         if not items:
             return Results()
         p = self.prepare(items)
-        Searcher._warn(p)
+        self._warn(p)
         docs, scores, counts = merge_topk(*search_shards(self.searchers, self.index.starts, p, k, threads), k)
         return self._results(p.ids, docs, scores, counts)
 
@@ -729,11 +699,6 @@ class ShardedSearcher:
         """Compile the kernels for the shards' dtypes."""
         for s in self.searchers:
             s.warmup()
-
-    def __rshift__(self, reranker):
-        from lsr.rerank.pipeline import Pipeline
-
-        return Pipeline(self, reranker)
 
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ShardStatus", "ShardsUnavailable", "ShardedLayout", "ShardedIndex",

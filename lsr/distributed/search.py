@@ -33,9 +33,9 @@ import numpy as np
 
 from lsr.config import SearchConfig
 from lsr.errors import InputError, LsrError
-from lsr.results import Results
-
+from lsr.index.search import QuerySide, _own_query_encoder
 from lsr.index.sharded import ShardStatus
+from lsr.results import Results
 
 from . import import_ray
 
@@ -119,7 +119,7 @@ class ShardWorker:
         return docs, scores, counts, ids
 
 
-class RayShardedSearcher:
+class RayShardedSearcher(QuerySide):
     """Exact top-k search over a sharded index whose shards are searched by Ray actors (module docstring).
 
     ``path``: a sharded index directory (every node that runs an actor sees it at this path). ``config``
@@ -135,7 +135,6 @@ class RayShardedSearcher:
     def __init__(self, path: str | os.PathLike, config: SearchConfig | None = None,
                  shards_per_actor: int | None = None, *, actors: ShardActorsConfig | None = None,
                  query_encoder: Any = None, verify: bool = True, **overrides: Any):
-        from lsr.index import search as _search
         from lsr.index.sharded import ShardedLayout
 
         ray = import_ray()
@@ -149,7 +148,7 @@ class RayShardedSearcher:
         self.index = ShardedLayout(path, verify=verify)
         cfg = config or SearchConfig()
         self.config = cfg.with_overrides(**overrides) if overrides else cfg
-        self._query_encoder = _search._own_query_encoder(query_encoder, self.index.encoder)
+        self._query_encoder = _own_query_encoder(query_encoder, self.index.encoder)
         n = self.index.num_shards
         step = actors.shards_per_actor
         # actor a holds shards groups[a]
@@ -168,23 +167,6 @@ class RayShardedSearcher:
         except BaseException:
             self.close()
             raise
-
-    # the query side: the ordinary searcher's, over the shared vocabulary and the global term maxima
-    def _encode_texts(self, texts: list[str]) -> list[dict]:
-        from lsr.index.search import Searcher
-
-        return Searcher._encode_texts(self, texts)
-
-    def prepare(self, queries):
-        """Map terms to ids and weights to the query weight type (:meth:`lsr.index.Searcher.prepare`)."""
-        from lsr.index.search import Searcher
-
-        return Searcher.prepare(self, queries)
-
-    def _check_k(self, k: int | None) -> int:
-        from lsr.index.search import Searcher
-
-        return Searcher._check_k(self, k)
 
     @property
     def num_shards(self) -> int:
@@ -213,18 +195,8 @@ class RayShardedSearcher:
             names.update(zip(flat.tolist(), ids))
         return self._results(p.ids, docs, scores.astype(p.score_dtype, copy=False), counts, names), status, errors
 
-    @staticmethod
-    def _results(qids, docs, scores, counts, names: dict[int, str]) -> Results:
-        mask = np.arange(docs.shape[1])[None, :] < counts[:, None]
-        flat = docs[mask]
-        ranks = np.cumsum(mask, axis=1)[mask].astype(np.int64)
-        q: list[str] = []
-        for qid, c in zip(qids, counts.tolist()):
-            q.extend([qid] * c)
-        return Results(q, [names[d] for d in flat.tolist()], scores[mask], ranks)
-
     def _run(self, queries, k: int | None, threads: int | None, single: bool):
-        from lsr.index.search import Searcher, _query_items
+        from lsr.index.search import _query_items
 
         items = _query_items(queries)
         k = self._check_k(k)
@@ -233,7 +205,7 @@ class RayShardedSearcher:
 
             return Results(), ShardStatus(self.num_shards, tuple(range(self.num_shards)), ()), []
         p = self.prepare(items)
-        Searcher._warn(p)
+        self._warn(p)
         return self._scatter(p, k, threads, single)
 
     def search_batch_with_status(self, queries, k: int | None = None,
