@@ -60,6 +60,9 @@ class ServeConfig(_Config):
     * ``ray_replica_cpus`` (default 1.0): CPUs Ray reserves for each replica.
     * ``ray_shards_per_actor`` (default 1): for a sharded index, consecutive shards each shard actor
       of a replica's :class:`~lsr.distributed.search.RayShardedSearcher` opens.
+    * ``ray_max_ongoing_requests`` (default 64): requests Ray Serve hands one replica at once (its
+      ``max_ongoing_requests``). The replica queues them for its ``search_threads``; with Ray's own
+      default (5), requests beyond it wait in Ray's router, which backs off and retries.
     """
 
     _nested: ClassVar[dict[str, type]] = {"search": SearchConfig}
@@ -82,6 +85,7 @@ class ServeConfig(_Config):
     ray_replicas: int = 1
     ray_replica_cpus: float = 1.0
     ray_shards_per_actor: int = 1
+    ray_max_ongoing_requests: int = 64
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host.strip():
@@ -114,6 +118,7 @@ class ServeConfig(_Config):
         _int_at_least("ray_replicas", self.ray_replicas, 1)
         _number_in("ray_replica_cpus", self.ray_replica_cpus, 0, float("inf"))
         _int_at_least("ray_shards_per_actor", self.ray_shards_per_actor, 1)
+        _int_at_least("ray_max_ongoing_requests", self.ray_max_ongoing_requests, 1)
 
     def with_overrides(self, **overrides: Any) -> ServeConfig:
         """A copy with the given settings replaced (``None`` values are skipped), validated again."""

@@ -10,6 +10,7 @@ the replica after its constructor). For a sharded index the replica's searcher i
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -82,6 +83,7 @@ def run_ray(index: Any, config: ServeConfig, reranker: Any, reranker_settings: d
     try:
         serve.start(http_options={"host": config.host, "port": config.port})
         dep = deployment(serve).options(num_replicas=config.ray_replicas,
+                                        max_ongoing_requests=config.ray_max_ongoing_requests,
                                         ray_actor_options={"num_cpus": config.ray_replica_cpus})
         app = dep.bind(path, config.to_dict(), reranker, reranker_settings, False)
         try:
@@ -97,8 +99,9 @@ def run_ray(index: Any, config: ServeConfig, reranker: Any, reranker_settings: d
     finally:
         try:
             serve.delete(app_name)
-        except Exception:   # noqa: BLE001, S110  (nothing deployed, or Ray already gone)
-            pass
+        except Exception as e:   # noqa: BLE001  (nothing deployed, or Ray already gone: said, not raised)
+            print(f"lsr serve: could not delete the Ray Serve application {app_name!r}: "
+                  f"{(str(e).strip().splitlines() or [type(e).__name__])[0]}", file=sys.stderr)
         if started:
             ray.shutdown()
 
