@@ -100,6 +100,7 @@ def test_config_validation():
             _host_port(bad)
 
 
+@pytest.mark.slow
 def test_cli_bad_address(corpus, splade_tiny, tmp_path):
     """An address where no Ray cluster listens: one `lsr: error:` line in seconds, exit 2."""
     import socket
@@ -121,6 +122,7 @@ def test_cli_bad_address(corpus, splade_tiny, tmp_path):
     assert not (tmp_path / "v").exists() and not (tmp_path / "ix").exists()
 
 
+@pytest.mark.slow
 def test_actor_rows_round_trip(corpus, splade_tiny):
     """EncodeActor (called in this process) returns each chunk as encode_documents_sparse gives it, and an
     encoder that cannot load as an error row with the LsrError's message."""

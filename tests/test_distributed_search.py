@@ -39,6 +39,7 @@ def _same(a, b):
     assert np.array_equal(a.ranks, b.ranks)
 
 
+@pytest.mark.slow
 def test_ray_search_equals_unsharded_for_every_exact_algorithm(ray_local, indexes):
     from lsr.distributed.search import RayShardedSearcher
 
@@ -57,6 +58,7 @@ def test_ray_search_equals_unsharded_for_every_exact_algorithm(ray_local, indexe
         _same(got, lsr.Searcher(ix, algorithm=EXACT[-1]).search_batch(queries, k=10))
 
 
+@pytest.mark.slow
 def test_a_killed_actor_restarts_and_one_that_stays_down_is_named(ray_local, indexes):
     from lsr.distributed.search import RayShardedSearcher, ShardActorsConfig
 

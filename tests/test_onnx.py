@@ -272,6 +272,7 @@ def test_searcher_answers_text_queries_through_the_onnx_query_encoder(tmp_path, 
     assert [x.split()[:3] for x in lines] == [[h.query_id, "Q0", h.doc_id] for h in ref]
 
 
+@pytest.mark.slow
 def test_searcher_query_encoder_replaces_the_recorded_one(tmp_path, export_dir, torch_encoder, capsys):
     """An index built with torch searched through its model's ONNX export (Searcher(query_encoder=...)
     and ``lsr search --query-encoder``): the same hits as the recorded torch encoder; an export of other
