@@ -235,12 +235,12 @@ class RayShardedSearcher(QuerySide):
         return results
 
     def close(self) -> None:
-        """End the actors (no restart)."""
-        for a in getattr(self, "actors", []):
-            try:
-                self._ray.kill(a, no_restart=True)
-            except Exception:   # already gone
-                pass
+        """End the actors (no restart). Killing an actor that is already dead is a no-op in Ray; after
+        ``ray.shutdown()`` there is nothing left to end."""
+        ray = getattr(self, "_ray", None)
+        if ray is not None and ray.is_initialized():
+            for a in getattr(self, "actors", []):
+                ray.kill(a, no_restart=True)
         self.actors = []
 
     def __enter__(self) -> "RayShardedSearcher":
