@@ -439,7 +439,7 @@ def _shard_config(src: Index, run_postings: int) -> IndexConfig:
 
 def shard_index(src_index_dir: str | os.PathLike | Index, out_dir: str | os.PathLike, shards: int,
                 overwrite: bool = False, *, verify: bool = True, chunk_postings: int = 1 << 22,
-                run_postings: int | None = None) -> ShardedIndex:
+                run_postings: int | None = None, progress: bool = False) -> ShardedIndex:
     """Split the index at ``src_index_dir`` into ``shards`` shards at ``out_dir`` (module docstring).
 
     Documents are cut into ``shards`` contiguous ranges of the source's doc order (sizes differ by at
@@ -449,8 +449,11 @@ def shard_index(src_index_dir: str | os.PathLike | Index, out_dir: str | os.Path
     an lsr index or an empty directory at ``out_dir`` (:func:`check_replaceable_sharded`), atomically
     (:func:`lsr.outputs.move_into_place`). Memory: ``chunk_postings`` postings of the source at a time
     plus each shard builder's run buffer of ``run_postings`` postings (default: IndexConfig's divided
-    among the shards). Returns the opened :class:`ShardedIndex`.
+    among the shards). ``progress``: the postings split so far, as a bar on a terminal and a line
+    every 30 s otherwise (:class:`lsr.progress.Progress`). Returns the opened :class:`ShardedIndex`.
     """
+    from lsr.progress import Progress
+
     from .builder import IndexBuilder, _write_owner, OWNER_FILE
     from .kernels.postings import decode_term_into
 
@@ -481,28 +484,31 @@ def shard_index(src_index_dir: str | os.PathLike | Index, out_dir: str | os.Path
         added = np.zeros(shards, np.int64)
         off = src.term_offsets
         t, T = 0, src.num_terms
-        while t < T:
-            # the next terms up to about chunk_postings postings (at least one term)
-            t_end = max(t + 1, int(np.searchsorted(off, off[t] + chunk_postings, side="right")) - 1)
-            t_end = min(t_end, T)
-            a, b = int(off[t]), int(off[t_end])
-            if b > a:
-                docs = np.empty(b - a, np.int32)
-                for u in range(t, t_end):
-                    if off[u + 1] > off[u]:
-                        decode_term_into(off, src.range_code_offsets, src.range_codes, src.postings_low,
-                                         src.range_shift, u, docs, int(off[u]) - a)
-                tids = np.repeat(np.arange(t, t_end, dtype=np.int32), np.diff(off[t:t_end + 1]))
-                imps = np.asarray(src.postings_impacts[a:b])
-                which = np.searchsorted(starts[1:], docs, side="right").astype(np.int16)
-                order = np.argsort(which, kind="stable")   # term, then doc order kept inside each shard
-                bounds = np.searchsorted(which[order], np.arange(shards + 1))
-                for i in range(shards):
-                    sel = order[bounds[i]:bounds[i + 1]]
-                    if len(sel):
-                        builders[i].add_postings(docs[sel] - np.int32(starts[i]), tids[sel], imps[sel])
-                        added[i] += len(sel)
-            t = t_end
+        with Progress(f"splitting into {shards} shards", total=src.num_postings, unit="postings",
+                      enabled=progress) as bar:
+            while t < T:
+                # the next terms up to about chunk_postings postings (at least one term)
+                t_end = max(t + 1, int(np.searchsorted(off, off[t] + chunk_postings, side="right")) - 1)
+                t_end = min(t_end, T)
+                a, b = int(off[t]), int(off[t_end])
+                if b > a:
+                    docs = np.empty(b - a, np.int32)
+                    for u in range(t, t_end):
+                        if off[u + 1] > off[u]:
+                            decode_term_into(off, src.range_code_offsets, src.range_codes, src.postings_low,
+                                             src.range_shift, u, docs, int(off[u]) - a)
+                    tids = np.repeat(np.arange(t, t_end, dtype=np.int32), np.diff(off[t:t_end + 1]))
+                    imps = np.asarray(src.postings_impacts[a:b])
+                    which = np.searchsorted(starts[1:], docs, side="right").astype(np.int16)
+                    order = np.argsort(which, kind="stable")   # term, then doc order kept inside each shard
+                    bounds = np.searchsorted(which[order], np.arange(shards + 1))
+                    for i in range(shards):
+                        sel = order[bounds[i]:bounds[i + 1]]
+                        if len(sel):
+                            builders[i].add_postings(docs[sel] - np.int32(starts[i]), tids[sel], imps[sel])
+                            added[i] += len(sel)
+                    bar.update(b - a)
+                t = t_end
         lengths = src.arrays.get("doc_lengths")
         for i, bld in enumerate(builders):
             for c in range(int(starts[i]), int(starts[i + 1]), 100_000):
@@ -587,11 +593,13 @@ def _finish_shard(src: Index, ix: Index, i: int, shards: int, start: int, end: i
             "manifest_sha256": fmt.sha256_file(mpath)}
 
 
-def build_sharded(build: Callable[[str], Any], out_dir: str | os.PathLike, shards: int, overwrite: bool = False):
+def build_sharded(build: Callable[[str], Any], out_dir: str | os.PathLike, shards: int, overwrite: bool = False,
+                  progress: bool = False):
     """``build(path)`` writes an ordinary index at ``path`` (inside a ``<out>.building-*`` directory
     beside ``out_dir``, removed afterwards); it is then split into ``shards`` shards at ``out_dir``
     (:func:`shard_index`). Returns ``(ShardedIndex, what build returned)``. Needs the disk space of
-    the index twice while it splits. An existing ``out_dir`` is checked before building."""
+    the index twice while it splits. An existing ``out_dir`` is checked before building. ``progress``:
+    the split's (:func:`shard_index`)."""
     from .builder import BUILDING_INFIX, _write_owner
 
     if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or shards < 1:
@@ -610,7 +618,7 @@ def build_sharded(build: Callable[[str], Any], out_dir: str | os.PathLike, shard
         built = build(os.path.join(tmp, os.path.basename(out)))
         plain = built if isinstance(built, Index) else Index.open(os.path.join(tmp, os.path.basename(out)),
                                                                    verify=False)
-        sharded = shard_index(plain, out, shards, overwrite=overwrite)
+        sharded = shard_index(plain, out, shards, overwrite=overwrite, progress=progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return sharded, built

@@ -354,3 +354,16 @@ def test_stored_text_and_doc_lengths_follow_their_documents(tmp_path):
     from lsr.rerank.sources import open_docs
 
     assert open_docs(sh).texts([ix.doc_id(7)]) == {ix.doc_id(7): ix.doc_text(7)}
+
+
+def test_split_progress_counts_every_posting(quantised, tmp_path, capsys):
+    """shard_index(progress=True) off a terminal: one closing line with every posting of the source
+    (lines every 30 s before it on a long split); silent without progress."""
+    src, _ = quantised
+    capsys.readouterr()
+    shard_index(src.path, tmp_path / "quiet", 3)
+    assert capsys.readouterr().err == ""
+    shard_index(src.path, tmp_path / "shown", 3, progress=True)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("splitting into 3 shards: ")
+    assert f"{src.num_postings}/{src.num_postings} postings" in lines[0].replace(",", ""), lines[0]

@@ -180,7 +180,7 @@ def _maybe_sharded(args: argparse.Namespace, build):
         return ix, ix
     from lsr.index.sharded import build_sharded
 
-    return build_sharded(build, args.output, args.shards, overwrite=args.overwrite)
+    return build_sharded(build, args.output, args.shards, overwrite=args.overwrite, progress=not args.no_progress)
 
 
 class Terminated(BaseException):
