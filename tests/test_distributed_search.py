@@ -10,8 +10,6 @@ import lsr
 from lsr.config import ALGORITHMS, IndexConfig
 from lsr.index.sharded import ShardsUnavailable, ShardStatus, shard_index
 
-pytest.importorskip("ray")
-
 EXACT = [a for a in ALGORITHMS if a != "approx"]
 
 
