@@ -250,6 +250,7 @@ def test_binds_to_loopback_by_default(server):
     assert _listening_addresses(int(port)) == ["127.0.0.1"]
 
 
+@pytest.mark.slow
 def test_index_unchanged_and_graceful_stop(vec_index, tmp_path):
     """A server of its own: after searches, reads of /info and /health and refused requests the index
     files are byte for byte what they were; SIGTERM stops the server cleanly (exit 0)."""
@@ -275,6 +276,7 @@ def _cli(args: list[str]) -> subprocess.CompletedProcess:
                           cwd=ROOT, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_error_line(tmp_path, vec_index):
     r = _cli(["-i", str(tmp_path / "missing")])
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("lsr: error: ")
@@ -484,6 +486,7 @@ def test_rerank_equals_the_python_pipeline(text_index, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ load test
+@pytest.mark.slow
 def test_load_test_script_runs_against_a_child_server(vec_index, tmp_path):
     from benchmarks import load_test
 
