@@ -17,7 +17,42 @@ from .kernels.docids import gather_ids
 from .kernels.postings import decode_docs, decode_term_into
 
 
-class Index:
+class ManifestFacts:
+    """The facts an index's manifest states (counts, impact type, quantisation, encoder, block size),
+    shared by :class:`Index` and :class:`~lsr.index.sharded.ShardedLayout`: both set ``manifest``."""
+
+    manifest: dict[str, Any]
+
+    @property
+    def num_documents(self) -> int:
+        return int(self.manifest["counts"]["documents"])
+
+    @property
+    def num_terms(self) -> int:
+        return int(self.manifest["counts"]["terms"])
+
+    @property
+    def num_postings(self) -> int:
+        return int(self.manifest["counts"]["postings"])
+
+    @property
+    def is_float(self) -> bool:
+        return self.manifest["impact_dtype"] == "float32"
+
+    @property
+    def quantization(self) -> dict[str, Any]:
+        return self.manifest["quantization"]
+
+    @property
+    def encoder(self) -> dict[str, Any] | None:
+        return self.manifest.get("encoder")
+
+    @property
+    def block_size(self) -> int:
+        return int(self.manifest["block_size"])
+
+
+class Index(ManifestFacts):
     """A read-only, memory-mapped inverted index.
 
     Open with :meth:`Index.open`; arrays are NumPy memmaps (see
@@ -104,22 +139,6 @@ class Index:
                           revision=revision)
 
     # -- facts ------------------------------------------------------------------
-    @property
-    def num_documents(self) -> int:
-        return int(self.manifest["counts"]["documents"])
-
-    @property
-    def num_terms(self) -> int:
-        return int(self.manifest["counts"]["terms"])
-
-    @property
-    def num_postings(self) -> int:
-        return int(self.manifest["counts"]["postings"])
-
-    @property
-    def is_float(self) -> bool:
-        return self.manifest["impact_dtype"] == "float32"
-
     def integer_scale(self, bits: int = 8) -> tuple[float, int]:
         """``(scale, largest value)`` for writing this index's impacts as integers (the exports):
         ``(1, 255 or 65535)`` for a quantised index, whose impacts are kept as they are;
@@ -132,18 +151,6 @@ class Index:
         top = float(np.max(self.term_max)) if self.num_terms else 0.0
         cap = (1 << bits) - 1
         return (cap / top if top > 0 else 1.0), cap
-
-    @property
-    def quantization(self) -> dict[str, Any]:
-        return self.manifest["quantization"]
-
-    @property
-    def encoder(self) -> dict[str, Any] | None:
-        return self.manifest.get("encoder")
-
-    @property
-    def block_size(self) -> int:
-        return int(self.manifest["block_size"])
 
     def size_bytes(self) -> int:
         """Bytes on disk of every file the manifest lists (plus the manifest)."""

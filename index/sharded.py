@@ -47,7 +47,7 @@ from lsr.outputs import move_into_place, refuse_input_overlap, start_output_dir
 from lsr.results import Results
 
 from . import format as fmt
-from .index import Index
+from .index import Index, ManifestFacts
 from .search import QuerySide, Searcher, _own_query_encoder, _query_items
 
 FORMAT_NAME = "lsr-sharded-index"
@@ -197,7 +197,7 @@ def read_sharded_manifest(path: str) -> dict[str, Any]:
     return m
 
 
-class ShardedLayout:
+class ShardedLayout(ManifestFacts):
     """The facts of a sharded index that need none of the shards' postings: its manifest, each shard's
     checked manifest, the shared vocabulary and each term's largest impact over all shards. Enough to
     prepare queries (the Ray searcher's driver uses only this); :class:`ShardedIndex` opens the shards.
@@ -248,34 +248,6 @@ class ShardedLayout:
     @property
     def num_shards(self) -> int:
         return len(self.shard_paths)
-
-    @property
-    def num_documents(self) -> int:
-        return int(self.manifest["counts"]["documents"])
-
-    @property
-    def num_terms(self) -> int:
-        return int(self.manifest["counts"]["terms"])
-
-    @property
-    def num_postings(self) -> int:
-        return int(self.manifest["counts"]["postings"])
-
-    @property
-    def is_float(self) -> bool:
-        return self.manifest["impact_dtype"] == "float32"
-
-    @property
-    def quantization(self) -> dict[str, Any]:
-        return self.manifest["quantization"]
-
-    @property
-    def encoder(self) -> dict[str, Any] | None:
-        return self.manifest.get("encoder")
-
-    @property
-    def block_size(self) -> int:
-        return int(self.manifest["block_size"])
 
     @property
     def has_text(self) -> bool:
